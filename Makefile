@@ -1,0 +1,48 @@
+# The two commands that matter: `make run` and `make test`. Each installs
+# what it needs when it is missing.
+GO        ?= go
+NPM       ?= npm
+ADDR      ?= 127.0.0.1:8081
+GOTESTFLAGS ?= -race -count=1 -timeout 40m
+
+.PHONY: run test deps deps-client deps-node deps-system vet bench build clean
+
+run: deps-client
+	$(GO) run ./cmd/server -addr $(ADDR)
+
+test: deps vet
+	$(GO) test $(GOTESTFLAGS) ./...
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+
+deps: deps-client deps-node deps-system
+
+# The browser client, pinned in package-lock.json, served by the server.
+deps-client: web/sockjs-client/node_modules/.package-lock.json
+web/sockjs-client/node_modules/.package-lock.json: web/sockjs-client/package-lock.json
+	cd web/sockjs-client && $(NPM) ci --no-audit --no-fund
+
+# Reference peers for differential tests: sockjs-node and sockjs-client.
+deps-node: e2e/node/node_modules/.package-lock.json
+e2e/node/node_modules/.package-lock.json: e2e/node/package-lock.json
+	cd e2e/node && $(NPM) ci --no-audit --no-fund
+
+# Chromium for browser tests and redis-server for the broker, from Debian.
+deps-system:
+	@need=""; \
+	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
+	if [ -n "$$need" ]; then \
+		echo "installing:$$need"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	fi
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./session/ ./transport/
+
+clean:
+	rm -rf web/sockjs-client/node_modules e2e/node/node_modules

@@ -1,0 +1,164 @@
+// Command server runs a SockJS server with embedded defaults: the protocol
+// suite's echo services, the browser client and demo page, and health
+// checks. `go run ./cmd/server` needs no set-up.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/sockjsd/sockjsd/services"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
+	slog.SetDefault(log)
+	if err := run(cfg, log); err != nil {
+		log.Error("server stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until SIGINT or SIGTERM, then shuts down gracefully.
+func run(cfg Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := newServer(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	log.Info("sockjs server listening", "addr", ln.Addr().String(), "demo", "http://"+ln.Addr().String()+"/")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.http.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return srv.shutdown(sctx)
+}
+
+type server struct {
+	http     *http.Server
+	services []*transport.Handler
+	log      *slog.Logger
+	stopping atomic.Bool
+}
+
+func newServer(cfg Config, log *slog.Logger) (*server, error) {
+	opts := cfg.transportOptions()
+	opts.Logger = log
+	r := mux.NewRouter()
+	// The protocol's URLs include ones like /echo// that must answer 404,
+	// not a redirect to a cleaned path.
+	r.SkipClean(true)
+
+	// Each feature wires itself in its own file (metrics.go, hub.go):
+	// the observer must be in opts before any service is built.
+	mountMetrics(r, &opts)
+	svcs := services.Protocol(opts)
+	svcs = append(svcs, mountHub(r, cfg, opts, log)...)
+	services.Mount(r, svcs...)
+
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s := &server{services: svcs, log: log}
+	r.HandleFunc("/readyz", s.ready)
+	mountClient(r, cfg.ClientDir, log)
+
+	s.http = &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// ready answers 503 once shutdown has begun, so load balancers stop
+// sending new sessions here.
+func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.draining() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *server) draining() bool { return s.stopping.Load() }
+
+// shutdown stops accepting connections, sends every session
+// c[1001,"Going away"], waits for those frames to be written, and closes
+// what is left when ctx ends.
+func (s *server) shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.services)+1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[0] = s.http.Shutdown(ctx)
+	}()
+	for i, h := range s.services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i+1] = h.Shutdown(ctx.Done())
+		}()
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	return err
+}
+
+// mountClient serves the browser side: the pinned sockjs-client from npm at
+// /sockjs-client/, and the demo page at /. A missing npm install is not
+// fatal: /info and the non-iframe transports work without it.
+func mountClient(r *mux.Router, dir string, log *slog.Logger) {
+	dist := filepath.Join(dir, "node_modules", "sockjs-client", "dist")
+	if _, err := os.Stat(filepath.Join(dist, "sockjs.min.js")); err != nil {
+		log.Warn("sockjs-client is not installed: the iframe transports and the demo page will not work; run `make deps`", "looked_in", dist)
+	}
+	r.PathPrefix("/sockjs-client/").Handler(http.StripPrefix("/sockjs-client/", http.FileServer(http.Dir(dist))))
+	r.PathPrefix("/").Handler(http.FileServer(http.Dir(filepath.Join(dir, "public"))))
+}

@@ -1,0 +1,55 @@
+// Package services holds the demonstration services that the SockJS
+// protocol test suite expects (echo, close, disabled_websocket_echo,
+// cookie_needed_echo), so that cmd/server and the tests mount the same ones.
+package services
+
+import (
+	"context"
+
+	"github.com/gorilla/mux"
+
+	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+// Echo sends every message back to its session.
+func Echo(s *session.Session) {
+	ctx := context.Background()
+	for {
+		m, err := s.Recv(ctx)
+		if err != nil {
+			return
+		}
+		if s.Send(m) != nil {
+			return
+		}
+	}
+}
+
+// Close closes every session as soon as it opens, with c[3000,"Go away!"].
+func Close(s *session.Session) {
+	_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
+}
+
+// Protocol returns the services of the protocol suite, built on base:
+// /echo and /close (raw websocket on), /disabled_websocket_echo (websocket
+// off, and /info says so) and /cookie_needed_echo (JSESSIONID set).
+func Protocol(base transport.Options) []*transport.Handler {
+	wsOff := base
+	wsOff.DisableWebSocket = true
+	cookie := base
+	cookie.CookieNeeded = true
+	return []*transport.Handler{
+		transport.New("/echo", base, Echo),
+		transport.New("/close", base, Close),
+		transport.New("/disabled_websocket_echo", wsOff, Echo),
+		transport.New("/cookie_needed_echo", cookie, Echo),
+	}
+}
+
+// Mount mounts handlers on r.
+func Mount(r *mux.Router, hs ...*transport.Handler) {
+	for _, h := range hs {
+		h.Mount(r)
+	}
+}

@@ -1,0 +1,102 @@
+package session
+
+import "time"
+
+// Transport names the connection kind a session was opened with. It is a
+// small integer so that observers can index arrays instead of hashing
+// strings on the hot path.
+type Transport uint8
+
+// The transports of SockJS 0.3.3. Their String values are the names
+// sockjs-client uses, and the only values metrics labels ever take.
+const (
+	WebSocket Transport = iota
+	RawWebSocket
+	XHRStreaming
+	XHRPolling
+	EventSource
+	HTMLFile
+	JSONPPolling
+	NumTransports // number of transports, for arrays indexed by Transport
+)
+
+var transportNames = [NumTransports]string{
+	WebSocket:    "websocket",
+	RawWebSocket: "websocket-raw",
+	XHRStreaming: "xhr-streaming",
+	XHRPolling:   "xhr-polling",
+	EventSource:  "eventsource",
+	HTMLFile:     "htmlfile",
+	JSONPPolling: "jsonp-polling",
+}
+
+func (t Transport) String() string {
+	if t < NumTransports {
+		return transportNames[t]
+	}
+	return "unknown"
+}
+
+// CloseReason classifies why a session ended, for metrics.
+type CloseReason uint8
+
+// Reasons a session ends.
+const (
+	ReasonClient        CloseReason = iota // the client closed (websocket close, or went away cleanly)
+	ReasonServer                           // the application called Close, or its handler returned
+	ReasonTimeout                          // no receiving connection within DisconnectDelay
+	ReasonLimit                            // a queue, message or body limit was exceeded
+	ReasonError                            // a network or protocol error interrupted the session
+	ReasonShutdown                         // the server is shutting down
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"client", "server", "timeout", "limit", "error", "shutdown"}
+
+func (r CloseReason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// FrameKind is the first byte of a SockJS frame.
+type FrameKind byte
+
+// Frame kinds of the SockJS protocol.
+const (
+	FrameOpen      FrameKind = 'o'
+	FrameHeartbeat FrameKind = 'h'
+	FrameMessages  FrameKind = 'a'
+	FrameClose     FrameKind = 'c'
+)
+
+// Observer receives session events. Implementations must be cheap and safe
+// for concurrent use: they are called on the hot path, never under a
+// session lock. The metrics package implements it with Prometheus; core
+// packages only know this interface.
+type Observer interface {
+	SessionOpened(t Transport)
+	// TimeToOpen is the time from the first request of a session to its
+	// open frame being written.
+	TimeToOpen(t Transport, d time.Duration)
+	SessionClosed(t Transport, reason CloseReason, lifetime time.Duration)
+	// MessageReceived is called once per message the client sent.
+	MessageReceived(t Transport, bytes int)
+	// FrameWritten is called once per frame written to a connection, with
+	// the number of application messages it carried and its encoded size.
+	FrameWritten(t Transport, kind FrameKind, messages, bytes int)
+	// DeliveryDelay is the time from Send to the message's bytes being
+	// written to the client's connection, once per message.
+	DeliveryDelay(t Transport, d time.Duration)
+}
+
+// NopObserver ignores every event.
+type NopObserver struct{}
+
+func (NopObserver) SessionOpened(Transport)                             {}
+func (NopObserver) TimeToOpen(Transport, time.Duration)                 {}
+func (NopObserver) SessionClosed(Transport, CloseReason, time.Duration) {}
+func (NopObserver) MessageReceived(Transport, int)                      {}
+func (NopObserver) FrameWritten(Transport, FrameKind, int, int)         {}
+func (NopObserver) DeliveryDelay(Transport, time.Duration)              {}

@@ -1,0 +1,65 @@
+package session
+
+import "time"
+
+// Options bound a session's resources and timing. The zero value of every
+// field means "use the default" documented next to it.
+type Options struct {
+	// HeartbeatDelay is how long an attached receiver may stay silent before
+	// the session writes an 'h' frame, so proxies do not cut idle
+	// connections. Default 25s (the protocol's figure).
+	HeartbeatDelay time.Duration
+
+	// DisconnectDelay is how long a session without a receiving connection
+	// is kept before it expires, and how long a closed session keeps
+	// answering with its close frame. Default 5s.
+	DisconnectDelay time.Duration
+
+	// SendQueueMessages and SendQueueBytes bound the messages written with
+	// Send that the client has not received yet. A session that would
+	// exceed either is closed with CodeQueueOverflow instead of growing
+	// memory. Defaults 16384 messages and 4 MiB.
+	SendQueueMessages int
+	SendQueueBytes    int
+
+	// RecvQueueMessages bounds received messages that the application has
+	// not taken with Recv yet. When it is full, the connection that
+	// carries more messages waits (TCP backpressure), it is never dropped.
+	// Default 256.
+	RecvQueueMessages int
+
+	// Observer receives session events for metrics. Default: none.
+	Observer Observer
+}
+
+// Defaults for Options.
+const (
+	DefaultHeartbeatDelay    = 25 * time.Second
+	DefaultDisconnectDelay   = 5 * time.Second
+	DefaultSendQueueMessages = 16384
+	DefaultSendQueueBytes    = 4 << 20
+	DefaultRecvQueueMessages = 256
+)
+
+// WithDefaults returns o with every zero field replaced by its default.
+func (o Options) WithDefaults() Options {
+	if o.HeartbeatDelay <= 0 {
+		o.HeartbeatDelay = DefaultHeartbeatDelay
+	}
+	if o.DisconnectDelay <= 0 {
+		o.DisconnectDelay = DefaultDisconnectDelay
+	}
+	if o.SendQueueMessages <= 0 {
+		o.SendQueueMessages = DefaultSendQueueMessages
+	}
+	if o.SendQueueBytes <= 0 {
+		o.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if o.RecvQueueMessages <= 0 {
+		o.RecvQueueMessages = DefaultRecvQueueMessages
+	}
+	if o.Observer == nil {
+		o.Observer = NopObserver{}
+	}
+	return o
+}

@@ -1,0 +1,467 @@
+// Package session is the transport-independent half of a SockJS server: a
+// session's state machine, its bounded outbound and inbound queues, its
+// heartbeat and expiry timers, and the registry that finds a session by the
+// id in its URL.
+//
+// A session never writes to a network connection itself. A transport
+// attaches a Receiver and calls Serve on its own goroutine; Serve takes
+// queued messages under the session lock, releases the lock, and only then
+// hands the frame to the Receiver. A slow client therefore slows down its
+// own Serve loop and nothing else, and Send never blocks.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Close codes and reasons used by the protocol and by this server. Codes
+// 3000-3999 are reserved for libraries like this one, 4000-4999 for
+// applications.
+const (
+	CodeGoingAway    = 1001 // server shutdown
+	CodeInterrupted  = 1002 // the receiving connection broke
+	CodeTooBig       = 1009 // a message over the size limit
+	CodeAnotherConn  = 2010 // a second receiver for one session
+	CodeGoAway       = 3000 // the application closed the session
+	CodeQueueFull    = 3009 // the client did not read fast enough
+	ReasonGoingAway  = "Going away"
+	ReasonInterrupt  = "Connection interrupted"
+	ReasonTooBig     = "Message too big"
+	ReasonAnother    = "Another connection still open"
+	ReasonGoAway     = "Go away!"
+	ReasonQueueFull  = "Send queue overflow"
+)
+
+// Errors returned by Session methods.
+var (
+	ErrClosed     = errors.New("sockjs: session closed")
+	ErrQueueFull  = errors.New("sockjs: send queue full, session closed")
+	ErrTooMany    = errors.New("sockjs: too many sessions")
+)
+
+// Frame is one SockJS frame before encoding. Transports encode it into their
+// own wire format ("a[...]\n", "data: a[...]\r\n\r\n", a websocket message…).
+type Frame struct {
+	Kind     FrameKind
+	Messages []string // FrameMessages only
+	Code     int      // FrameClose only
+	Reason   string   // FrameClose only
+}
+
+// Receiver is one client connection that frames are delivered to: an HTTP
+// response held open, a websocket, or (later) a connection held by another
+// node. The session only knows this interface.
+type Receiver interface {
+	// WriteFrame writes and flushes one frame. done reports that this
+	// receiver takes no more frames (a polling response was answered, a
+	// streaming response reached its size limit); err that the connection
+	// failed.
+	WriteFrame(f *Frame) (done bool, err error)
+	// Gone is closed when the client's connection went away.
+	Gone() <-chan struct{}
+}
+
+// Request is what the application may know of the request that opened the
+// session, for authentication: a token in the query string or a header.
+// Cookies are removed unless the transport is configured to keep them,
+// because iframe-based transports would turn cookie authentication into a
+// cross-site request forgery hole.
+type Request struct {
+	Header     http.Header
+	Query      url.Values
+	RemoteAddr string
+	Host       string
+	Path       string
+}
+
+type state uint8
+
+const (
+	stateNew     state = iota // created, open frame not written yet
+	stateOpen                 // open frame written
+	stateClosing              // Close was called: flush queued messages, then the close frame
+	stateClosed               // close frame decided; served to every later receiver until expiry
+	stateExpired              // gone from the registry
+)
+
+type queued struct {
+	msg string
+	at  int64 // monotonic nanoseconds (see now)
+}
+
+var epoch = time.Now()
+
+// now is a cheap monotonic clock in nanoseconds since process start.
+func now() int64 { return int64(time.Since(epoch)) }
+
+// Session is one SockJS session, whatever its transport. Its methods are
+// safe for concurrent use.
+type Session struct {
+	id        string
+	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
+	transport Transport
+	req       Request
+	opts      *Options
+	reg       *Registry
+	created   int64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	in     chan string // received messages not yet taken by Recv
+
+	notify chan struct{} // capacity 1: "something changed" for the Serve loop
+
+	mu          sync.Mutex
+	state       state
+	out         []queued // messages sent and not yet written
+	outBytes    int
+	spare       []queued // the previous batch's array, reused
+	attached    bool
+	closeCode   int
+	closeReason string
+	expiry      *time.Timer
+}
+
+func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Session{
+		id:        NewID(),
+		key:       key,
+		transport: t,
+		req:       req,
+		opts:      opts,
+		reg:       reg,
+		created:   now(),
+		ctx:       ctx,
+		cancel:    cancel,
+		in:        make(chan string, opts.RecvQueueMessages),
+		notify:    make(chan struct{}, 1),
+	}
+}
+
+// NewID returns 128 crypto-random bits, base64url-encoded.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("sockjs: crypto/rand failed: " + err.Error()) // never happens on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ID is an opaque, crypto-random identifier made by the server. It is never
+// the session id from the URL: whoever knows that one can read and write the
+// session, so the protocol keeps it from applications.
+func (s *Session) ID() string { return s.id }
+
+// Transport is the transport the session was opened with.
+func (s *Session) Transport() Transport { return s.transport }
+
+// Request describes the request that opened the session.
+func (s *Session) Request() Request { return s.req }
+
+// Context is cancelled when the session closes.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Send queues msg for the client and returns at once. Messages are
+// delivered in order, exactly once, across poll cycles and streaming
+// rollovers. If the client has fallen so far behind that the send queue
+// limit is reached, the session is closed with code 3009 and ErrQueueFull
+// is returned.
+func (s *Session) Send(msg string) error {
+	s.mu.Lock()
+	if s.state >= stateClosing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if len(s.out) >= s.opts.SendQueueMessages || s.outBytes+len(msg) > s.opts.SendQueueBytes {
+		// The backlog is useless to a client that cannot keep up: drop it
+		// so that the close frame is the next thing it sees.
+		s.out, s.outBytes = s.out[:0], 0
+		s.closeLocked(CodeQueueFull, ReasonQueueFull, ReasonLimit)
+		s.mu.Unlock()
+		s.wake()
+		return ErrQueueFull
+	}
+	s.out = append(s.out, queued{msg: msg, at: now()})
+	s.outBytes += len(msg)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// Recv returns the next message from the client. It returns ErrClosed once
+// the session is closed and every received message was taken, or ctx's
+// error.
+func (s *Session) Recv(ctx context.Context) (string, error) {
+	select {
+	case m := <-s.in:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-s.in:
+		return m, nil
+	case <-s.ctx.Done():
+		select {
+		case m := <-s.in:
+			return m, nil
+		default:
+			return "", ErrClosed
+		}
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Close closes the session: messages already sent are delivered, then the
+// close frame c[code,"reason"]. It returns ErrClosed if the session was
+// already closed.
+func (s *Session) Close(code int, reason string) error {
+	s.mu.Lock()
+	if s.state >= stateClosing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closeLocked(code, reason, ReasonServer)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// CloseFor closes the session for a reason other than the application's
+// request (a limit, a protocol error, shutdown), so that metrics can tell
+// them apart. It is a no-op on a closed session.
+func (s *Session) CloseFor(code int, reason string, why CloseReason) {
+	s.closeWith(code, reason, why)
+}
+
+func (s *Session) closeWith(code int, reason string, why CloseReason) {
+	s.mu.Lock()
+	if s.state < stateClosing {
+		s.closeLocked(code, reason, why)
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *Session) closeLocked(code int, reason string, why CloseReason) {
+	s.state = stateClosing
+	s.closeCode, s.closeReason = code, reason
+	s.cancel()
+	s.opts.Observer.SessionClosed(s.transport, why, time.Duration(now()-s.created))
+}
+
+// Deliver hands messages received from the client to the application, in
+// order. It waits while the receive queue is full, which is how a client
+// that sends faster than the application reads is slowed down.
+func (s *Session) Deliver(ctx context.Context, msgs []string) error {
+	for _, m := range msgs {
+		s.opts.Observer.MessageReceived(s.transport, len(m))
+		select {
+		case s.in <- m:
+			continue
+		default:
+		}
+		select {
+		case s.in <- m:
+		case <-s.ctx.Done():
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Closed reports whether the session has been closed.
+func (s *Session) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state >= stateClosing
+}
+
+func (s *Session) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+var (
+	openFrame      = Frame{Kind: FrameOpen}
+	heartbeatFrame = Frame{Kind: FrameHeartbeat}
+)
+
+// Serve attaches r as the session's receiving connection and writes frames
+// to it until r is done, r's connection goes away, or the session ends. Only
+// one receiver may be attached at a time: a second one gets
+// c[2010,"Another connection still open"] and the first is not disturbed.
+// A closed session answers every receiver with its close frame.
+func (s *Session) Serve(r Receiver) {
+	s.mu.Lock()
+	if s.attached {
+		s.mu.Unlock()
+		r.WriteFrame(&Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother})
+		return
+	}
+	if s.state >= stateClosed {
+		f := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
+		s.mu.Unlock()
+		r.WriteFrame(&f)
+		return
+	}
+	s.attached = true
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	opening := s.state == stateNew
+	if opening {
+		s.state = stateOpen
+	}
+	s.mu.Unlock()
+	defer s.detach()
+
+	if opening {
+		done, err := r.WriteFrame(&openFrame)
+		s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
+		if err != nil {
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			return
+		}
+		if done {
+			return
+		}
+	}
+
+	hb := time.NewTimer(s.opts.HeartbeatDelay)
+	defer hb.Stop()
+	f := Frame{Kind: FrameMessages}
+	for {
+		s.mu.Lock()
+		if len(s.out) > 0 {
+			batch := s.out
+			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
+			s.mu.Unlock()
+
+			f.Messages = f.Messages[:0]
+			for i := range batch {
+				f.Messages = append(f.Messages, batch[i].msg)
+			}
+			done, err := r.WriteFrame(&f)
+			t := now()
+			for i := range batch {
+				s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
+				batch[i].msg = "" // let the garbage collector have it
+			}
+			clear(f.Messages)
+			s.mu.Lock()
+			if s.spare == nil && cap(batch) <= 1024 {
+				s.spare = batch[:0]
+			}
+			s.mu.Unlock()
+			if err != nil {
+				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+				return
+			}
+			if done {
+				return
+			}
+			hb.Reset(s.opts.HeartbeatDelay) // since Go 1.23 Reset needs no drain
+			continue
+		}
+		if s.state >= stateClosing {
+			s.state = stateClosed
+			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
+			s.mu.Unlock()
+			r.WriteFrame(&cf)
+			return
+		}
+		s.mu.Unlock()
+
+		select {
+		case <-s.notify:
+		case <-hb.C:
+			done, err := r.WriteFrame(&heartbeatFrame)
+			if err != nil {
+				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+				return
+			}
+			if done {
+				return
+			}
+			hb.Reset(s.opts.HeartbeatDelay)
+		case <-r.Gone():
+			// The client went away while we were waiting: messages may
+			// have been lost in flight, so the session cannot go on.
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			return
+		}
+	}
+}
+
+
+// detach releases the receiver slot and starts the expiry clock.
+func (s *Session) detach() {
+	s.mu.Lock()
+	s.attached = false
+	if s.state == stateExpired {
+		s.mu.Unlock()
+		return
+	}
+	if s.expiry == nil {
+		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
+	} else {
+		s.expiry.Reset(s.opts.DisconnectDelay)
+	}
+	s.mu.Unlock()
+}
+
+// expire runs DisconnectDelay after the last receiver left.
+func (s *Session) expire() {
+	s.mu.Lock()
+	if s.attached || s.state == stateExpired {
+		s.mu.Unlock()
+		return
+	}
+	if s.state < stateClosing {
+		s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonTimeout)
+	}
+	s.state = stateExpired
+	s.mu.Unlock()
+	if s.reg != nil {
+		s.reg.remove(s)
+	}
+}
+
+// End finishes a session whose lifetime is its connection's (websockets):
+// it is closed if it was not, and leaves the registry at once instead of
+// after DisconnectDelay.
+func (s *Session) End(why CloseReason) {
+	s.mu.Lock()
+	if s.state < stateClosing {
+		s.closeLocked(CodeInterrupted, ReasonInterrupt, why)
+	}
+	already := s.state == stateExpired
+	s.state = stateExpired
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Unlock()
+	if !already && s.reg != nil {
+		s.reg.remove(s)
+	}
+}
+
+// CloseInfo returns the close code and reason once the session is closed.
+func (s *Session) CloseInfo() (code int, reason string, closed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeCode, s.closeReason, s.state >= stateClosing
+}

@@ -1,0 +1,39 @@
+package transport
+
+import (
+	"net/http"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// eventsource: a text/event-stream response, one "data:" event per frame.
+// Frames are JSON, so they never contain the newlines or leading spaces
+// that the event-stream format would mangle.
+
+func encodeEventSource(dst []byte, f *session.Frame) []byte {
+	dst = append(dst, "data: "...)
+	dst = AppendFrame(dst, f)
+	return append(dst, "\r\n\r\n"...)
+}
+
+func (h *Handler) eventSource(w http.ResponseWriter, r *http.Request, sid string) {
+	if !allowMethods(w, r, "GET") {
+		return
+	}
+	if !h.origins.allows(r.Header.Get("Origin")) {
+		http.Error(w, "Origin not allowed", http.StatusForbidden)
+		return
+	}
+	h.setCookie(w, r)
+	s := h.sessionFor(w, r, sid, session.EventSource)
+	if s == nil {
+		return
+	}
+	startStream(w, "text/event-stream")
+	rcv := h.newHTTPReceiver(w, r, session.EventSource, encodeEventSource, true)
+	// A leading newline works around an old Opera bug.
+	if rcv.writeRaw([]byte("\r\n")) != nil {
+		return
+	}
+	h.serve(s, rcv)
+}

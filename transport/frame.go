@@ -1,0 +1,146 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// AppendFrame appends the protocol encoding of f: "o", "h", `a["m1","m2"]`
+// or `c[3000,"Go away!"]`, without a transport's own framing.
+func AppendFrame(dst []byte, f *session.Frame) []byte {
+	switch f.Kind {
+	case session.FrameMessages:
+		dst = append(dst, 'a', '[')
+		for i, m := range f.Messages {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendQuoted(dst, m)
+		}
+		return append(dst, ']')
+	case session.FrameClose:
+		dst = append(dst, 'c', '[')
+		dst = strconv.AppendInt(dst, int64(f.Code), 10)
+		dst = append(dst, ',')
+		dst = AppendQuoted(dst, f.Reason)
+		return append(dst, ']')
+	default:
+		return append(dst, byte(f.Kind))
+	}
+}
+
+const hex = "0123456789abcdef"
+
+// needsEscape reports whether the protocol requires r to travel as \uXXXX:
+// controls, and the ranges that browsers mangle or drop (zero-width and
+// direction marks, line/paragraph separators, invisible operators and the
+// specials block). sockjs-protocol's escapable_by_server.
+func needsEscape(r rune) bool {
+	switch {
+	case r < 0x20:
+		return true
+	case r < 0x200c:
+		return false
+	case r <= 0x200f, r >= 0x2028 && r <= 0x202f, r >= 0x2060 && r <= 0x206f:
+		return true
+	case r >= 0xfff0 && r <= 0xffff:
+		return true
+	}
+	return false
+}
+
+// AppendQuoted appends s as a JSON string with SockJS's escaping. Invalid
+// UTF-8 becomes U+FFFD, as encoding/json does.
+func AppendQuoted(dst []byte, s string) []byte {
+	return appendQuoted(dst, s, false)
+}
+
+// appendQuoted; html also escapes <, > and & so that the string can sit
+// inside a <script> element (htmlfile) without ending it.
+func appendQuoted(dst []byte, s string, html bool) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || (c != '<' && c != '>' && c != '&')) {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if needsEscape(r) {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Errors from decoding what a client sent.
+var (
+	ErrNoPayload  = errors.New("Payload expected.")
+	ErrBrokenJSON = errors.New("Broken JSON encoding.")
+)
+
+// DecodeMessages parses what a client sends: a JSON array of strings (the
+// HTTP send endpoints and sockjs-client's websocket), or a single JSON
+// string (allowed on websockets). An empty array is a valid heartbeat and
+// yields no messages.
+func DecodeMessages(b []byte) ([]string, error) {
+	// Skip JSON whitespace to find out which form this is.
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	if i == len(b) {
+		return nil, ErrNoPayload
+	}
+	switch b[i] {
+	case '[':
+		var msgs []string
+		if err := json.Unmarshal(b, &msgs); err != nil {
+			return nil, ErrBrokenJSON
+		}
+		return msgs, nil
+	case '"':
+		var m string
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, ErrBrokenJSON
+		}
+		return []string{m}, nil
+	}
+	return nil, ErrBrokenJSON
+}

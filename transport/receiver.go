@@ -1,0 +1,87 @@
+package transport
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// encoder wraps a protocol frame in one transport's wire format.
+type encoder func(dst []byte, f *session.Frame) []byte
+
+// httpReceiver delivers frames over an HTTP response: once for polling
+// transports, until ResponseLimit bytes for streaming ones.
+type httpReceiver struct {
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	enc       encoder
+	buf       []byte
+	streaming bool
+	written   int
+	limit     int
+	timeout   time.Duration
+	gone      <-chan struct{}
+	t         session.Transport
+	obs       session.Observer
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (h *Handler) newHTTPReceiver(w http.ResponseWriter, r *http.Request, t session.Transport, enc encoder, streaming bool) *httpReceiver {
+	return &httpReceiver{
+		w:         w,
+		rc:        http.NewResponseController(w),
+		enc:       enc,
+		streaming: streaming,
+		limit:     h.opts.ResponseLimit,
+		timeout:   h.opts.WriteTimeout,
+		gone:      r.Context().Done(),
+		t:         t,
+		obs:       h.obs,
+	}
+}
+
+func (hr *httpReceiver) Gone() <-chan struct{} { return hr.gone }
+
+func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
+	bp := bufPool.Get().(*[]byte)
+	b := hr.enc((*bp)[:0], f)
+	err := hr.writeRaw(b)
+	n := len(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		bufPool.Put(bp)
+	}
+	if err != nil {
+		return true, err
+	}
+	hr.obs.FrameWritten(hr.t, f.Kind, len(f.Messages), n)
+	if !hr.streaming || f.Kind == session.FrameClose {
+		return true, nil
+	}
+	hr.written += n
+	return hr.written >= hr.limit, nil
+}
+
+// writeRaw writes and flushes b under the write timeout, so a client that
+// stops reading is dropped instead of holding its session forever.
+func (hr *httpReceiver) writeRaw(b []byte) error {
+	_ = hr.rc.SetWriteDeadline(time.Now().Add(hr.timeout))
+	if _, err := hr.w.Write(b); err != nil {
+		return err
+	}
+	return hr.rc.Flush()
+}
+
+// startStream sends the headers every streaming response needs. Proxies
+// such as nginx buffer responses unless told not to, which would make
+// streaming transports time out on the client.
+func startStream(w http.ResponseWriter, contentType string) {
+	hd := w.Header()
+	hd.Set("Content-Type", contentType)
+	hd.Set("X-Accel-Buffering", "no")
+	noCache(w)
+	w.WriteHeader(http.StatusOK)
+}

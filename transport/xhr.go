@@ -1,0 +1,127 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// xhr-polling, xhr-streaming and xhr_send: the CORS-capable XHR transports.
+
+func encodeXHR(dst []byte, f *session.Frame) []byte {
+	return append(AppendFrame(dst, f), '\n')
+}
+
+func (h *Handler) xhrPolling(w http.ResponseWriter, r *http.Request, sid string) {
+	if r.Method == http.MethodOptions {
+		h.preflight(w, r, "OPTIONS, POST")
+		return
+	}
+	if !allowMethods(w, r, "POST", "OPTIONS") || !h.cors(w, r) {
+		return
+	}
+	h.setCookie(w, r)
+	noCache(w)
+	w.Header().Set("Content-Type", "application/javascript; charset=UTF-8")
+	s := h.sessionFor(w, r, sid, session.XHRPolling)
+	if s == nil {
+		return
+	}
+	h.serve(s, h.newHTTPReceiver(w, r, session.XHRPolling, encodeXHR, false))
+}
+
+// xhrPrelude: 2 KiB of 'h' so that old browsers start delivering progress
+// events before the first real frame.
+var xhrPrelude = append(bytes.Repeat([]byte{'h'}, 2048), '\n')
+
+func (h *Handler) xhrStreaming(w http.ResponseWriter, r *http.Request, sid string) {
+	if r.Method == http.MethodOptions {
+		h.preflight(w, r, "OPTIONS, POST")
+		return
+	}
+	if !allowMethods(w, r, "POST", "OPTIONS") || !h.cors(w, r) {
+		return
+	}
+	h.setCookie(w, r)
+	s := h.sessionFor(w, r, sid, session.XHRStreaming)
+	if s == nil {
+		return
+	}
+	startStream(w, "application/javascript; charset=UTF-8")
+	rcv := h.newHTTPReceiver(w, r, session.XHRStreaming, encodeXHR, true)
+	if rcv.writeRaw(xhrPrelude) != nil {
+		return
+	}
+	h.serve(s, rcv)
+}
+
+// serve runs a receiver to completion, counted for Shutdown.
+func (h *Handler) serve(s *session.Session, rcv session.Receiver) {
+	h.active.Add(1)
+	defer h.active.Done()
+	s.Serve(rcv)
+}
+
+func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
+	if r.Method == http.MethodOptions {
+		h.preflight(w, r, "OPTIONS, POST")
+		return
+	}
+	if !allowMethods(w, r, "POST", "OPTIONS") || !h.cors(w, r) {
+		return
+	}
+	h.setCookie(w, r)
+	noCache(w)
+	s := h.reg.Get(sid)
+	if s == nil {
+		http.NotFound(w, r)
+		return
+	}
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	if !h.deliver(w, r, s, body) {
+		return
+	}
+	// Firefox treats a body-less answer without a type as XML and
+	// complains, so the 204 carries text/plain.
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readBody reads a send request's body up to MaxMessageBytes, answering 413
+// past it.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.opts.MaxMessageBytes)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.log.Info("sockjs: send body over limit", "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
+			http.Error(w, "Payload too large.", http.StatusRequestEntityTooLarge)
+		} else {
+			http.Error(w, "Could not read body.", http.StatusBadRequest)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// deliver decodes a send payload and hands its messages to the session.
+// Bad payloads get the protocol's 500 answers.
+func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Session, payload []byte) bool {
+	msgs, err := DecodeMessages(payload)
+	if err != nil {
+		h.log.Debug("sockjs: bad send payload", "prefix", h.prefix, "err", err)
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, err.Error())
+		return false
+	}
+	// A closed session drops what it is sent, as a closed websocket does.
+	_ = s.Deliver(r.Context(), msgs)
+	return true
+}

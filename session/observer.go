@@ -42,12 +42,12 @@ type CloseReason uint8
 
 // Reasons a session ends.
 const (
-	ReasonClient        CloseReason = iota // the client closed (websocket close, or went away cleanly)
-	ReasonServer                           // the application called Close, or its handler returned
-	ReasonTimeout                          // no receiving connection within DisconnectDelay
-	ReasonLimit                            // a queue, message or body limit was exceeded
-	ReasonError                            // a network or protocol error interrupted the session
-	ReasonShutdown                         // the server is shutting down
+	ReasonClient   CloseReason = iota // the client closed (websocket close, or went away cleanly)
+	ReasonServer                      // the application called Close, or its handler returned
+	ReasonTimeout                     // no receiving connection within DisconnectDelay
+	ReasonLimit                       // a queue, message or body limit was exceeded
+	ReasonError                       // a network or protocol error interrupted the session
+	ReasonShutdown                    // the server is shutting down
 	NumReasons
 )
 

@@ -76,6 +76,7 @@ func (r *Registry) GetOrCreate(sid string, t Transport, req func() Request) (s *
 	}
 	s = newSession(sid, t, req(), &r.opts, r)
 	sh.m[sid] = s
+	s.armExpiry()
 	r.opts.Observer.SessionOpened(t)
 	return s, true, nil
 }

@@ -25,25 +25,25 @@ import (
 // 3000-3999 are reserved for libraries like this one, 4000-4999 for
 // applications.
 const (
-	CodeGoingAway    = 1001 // server shutdown
-	CodeInterrupted  = 1002 // the receiving connection broke
-	CodeTooBig       = 1009 // a message over the size limit
-	CodeAnotherConn  = 2010 // a second receiver for one session
-	CodeGoAway       = 3000 // the application closed the session
-	CodeQueueFull    = 3009 // the client did not read fast enough
-	ReasonGoingAway  = "Going away"
-	ReasonInterrupt  = "Connection interrupted"
-	ReasonTooBig     = "Message too big"
-	ReasonAnother    = "Another connection still open"
-	ReasonGoAway     = "Go away!"
-	ReasonQueueFull  = "Send queue overflow"
+	CodeGoingAway   = 1001 // server shutdown
+	CodeInterrupted = 1002 // the receiving connection broke
+	CodeTooBig      = 1009 // a message over the size limit
+	CodeAnotherConn = 2010 // a second receiver for one session
+	CodeGoAway      = 3000 // the application closed the session
+	CodeQueueFull   = 3009 // the client did not read fast enough
+	ReasonGoingAway = "Going away"
+	ReasonInterrupt = "Connection interrupted"
+	ReasonTooBig    = "Message too big"
+	ReasonAnother   = "Another connection still open"
+	ReasonGoAway    = "Go away!"
+	ReasonQueueFull = "Send queue overflow"
 )
 
 // Errors returned by Session methods.
 var (
-	ErrClosed     = errors.New("sockjs: session closed")
-	ErrQueueFull  = errors.New("sockjs: send queue full, session closed")
-	ErrTooMany    = errors.New("sockjs: too many sessions")
+	ErrClosed    = errors.New("sockjs: session closed")
+	ErrQueueFull = errors.New("sockjs: send queue full, session closed")
+	ErrTooMany   = errors.New("sockjs: too many sessions")
 )
 
 // Frame is one SockJS frame before encoding. Transports encode it into their
@@ -124,6 +124,7 @@ type Session struct {
 	outBytes    int
 	spare       []queued // the previous batch's array, reused
 	attached    bool
+	opened      bool // the open frame was written
 	closeCode   int
 	closeReason string
 	expiry      *time.Timer
@@ -306,23 +307,28 @@ var (
 // A closed session answers every receiver with its close frame.
 func (s *Session) Serve(r Receiver) {
 	s.mu.Lock()
-	if s.attached {
-		s.mu.Unlock()
-		r.WriteFrame(&Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother})
-		return
-	}
+	// A closed session answers with its close frame even while the
+	// receiver that got it first is still detaching.
 	if s.state >= stateClosed {
 		f := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
 		s.mu.Unlock()
-		r.WriteFrame(&f)
+		_, _ = r.WriteFrame(&f)
+		return
+	}
+	if s.attached {
+		s.mu.Unlock()
+		_, _ = r.WriteFrame(&Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother})
 		return
 	}
 	s.attached = true
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
-	opening := s.state == stateNew
-	if opening {
+	// The open frame comes first even when the application closed the
+	// session before any receiver came (the /close service does).
+	opening := !s.opened
+	s.opened = true
+	if s.state == stateNew {
 		s.state = stateOpen
 	}
 	s.mu.Unlock()
@@ -380,7 +386,7 @@ func (s *Session) Serve(r Receiver) {
 			s.state = stateClosed
 			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
 			s.mu.Unlock()
-			r.WriteFrame(&cf)
+			_, _ = r.WriteFrame(&cf)
 			return
 		}
 		s.mu.Unlock()
@@ -406,7 +412,6 @@ func (s *Session) Serve(r Receiver) {
 	}
 }
 
-
 // detach releases the receiver slot and starts the expiry clock.
 func (s *Session) detach() {
 	s.mu.Lock()
@@ -419,6 +424,16 @@ func (s *Session) detach() {
 		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
 	} else {
 		s.expiry.Reset(s.opts.DisconnectDelay)
+	}
+	s.mu.Unlock()
+}
+
+// armExpiry starts the expiry clock of a session no receiver is attached
+// to yet, so that one whose first request failed before Serve still goes.
+func (s *Session) armExpiry() {
+	s.mu.Lock()
+	if !s.attached && s.expiry == nil {
+		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
 	}
 	s.mu.Unlock()
 }

@@ -126,7 +126,7 @@ type Handler struct {
 	log      *slog.Logger
 
 	closing atomic.Bool
-	active  sync.WaitGroup // receiving connections, for Shutdown
+	active  atomic.Int64 // receiving connections, for Shutdown
 }
 
 // New returns a Handler serving the SockJS service at prefix (for example
@@ -191,14 +191,19 @@ func (h *Handler) Mount(r *mux.Router) {
 func (h *Handler) Shutdown(ctxDone <-chan struct{}) error {
 	h.closing.Store(true)
 	h.reg.CloseAll(session.CodeGoingAway, session.ReasonGoingAway)
-	done := make(chan struct{})
-	go func() { h.active.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctxDone:
-		return fmt.Errorf("sockjs %s: shutdown: %d sessions still connected", h.prefix, h.reg.Len())
+	// Receivers end as soon as their close frame is written; poll for
+	// that instead of a WaitGroup, which may not be added to while
+	// waited on (new requests still arrive during shutdown).
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for h.active.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctxDone:
+			return fmt.Errorf("sockjs %s: shutdown: %d connections still open", h.prefix, h.active.Load())
+		}
 	}
+	return nil
 }
 
 // ServeHTTP routes a request under the prefix: the route table of the

@@ -61,7 +61,7 @@ func (h *Handler) xhrStreaming(w http.ResponseWriter, r *http.Request, sid strin
 // serve runs a receiver to completion, counted for Shutdown.
 func (h *Handler) serve(s *session.Session, rcv session.Receiver) {
 	h.active.Add(1)
-	defer h.active.Done()
+	defer h.active.Add(-1)
 	s.Serve(rcv)
 }
 

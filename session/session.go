@@ -114,12 +114,19 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	in     chan string // received messages not yet taken by Recv
+	// Received messages not yet taken by Recv live in inQ (under mu), a
+	// slice that grows only as far as it is used: an idle session costs
+	// nothing for its receive queue. inReady wakes Recv, inSpace wakes
+	// a Deliver waiting for room.
+	inReady chan struct{}
+	inSpace chan struct{}
 
 	notify chan struct{} // capacity 1: "something changed" for the Serve loop
 
 	mu          sync.Mutex
 	state       state
+	inQ         []string
+	inHead      int
 	out         []queued // messages sent and not yet written
 	outBytes    int
 	spare       []queued // the previous batch's array, reused
@@ -142,7 +149,8 @@ func newSession(key string, t Transport, req Request, opts *Options, reg *Regist
 		created:   now(),
 		ctx:       ctx,
 		cancel:    cancel,
-		in:        make(chan string, opts.RecvQueueMessages),
+		inReady:   make(chan struct{}, 1),
+		inSpace:   make(chan struct{}, 1),
 		notify:    make(chan struct{}, 1),
 	}
 }
@@ -201,23 +209,40 @@ func (s *Session) Send(msg string) error {
 // the session is closed and every received message was taken, or ctx's
 // error.
 func (s *Session) Recv(ctx context.Context) (string, error) {
-	select {
-	case m := <-s.in:
-		return m, nil
-	default:
-	}
-	select {
-	case m := <-s.in:
-		return m, nil
-	case <-s.ctx.Done():
-		select {
-		case m := <-s.in:
+	for {
+		s.mu.Lock()
+		if s.inHead < len(s.inQ) {
+			m := s.inQ[s.inHead]
+			s.inQ[s.inHead] = ""
+			s.inHead++
+			more := s.inHead < len(s.inQ)
+			if !more {
+				// Empty: rewind, and let a large array go.
+				s.inHead = 0
+				if cap(s.inQ) > 64 {
+					s.inQ = nil
+				} else {
+					s.inQ = s.inQ[:0]
+				}
+			}
+			s.mu.Unlock()
+			signal(s.inSpace)
+			if more {
+				signal(s.inReady) // another Recv caller may be waiting
+			}
 			return m, nil
-		default:
+		}
+		closed := s.state >= stateClosing
+		s.mu.Unlock()
+		if closed {
 			return "", ErrClosed
 		}
-	case <-ctx.Done():
-		return "", ctx.Err()
+		select {
+		case <-s.inReady:
+		case <-s.ctx.Done():
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
 }
 
@@ -265,13 +290,25 @@ func (s *Session) closeLocked(code int, reason string, why CloseReason) {
 func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 	for _, m := range msgs {
 		s.opts.Observer.MessageReceived(s.transport, len(m))
-		select {
-		case s.in <- m:
-			continue
-		default:
+	}
+	for len(msgs) > 0 {
+		s.mu.Lock()
+		if s.state >= stateClosing {
+			s.mu.Unlock()
+			return ErrClosed
 		}
+		room := s.opts.RecvQueueMessages - (len(s.inQ) - s.inHead)
+		if room > 0 {
+			n := min(room, len(msgs))
+			s.inQ = append(s.inQ, msgs[:n]...)
+			msgs = msgs[n:]
+			s.mu.Unlock()
+			signal(s.inReady)
+			continue
+		}
+		s.mu.Unlock()
 		select {
-		case s.in <- m:
+		case <-s.inSpace:
 		case <-s.ctx.Done():
 			return ErrClosed
 		case <-ctx.Done():
@@ -281,6 +318,15 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 	return nil
 }
 
+// signal wakes the waiter of a capacity-1 channel, if any, without
+// blocking; a signal sent with no waiter is kept for the next one.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
 // Closed reports whether the session has been closed.
 func (s *Session) Closed() bool {
 	s.mu.Lock()
@@ -288,12 +334,7 @@ func (s *Session) Closed() bool {
 	return s.state >= stateClosing
 }
 
-func (s *Session) wake() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
+func (s *Session) wake() { signal(s.notify) }
 
 var (
 	openFrame      = Frame{Kind: FrameOpen}

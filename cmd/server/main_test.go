@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func TestConfigFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("SOCKJSD_RESPONSE_LIMIT", "4096")
+	t.Setenv("SOCKJSD_HEARTBEAT", "3s")
+	c, err := parseConfig([]string{"-addr", "127.0.0.1:9999", "-heartbeat", "7s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9999" || c.ResponseLimit != 4096 || c.Heartbeat != 7*time.Second {
+		t.Fatalf("flags over env over defaults: got addr %q limit %d heartbeat %v", c.Addr, c.ResponseLimit, c.Heartbeat)
+	}
+	if c.DisconnectDelay != 5*time.Second {
+		t.Fatalf("default disconnect delay: %v", c.DisconnectDelay)
+	}
+	t.Setenv("SOCKJSD_MAX_SESSIONS", "many")
+	if _, err := parseConfig(nil); err == nil || !strings.Contains(err.Error(), "SOCKJSD_MAX_SESSIONS") {
+		t.Fatalf("a bad environment value must be reported by name, got %v", err)
+	}
+}
+
+// startServer runs the server's wiring in-process on a loopback port.
+func startServer(t *testing.T) (*server, string) {
+	t.Helper()
+	cfg, err := parseConfig([]string{"-client-dir", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := newServer(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.http.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.http.Close() })
+	return srv, ln.Addr().String()
+}
+
+// TestGracefulShutdown: every connected session gets c[1001,"Going away"]
+// (raw websockets a close frame 1001) and shutdown returns in bounded time.
+func TestGracefulShutdown(t *testing.T) {
+	srv, addr := startServer(t)
+	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+
+	ws, _, err := dialer.Dial("ws://"+addr+"/echo/000/shutdown-ws/websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, m, err := ws.ReadMessage(); err != nil || string(m) != "o" {
+		t.Fatalf("websocket open: %q %v", m, err)
+	}
+	raw, _, err := dialer.Dial("ws://"+addr+"/echo/websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetReadDeadline(time.Now().Add(20 * time.Second))
+	// A raw websocket session exists once an echo came back.
+	if err := raw.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := raw.ReadMessage(); err != nil || string(m) != "ping" {
+		t.Fatalf("raw echo: %q %v", m, err)
+	}
+
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Post("http://"+addr+"/echo/000/shutdown-xs/xhr_streaming", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for _, want := range []string{strings.Repeat("h", 2048) + "\n", "o\n"} {
+		if line, err := br.ReadString('\n'); err != nil || line != want {
+			t.Fatalf("streaming: got %.20q, %v", line, err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.shutdown(ctx) }()
+
+	if _, m, err := ws.ReadMessage(); err != nil || string(m) != `c[1001,"Going away"]` {
+		t.Fatalf("websocket close frame: %q %v", m, err)
+	}
+	_, _, err = raw.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1001 {
+		t.Fatalf("raw websocket close: %v", err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "c[1001,\"Going away\"]\n" {
+		t.Fatalf("streaming close frame: %q %v", line, err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("streaming response must end after the close frame, got %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// TestBinarySIGTERM runs the real binary and checks it exits on SIGTERM
+// within its shutdown timeout.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "server")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-addr", addr, "-shutdown-timeout", "5s", "-client-dir", t.TempDir())
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	// Wait for the "listening" log line (bounded by the scanner ending
+	// when the process does).
+	sc := bufio.NewScanner(stderr)
+	listening := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "listening") {
+			listening = true
+			break
+		}
+	}
+	if !listening {
+		t.Fatal("server did not report listening")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	resp, err := http.Get("http://" + addr + "/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not exit within 10s of SIGTERM")
+	}
+}

@@ -120,9 +120,12 @@ var (
 // string (allowed on websockets). An empty array is a valid heartbeat and
 // yields no messages.
 func DecodeMessages(b []byte) ([]string, error) {
+	if msgs, ok := decodeSimple(b); ok {
+		return msgs, nil
+	}
 	// Skip JSON whitespace to find out which form this is.
 	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	if i == len(b) {
@@ -143,4 +146,49 @@ func DecodeMessages(b []byte) ([]string, error) {
 		return []string{m}, nil
 	}
 	return nil, ErrBrokenJSON
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// decodeSimple is the fast path for the common payload: an array of
+// strings without escapes or control characters, in valid UTF-8. The
+// messages share one copy of the payload. Anything else (ok false) goes to
+// encoding/json, which decides what is valid.
+func decodeSimple(b []byte) (msgs []string, ok bool) {
+	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' || !utf8.Valid(b) {
+		return nil, false
+	}
+	s := string(b)
+	i := 1
+	n := 0
+	for i < len(s)-1 {
+		if s[i] != '"' {
+			return nil, false
+		}
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' || s[j] < 0x20 {
+				return nil, false
+			}
+			j++
+		}
+		if j >= len(s)-1 {
+			return nil, false
+		}
+		if msgs == nil {
+			msgs = make([]string, 0, 1)
+		}
+		msgs = append(msgs, s[i+1:j])
+		n++
+		i = j + 1
+		if s[i] == ',' && i+1 < len(s)-1 {
+			i++
+		} else if i != len(s)-1 {
+			return nil, false
+		}
+	}
+	if n == 0 && len(s) != 2 {
+		return nil, false
+	}
+	return msgs, true
 }

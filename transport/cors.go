@@ -74,7 +74,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if !h.origins.allows(origin) {
 		h.log.Info("sockjs: origin refused", "prefix", h.prefix, "origin", origin)
-		http.Error(w, "Origin not allowed", http.StatusForbidden)
+		plainError(w, http.StatusForbidden, "Origin not allowed")
 		return false
 	}
 	hd := w.Header()

@@ -20,8 +20,7 @@ func (h *Handler) eventSource(w http.ResponseWriter, r *http.Request, sid string
 	if !allowMethods(w, r, "GET") {
 		return
 	}
-	if !h.origins.allows(r.Header.Get("Origin")) {
-		http.Error(w, "Origin not allowed", http.StatusForbidden)
+	if !h.cors(w, r) {
 		return
 	}
 	h.setCookie(w, r)

@@ -5,6 +5,7 @@ package transport
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -161,7 +162,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		CheckOrigin:     h.checkWebSocketOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			h.log.Info("sockjs: websocket upgrade refused", "path", r.URL.Path, "status", status, "err", reason)
-			http.Error(w, reason.Error(), status)
+			plainError(w, status, reason.Error())
 		},
 	}
 	return h
@@ -211,7 +212,7 @@ func (h *Handler) Shutdown(ctxDone <-chan struct{}) error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path, ok := strings.CutPrefix(r.URL.Path, h.prefix)
 	if !ok {
-		http.NotFound(w, r)
+		notFound(w)
 		return
 	}
 	switch {
@@ -223,14 +224,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case path == "/websocket":
 		if !h.policy.RawWebSocket {
-			http.NotFound(w, r)
+			notFound(w)
 			return
 		}
 		h.rawWebSocket(w, r)
 		return
 	case strings.HasPrefix(path, "/iframe"):
 		if !fallback.IsIframePath(path) || !h.policy.IframeTransports {
-			http.NotFound(w, r)
+			notFound(w)
 			return
 		}
 		if !allowMethods(w, r, "GET", "HEAD") {
@@ -242,12 +243,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// /<server>/<session>/<transport>
 	parts := strings.Split(path, "/")
 	if len(parts) != 4 || !validID(parts[1]) || !validID(parts[2]) {
-		http.NotFound(w, r)
+		notFound(w)
 		return
 	}
 	sid, endpoint := parts[2], parts[3]
 	if !h.policy.Offers(endpoint) {
-		http.NotFound(w, r)
+		notFound(w)
 		return
 	}
 	switch endpoint {
@@ -268,7 +269,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "jsonp_send":
 		h.jsonpSend(w, r, sid)
 	default:
-		http.NotFound(w, r)
+		notFound(w)
 	}
 }
 
@@ -302,6 +303,18 @@ func (h *Handler) info(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(fallback.Info(h.policy))
 }
 
+// plainError answers status with a short text body that says what is
+// wrong.
+func plainError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
+}
+
+func notFound(w http.ResponseWriter) {
+	plainError(w, http.StatusNotFound, "404 Error: Page not found\n")
+}
+
 // allowMethods answers 405 with an Allow header (and no body or content
 // type, as the protocol asks) when r's method is not one of methods.
 func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
@@ -323,13 +336,13 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		if s := h.reg.Get(sid); s != nil {
 			return s
 		}
-		http.Error(w, "Server is shutting down", http.StatusServiceUnavailable)
+		plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
 		return nil
 	}
 	s, created, err := h.reg.GetOrCreate(sid, t, func() session.Request { return h.requestInfo(r) })
 	if err != nil {
 		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
-		http.Error(w, "Too many sessions", http.StatusServiceUnavailable)
+		plainError(w, http.StatusServiceUnavailable, "Too many sessions")
 		return nil
 	}
 	if created {

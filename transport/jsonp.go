@@ -20,12 +20,12 @@ const maxCallback = 256
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) (string, bool) {
 	c := r.URL.Query().Get("c")
 	if c == "" {
-		httpError500(w, `"callback" parameter required`)
+		plainError(w, http.StatusInternalServerError, `"callback" parameter required`)
 		return "", false
 	}
 	if !validCallback(c) {
 		h.log.Info("sockjs: invalid callback refused", "prefix", h.prefix)
-		httpError500(w, `invalid "callback" parameter`)
+		plainError(w, http.StatusInternalServerError, `invalid "callback" parameter`)
 		return "", false
 	}
 	return c, true
@@ -44,23 +44,20 @@ func validCallback(c string) bool {
 	return true
 }
 
-func httpError500(w http.ResponseWriter, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = io.WriteString(w, msg)
-}
-
 func (h *Handler) jsonp(w http.ResponseWriter, r *http.Request, sid string) {
 	if !allowMethods(w, r, "GET") {
 		return
 	}
+	noCache(w)
 	cb, ok := h.callback(w, r)
 	if !ok {
 		return
 	}
 	h.setCookie(w, r)
-	noCache(w)
 	w.Header().Set("Content-Type", "application/javascript; charset=UTF-8")
+	// The body is script chosen partly by the client (the callback):
+	// browsers must not sniff it as anything else.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	s := h.sessionFor(w, r, sid, session.JSONPPolling)
 	if s == nil {
 		return
@@ -95,7 +92,7 @@ func (h *Handler) jsonpSend(w http.ResponseWriter, r *http.Request, sid string) 
 	noCache(w)
 	s := h.reg.Get(sid)
 	if s == nil {
-		http.NotFound(w, r)
+		notFound(w)
 		return
 	}
 	body, ok := h.readBody(w, r)
@@ -108,7 +105,7 @@ func (h *Handler) jsonpSend(w http.ResponseWriter, r *http.Request, sid string) 
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
-			httpError500(w, ErrBrokenJSON.Error())
+			plainError(w, http.StatusInternalServerError, ErrBrokenJSON.Error())
 			return
 		}
 		payload = []byte(form.Get("d"))

@@ -48,7 +48,7 @@ func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 		wr.buf = nil // do not pin a large frame's buffer to an idle session
 	}
 	if f.Kind == session.FrameClose {
-		closeWebSocket(wr.conn, websocket.CloseNormalClosure, "", deadline)
+		closeWebSocket(wr.conn, websocket.CloseNormalClosure, "Normal closure", deadline)
 		return true, nil
 	}
 	return false, nil
@@ -81,6 +81,10 @@ func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, erro
 	return false, nil
 }
 
+// CodeBrokenFraming is the websocket close code for a message that is not
+// valid SockJS JSON (sockjs-node's choice).
+const CodeBrokenFraming = 3000
+
 func closeWebSocket(c *websocket.Conn, code int, reason string, deadline time.Time) {
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 }
@@ -100,7 +104,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if !websocket.IsWebSocketUpgrade(r) {
 		// Proxies that rewrite Connection end up here; the client will
 		// fall back to another transport.
-		http.Error(w, `Can "Upgrade" only to "WebSocket".`, http.StatusBadRequest)
+		plainError(w, http.StatusBadRequest, "Not a valid websocket request")
 		return
 	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
@@ -162,11 +166,12 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		}
 		msgs, err := DecodeMessages(data)
 		if err != nil {
-			// The protocol wants broken JSON to end the connection
-			// abruptly.
+			// The protocol wants broken JSON to end the connection at
+			// once; like sockjs-node, say why in a close frame first.
 			h.log.Info("sockjs: websocket broken JSON, closing", "prefix", h.prefix)
-			s.CloseFor(session.CodeInterrupted, "Broken JSON encoding", session.ReasonError)
+			closeWebSocket(conn, CodeBrokenFraming, "Broken framing.", time.Now().Add(h.opts.WriteTimeout))
 			_ = conn.Close()
+			s.CloseFor(session.CodeInterrupted, "Broken framing.", session.ReasonError)
 			return
 		}
 		if s.Deliver(ctx, msgs) != nil {

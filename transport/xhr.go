@@ -77,7 +77,7 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 	noCache(w)
 	s := h.reg.Get(sid)
 	if s == nil {
-		http.NotFound(w, r)
+		notFound(w)
 		return
 	}
 	body, ok := h.readBody(w, r)
@@ -101,9 +101,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			h.log.Info("sockjs: send body over limit", "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
-			http.Error(w, "Payload too large.", http.StatusRequestEntityTooLarge)
+			plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
 		} else {
-			http.Error(w, "Could not read body.", http.StatusBadRequest)
+			plainError(w, http.StatusBadRequest, "Could not read body.")
 		}
 		return nil, false
 	}
@@ -116,9 +116,7 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Ses
 	msgs, err := DecodeMessages(payload)
 	if err != nil {
 		h.log.Debug("sockjs: bad send payload", "prefix", h.prefix, "err", err)
-		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, err.Error())
+		plainError(w, http.StatusInternalServerError, err.Error())
 		return false
 	}
 	// A closed session drops what it is sent, as a closed websocket does.

@@ -1,0 +1,348 @@
+// Package client is a SockJS client for Go programs and tests: it reads
+// /info, tries websocket, then xhr-streaming, then xhr-polling (the order
+// and the allowed set are options), and offers the same message API
+// whatever it got. It talks to any SockJS 0.3 server.
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Transport names, as sockjs-client spells them.
+const (
+	WebSocket    = "websocket"
+	XHRStreaming = "xhr-streaming"
+	XHRPolling   = "xhr-polling"
+)
+
+// Options configure Dial. Zero values mean the documented defaults.
+type Options struct {
+	// Transports to try, in order. Default websocket, xhr-streaming,
+	// xhr-polling.
+	Transports []string
+	// ConnectTimeout bounds each transport's attempt to get the open
+	// frame. A streaming response that a buffering proxy holds back runs
+	// into it, and the next transport is tried. Default 10s.
+	ConnectTimeout time.Duration
+	// HTTPClient makes the HTTP requests. Default: a client with no
+	// overall timeout (streaming responses are long), sharing
+	// http.DefaultTransport.
+	HTTPClient *http.Client
+	// Header is added to every request (an auth token, say).
+	Header http.Header
+	// RecvQueue bounds messages received and not yet taken by Recv; when
+	// it is full the client stops reading from the network. Default 4096.
+	RecvQueue int
+	// SendQueue bounds messages given to Send and not yet written; Send
+	// waits while it is full. Default 4096.
+	SendQueue int
+	// MaxBatchBytes bounds one outgoing frame or xhr_send body; queued
+	// messages are batched up to it. Default 256 KiB.
+	MaxBatchBytes int
+}
+
+func (o Options) withDefaults() Options {
+	if len(o.Transports) == 0 {
+		o.Transports = []string{WebSocket, XHRStreaming, XHRPolling}
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if o.RecvQueue <= 0 {
+		o.RecvQueue = 4096
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = 4096
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 256 << 10
+	}
+	return o
+}
+
+// Errors.
+var (
+	ErrClosed      = errors.New("sockjs client: connection closed")
+	ErrNoTransport = errors.New("sockjs client: no transport could connect")
+)
+
+// Info is the server's /info answer.
+type Info struct {
+	WebSocket    bool     `json:"websocket"`
+	CookieNeeded bool     `json:"cookie_needed"`
+	Origins      []string `json:"origins"`
+	Entropy      int64    `json:"entropy"`
+}
+
+// Conn is an open SockJS connection.
+type Conn struct {
+	transport string
+	opts      Options
+	recv      chan string
+	send      chan string
+	ctx       context.Context // cancelled on close
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when every goroutine ended
+	wg        sync.WaitGroup
+
+	mu          sync.Mutex
+	closeCode   int
+	closeReason string
+	closer      func() // transport-specific close (websocket close frame)
+}
+
+// Dial connects to the SockJS service at baseURL (for example
+// "http://127.0.0.1:8081/echo"), trying the allowed transports in order.
+func Dial(ctx context.Context, baseURL string, opts Options) (*Conn, error) {
+	opts = opts.withDefaults()
+	baseURL = strings.TrimSuffix(baseURL, "/")
+	info, err := GetInfo(ctx, opts.HTTPClient, baseURL, opts.Header)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, t := range opts.Transports {
+		if t == WebSocket && !info.WebSocket {
+			errs = append(errs, fmt.Errorf("%s: disabled by the server's /info", t))
+			continue
+		}
+		c, err := dialTransport(ctx, baseURL, t, opts)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", t, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoTransport, errors.Join(errs...))
+}
+
+// GetInfo reads baseURL/info.
+func GetInfo(ctx context.Context, hc *http.Client, baseURL string, hdr http.Header) (*Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/info", nil)
+	if err != nil {
+		return nil, err
+	}
+	copyHeader(req.Header, hdr)
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sockjs client: /info: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("sockjs client: /info: status %d", res.StatusCode)
+	}
+	var info Info
+	if err := json.NewDecoder(res.Body).Decode(&info); err != nil {
+		return nil, fmt.Errorf("sockjs client: /info: %w", err)
+	}
+	return &info, nil
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		for _, v := range vs {
+			dst.Add(k, v)
+		}
+	}
+}
+
+// sessionURL is base/<server>/<session>: a random server id of three
+// digits and a random session id.
+func sessionURL(base string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%03d/%s", base, int(b[0])%1000, hex.EncodeToString(b[1:]))
+}
+
+func newConn(t string, opts Options) *Conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Conn{
+		transport: t,
+		opts:      opts,
+		recv:      make(chan string, opts.RecvQueue),
+		send:      make(chan string, opts.SendQueue),
+		ctx:       ctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+	}
+}
+
+func dialTransport(ctx context.Context, base, t string, opts Options) (*Conn, error) {
+	switch t {
+	case WebSocket:
+		return dialWebSocket(ctx, base, opts)
+	case XHRStreaming, XHRPolling:
+		return dialHTTP(ctx, base, t, opts)
+	}
+	return nil, fmt.Errorf("unknown transport %q", t)
+}
+
+// Transport is the transport in use.
+func (c *Conn) Transport() string { return c.transport }
+
+// Send queues msg; it waits while the send queue is full. It returns
+// ErrClosed once the connection is closed.
+func (c *Conn) Send(msg string) error {
+	select {
+	case <-c.ctx.Done():
+		return ErrClosed
+	default:
+	}
+	select {
+	case c.send <- msg:
+		return nil
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Recv returns the next message, ErrClosed after the connection closed
+// and every received message was taken, or ctx's error.
+func (c *Conn) Recv(ctx context.Context) (string, error) {
+	select {
+	case m := <-c.recv:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-c.recv:
+		return m, nil
+	case <-c.ctx.Done():
+		select {
+		case m := <-c.recv:
+			return m, nil
+		default:
+			return "", ErrClosed
+		}
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Close closes the connection and waits for its goroutines to end.
+func (c *Conn) Close() error {
+	c.shutdown(1000, "Normal closure")
+	<-c.done
+	return nil
+}
+
+// Done is closed when the connection has closed and its goroutines ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// CloseInfo is the close code and reason: the server's close frame, or
+// 1000 after Close, or 1006 when the connection broke.
+func (c *Conn) CloseInfo() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeReason
+}
+
+// shutdown records the first close code and stops everything.
+func (c *Conn) shutdown(code int, reason string) {
+	c.mu.Lock()
+	first := c.closeCode == 0
+	if first {
+		c.closeCode, c.closeReason = code, reason
+	}
+	closer := c.closer
+	c.mu.Unlock()
+	if first && closer != nil {
+		closer()
+	}
+	c.cancel()
+}
+
+// start runs fns as the connection's goroutines; done closes after all.
+func (c *Conn) start(fns ...func()) {
+	c.wg.Add(len(fns))
+	for _, fn := range fns {
+		go func() {
+			defer c.wg.Done()
+			fn()
+		}()
+	}
+	go func() {
+		c.wg.Wait()
+		close(c.done)
+	}()
+}
+
+// handleFrame applies one frame; it returns false when the connection
+// closed.
+func (c *Conn) handleFrame(f []byte) bool {
+	if len(f) == 0 {
+		return true
+	}
+	switch f[0] {
+	case 'o', 'h':
+		return true
+	case 'a':
+		var msgs []string
+		if err := json.Unmarshal(f[1:], &msgs); err != nil {
+			c.shutdown(1002, "Broken frame from server")
+			return false
+		}
+		for _, m := range msgs {
+			select {
+			case c.recv <- m:
+			case <-c.ctx.Done():
+				return false
+			}
+		}
+		return true
+	case 'c':
+		var cf []any
+		code, reason := 1006, "Bad close frame"
+		if json.Unmarshal(f[1:], &cf) == nil && len(cf) == 2 {
+			if n, ok := cf[0].(float64); ok {
+				code = int(n)
+			}
+			reason, _ = cf[1].(string)
+		}
+		c.shutdown(code, reason)
+		return false
+	}
+	c.shutdown(1002, "Unknown frame from server")
+	return false
+}
+
+// nextBatch waits for at least one queued message and returns every
+// message queued, up to MaxBatchBytes, as a JSON array.
+func (c *Conn) nextBatch(buf []string) ([]string, []byte, bool) {
+	buf = buf[:0]
+	select {
+	case m := <-c.send:
+		buf = append(buf, m)
+	case <-c.ctx.Done():
+		return buf, nil, false
+	}
+	size := len(buf[0])
+	for size < c.opts.MaxBatchBytes {
+		select {
+		case m := <-c.send:
+			buf = append(buf, m)
+			size += len(m)
+			continue
+		default:
+		}
+		break
+	}
+	b, _ := json.Marshal(buf)
+	return buf, b, true
+}

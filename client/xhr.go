@@ -1,0 +1,153 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// xhr-streaming and xhr-polling: one receiving request at a time (a
+// streaming response is reopened when the server ends it at its response
+// limit), and one xhr_send in flight carrying everything queued.
+
+func dialHTTP(ctx context.Context, base, t string, opts Options) (*Conn, error) {
+	su := sessionURL(base)
+	c := newConn(t, opts)
+	streaming := t == XHRStreaming
+	endpoint := "/xhr"
+	if streaming {
+		endpoint = "/xhr_streaming"
+	}
+	// The first receiving request must bring the open frame within the
+	// connect timeout (a proxy that buffers the stream will not). A
+	// streaming response stays open afterwards, so its context is the
+	// connection's, cancelled by a timer or by ctx only while connecting.
+	attempt, cancelAttempt := context.WithCancel(c.ctx)
+	timer := time.AfterFunc(opts.ConnectTimeout, cancelAttempt)
+	stop := context.AfterFunc(ctx, cancelAttempt)
+	body, br, err := c.receive(attempt, su+endpoint, streaming)
+	var frame []byte
+	if err == nil {
+		frame, err = readFrame(br)
+	}
+	timedOut := !timer.Stop()
+	stop()
+	if err != nil || string(frame) != "o" {
+		if body != nil {
+			body.Close()
+		}
+		c.cancel()
+		if timedOut {
+			return nil, fmt.Errorf("no open frame within %v", opts.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("no open frame (got %q): %v", frame, err)
+	}
+	if !streaming {
+		body.Close()
+		body, br = nil, nil
+	}
+	c.start(
+		func() { c.receiveLoop(su+endpoint, streaming, body, br) },
+		func() { c.sendLoop(su + "/xhr_send") },
+	)
+	return c, nil
+}
+
+// receive starts one receiving request and, for streaming, skips the
+// prelude.
+func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.ReadCloser, *bufio.Reader, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	copyHeader(req.Header, c.opts.Header)
+	res, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
+		return nil, nil, fmt.Errorf("status %d", res.StatusCode)
+	}
+	br := bufio.NewReaderSize(res.Body, 16<<10)
+	if streaming {
+		if _, err := br.ReadSlice('\n'); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			res.Body.Close()
+			return nil, nil, fmt.Errorf("prelude: %w", err)
+		}
+	}
+	return res.Body, br, nil
+}
+
+// readFrame reads one '\n'-terminated frame of any length.
+func readFrame(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(line, []byte{'\n'}), nil
+}
+
+// receiveLoop reads frames; body and br, when not nil, are the open
+// streaming response to continue with.
+func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *bufio.Reader) {
+	for {
+		if body == nil {
+			var err error
+			body, br, err = c.receive(c.ctx, url, streaming)
+			if err != nil {
+				c.shutdown(1006, "Connection lost")
+				return
+			}
+		}
+		for {
+			f, err := readFrame(br)
+			if err != nil {
+				break // response ended: reconnect (rollover or next poll)
+			}
+			if !c.handleFrame(f) {
+				body.Close()
+				return
+			}
+			if !streaming {
+				break
+			}
+		}
+		body.Close()
+		body = nil
+		if c.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (c *Conn) sendLoop(url string) {
+	var buf []string
+	for {
+		var b []byte
+		var ok bool
+		buf, b, ok = c.nextBatch(buf)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "text/plain")
+		copyHeader(req.Header, c.opts.Header)
+		res, err := c.opts.HTTPClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+		cancel()
+		if err != nil || res.StatusCode != http.StatusNoContent {
+			c.shutdown(1006, "Send failed")
+			return
+		}
+	}
+}

@@ -115,6 +115,10 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 				return
 			}
 			if !streaming {
+				// A poll answer is complete when its response ends;
+				// polling again before that could find the previous
+				// poll still attached to the session.
+				_, _ = io.Copy(io.Discard, br)
 				break
 			}
 		}

@@ -48,7 +48,17 @@ func (hr *httpReceiver) Gone() <-chan struct{} { return hr.gone }
 func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	bp := bufPool.Get().(*[]byte)
 	b := hr.enc((*bp)[:0], f)
-	err := hr.writeRaw(b)
+	var err error
+	if hr.streaming {
+		err = hr.writeRaw(b)
+	} else {
+		// A polling response is not flushed: it completes when the
+		// handler returns, after the session has detached it, so a
+		// client that polls again at once never finds it still attached
+		// (and small answers get a Content-Length).
+		_ = hr.rc.SetWriteDeadline(time.Now().Add(hr.timeout))
+		_, err = hr.w.Write(b)
+	}
 	n := len(b)
 	if cap(b) <= 64<<10 {
 		*bp = b[:0]

@@ -96,6 +96,7 @@ func readFrame(br *bufio.Reader) ([]byte, error) {
 // receiveLoop reads frames; body and br, when not nil, are the open
 // streaming response to continue with.
 func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *bufio.Reader) {
+	busy := 0
 	for {
 		if body == nil {
 			var err error
@@ -110,6 +111,21 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 			if err != nil {
 				break // response ended: reconnect (rollover or next poll)
 			}
+			if string(f) == anotherConnection && busy < maxBusyRetries {
+				// Some servers (igm/sockjs-go) release a receiver only
+				// after its answer reached us: our previous request still
+				// holds the session. That is not a close; ask again soon.
+				busy++
+				body.Close()
+				body = nil
+				select {
+				case <-time.After(time.Duration(busy) * 10 * time.Millisecond):
+				case <-c.ctx.Done():
+					return
+				}
+				break
+			}
+			busy = 0
 			if !c.handleFrame(f) {
 				body.Close()
 				return
@@ -122,13 +138,20 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 				break
 			}
 		}
-		body.Close()
-		body = nil
+		if body != nil {
+			body.Close()
+			body = nil
+		}
 		if c.ctx.Err() != nil {
 			return
 		}
 	}
 }
+
+const (
+	anotherConnection = `c[2010,"Another connection still open"]`
+	maxBusyRetries    = 10
+)
 
 func (c *Conn) sendLoop(url string) {
 	var buf []string

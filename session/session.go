@@ -486,33 +486,42 @@ func (s *Session) expire() {
 		s.mu.Unlock()
 		return
 	}
-	if s.state < stateClosing {
-		s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonTimeout)
-	}
-	s.state = stateExpired
 	s.mu.Unlock()
-	if s.reg != nil {
-		s.reg.remove(s)
-	}
+	s.finish(ReasonTimeout)
 }
 
 // End finishes a session whose lifetime is its connection's (websockets):
 // it is closed if it was not, and leaves the registry at once instead of
 // after DisconnectDelay.
 func (s *Session) End(why CloseReason) {
+	s.finish(why)
+}
+
+// finish takes the session out of the registry and then, if it was still
+// open, closes it: whoever sees the context end finds it gone.
+func (s *Session) finish(why CloseReason) {
 	s.mu.Lock()
-	if s.state < stateClosing {
-		s.closeLocked(CodeInterrupted, ReasonInterrupt, why)
+	if s.state == stateExpired {
+		s.mu.Unlock()
+		return
 	}
-	already := s.state == stateExpired
+	wasOpen := s.state < stateClosing
+	if wasOpen {
+		s.closeCode, s.closeReason = CodeInterrupted, ReasonInterrupt
+	}
 	s.state = stateExpired
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
 	s.mu.Unlock()
-	if !already && s.reg != nil {
+	if s.reg != nil {
 		s.reg.remove(s)
 	}
+	if wasOpen {
+		s.cancel()
+		s.opts.Observer.SessionClosed(s.transport, why, time.Duration(now()-s.created))
+	}
+	s.wake()
 }
 
 // CloseInfo returns the close code and reason once the session is closed.

@@ -1,0 +1,209 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a Receiver that records frames; polling receivers are done
+// after one frame.
+type recorder struct {
+	mu      sync.Mutex
+	frames  []string
+	polling bool
+	gone    chan struct{}
+	wrote   chan struct{}
+}
+
+func newRecorder(polling bool) *recorder {
+	return &recorder{polling: polling, gone: make(chan struct{}), wrote: make(chan struct{}, 100)}
+}
+
+func (r *recorder) WriteFrame(f *Frame) (bool, error) {
+	s := string(f.Kind)
+	switch f.Kind {
+	case FrameMessages:
+		for _, m := range f.Messages {
+			s += "," + m
+		}
+	case FrameClose:
+		s += "," + f.Reason
+	}
+	r.mu.Lock()
+	r.frames = append(r.frames, s)
+	r.mu.Unlock()
+	r.wrote <- struct{}{}
+	return r.polling || f.Kind == FrameClose, nil
+}
+
+func (r *recorder) Gone() <-chan struct{} { return r.gone }
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.frames...)
+}
+
+func testRegistry(o Options) *Registry { return NewRegistry(o, 0) }
+
+func TestPollingDeliversInOrderAcrossPolls(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, created, err := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	r := newRecorder(true)
+	s.Serve(r) // open frame
+	for _, m := range []string{"1", "2", "3"} {
+		if err := s.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Serve(r)
+	_ = s.Send("4")
+	s.Serve(r)
+	want := []string{"o", "a,1,2,3", "a,4"}
+	if got := r.all(); len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("frames %v, want %v", got, want)
+	}
+}
+
+func TestCloseFlushesThenCloseFrameForEveryLaterReceiver(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, _, _ := reg.GetOrCreate("b", XHRPolling, func() Request { return Request{} })
+	_ = s.Send("last words")
+	if err := s.Close(3000, "Go away!"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send("too late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: %v", err)
+	}
+	if err := s.Close(3000, "again"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+	r := newRecorder(true)
+	for i := 0; i < 4; i++ {
+		s.Serve(r)
+	}
+	got := r.all()
+	want := []string{"o", "a,last words", "c,Go away!", "c,Go away!"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("frames %v, want %v", got, want)
+		}
+	}
+	if _, err := s.Recv(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after close: %v", err)
+	}
+}
+
+func TestSecondReceiverRefused(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, _, _ := reg.GetOrCreate("c", XHRStreaming, func() Request { return Request{} })
+	first := newRecorder(false)
+	done := make(chan struct{})
+	go func() { s.Serve(first); close(done) }()
+	<-first.wrote // open frame: attached
+	second := newRecorder(true)
+	s.Serve(second)
+	if got := second.all(); len(got) != 1 || got[0] != "c,"+ReasonAnother {
+		t.Fatalf("second receiver got %v", got)
+	}
+	_ = s.Send("x")
+	<-first.wrote
+	close(first.gone) // the client goes away: the session is interrupted
+	<-done
+	if code, _, closed := s.CloseInfo(); !closed || code != CodeInterrupted {
+		t.Fatalf("after the receiver went away: %d %v", code, closed)
+	}
+}
+
+func TestExpiryRemovesSession(t *testing.T) {
+	reg := testRegistry(Options{DisconnectDelay: 20 * time.Millisecond})
+	s, _, _ := reg.GetOrCreate("d", XHRPolling, func() Request { return Request{} })
+	s.Serve(newRecorder(true))
+	select {
+	case <-s.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not expired")
+	}
+	if reg.Get("d") != nil || reg.Len() != 0 {
+		t.Fatal("expired session still registered when its context ended")
+	}
+}
+
+func TestQueueLimits(t *testing.T) {
+	reg := testRegistry(Options{SendQueueBytes: 10})
+	s, _, _ := reg.GetOrCreate("e", WebSocket, func() Request { return Request{} })
+	if err := s.Send("12345"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send("123456"); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("over the byte limit: %v", err)
+	}
+	if code, reason, closed := s.CloseInfo(); !closed || code != CodeQueueFull || reason != ReasonQueueFull {
+		t.Fatalf("close info %d %q %v", code, reason, closed)
+	}
+}
+
+func TestDeliverWaitsForRoomThenRecvInOrder(t *testing.T) {
+	reg := testRegistry(Options{RecvQueueMessages: 2})
+	s, _, _ := reg.GetOrCreate("f", XHRPolling, func() Request { return Request{} })
+	delivered := make(chan error, 1)
+	go func() { delivered <- s.Deliver(context.Background(), []string{"1", "2", "3", "4", "5"}) }()
+	for i := 1; i <= 5; i++ {
+		m, err := s.Recv(context.Background())
+		if err != nil || m != string(rune('0'+i)) {
+			t.Fatalf("Recv %d: %q %v", i, m, err)
+		}
+	}
+	if err := <-delivered; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.Recv(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv on an empty queue: %v", err)
+	}
+}
+
+func TestEndLeavesRegistryAtOnce(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, err := reg.Create(WebSocket, Request{})
+	if err != nil || reg.Len() != 1 {
+		t.Fatal(err, reg.Len())
+	}
+	s.End(ReasonClient)
+	if reg.Len() != 0 || !s.Closed() {
+		t.Fatalf("after End: len %d closed %v", reg.Len(), s.Closed())
+	}
+}
+
+func TestRegistryLimitAndConcurrency(t *testing.T) {
+	reg := NewRegistry(Options{}, 1000)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				_, _, _ = reg.GetOrCreate(string(rune('a'+g))+string(rune(i)), XHRPolling, func() Request { return Request{} })
+			}
+		}(g)
+	}
+	wg.Wait()
+	if reg.Len() != 1000 {
+		t.Fatalf("len %d, want the limit 1000", reg.Len())
+	}
+	if _, _, err := reg.GetOrCreate("one more", XHRPolling, func() Request { return Request{} }); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("past the limit: %v", err)
+	}
+	n := 0
+	reg.Range(func(*Session) { n++ })
+	if n != 1000 {
+		t.Fatalf("Range saw %d", n)
+	}
+}

@@ -89,6 +89,38 @@ type Observer interface {
 	// DeliveryDelay is the time from Send to the message's bytes being
 	// written to the client's connection, once per message.
 	DeliveryDelay(t Transport, d time.Duration)
+	// ReceiveDelay is the time from a message being read off the client's
+	// connection to the application's Recv returning it, once per
+	// message: how long messages wait for the application.
+	ReceiveDelay(t Transport, d time.Duration)
+	// HTTPRequest is called once per HTTP request to a session endpoint
+	// (polling, streaming and send requests), with the answer's status
+	// code and the time the request took.
+	HTTPRequest(e Endpoint, status int, d time.Duration)
+}
+
+// Endpoint is the last element of a session URL.
+type Endpoint uint8
+
+// Session endpoints.
+const (
+	EndpointXHR Endpoint = iota
+	EndpointXHRSend
+	EndpointXHRStreaming
+	EndpointEventSource
+	EndpointHTMLFile
+	EndpointJSONP
+	EndpointJSONPSend
+	NumEndpoints
+)
+
+var endpointNames = [NumEndpoints]string{"xhr", "xhr_send", "xhr_streaming", "eventsource", "htmlfile", "jsonp", "jsonp_send"}
+
+func (e Endpoint) String() string {
+	if e < NumEndpoints {
+		return endpointNames[e]
+	}
+	return "unknown"
 }
 
 // NopObserver ignores every event.
@@ -100,3 +132,5 @@ func (NopObserver) SessionClosed(Transport, CloseReason, time.Duration) {}
 func (NopObserver) MessageReceived(Transport, int)                      {}
 func (NopObserver) FrameWritten(Transport, FrameKind, int, int)         {}
 func (NopObserver) DeliveryDelay(Transport, time.Duration)              {}
+func (NopObserver) ReceiveDelay(Transport, time.Duration)               {}
+func (NopObserver) HTTPRequest(Endpoint, int, time.Duration)            {}

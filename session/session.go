@@ -125,7 +125,7 @@ type Session struct {
 
 	mu          sync.Mutex
 	state       state
-	inQ         []string
+	inQ         []queued // received messages with their arrival time
 	inHead      int
 	out         []queued // messages sent and not yet written
 	outBytes    int
@@ -212,8 +212,8 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 	for {
 		s.mu.Lock()
 		if s.inHead < len(s.inQ) {
-			m := s.inQ[s.inHead]
-			s.inQ[s.inHead] = ""
+			q := s.inQ[s.inHead]
+			s.inQ[s.inHead] = queued{}
 			s.inHead++
 			more := s.inHead < len(s.inQ)
 			if !more {
@@ -230,7 +230,8 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 			if more {
 				signal(s.inReady) // another Recv caller may be waiting
 			}
-			return m, nil
+			s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-q.at))
+			return q.msg, nil
 		}
 		closed := s.state >= stateClosing
 		s.mu.Unlock()
@@ -288,6 +289,7 @@ func (s *Session) closeLocked(code int, reason string, why CloseReason) {
 // order. It waits while the receive queue is full, which is how a client
 // that sends faster than the application reads is slowed down.
 func (s *Session) Deliver(ctx context.Context, msgs []string) error {
+	t := now() // arrival: waiting for room counts as receive delay
 	for _, m := range msgs {
 		s.opts.Observer.MessageReceived(s.transport, len(m))
 	}
@@ -300,7 +302,9 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 		room := s.opts.RecvQueueMessages - (len(s.inQ) - s.inHead)
 		if room > 0 {
 			n := min(room, len(msgs))
-			s.inQ = append(s.inQ, msgs[:n]...)
+			for _, m := range msgs[:n] {
+				s.inQ = append(s.inQ, queued{msg: m, at: t})
+			}
 			msgs = msgs[n:]
 			s.mu.Unlock()
 			signal(s.inReady)

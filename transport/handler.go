@@ -251,9 +251,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
+	if endpoint == "websocket" {
+		h.webSocket(w, r) // hijacked: gorilla needs the bare ResponseWriter
+		return
+	}
+	h.observed(w, r, endpoints[endpoint], func(w http.ResponseWriter, r *http.Request) { h.route(w, r, sid, endpoint) })
+}
+
+// route dispatches an HTTP session endpoint.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, sid, endpoint string) {
 	switch endpoint {
-	case "websocket":
-		h.webSocket(w, r)
 	case "xhr":
 		h.xhrPolling(w, r, sid)
 	case "xhr_streaming":

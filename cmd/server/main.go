@@ -87,9 +87,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	// Each feature wires itself in its own file (metrics.go, hub.go):
 	// the observer must be in opts before any service is built.
-	mountMetrics(r, &opts)
+	m := mountMetrics(r, &opts)
 	svcs := services.Protocol(opts)
-	svcs = append(svcs, mountHub(r, cfg, opts, log)...)
+	svcs = append(svcs, mountHub(r, cfg, opts, m, log)...)
 	services.Mount(r, svcs...)
 
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

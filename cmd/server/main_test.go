@@ -123,6 +123,26 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+func TestMetricsEndpoint(t *testing.T) {
+	_, addr := startServer(t)
+	res, err := http.Post("http://"+addr+"/echo/000/metrics-test/xhr", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	res, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, want := range []string{`sockjs_sessions_opened_total{transport="xhr-polling"} 1`, "sockjs_delivery_delay_seconds_bucket", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
 // TestBinarySIGTERM runs the real binary and checks it exits on SIGTERM
 // within its shutdown timeout.
 func TestBinarySIGTERM(t *testing.T) {

@@ -2,10 +2,21 @@ package main
 
 import (
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sockjsd/sockjsd/metrics"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
-// mountMetrics serves /metrics and sets the metrics observer in opts.
-// (Filled in by the metrics work, issue 4.)
-func mountMetrics(r *mux.Router, opts *transport.Options) {}
+// mountMetrics serves /metrics (our metrics, the Go runtime's and the
+// process's) and makes the metrics the sessions' observer.
+func mountMetrics(r *mux.Router, opts *transport.Options) *metrics.Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	opts.Session.Observer = m
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return m
+}

@@ -1,0 +1,220 @@
+// Package metrics records SockJS session events as Prometheus metrics,
+// labelled by transport so that operators can compare websocket, streaming
+// and polling on real traffic. It implements session.Observer, so the core
+// packages never import Prometheus.
+//
+// Every labelled series is resolved when Metrics is built and kept in
+// arrays indexed by transport, reason or endpoint: recording an event is
+// an atomic add or a lock-free histogram observation, with no allocation
+// and no global lock.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "sockjs"
+
+// LatencyBuckets go from 100µs to 30s, so that websocket delivery (well
+// under a millisecond) and polling (tens of milliseconds to the heartbeat
+// interval) are both resolved.
+var LatencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+}
+
+// LifetimeBuckets cover sessions from a second to a day.
+var LifetimeBuckets = []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600}
+
+const nt = session.NumTransports
+
+var frameKinds = [...]session.FrameKind{session.FrameOpen, session.FrameHeartbeat, session.FrameMessages, session.FrameClose}
+
+func frameIndex(k session.FrameKind) int {
+	switch k {
+	case session.FrameOpen:
+		return 0
+	case session.FrameHeartbeat:
+		return 1
+	case session.FrameMessages:
+		return 2
+	}
+	return 3
+}
+
+// statusClasses label HTTP answers: 2xx, 3xx, 4xx, 5xx.
+var statusClasses = [...]string{"2xx", "3xx", "4xx", "5xx"}
+
+func statusIndex(code int) int {
+	switch {
+	case code < 300:
+		return 0
+	case code < 400:
+		return 1
+	case code < 500:
+		return 2
+	}
+	return 3
+}
+
+// Metrics is a session.Observer backed by Prometheus collectors.
+type Metrics struct {
+	opened     [nt]prometheus.Counter
+	open       [nt]prometheus.Gauge
+	closed     [nt][session.NumReasons]prometheus.Counter
+	msgsIn     [nt]prometheus.Counter
+	bytesIn    [nt]prometheus.Counter
+	msgsOut    [nt]prometheus.Counter
+	bytesOut   [nt]prometheus.Counter
+	frames     [nt][len(frameKinds)]prometheus.Counter
+	timeToOpen [nt]prometheus.Observer
+	lifetime   [nt]prometheus.Observer
+	delivery   [nt]prometheus.Observer
+	receive    [nt]prometheus.Observer
+	pingRTT    [nt]prometheus.Observer
+	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
+	reqTime    [session.NumEndpoints]prometheus.Observer
+}
+
+// New builds the metrics and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{}
+	tl := []string{"transport"}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	opened := counter("sessions_opened_total", "Sessions opened.", tl...)
+	open := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "sessions_open", Help: "Sessions open now."}, tl)
+	reg.MustRegister(open)
+	closed := counter("sessions_closed_total", "Sessions closed, by reason: client, server, timeout, limit, error, shutdown.", "transport", "reason")
+	msgsIn := counter("messages_received_total", "Messages received from clients.", tl...)
+	bytesIn := counter("received_bytes_total", "Bytes of messages received from clients (message payloads, unframed).", tl...)
+	msgsOut := counter("messages_sent_total", "Messages written to clients.", tl...)
+	bytesOut := counter("sent_bytes_total", "Bytes of frames written to clients, with framing.", tl...)
+	frames := counter("frames_written_total", "Frames written to clients, by kind: open, heartbeat, messages, close.", "transport", "kind")
+	timeToOpen := histogram("time_to_open_seconds", "From a session's first request to its open frame being written.", LatencyBuckets, tl...)
+	lifetime := histogram("session_lifetime_seconds", "From a session's first request to its close.", LifetimeBuckets, tl...)
+	delivery := histogram("delivery_delay_seconds", "From Send to the message's bytes being written to the client's connection or response; for polling this includes waiting for the next poll.", LatencyBuckets, tl...)
+	receive := histogram("receive_delay_seconds", "From a message being read off the client's connection to the application's Recv returning it.", LatencyBuckets, tl...)
+	pingRTT := histogram("ping_rtt_seconds", "Application-level round trip (hub ping to pong), measured by the server on real clients.", LatencyBuckets, tl...)
+	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
+	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
+
+	kindNames := [...]string{"open", "heartbeat", "messages", "close"}
+	for t := session.Transport(0); t < nt; t++ {
+		n := t.String()
+		m.opened[t] = opened.WithLabelValues(n)
+		m.open[t] = open.WithLabelValues(n)
+		for r := session.CloseReason(0); r < session.NumReasons; r++ {
+			m.closed[t][r] = closed.WithLabelValues(n, r.String())
+		}
+		m.msgsIn[t] = msgsIn.WithLabelValues(n)
+		m.bytesIn[t] = bytesIn.WithLabelValues(n)
+		m.msgsOut[t] = msgsOut.WithLabelValues(n)
+		m.bytesOut[t] = bytesOut.WithLabelValues(n)
+		for k := range frameKinds {
+			m.frames[t][k] = frames.WithLabelValues(n, kindNames[k])
+		}
+		m.timeToOpen[t] = timeToOpen.WithLabelValues(n)
+		m.lifetime[t] = lifetime.WithLabelValues(n)
+		m.delivery[t] = delivery.WithLabelValues(n)
+		m.receive[t] = receive.WithLabelValues(n)
+		m.pingRTT[t] = pingRTT.WithLabelValues(n)
+	}
+	for e := session.Endpoint(0); e < session.NumEndpoints; e++ {
+		for c := range statusClasses {
+			m.requests[e][c] = requests.WithLabelValues(e.String(), statusClasses[c])
+		}
+		m.reqTime[e] = reqTime.WithLabelValues(e.String())
+	}
+	return m
+}
+
+var _ session.Observer = (*Metrics)(nil)
+
+func ok(t session.Transport) bool { return t < nt }
+
+// SessionOpened implements session.Observer.
+func (m *Metrics) SessionOpened(t session.Transport) {
+	if ok(t) {
+		m.opened[t].Inc()
+		m.open[t].Inc()
+	}
+}
+
+// TimeToOpen implements session.Observer.
+func (m *Metrics) TimeToOpen(t session.Transport, d time.Duration) {
+	if ok(t) {
+		m.timeToOpen[t].Observe(d.Seconds())
+	}
+}
+
+// SessionClosed implements session.Observer.
+func (m *Metrics) SessionClosed(t session.Transport, r session.CloseReason, lifetime time.Duration) {
+	if ok(t) && r < session.NumReasons {
+		m.open[t].Dec()
+		m.closed[t][r].Inc()
+		m.lifetime[t].Observe(lifetime.Seconds())
+	}
+}
+
+// MessageReceived implements session.Observer.
+func (m *Metrics) MessageReceived(t session.Transport, bytes int) {
+	if ok(t) {
+		m.msgsIn[t].Inc()
+		m.bytesIn[t].Add(float64(bytes))
+	}
+}
+
+// FrameWritten implements session.Observer.
+func (m *Metrics) FrameWritten(t session.Transport, k session.FrameKind, messages, bytes int) {
+	if ok(t) {
+		m.frames[t][frameIndex(k)].Inc()
+		m.bytesOut[t].Add(float64(bytes))
+		if messages > 0 {
+			m.msgsOut[t].Add(float64(messages))
+		}
+	}
+}
+
+// DeliveryDelay implements session.Observer.
+func (m *Metrics) DeliveryDelay(t session.Transport, d time.Duration) {
+	if ok(t) {
+		m.delivery[t].Observe(d.Seconds())
+	}
+}
+
+// ReceiveDelay implements session.Observer.
+func (m *Metrics) ReceiveDelay(t session.Transport, d time.Duration) {
+	if ok(t) {
+		m.receive[t].Observe(d.Seconds())
+	}
+}
+
+// HTTPRequest implements session.Observer.
+func (m *Metrics) HTTPRequest(e session.Endpoint, status int, d time.Duration) {
+	if e < session.NumEndpoints {
+		m.requests[e][statusIndex(status)].Inc()
+		m.reqTime[e].Observe(d.Seconds())
+	}
+}
+
+// ObservePingRTT records an application-level round trip (the hub's
+// ping/pong) for a session on transport t.
+func (m *Metrics) ObservePingRTT(t session.Transport, d time.Duration) {
+	if ok(t) {
+		m.pingRTT[t].Observe(d.Seconds())
+	}
+}

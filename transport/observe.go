@@ -1,0 +1,54 @@
+package transport
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// statusRecorder remembers the status an HTTP answer had, for the
+// observer. Unwrap keeps http.ResponseController (Flush, write deadlines)
+// working through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+var endpoints = map[string]session.Endpoint{
+	"xhr":           session.EndpointXHR,
+	"xhr_send":      session.EndpointXHRSend,
+	"xhr_streaming": session.EndpointXHRStreaming,
+	"eventsource":   session.EndpointEventSource,
+	"htmlfile":      session.EndpointHTMLFile,
+	"jsonp":         session.EndpointJSONP,
+	"jsonp_send":    session.EndpointJSONPSend,
+}
+
+// observed runs serve with the answer's status and duration reported to
+// the observer.
+func (h *Handler) observed(w http.ResponseWriter, r *http.Request, e session.Endpoint, serve func(http.ResponseWriter, *http.Request)) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	serve(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	h.obs.HTTPRequest(e, rec.status, time.Since(start))
+}

@@ -77,6 +77,7 @@ type Metrics struct {
 	delivery   [nt]prometheus.Observer
 	receive    [nt]prometheus.Observer
 	pingRTT    [nt]prometheus.Observer
+	dropped    [nt]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
 }
@@ -109,6 +110,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	delivery := histogram("delivery_delay_seconds", "From Send to the message's bytes being written to the client's connection or response; for polling this includes waiting for the next poll.", LatencyBuckets, tl...)
 	receive := histogram("receive_delay_seconds", "From a message being read off the client's connection to the application's Recv returning it.", LatencyBuckets, tl...)
 	pingRTT := histogram("ping_rtt_seconds", "Application-level round trip (hub ping to pong), measured by the server on real clients.", LatencyBuckets, tl...)
+	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
 
@@ -132,6 +134,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.delivery[t] = delivery.WithLabelValues(n)
 		m.receive[t] = receive.WithLabelValues(n)
 		m.pingRTT[t] = pingRTT.WithLabelValues(n)
+		m.dropped[t] = dropped.WithLabelValues(n)
 	}
 	for e := session.Endpoint(0); e < session.NumEndpoints; e++ {
 		for c := range statusClasses {
@@ -216,5 +219,13 @@ func (m *Metrics) HTTPRequest(e session.Endpoint, status int, d time.Duration) {
 func (m *Metrics) ObservePingRTT(t session.Transport, d time.Duration) {
 	if ok(t) {
 		m.pingRTT[t].Observe(d.Seconds())
+	}
+}
+
+// SubscriberDropped counts a hub subscriber disconnected for overflowing
+// its send queue.
+func (m *Metrics) SubscriberDropped(t session.Transport) {
+	if ok(t) {
+		m.dropped[t].Inc()
 	}
 }

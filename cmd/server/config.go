@@ -32,6 +32,7 @@ type Config struct {
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	Hub             HubConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -53,6 +54,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.Hub.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	var envErr error

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/web"
 )
 
 func main() {
@@ -98,7 +98,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	})
 	s := &server{services: svcs, log: log}
 	r.HandleFunc("/readyz", s.ready)
-	mountClient(r, cfg.ClientDir, log)
+	// The browser side (sockjs-client, demo page) answers every other path.
+	web.Mount(r, cfg.ClientDir, log)
 
 	s.http = &http.Server{
 		Handler:           r,
@@ -149,16 +150,4 @@ func (s *server) shutdown(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	return err
-}
-
-// mountClient serves the browser side: the pinned sockjs-client from npm at
-// /sockjs-client/, and the demo page at /. A missing npm install is not
-// fatal: /info and the non-iframe transports work without it.
-func mountClient(r *mux.Router, dir string, log *slog.Logger) {
-	dist := filepath.Join(dir, "node_modules", "sockjs-client", "dist")
-	if _, err := os.Stat(filepath.Join(dist, "sockjs.min.js")); err != nil {
-		log.Warn("sockjs-client is not installed: the iframe transports and the demo page will not work; run `make deps`", "looked_in", dist)
-	}
-	r.PathPrefix("/sockjs-client/").Handler(http.StripPrefix("/sockjs-client/", http.FileServer(http.Dir(dist))))
-	r.PathPrefix("/").Handler(http.FileServer(http.Dir(filepath.Join(dir, "public"))))
 }

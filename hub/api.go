@@ -1,0 +1,204 @@
+package hub
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+)
+
+// APIOptions configure the backend HTTP API.
+type APIOptions struct {
+	// Key, when set, is required on every request, as
+	// "Authorization: Bearer <key>" or "X-API-Key: <key>".
+	Key string
+	// MaxBodyBytes bounds a request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxBroadcastChannels bounds one broadcast. Default 1000.
+	MaxBroadcastChannels int
+}
+
+// API is the HTTP API backends publish through.
+type API struct {
+	hub  *Hub
+	opts APIOptions
+}
+
+// NewAPI returns the API of h.
+func NewAPI(h *Hub, opts APIOptions) *API {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.MaxBroadcastChannels <= 0 {
+		opts.MaxBroadcastChannels = 1000
+	}
+	return &API{hub: h, opts: opts}
+}
+
+// Mount registers the API's routes under prefix (for example "/api").
+func (a *API) Mount(r *mux.Router, prefix string) {
+	r.Handle(prefix+"/publish", a.guard(http.MethodPost, a.publish))
+	r.Handle(prefix+"/broadcast", a.guard(http.MethodPost, a.broadcast))
+	r.Handle(prefix+"/channels", a.guard(http.MethodGet, a.channels))
+	r.Handle(prefix+"/presence", a.guard(http.MethodGet, a.presence))
+}
+
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{code, msg})
+}
+
+// guard checks the method and the API key.
+func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+			return
+		}
+		if a.opts.Key != "" {
+			got := r.Header.Get("X-API-Key")
+			if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
+				got = strings.TrimPrefix(auth, "Bearer ")
+			}
+			if got == "" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sockjsd"`)
+				fail(w, http.StatusUnauthorized, "unauthorized", "an API key is required")
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Key)) != 1 {
+				fail(w, http.StatusForbidden, "forbidden", "wrong API key")
+				return
+			}
+		}
+		next(w, r)
+	})
+}
+
+// decode reads a JSON body under the size limit.
+func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
+		} else {
+			fail(w, http.StatusBadRequest, "bad_request", "could not read the body")
+		}
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		fail(w, http.StatusBadRequest, "bad_json", "the body is not valid JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// checkPublish validates one channel and its data.
+func (a *API) checkPublish(w http.ResponseWriter, channel string, data json.RawMessage) bool {
+	switch {
+	case channel == "":
+		fail(w, http.StatusBadRequest, "bad_request", "channel is required")
+	case !a.hub.opts.Rules.Exists(channel):
+		fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+channel)
+	case len(data) == 0:
+		fail(w, http.StatusBadRequest, "bad_request", "data is required")
+	case len(data) > a.hub.opts.MaxDataBytes:
+		fail(w, http.StatusRequestEntityTooLarge, "too_large", "data over the size limit")
+	default:
+		return true
+	}
+	return false
+}
+
+type published struct {
+	Channel string `json:"channel"`
+	Seq     uint64 `json:"seq"`
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if !a.decode(w, r, &req) || !a.checkPublish(w, req.Channel, req.Data) {
+		return
+	}
+	seq, err := a.hub.Publish(r.Context(), req.Channel, req.Data)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, published{req.Channel, seq})
+}
+
+func (a *API) broadcast(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Channels []string        `json:"channels"`
+		Data     json.RawMessage `json:"data"`
+	}
+	if !a.decode(w, r, &req) {
+		return
+	}
+	if len(req.Channels) == 0 || len(req.Channels) > a.opts.MaxBroadcastChannels {
+		fail(w, http.StatusBadRequest, "bad_request", "channels must list 1 to the broadcast limit of channels")
+		return
+	}
+	for _, ch := range req.Channels {
+		if !a.checkPublish(w, ch, req.Data) {
+			return
+		}
+	}
+	out := make([]published, 0, len(req.Channels))
+	for _, ch := range req.Channels {
+		seq, err := a.hub.Publish(r.Context(), ch, req.Data)
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		out = append(out, published{ch, seq})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+}
+
+func (a *API) channels(w http.ResponseWriter, r *http.Request) {
+	chans, err := a.hub.opts.Broker.Channels(r.Context())
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": chans})
+}
+
+func (a *API) presence(w http.ResponseWriter, r *http.Request) {
+	ch := r.URL.Query().Get("channel")
+	if ch == "" {
+		fail(w, http.StatusBadRequest, "bad_request", "the channel query parameter is required")
+		return
+	}
+	if !a.hub.opts.Rules.Exists(ch) {
+		fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+ch)
+		return
+	}
+	n, err := a.hub.opts.Broker.Presence(r.Context(), ch)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channel": ch, "subscribers": n})
+}

@@ -1,0 +1,93 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Rules say which channels exist and who may do what on them. Patterns
+// are path.Match globs over channel names ("news", "chat.*", "*").
+type Rules struct {
+	// Channels that exist. Default ["*"]: any valid name.
+	Channels []string
+	// BrowserPublish: channels browsers may publish to. Default none:
+	// only backends publish, through the HTTP API.
+	BrowserPublish []string
+	// TokenSecret, when set, makes subscribing require a token: an
+	// HMAC-SHA256 JWT passed as the `token` query parameter of the SockJS
+	// URL, with an `exp` and a `channels` claim (a list of patterns).
+	TokenSecret []byte
+}
+
+// validName: channel names are 1-128 characters of [A-Za-z0-9_.:-], so
+// they are safe in logs, URLs and Redis keys.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (r Rules) withDefaults() Rules {
+	if len(r.Channels) == 0 {
+		r.Channels = []string{"*"}
+	}
+	return r
+}
+
+// Exists reports whether name is a channel.
+func (r Rules) Exists(name string) bool {
+	return validName.MatchString(name) && matchAny(r.Channels, name)
+}
+
+// CanPublish reports whether browsers may publish to name.
+func (r Rules) CanPublish(name string) bool { return matchAny(r.BrowserPublish, name) }
+
+// Claims are a subscribe token's claims.
+type Claims struct {
+	Channels []string `json:"channels"`
+	jwt.RegisteredClaims
+}
+
+// Token errors.
+var (
+	ErrNoToken    = errors.New("a token is required to subscribe")
+	ErrBadToken   = errors.New("invalid token")
+	ErrNotAllowed = errors.New("the token does not allow this channel")
+)
+
+// checkToken verifies a subscribe token for channel.
+func (r Rules) checkToken(token, channel string) error {
+	if len(r.TokenSecret) == 0 {
+		return nil
+	}
+	if token == "" {
+		return ErrNoToken
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return r.TokenSecret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if !matchAny(c.Channels, channel) {
+		return ErrNotAllowed
+	}
+	return nil
+}
+
+// SignToken makes a subscribe token for channel patterns, valid for ttl:
+// what a backend gives a page.
+func SignToken(secret []byte, channels []string, ttl time.Duration) (string, error) {
+	c := Claims{Channels: channels, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}

@@ -46,3 +46,10 @@ bench: deps
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules
+
+# The browser tests alone: the real sockjs-client in headless Chromium over
+# every transport and through the fallback scenarios; -v prints the
+# per-transport table (connect time, round-trip p50/p95/p99).
+.PHONY: browser-test
+browser-test: deps-client deps-system
+	$(GO) test -race -count=1 -timeout 15m -v -run '^TestBrowser$$' ./e2e/browser/

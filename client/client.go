@@ -107,8 +107,11 @@ type Conn struct {
 // "http://127.0.0.1:8081/echo"), trying the allowed transports in order.
 func Dial(ctx context.Context, baseURL string, opts Options) (*Conn, error) {
 	opts = opts.withDefaults()
-	baseURL = strings.TrimSuffix(baseURL, "/")
-	info, err := GetInfo(ctx, opts.HTTPClient, baseURL, opts.Header)
+	// A query string (an auth token, say) goes on every request, after
+	// the path the protocol adds, as sockjs-client does.
+	path, query, _ := strings.Cut(baseURL, "?")
+	base := target{strings.TrimSuffix(path, "/"), query}
+	info, err := GetInfo(ctx, opts.HTTPClient, base.url("/info"), opts.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +121,7 @@ func Dial(ctx context.Context, baseURL string, opts Options) (*Conn, error) {
 			errs = append(errs, fmt.Errorf("%s: disabled by the server's /info", t))
 			continue
 		}
-		c, err := dialTransport(ctx, baseURL, t, opts)
+		c, err := dialTransport(ctx, base, t, opts)
 		if err == nil {
 			return c, nil
 		}
@@ -130,11 +133,22 @@ func Dial(ctx context.Context, baseURL string, opts Options) (*Conn, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoTransport, errors.Join(errs...))
 }
 
-// GetInfo reads baseURL/info.
-func GetInfo(ctx context.Context, hc *http.Client, baseURL string, hdr http.Header) (*Info, error) {
+// target is a service URL split into its path and query.
+type target struct{ path, query string }
+
+// url is the URL of p under the target, with the target's query.
+func (t target) url(p string) string {
+	if t.query == "" {
+		return t.path + p
+	}
+	return t.path + p + "?" + t.query
+}
+
+// GetInfo reads a service's /info document from infoURL.
+func GetInfo(ctx context.Context, hc *http.Client, infoURL string, hdr http.Header) (*Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/info", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, infoURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -164,10 +178,10 @@ func copyHeader(dst, src http.Header) {
 
 // sessionURL is base/<server>/<session>: a random server id of three
 // digits and a random session id.
-func sessionURL(base string) string {
+func sessionURL(base target) target {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%03d/%s", base, int(b[0])%1000, hex.EncodeToString(b[1:]))
+	return target{fmt.Sprintf("%s/%03d/%s", base.path, int(b[0])%1000, hex.EncodeToString(b[1:])), base.query}
 }
 
 func newConn(t string, opts Options) *Conn {
@@ -183,7 +197,7 @@ func newConn(t string, opts Options) *Conn {
 	}
 }
 
-func dialTransport(ctx context.Context, base, t string, opts Options) (*Conn, error) {
+func dialTransport(ctx context.Context, base target, t string, opts Options) (*Conn, error) {
 	switch t {
 	case WebSocket:
 		return dialWebSocket(ctx, base, opts)

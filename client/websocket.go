@@ -9,8 +9,8 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func dialWebSocket(ctx context.Context, base string, opts Options) (*Conn, error) {
-	u := "ws" + strings.TrimPrefix(sessionURL(base), "http") + "/websocket"
+func dialWebSocket(ctx context.Context, base target, opts Options) (*Conn, error) {
+	u := "ws" + strings.TrimPrefix(sessionURL(base).url("/websocket"), "http")
 	dctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: opts.ConnectTimeout, ReadBufferSize: 4096, WriteBufferSize: 4096}

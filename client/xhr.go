@@ -15,7 +15,7 @@ import (
 // streaming response is reopened when the server ends it at its response
 // limit), and one xhr_send in flight carrying everything queued.
 
-func dialHTTP(ctx context.Context, base, t string, opts Options) (*Conn, error) {
+func dialHTTP(ctx context.Context, base target, t string, opts Options) (*Conn, error) {
 	su := sessionURL(base)
 	c := newConn(t, opts)
 	streaming := t == XHRStreaming
@@ -30,7 +30,7 @@ func dialHTTP(ctx context.Context, base, t string, opts Options) (*Conn, error) 
 	attempt, cancelAttempt := context.WithCancel(c.ctx)
 	timer := time.AfterFunc(opts.ConnectTimeout, cancelAttempt)
 	stop := context.AfterFunc(ctx, cancelAttempt)
-	body, br, err := c.receive(attempt, su+endpoint, streaming)
+	body, br, err := c.receive(attempt, su.url(endpoint), streaming)
 	var frame []byte
 	if err == nil {
 		frame, err = readFrame(br)
@@ -52,8 +52,8 @@ func dialHTTP(ctx context.Context, base, t string, opts Options) (*Conn, error) 
 		body, br = nil, nil
 	}
 	c.start(
-		func() { c.receiveLoop(su+endpoint, streaming, body, br) },
-		func() { c.sendLoop(su + "/xhr_send") },
+		func() { c.receiveLoop(su.url(endpoint), streaming, body, br) },
+		func() { c.sendLoop(su.url("/xhr_send")) },
 	)
 	return c, nil
 }

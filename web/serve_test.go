@@ -1,0 +1,128 @@
+package web
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/mux"
+
+	"github.com/sockjsd/sockjsd/services"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+// repoRoot is the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// newServer mounts the protocol services and the browser side from dir,
+// as cmd/server does, and returns the server and what Mount logged.
+func newServer(t *testing.T, dir string) (*httptest.Server, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	services.Mount(r, services.Protocol(transport.Options{Logger: log})...)
+	Mount(r, dir, log)
+	s := httptest.NewServer(r)
+	t.Cleanup(s.Close)
+	return s, &logs
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestMountServesClientAndDemo(t *testing.T) {
+	dir := filepath.Join(repoRoot(t), DefaultDir)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "sockjs-client", "dist", "sockjs.min.js")); err != nil {
+		t.Fatalf("sockjs-client is not installed (%v): run `make deps-client`", err)
+	}
+	s, logs := newServer(t, dir)
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("warning with the client installed: %s", logs)
+	}
+	cases := []struct {
+		path, wantType, wantBody string
+	}{
+		{ClientPath + "sockjs.min.js", "javascript", "SockJS"},
+		{"/sockjsd.js", "javascript", "SockJSD"},
+		{"/demo.js", "javascript", "SockJSD.connect"},
+		{"/demo.css", "text/css", "panel"},
+		{"/", "text/html", `<section id="hub"`},
+		{"/echo/info", "application/json", `"websocket":true`},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			code, h, body := get(t, s.URL+c.path)
+			if code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
+			if ct := h.Get("Content-Type"); !strings.Contains(ct, c.wantType) {
+				t.Errorf("Content-Type %q, want %q", ct, c.wantType)
+			}
+			if !strings.Contains(body, c.wantBody) {
+				t.Errorf("body does not contain %q", c.wantBody)
+			}
+		})
+	}
+}
+
+// Without the npm install the server still serves /info and the
+// non-iframe transports, and says once what is missing.
+func TestMountWithoutClient(t *testing.T) {
+	s, logs := newServer(t, t.TempDir())
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("got %d warnings, want 1: %s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "sockjs-client is not installed") {
+		t.Errorf("warning does not say what is missing: %s", logs)
+	}
+	if code, _, _ := get(t, s.URL+ClientPath+"sockjs.min.js"); code != http.StatusNotFound {
+		t.Errorf("missing client: status %d, want 404", code)
+	}
+	if code, _, body := get(t, s.URL+"/echo/info"); code != http.StatusOK || !strings.Contains(body, `"websocket":true`) {
+		t.Errorf("/echo/info: status %d, body %q", code, body)
+	}
+	resp, err := http.Post(s.URL+"/echo/000/abc/xhr", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "o\n" {
+		t.Errorf("xhr open: status %d, body %q", resp.StatusCode, b)
+	}
+}

@@ -133,7 +133,7 @@ func (h *Hub) Serve(s *session.Session) {
 		}
 		var m clientMsg
 		if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Op == "" {
-			_ = s.Send(encodeError(CodeBadRequest, "expected a JSON object with an op", ""))
+			h.send(c, encodeError(CodeBadRequest, "expected a JSON object with an op", ""))
 			continue
 		}
 		switch m.Op {
@@ -141,12 +141,12 @@ func (h *Hub) Serve(s *session.Session) {
 			h.handleSubscribe(c, m.Channel, token)
 		case "unsubscribe":
 			if !c.subs[m.Channel] {
-				_ = s.Send(encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
+				h.send(c, encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
 				continue
 			}
 			h.unsubscribe(c, m.Channel)
 			delete(c.subs, m.Channel)
-			_ = s.Send(encodeChannelOp("unsubscribed", m.Channel, 0))
+			h.send(c, encodeChannelOp("unsubscribed", m.Channel, 0))
 		case "publish":
 			h.handlePublish(ctx, c, m)
 		case "pong":
@@ -157,7 +157,7 @@ func (h *Hub) Serve(s *session.Session) {
 			}
 			c.pingMu.Unlock()
 		default:
-			_ = s.Send(encodeError(CodeUnknownOp, "unknown op "+jsonString(m.Op), ""))
+			h.send(c, encodeError(CodeUnknownOp, "unknown op "+jsonString(m.Op), ""))
 		}
 	}
 }
@@ -175,51 +175,64 @@ func (h *Hub) ping(c *client) {
 	id := c.pingID
 	c.pingSent = time.Now()
 	c.pingMu.Unlock()
-	_ = c.s.Send(encodePing(id))
+	h.send(c, encodePing(id))
+}
+
+// send queues msg for c. Send never blocks: a client whose queue
+// overflows is closed by its session (3009); that is counted here, once.
+func (h *Hub) send(c *client, msg string) bool {
+	if err := c.s.Send(msg); err != nil {
+		if err == session.ErrQueueFull {
+			h.opts.Observer.SubscriberDropped(c.s.Transport())
+			h.opts.Logger.Info("hub: subscriber too slow, disconnected", "transport", c.s.Transport().String())
+		}
+		return false
+	}
+	return true
 }
 
 func (h *Hub) handleSubscribe(c *client, ch, token string) {
 	switch {
 	case !h.opts.Rules.Exists(ch):
-		_ = c.s.Send(encodeError(CodeUnknownChan, "no such channel", ch))
+		h.send(c, encodeError(CodeUnknownChan, "no such channel", ch))
 		return
 	case c.subs[ch]:
-		_ = c.s.Send(encodeChannelOp("subscribed", ch, 0))
+		h.send(c, encodeChannelOp("subscribed", ch, 0))
 		return
 	case len(c.subs) >= h.opts.MaxSubscriptions:
-		_ = c.s.Send(encodeError(CodeTooMany, "subscription limit reached", ch))
+		h.send(c, encodeError(CodeTooMany, "subscription limit reached", ch))
 		return
 	}
 	if err := h.opts.Rules.checkToken(token, ch); err != nil {
-		_ = c.s.Send(encodeError(CodeForbidden, err.Error(), ch))
+		h.send(c, encodeError(CodeForbidden, err.Error(), ch))
 		return
 	}
 	if err := h.subscribe(c, ch); err != nil {
-		_ = c.s.Send(encodeError(CodeUnavailable, err.Error(), ch))
+		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
 		return
 	}
 	c.subs[ch] = true
 	seq, _ := h.opts.Broker.LastSeq(c.s.Context(), ch)
-	_ = c.s.Send(encodeChannelOp("subscribed", ch, seq))
+	h.send(c, encodeChannelOp("subscribed", ch, seq))
 }
 
 func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg) {
 	switch {
 	case !h.opts.Rules.Exists(m.Channel):
-		_ = c.s.Send(encodeError(CodeUnknownChan, "no such channel", m.Channel))
+		h.send(c, encodeError(CodeUnknownChan, "no such channel", m.Channel))
 	case !h.opts.Rules.CanPublish(m.Channel):
-		_ = c.s.Send(encodeError(CodeForbidden, "browsers may not publish here", m.Channel))
+		h.send(c, encodeError(CodeForbidden, "browsers may not publish here", m.Channel))
 	case len(m.Data) == 0:
-		_ = c.s.Send(encodeError(CodeBadRequest, "data is required", m.Channel))
+		h.send(c, encodeError(CodeBadRequest, "data is required", m.Channel))
 	case len(m.Data) > h.opts.MaxDataBytes:
-		_ = c.s.Send(encodeError(CodeTooLarge, "data over the size limit", m.Channel))
+		h.send(c, encodeError(CodeTooLarge, "data over the size limit", m.Channel))
 	default:
 		seq, err := h.Publish(ctx, m.Channel, m.Data)
 		if err != nil {
-			_ = c.s.Send(encodeError(CodeUnavailable, err.Error(), m.Channel))
+			h.send(c, encodeError(CodeUnavailable, err.Error(), m.Channel))
 			return
 		}
-		_ = c.s.Send(encodeChannelOp("published", m.Channel, seq))
+		h.send(c, encodeChannelOp("published", m.Channel, seq))
 	}
 }
 
@@ -288,9 +301,9 @@ func (h *Hub) deliver(l *local, m Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.subs {
-		if err := c.s.Send(frame); err == session.ErrQueueFull {
-			h.opts.Observer.SubscriberDropped(c.s.Transport())
-			h.opts.Logger.Info("hub: subscriber too slow, disconnected", "channel", m.Channel, "transport", c.s.Transport().String())
+		if !h.send(c, frame) {
+			// Closed, by overflow or otherwise: stop counting it now
+			// rather than when its handler gets round to leaving.
 			delete(l.subs, c)
 			h.opts.Broker.AddPresence(m.Channel, -1)
 		}

@@ -13,28 +13,13 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
 // repoRoot is the directory holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 
 // newServer mounts the protocol services and the browser side from dir,
 // as cmd/server does, and returns the server and what Mount logged.

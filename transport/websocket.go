@@ -111,7 +111,6 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if err != nil {
 		return // the upgrader answered and logged
 	}
-	defer conn.Close()
 	t := session.WebSocket
 	if raw {
 		t = session.RawWebSocket
@@ -119,26 +118,37 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	deadline := time.Now().Add(h.opts.WriteTimeout)
 	if h.closing.Load() {
 		closeWebSocket(conn, websocket.CloseGoingAway, session.ReasonGoingAway, deadline)
+		conn.Close()
 		return
 	}
 	s, err := h.reg.Create(t, h.requestInfo(r))
 	if err != nil {
 		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
 		closeWebSocket(conn, websocket.CloseTryAgainLater, "Too many sessions", deadline)
+		conn.Close()
 		return
 	}
 	go h.run(s)
 	conn.SetReadLimit(int64(h.opts.MaxMessageBytes))
 	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs}
+	// The session runs on two fresh goroutines and this handler returns:
+	// net/http then lets go of the request, its 4 KiB read and write
+	// buffers and this goroutine's deep stack, about half of what an idle
+	// websocket session would otherwise cost.
+	h.active.Add(1)
 	go h.readWebSocket(conn, s, rcv)
-	h.serve(s, rcv)
-	why := session.ReasonServer
-	select {
-	case <-rcv.gone:
-		why = session.ReasonClient
-	default:
-	}
-	s.End(why)
+	go func() {
+		defer h.active.Add(-1)
+		defer conn.Close()
+		s.Serve(rcv)
+		why := session.ReasonServer
+		select {
+		case <-rcv.gone:
+			why = session.ReasonClient
+		default:
+		}
+		s.End(why)
+	}()
 }
 
 // readWebSocket delivers the client's messages until the connection ends.

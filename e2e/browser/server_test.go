@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
@@ -49,6 +50,7 @@ type server struct {
 	http     *http.Server
 	handlers []*transport.Handler
 	echo     *transport.Handler
+	hub      *hub.Hub
 	done     chan struct{}
 }
 
@@ -138,6 +140,10 @@ func (s *server) router() http.Handler {
 			s.echo = h
 		}
 	}
+	// The hub, as cmd/server mounts it, for the hub scenario.
+	s.hub = hub.New(hub.Options{Rules: hub.Rules{BrowserPublish: []string{"chat.*"}}, PingInterval: 200 * time.Millisecond, Logger: quietLogger()})
+	hub.NewAPI(s.hub, hub.APIOptions{}).Mount(r, "/api")
+	s.handlers = append(s.handlers, transport.New("/hub", opts, s.hub.Serve))
 	services.Mount(r, s.handlers...)
 	r.PathPrefix("/e2e/").Handler(http.StripPrefix("/e2e/", http.FileServer(http.Dir("testdata"))))
 	web.Mount(r, filepath.Join(s.root, web.DefaultDir), quietLogger())

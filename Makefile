@@ -44,8 +44,18 @@ deps-system:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
 	fi
 
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./session/ ./transport/
+# Benchmarks: Go micro-benchmarks, then the same loads against our server,
+# igm/sockjs-go, sockjs-node and two ceilings, one table (bench-results/latest.md).
+BENCH_D ?= 5s
+bench: deps-node
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./session/ ./transport/
+	mkdir -p bench-results/bin
+	$(GO) build -o bench-results/bin/server ./cmd/server
+	$(GO) build -o bench-results/bin/loadgen ./cmd/loadgen
+	$(GO) build -o bench-results/bin/igm ./bench/servers/igm
+	$(GO) build -o bench-results/bin/rawws ./bench/servers/rawws
+	$(GO) build -o bench-results/bin/nethttp ./bench/servers/nethttp
+	$(GO) run ./bench/cmd/benchrun -d $(BENCH_D)
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules

@@ -1,0 +1,268 @@
+// Command loadgen puts load on a SockJS echo service through the Go client:
+// N sessions over one transport, either echoing (K messages of S bytes in
+// flight per session, for D) or idle (holding N sessions for D). It
+// reports messages/s, round-trip p50/p95/p99 and errors, with a progress
+// line every second on stderr. Targets are loopback addresses only.
+//
+//	go run ./cmd/loadgen -url http://127.0.0.1:8081/echo -transport websocket -n 100 -k 1 -s 64 -d 10s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockjsd/sockjsd/client"
+)
+
+type config struct {
+	url         string
+	transport   string
+	n, k, s     int
+	d           time.Duration
+	mode        string
+	jsonOut     bool
+	connectRate int
+	quiet       bool
+}
+
+// Result is what a run measured (the -json output).
+type Result struct {
+	Transport  string  `json:"transport"`
+	Mode       string  `json:"mode"`
+	Sessions   int     `json:"sessions"`
+	Opened     int64   `json:"opened"`
+	Messages   int64   `json:"messages"`
+	Seconds    float64 `json:"seconds"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	P50ms      float64 `json:"p50_ms"`
+	P95ms      float64 `json:"p95_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	Errors     int64   `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.url, "url", "http://127.0.0.1:8081/echo", "SockJS service URL (loopback only)")
+	flag.StringVar(&c.transport, "transport", "websocket", "websocket, xhr-streaming or xhr-polling")
+	flag.IntVar(&c.n, "n", 100, "sessions")
+	flag.IntVar(&c.k, "k", 1, "messages in flight per session (echo mode)")
+	flag.IntVar(&c.s, "s", 64, "message size in bytes (echo mode)")
+	flag.DurationVar(&c.d, "d", 10*time.Second, "how long to measure, after every session opened")
+	flag.StringVar(&c.mode, "mode", "echo", "echo or idle")
+	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON on stdout")
+	flag.IntVar(&c.connectRate, "connect-parallel", 200, "sessions opening at once")
+	flag.BoolVar(&c.quiet, "quiet", false, "no progress lines")
+	flag.Parse()
+	if err := checkLoopback(c.url); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	res, err := run(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	if c.jsonOut {
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	fmt.Printf("%s %s: %d sessions, %.0f msgs/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, %d errors\n",
+		res.Transport, res.Mode, res.Opened, res.MsgsPerSec, res.P50ms, res.P95ms, res.P99ms, res.Errors)
+}
+
+// checkLoopback refuses targets that are not on this machine: a load
+// generator must never be pointed at someone else's server by mistake.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	ips, err := net.LookupIP(u.Hostname())
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("%s is not a loopback address", u.Hostname())
+		}
+	}
+	return nil
+}
+
+type stats struct {
+	messages atomic.Int64
+	errors   atomic.Int64
+	opened   atomic.Int64
+	mu       sync.Mutex
+	samples  []time.Duration
+	firstErr string
+}
+
+func (s *stats) fail(err error) {
+	s.errors.Add(1)
+	s.mu.Lock()
+	if s.firstErr == "" {
+		s.firstErr = err.Error()
+	}
+	s.mu.Unlock()
+}
+
+// maxSamples bounds the latency samples kept (every message is counted).
+const maxSamples = 1 << 20
+
+func run(c config) (*Result, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2*c.n + 16, IdleConnTimeout: time.Minute}}
+	opts := client.Options{Transports: []string{c.transport}, HTTPClient: hc, ConnectTimeout: 30 * time.Second}
+	st := &stats{}
+	conns := make([]*client.Conn, c.n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.connectRate)
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			conn, err := client.Dial(context.Background(), c.url, opts)
+			if err != nil {
+				st.fail(err)
+				return
+			}
+			conns[i] = conn
+			st.opened.Add(1)
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, conn := range conns {
+			if conn != nil {
+				_ = conn.Close()
+			}
+		}
+	}()
+	if st.opened.Load() == 0 {
+		return nil, fmt.Errorf("no session opened: %s", st.firstErr)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.d)
+	defer cancel()
+	stopProgress := progress(c, st)
+	start := time.Now()
+	if c.mode == "echo" {
+		payload := strings.Repeat("x", c.s)
+		for _, conn := range conns {
+			if conn == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				echo(ctx, conn, payload, c.k, st)
+			}()
+		}
+	}
+	<-ctx.Done()
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+
+	res := &Result{Transport: c.transport, Mode: c.mode, Sessions: c.n, Opened: st.opened.Load(),
+		Messages: st.messages.Load(), Seconds: elapsed.Seconds(), Errors: st.errors.Load(), FirstError: st.firstErr}
+	res.MsgsPerSec = float64(res.Messages) / elapsed.Seconds()
+	if len(st.samples) > 0 {
+		sort.Slice(st.samples, func(i, j int) bool { return st.samples[i] < st.samples[j] })
+		pct := func(p float64) float64 {
+			return float64(st.samples[int(p*float64(len(st.samples)-1))]) / float64(time.Millisecond)
+		}
+		res.P50ms, res.P95ms, res.P99ms = pct(.50), pct(.95), pct(.99)
+	}
+	return res, nil
+}
+
+// echo keeps k messages in flight on conn until ctx ends; the service
+// echoes in order, so the oldest send time is the one an echo answers.
+func echo(ctx context.Context, conn *client.Conn, payload string, k int, st *stats) {
+	sent := make([]time.Time, 0, k)
+	for i := 0; i < k; i++ {
+		sent = append(sent, time.Now())
+		if err := conn.Send(payload); err != nil {
+			st.fail(err)
+			return
+		}
+	}
+	local := make([]time.Duration, 0, 1024)
+	defer func() {
+		st.mu.Lock()
+		if room := maxSamples - len(st.samples); room > 0 {
+			st.samples = append(st.samples, local[:min(room, len(local))]...)
+		}
+		st.mu.Unlock()
+	}()
+	for {
+		m, err := conn.Recv(ctx)
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				st.fail(err)
+			}
+			return
+		}
+		if len(m) != len(payload) {
+			st.fail(fmt.Errorf("echo of %d bytes, sent %d", len(m), len(payload)))
+			return
+		}
+		if len(local) < cap(local) || len(local) < maxSamples/64 {
+			local = append(local, time.Since(sent[0]))
+		}
+		st.messages.Add(1)
+		sent = append(sent[:0], sent[1:]...)
+		sent = append(sent, time.Now())
+		if err := conn.Send(payload); err != nil {
+			st.fail(err)
+			return
+		}
+	}
+}
+
+// progress prints a line a second to stderr until stopped.
+func progress(c config, st *stats) func() {
+	if c.quiet {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		start, last := time.Now(), int64(0)
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n := st.messages.Load()
+				fmt.Fprintf(os.Stderr, "\r%5.0fs  %s  sessions %d  %8d msgs/s  errors %d   ",
+					time.Since(start).Seconds(), c.transport, st.opened.Load(), n-last, st.errors.Load())
+				last = n
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		fmt.Fprintln(os.Stderr)
+	}
+}

@@ -1,0 +1,72 @@
+package session
+
+import (
+	"strconv"
+	"testing"
+)
+
+// discard is a streaming Receiver that drops frames.
+type discard struct{ gone chan struct{} }
+
+func (d discard) WriteFrame(*Frame) (bool, error) { return false, nil }
+func (d discard) Gone() <-chan struct{}           { return d.gone }
+
+// BenchmarkSend is the application's side of the send path: queue a
+// message and wake the session's writer.
+func BenchmarkSend(b *testing.B) {
+	reg := NewRegistry(Options{SendQueueMessages: 1 << 30, SendQueueBytes: 1 << 62}, 0)
+	s, _ := reg.Create(WebSocket, Request{})
+	d := discard{gone: make(chan struct{})}
+	done := make(chan struct{})
+	go func() { s.Serve(d); close(done) }()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Send("a 64-byte message .............................................."); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	close(d.gone)
+	<-done
+}
+
+// BenchmarkDeliverRecv is the receive path: a message read off the
+// connection handed to the application.
+func BenchmarkDeliverRecv(b *testing.B) {
+	reg := NewRegistry(Options{}, 0)
+	s, _ := reg.Create(WebSocket, Request{})
+	msgs := []string{"m"}
+	ctx := s.Context()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := s.Deliver(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Recv(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRegistryGet: the lookup every xhr_send and poll makes, from
+// many goroutines at once over 100k sessions.
+func BenchmarkRegistryGet(b *testing.B) {
+	reg := NewRegistry(Options{}, 200_000)
+	ids := make([]string, 100_000)
+	for i := range ids {
+		ids[i] = "session-" + strconv.Itoa(i)
+		_, _, _ = reg.GetOrCreate(ids[i], XHRPolling, func() Request { return Request{} })
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if reg.Get(ids[i%len(ids)]) == nil {
+				b.Fatal("missing")
+			}
+			i++
+		}
+	})
+}

@@ -14,7 +14,7 @@ func testHub(t *testing.T, b *browser) {
 	s := startServer(t, serverConfig{})
 	pages := map[string]*page{}
 	for _, tr := range []string{"websocket", "xhr-polling"} {
-		p := b.open(t, s.URL()+"/hub.html")
+		p := b.open(t, s.URL()+"/") // the demo page's hub panel
 		p.t = t
 		do(t, p,
 			chromedp.SetValue(chromedp.ID("hub-transport"), tr),

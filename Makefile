@@ -44,18 +44,16 @@ deps-system:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
 	fi
 
-# Benchmarks: Go micro-benchmarks, then the same loads against our server,
-# igm/sockjs-go, sockjs-node and two ceilings, one table (bench-results/latest.md).
+# Benchmarks (not part of `make test`): Go micro-benchmarks, then the same
+# loads against our server, igm/sockjs-go, sockjs-node and the plain
+# gorilla / net/http ceilings, one table (also bench-results/latest.md).
+# About 6 minutes; BENCH_D is the time per load and server, BENCH_ROUNDS
+# the interleaved rounds (median), BENCH_FLAGS more bench/cmd/benchrun flags.
 BENCH_D ?= 5s
+BENCH_ROUNDS ?= 1
+BENCH_FLAGS ?=
 bench: deps-node
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./session/ ./transport/
-	mkdir -p bench-results/bin
-	$(GO) build -o bench-results/bin/server ./cmd/server
-	$(GO) build -o bench-results/bin/loadgen ./cmd/loadgen
-	$(GO) build -o bench-results/bin/igm ./bench/servers/igm
-	$(GO) build -o bench-results/bin/rawws ./bench/servers/rawws
-	$(GO) build -o bench-results/bin/nethttp ./bench/servers/nethttp
-	$(GO) run ./bench/cmd/benchrun -d $(BENCH_D)
+	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules

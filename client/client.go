@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +50,19 @@ type Options struct {
 	// MaxBatchBytes bounds one outgoing frame or xhr_send body; queued
 	// messages are batched up to it. Default 256 KiB.
 	MaxBatchBytes int
+	// MaxFrameBytes bounds one frame from the server (a websocket message
+	// or a line of a streaming or polling response); a bigger one closes
+	// the connection with 1009. Default 32 MiB.
+	MaxFrameBytes int
+	// ReadTimeout is how long the server may stay silent (no frame, not
+	// even a heartbeat, which servers send every 25 s by default) before
+	// the connection is considered lost (1006). Time spent waiting for
+	// Recv to make room in a full receive queue does not count. Default
+	// 60s.
+	ReadTimeout time.Duration
+	// NetDialContext, when set, opens the websocket's TCP connection (to
+	// pick a source address, say). HTTP transports use HTTPClient's.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -69,6 +84,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = 256 << 10
 	}
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = 32 << 20
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 60 * time.Second
+	}
 	return o
 }
 
@@ -76,6 +97,7 @@ func (o Options) withDefaults() Options {
 var (
 	ErrClosed      = errors.New("sockjs client: connection closed")
 	ErrNoTransport = errors.New("sockjs client: no transport could connect")
+	errFrameTooBig = errors.New("sockjs client: frame over MaxFrameBytes")
 )
 
 // Info is the server's /info answer.
@@ -101,6 +123,12 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 	closer      func() // transport-specific close (websocket close frame)
+
+	// frames counts frames read and blocked is set while the reader waits
+	// for room in recv: the watchdog closes a connection whose server is
+	// silent for ReadTimeout without blaming a slow application.
+	frames  atomic.Uint64
+	blocked atomic.Bool
 }
 
 // Dial connects to the SockJS service at baseURL (for example
@@ -282,8 +310,34 @@ func (c *Conn) shutdown(code int, reason string) {
 	c.cancel()
 }
 
-// start runs fns as the connection's goroutines; done closes after all.
+// watchdog ends the connection when no frame arrived for ReadTimeout
+// while the reader was free to read; it returns when the connection ends.
+func (c *Conn) watchdog() {
+	t := time.NewTicker(c.opts.ReadTimeout / 2)
+	defer t.Stop()
+	last, quiet := c.frames.Load(), 0
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := c.frames.Load()
+		if n != last || c.blocked.Load() {
+			last, quiet = n, 0
+			continue
+		}
+		if quiet++; quiet >= 2 {
+			c.shutdown(1006, "Server silent")
+			return
+		}
+	}
+}
+
+// start runs fns and the watchdog as the connection's goroutines; done
+// closes after all.
 func (c *Conn) start(fns ...func()) {
+	fns = append(fns, c.watchdog)
 	c.wg.Add(len(fns))
 	for _, fn := range fns {
 		go func() {
@@ -300,6 +354,7 @@ func (c *Conn) start(fns ...func()) {
 // handleFrame applies one frame; it returns false when the connection
 // closed.
 func (c *Conn) handleFrame(f []byte) bool {
+	c.frames.Add(1)
 	if len(f) == 0 {
 		return true
 	}
@@ -315,6 +370,13 @@ func (c *Conn) handleFrame(f []byte) bool {
 		for _, m := range msgs {
 			select {
 			case c.recv <- m:
+				continue
+			default:
+			}
+			c.blocked.Store(true)
+			select {
+			case c.recv <- m:
+				c.blocked.Store(false)
 			case <-c.ctx.Done():
 				return false
 			}

@@ -31,11 +31,11 @@ func ours(t *testing.T) string {
 	return srv.URL
 }
 
+// igmServer serves igm/sockjs-go v3.0.2's echo at /echo and, with
+// websocket off in /info, at /disabled_websocket_echo.
 func igmServer(t *testing.T) string {
 	t.Helper()
-	opts := igm.DefaultOptions
-	opts.ResponseLimit = 4096
-	h := igm.NewHandler("/echo", opts, func(s igm.Session) {
+	echo := func(s igm.Session) {
 		for {
 			m, err := s.Recv()
 			if err != nil {
@@ -45,8 +45,15 @@ func igmServer(t *testing.T) string {
 				return
 			}
 		}
-	})
-	srv := httptest.NewServer(h)
+	}
+	opts := igm.DefaultOptions
+	opts.ResponseLimit = 4096
+	noWS := opts
+	noWS.Websocket = false
+	r := http.NewServeMux()
+	r.Handle("/echo/", igm.NewHandler("/echo", opts, echo))
+	r.Handle("/disabled_websocket_echo/", igm.NewHandler("/disabled_websocket_echo", noWS, echo))
+	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -135,14 +142,16 @@ func proxy(t *testing.T, target string, refuseUpgrade, buffer bool) string {
 }
 
 func TestFallback(t *testing.T) {
-	base := ours(t)
-	cases := []struct {
-		name, url, want string
-	}{
-		{"websocket disabled in /info", base + "/disabled_websocket_echo", client.XHRStreaming},
-		{"upgrade refused", proxy(t, base, true, false) + "/echo", client.XHRStreaming},
-		{"streaming buffered", proxy(t, base, true, true) + "/echo", client.XHRPolling},
+	var cases []struct{ name, url, want string }
+	for _, srv := range []struct{ name, url string }{{"ours", ours(t)}, {"igm", igmServer(t)}} {
+		base := srv.url
+		cases = append(cases, []struct{ name, url, want string }{
+			{srv.name + "/websocket disabled in /info", base + "/disabled_websocket_echo", client.XHRStreaming},
+			{srv.name + "/upgrade refused", proxy(t, base, true, false) + "/echo", client.XHRStreaming},
+			{srv.name + "/streaming buffered", proxy(t, base, true, true) + "/echo", client.XHRPolling},
+		}...)
 	}
+	base := cases[0].url
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := client.Dial(context.Background(), tc.url, client.Options{ConnectTimeout: 2 * time.Second})
@@ -157,7 +166,7 @@ func TestFallback(t *testing.T) {
 		})
 	}
 	t.Run("nothing works", func(t *testing.T) {
-		_, err := client.Dial(context.Background(), proxy(t, base, true, true)+"/echo",
+		_, err := client.Dial(context.Background(), proxy(t, strings.TrimSuffix(base, "/disabled_websocket_echo"), true, true)+"/echo",
 			client.Options{Transports: []string{client.WebSocket, client.XHRStreaming}, ConnectTimeout: time.Second})
 		if err == nil || !strings.Contains(err.Error(), "no transport") {
 			t.Fatalf("want an error naming every attempt, got %v", err)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,7 +14,8 @@ func dialWebSocket(ctx context.Context, base target, opts Options) (*Conn, error
 	u := "ws" + strings.TrimPrefix(sessionURL(base).url("/websocket"), "http")
 	dctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
-	d := websocket.Dialer{HandshakeTimeout: opts.ConnectTimeout, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	d := websocket.Dialer{HandshakeTimeout: opts.ConnectTimeout, ReadBufferSize: 4096, WriteBufferSize: 4096,
+		NetDialContext: opts.NetDialContext}
 	ws, res, err := d.DialContext(dctx, u, opts.Header)
 	if err != nil {
 		if res != nil {
@@ -21,6 +23,7 @@ func dialWebSocket(ctx context.Context, base target, opts Options) (*Conn, error
 		}
 		return nil, err
 	}
+	ws.SetReadLimit(int64(opts.MaxFrameBytes))
 	_ = ws.SetReadDeadline(time.Now().Add(opts.ConnectTimeout))
 	_, m, err := ws.ReadMessage()
 	if err != nil || string(m) != "o" {
@@ -37,6 +40,10 @@ func dialWebSocket(ctx context.Context, base target, opts Options) (*Conn, error
 		func() { // reader
 			for {
 				_, m, err := ws.ReadMessage()
+				if errors.Is(err, websocket.ErrReadLimit) {
+					c.shutdown(1009, "Frame too big")
+					return
+				}
 				if err != nil {
 					c.shutdown(1006, "Connection lost")
 					return

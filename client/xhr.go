@@ -33,7 +33,7 @@ func dialHTTP(ctx context.Context, base target, t string, opts Options) (*Conn, 
 	body, br, err := c.receive(attempt, su.url(endpoint), streaming)
 	var frame []byte
 	if err == nil {
-		frame, err = readFrame(br)
+		frame, err = readFrame(br, opts.MaxFrameBytes)
 	}
 	timedOut := !timer.Stop()
 	stop()
@@ -84,13 +84,33 @@ func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.Read
 	return res.Body, br, nil
 }
 
-// readFrame reads one '\n'-terminated frame of any length.
-func readFrame(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadBytes('\n')
-	if err != nil {
+// readFrame reads one '\n'-terminated frame of at most max bytes. The
+// frame is valid until the next read from br.
+func readFrame(br *bufio.Reader, max int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == nil && len(line) > max+1 {
+		return nil, errFrameTooBig
+	}
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
 		return nil, err
 	}
-	return bytes.TrimSuffix(line, []byte{'\n'}), nil
+	long := append([]byte(nil), line...)
+	for {
+		line, err = br.ReadSlice('\n')
+		if len(long)+len(line) > max+1 {
+			return nil, errFrameTooBig
+		}
+		long = append(long, line...)
+		switch {
+		case err == nil:
+			return long[:len(long)-1], nil
+		case !errors.Is(err, bufio.ErrBufferFull):
+			return nil, err
+		}
+	}
 }
 
 // receiveLoop reads frames; body and br, when not nil, are the open
@@ -107,7 +127,12 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 			}
 		}
 		for {
-			f, err := readFrame(br)
+			f, err := readFrame(br, c.opts.MaxFrameBytes)
+			if errors.Is(err, errFrameTooBig) {
+				body.Close()
+				c.shutdown(1009, "Frame too big")
+				return
+			}
 			if err != nil {
 				break // response ended: reconnect (rollover or next poll)
 			}
@@ -134,7 +159,7 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 				// A poll answer is complete when its response ends;
 				// polling again before that could find the previous
 				// poll still attached to the session.
-				_, _ = io.Copy(io.Discard, br)
+				_, _ = io.CopyN(io.Discard, br, int64(c.opts.MaxFrameBytes))
 				break
 			}
 		}

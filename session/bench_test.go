@@ -70,3 +70,28 @@ func BenchmarkRegistryGet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRegistryGetOrCreate: the lookup every receiving HTTP request
+// makes (the session usually exists), from many goroutines at once over
+// 100k sessions. Creation is left out: each new session arms a timer and
+// stays for the disconnect delay, so a loop of them measures the heap.
+func BenchmarkRegistryGetOrCreate(b *testing.B) {
+	reg := NewRegistry(Options{}, 200_000)
+	ids := make([]string, 100_000)
+	req := func() Request { return Request{} }
+	for i := range ids {
+		ids[i] = "session-" + strconv.Itoa(i)
+		_, _, _ = reg.GetOrCreate(ids[i], XHRPolling, req)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, created, err := reg.GetOrCreate(ids[i%len(ids)], XHRPolling, req); err != nil || created {
+				b.Fatal("session missing", err)
+			}
+			i++
+		}
+	})
+}

@@ -43,3 +43,20 @@ func BenchmarkDecodeMessages(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkAppendQuoted(b *testing.B) {
+	for _, tc := range []struct{ name, s string }{
+		{"ascii64", strings.Repeat("x", 64)},
+		{"unicode64", strings.Repeat("zażółć ☃ ", 6)},
+		{"escapes64", strings.Repeat("\"\\\n\u200c", 16)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			buf := make([]byte, 0, 1024)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.s)))
+			for i := 0; i < b.N; i++ {
+				buf = AppendQuoted(buf[:0], tc.s)
+			}
+		})
+	}
+}

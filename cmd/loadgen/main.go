@@ -34,7 +34,10 @@ type config struct {
 	mode        string
 	jsonOut     bool
 	connectRate int
+	connectMax  time.Duration
+	localAddrs  int
 	quiet       bool
+	marks       bool
 }
 
 // Result is what a run measured (the -json output).
@@ -64,8 +67,16 @@ func main() {
 	flag.StringVar(&c.mode, "mode", "echo", "echo or idle")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON on stdout")
 	flag.IntVar(&c.connectRate, "connect-parallel", 200, "sessions opening at once")
+	flag.DurationVar(&c.connectMax, "connect-timeout", 2*time.Minute, "longest the whole opening phase may take")
+	flag.IntVar(&c.localAddrs, "local-addrs", 1, "spread sessions over source addresses 127.0.0.1..127.0.0.N (more ephemeral ports)")
 	flag.BoolVar(&c.quiet, "quiet", false, "no progress lines")
+	flag.BoolVar(&c.marks, "marks", false, "print \"measure start\" and \"measure end\" lines on stderr (for bench drivers sampling the server)")
 	flag.Parse()
+	if c.n <= 0 || c.k <= 0 || c.s < 0 || c.d <= 0 || c.connectRate <= 0 || c.localAddrs < 1 || c.localAddrs > 250 ||
+		(c.mode != "echo" && c.mode != "idle") {
+		fmt.Fprintln(os.Stderr, "loadgen: bad flags: need -n, -k, -d, -connect-parallel > 0, -s >= 0, 1 <= -local-addrs <= 250, -mode echo|idle")
+		os.Exit(2)
+	}
 	if err := checkLoopback(c.url); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
@@ -123,20 +134,44 @@ func (s *stats) fail(err error) {
 // maxSamples bounds the latency samples kept (every message is counted).
 const maxSamples = 1 << 20
 
+// clientOptions are the client options for the i-th of the local
+// addresses: its own HTTP client and dialer bound to 127.0.0.(i+1), so
+// that each source address has its own range of ephemeral ports.
+func clientOptions(c config, i int) client.Options {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	if c.localAddrs > 1 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
+	}
+	per := c.n/c.localAddrs + 1
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext,
+		MaxIdleConnsPerHost: 2*per + 16, MaxIdleConns: 2*per + 16, IdleConnTimeout: time.Minute}}
+	return client.Options{Transports: []string{c.transport}, HTTPClient: hc, ConnectTimeout: 30 * time.Second,
+		NetDialContext: d.DialContext}
+}
+
 func run(c config) (*Result, error) {
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2*c.n + 16, IdleConnTimeout: time.Minute}}
-	opts := client.Options{Transports: []string{c.transport}, HTTPClient: hc, ConnectTimeout: 30 * time.Second}
+	optsByAddr := make([]client.Options, c.localAddrs)
+	for i := range optsByAddr {
+		optsByAddr[i] = clientOptions(c, i)
+	}
 	st := &stats{}
 	conns := make([]*client.Conn, c.n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.connectRate)
+	dialCtx, dialCancel := context.WithTimeout(context.Background(), c.connectMax)
+	defer dialCancel()
 	for i := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
+			select {
+			case sem <- struct{}{}:
+			case <-dialCtx.Done():
+				st.fail(fmt.Errorf("opening phase over -connect-timeout %v", c.connectMax))
+				return
+			}
 			defer func() { <-sem }()
-			conn, err := client.Dial(context.Background(), c.url, opts)
+			conn, err := client.Dial(dialCtx, c.url, optsByAddr[i%c.localAddrs])
 			if err != nil {
 				st.fail(err)
 				return
@@ -160,6 +195,9 @@ func run(c config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.d)
 	defer cancel()
 	stopProgress := progress(c, st)
+	if c.marks {
+		fmt.Fprintln(os.Stderr, "measure start")
+	}
 	start := time.Now()
 	if c.mode == "echo" {
 		payload := strings.Repeat("x", c.s)
@@ -178,6 +216,9 @@ func run(c config) (*Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopProgress()
+	if c.marks {
+		fmt.Fprintln(os.Stderr, "measure end")
+	}
 
 	res := &Result{Transport: c.transport, Mode: c.mode, Sessions: c.n, Opened: st.opened.Load(),
 		Messages: st.messages.Load(), Seconds: elapsed.Seconds(), Errors: st.errors.Load(), FirstError: st.firstErr}

@@ -4,23 +4,43 @@ GO        ?= go
 NPM       ?= npm
 ADDR      ?= 127.0.0.1:8081
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
+BIN       ?= bin/sockjsd
+# Pinned, run with `go run` so it never enters go.mod.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# apt waits this long for a lock another apt holds, then fails.
+APT_LOCK_TIMEOUT ?= 300
 
-.PHONY: run test deps deps-client deps-node deps-system vet bench build clean
+.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench build clean
 
-run: deps-client
-	$(GO) run ./cmd/server -addr $(ADDR)
+run: build
+	./$(BIN) -addr $(ADDR)
 
-test: deps vet
-	$(GO) test $(GOTESTFLAGS) ./...
+# SOCKJSD_TEST_ALL: a test that would skip for a missing tool fails
+# instead. `go test -short ./...` needs only Go and skips what needs more.
+test: deps vet tidy staticcheck
+	SOCKJSD_TEST_ALL=1 $(GO) test $(GOTESTFLAGS) ./...
 	# 2,000 sessions exceed the race detector's goroutine limit: the hub's
 	# fan-out test runs again without it.
 	$(GO) test -count=1 -timeout 10m -run '^TestFanOut$$' -v ./hub/
 
-build:
-	$(GO) build ./...
+# One self-contained binary: the demo page, our scripts and the pinned
+# npm sockjs-client inside (copied to the gitignored web/clientdist/ and
+# embedded by the sockjsd_embed build tag). Runs from any directory.
+build: deps-client
+	mkdir -p web/clientdist
+	cp web/sockjs-client/node_modules/sockjs-client/dist/sockjs.min.js web/clientdist/sockjs.min.js
+	$(GO) build -tags sockjsd_embed -o $(BIN) ./cmd/server
 
 vet:
 	$(GO) vet ./...
+
+# Fails, printing the difference, when `go mod tidy` would change go.mod
+# or go.sum.
+tidy:
+	$(GO) mod tidy -diff
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
 
 deps: deps-client deps-node deps-system
 
@@ -34,14 +54,15 @@ deps-node: e2e/node/node_modules/.package-lock.json
 e2e/node/node_modules/.package-lock.json: e2e/node/package-lock.json
 	cd e2e/node && $(NPM) ci --no-audit --no-fund
 
-# Chromium for browser tests and redis-server for the broker, from Debian.
+# Chromium for the browser tests, from Debian, unless one is on PATH or
+# $$CHROME names one. apt waits (bounded) for a lock another apt holds.
 deps-system:
 	@need=""; \
-	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
-	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
+	{ [ -n "$$CHROME" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; } || need="$$need chromium"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+		apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT) update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT) install -y -qq $$need; \
 	fi
 
 # Benchmarks (not part of `make test`): Go micro-benchmarks, then the same
@@ -56,7 +77,7 @@ bench: deps-node
 	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
 
 clean:
-	rm -rf web/sockjs-client/node_modules e2e/node/node_modules
+	rm -rf web/sockjs-client/node_modules e2e/node/node_modules web/clientdist bin
 
 # The browser tests alone: the real sockjs-client in headless Chromium over
 # every transport and through the fallback scenarios; -v prints the

@@ -110,12 +110,24 @@ type IframePage struct {
 // client URL must be the same client version the application page uses,
 // or the client refuses it ("Incompatible SockJS!").
 func NewIframePage(sockjsURL string) *IframePage {
+	return NewIframePageIntegrity(sockjsURL, "")
+}
+
+// NewIframePageIntegrity is NewIframePage with a Subresource Integrity
+// hash ("sha384-...") on the script tag, so a client loaded from a CDN
+// runs only if it is byte for byte the pinned one. Empty integrity gives
+// the protocol's exact page.
+func NewIframePageIntegrity(sockjsURL, integrity string) *IframePage {
+	attrs := ""
+	if integrity != "" {
+		attrs = ` integrity="` + html.EscapeString(integrity) + `" crossorigin="anonymous"`
+	}
 	body := `<!DOCTYPE html>
 <html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
-  <script src="` + html.EscapeString(sockjsURL) + `"></script>
+  <script src="` + html.EscapeString(sockjsURL) + `"` + attrs + `></script>
   <script>
     document.domain = document.domain;
     SockJS.bootstrap_iframe();

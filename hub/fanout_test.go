@@ -19,6 +19,9 @@ import (
 // every message once, in order; one session that never reads is
 // disconnected for overflowing its queue without delaying the rest.
 func TestFanOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short: 2,000 sessions take minutes; make test runs it")
+	}
 	if raceEnabled {
 		t.Skip("2,000 sessions exceed the race detector's goroutine limit; make test runs this test without -race")
 	}

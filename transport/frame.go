@@ -110,8 +110,11 @@ func appendQuoted(dst []byte, s string, html bool) []byte {
 }
 
 // Errors from decoding what a client sent.
+// Their text is the response body the protocol requires, word for word.
 var (
-	ErrNoPayload  = errors.New("Payload expected.")
+	//lint:ignore ST1005 the protocol's exact response body
+	ErrNoPayload = errors.New("Payload expected.")
+	//lint:ignore ST1005 the protocol's exact response body
 	ErrBrokenJSON = errors.New("Broken JSON encoding.")
 )
 

@@ -57,9 +57,17 @@ type Options struct {
 	CookieNeeded bool
 
 	// SockJSURL is the sockjs-client script the iframe page loads. It
-	// must be the client version the application's pages use. Default
-	// DefaultSockJSURL.
+	// must be the client version the application's pages use. Default:
+	// <prefix>/sockjs.min.js when ClientScript is set, else
+	// DefaultSockJSURL with DefaultSockJSIntegrity.
 	SockJSURL string
+	// SockJSIntegrity is the Subresource Integrity hash ("sha384-...")
+	// of SockJSURL, put on the iframe page's script tag. Empty: none.
+	SockJSIntegrity string
+	// ClientScript is a copy of sockjs-client's dist/sockjs.min.js that
+	// the service serves itself at <prefix>/sockjs.min.js, so that the
+	// iframe transports need no CDN. Default none.
+	ClientScript []byte
 
 	// AllowedOrigins, when not empty, is the list of origins allowed to
 	// open sessions and to read CORS responses: exact origins
@@ -87,10 +95,6 @@ const (
 	DefaultResponseLimit   = 128 << 10
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultWriteTimeout    = 10 * time.Second
-	// DefaultSockJSURL is the client the iframe page loads when the
-	// application does not serve its own copy. cmd/server serves the
-	// pinned npm copy instead, so that closed networks work.
-	DefaultSockJSURL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
 )
 
 func (o Options) withDefaults() Options {
@@ -103,9 +107,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
-	}
-	if o.SockJSURL == "" {
-		o.SockJSURL = DefaultSockJSURL
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -123,6 +124,7 @@ type Handler struct {
 	app      func(*session.Session)
 	obs      session.Observer
 	iframe   *fallback.IframePage
+	client   *clientScript // nil: no ClientScript
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
@@ -144,7 +146,8 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		reg:     session.NewRegistry(opts.Session, opts.MaxSessions),
 		app:     app,
 		obs:     opts.Session.Observer,
-		iframe:  fallback.NewIframePage(opts.SockJSURL),
+		iframe:  iframePage(strings.TrimSuffix(prefix, "/"), opts),
+		client:  newClientScript(opts.ClientScript),
 		log:     opts.Logger,
 	}
 	h.policy = fallback.Policy{
@@ -228,6 +231,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.rawWebSocket(w, r)
+		return
+	case path == ClientScriptPath && h.client != nil:
+		if !allowMethods(w, r, "GET", "HEAD") {
+			return
+		}
+		h.client.ServeHTTP(w, r)
 		return
 	case strings.HasPrefix(path, "/iframe"):
 		if !fallback.IsIframePath(path) || !h.policy.IframeTransports {

@@ -17,7 +17,6 @@ type httpReceiver struct {
 	w         http.ResponseWriter
 	rc        *http.ResponseController
 	enc       encoder
-	buf       []byte
 	streaming bool
 	written   int
 	limit     int

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,8 +28,11 @@ func newServer(t *testing.T, dir string) (*httptest.Server, *bytes.Buffer) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	services.Mount(r, services.Protocol(transport.Options{Logger: log})...)
-	Mount(r, dir, log)
+	// As cmd/server: the services serve the site's client to their
+	// iframe pages.
+	site := New(dir, log)
+	services.Mount(r, services.Protocol(transport.Options{Logger: log, ClientScript: site.Client()})...)
+	r.PathPrefix("/").Handler(site)
 	s := httptest.NewServer(r)
 	t.Cleanup(s.Close)
 	return s, &logs
@@ -52,9 +54,7 @@ func get(t *testing.T, url string) (int, http.Header, string) {
 
 func TestMountServesClientAndDemo(t *testing.T) {
 	dir := filepath.Join(repoRoot(t), DefaultDir)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "sockjs-client", "dist", "sockjs.min.js")); err != nil {
-		t.Fatalf("sockjs-client is not installed (%v): run `make deps-client`", err)
-	}
+	testenv.NPMPackage(t, dir, "sockjs-client", "deps-client")
 	s, logs := newServer(t, dir)
 	if strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("warning with the client installed: %s", logs)
@@ -63,6 +63,9 @@ func TestMountServesClientAndDemo(t *testing.T) {
 		path, wantType, wantBody string
 	}{
 		{ClientPath + "sockjs.min.js", "javascript", "SockJS"},
+		{"/echo/sockjs.min.js", "javascript", "SockJS"},
+		{"/echo/iframe.html", "text/html", `<script src="/echo/sockjs.min.js" integrity="sha384-`},
+		{"/hub-client.js", "javascript", "SockJSD"},
 		{"/sockjsd.js", "javascript", "SockJSD"},
 		{"/demo.js", "javascript", "SockJSD.connect"},
 		{"/demo.css", "text/css", "panel"},
@@ -88,15 +91,32 @@ func TestMountServesClientAndDemo(t *testing.T) {
 // Without the npm install the server still serves /info and the
 // non-iframe transports, and says once what is missing.
 func TestMountWithoutClient(t *testing.T) {
+	if embeddedClient != nil {
+		t.Skip("built with the sockjsd_embed tag: the client is always there")
+	}
 	s, logs := newServer(t, t.TempDir())
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Errorf("got %d warnings, want 1: %s", n, logs)
 	}
-	if !strings.Contains(logs.String(), "sockjs-client is not installed") {
-		t.Errorf("warning does not say what is missing: %s", logs)
+	if !strings.Contains(logs.String(), "sockjs-client is not built in") || !strings.Contains(logs.String(), "`"+FixCommand+"`") {
+		t.Errorf("warning does not say what is missing and how to fix it: %s", logs)
 	}
 	if code, _, _ := get(t, s.URL+ClientPath+"sockjs.min.js"); code != http.StatusNotFound {
 		t.Errorf("missing client: status %d, want 404", code)
+	}
+	// The demo page and the iframe page load the pinned CDN copy, checked
+	// by its integrity hash.
+	cdn := `<script src="` + transport.DefaultSockJSURL + `" integrity="` + transport.DefaultSockJSIntegrity + `" crossorigin="anonymous"></script>`
+	for _, p := range []string{"/", "/echo/iframe.html"} {
+		if code, _, body := get(t, s.URL+p); code != http.StatusOK || !strings.Contains(body, cdn) {
+			t.Errorf("%s: status %d, does not load the pinned CDN copy:\n%s", p, code, body)
+		}
+	}
+	// Our own files are built in whatever the directory holds.
+	for _, p := range []string{"/sockjsd.js", "/hub-client.js", "/demo.css"} {
+		if code, _, _ := get(t, s.URL+p); code != http.StatusOK {
+			t.Errorf("%s: status %d", p, code)
+		}
 	}
 	if code, _, body := get(t, s.URL+"/echo/info"); code != http.StatusOK || !strings.Contains(body, `"websocket":true`) {
 		t.Errorf("/echo/info: status %d, body %q", code, body)

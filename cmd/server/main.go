@@ -80,6 +80,10 @@ type server struct {
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	opts := cfg.transportOptions()
 	opts.Logger = log
+	// The browser side: each service serves the same sockjs-client to its
+	// iframe page, or the page loads the integrity-pinned CDN copy.
+	site := web.New(cfg.ClientDir, log)
+	opts.ClientScript = site.Client()
 	r := mux.NewRouter()
 	// The protocol's URLs include ones like /echo// that must answer 404,
 	// not a redirect to a cleaned path.
@@ -99,7 +103,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s := &server{services: svcs, log: log}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
-	web.Mount(r, cfg.ClientDir, log)
+	r.PathPrefix("/").Handler(site)
 
 	s.http = &http.Server{
 		Handler:           r,

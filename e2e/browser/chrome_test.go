@@ -4,19 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/web"
 )
-
-// chromiumPath is Debian's chromium, which `make deps-system` installs.
-const chromiumPath = "/usr/bin/chromium"
 
 // Deadlines for the browser. They are generous: the machine is shared and
 // the server runs under -race.
@@ -35,16 +31,8 @@ type browser struct {
 // what to install when it or the npm client is missing.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if p, lerr := exec.LookPath("chromium"); lerr == nil {
-			t.Fatalf("chromium is at %s, expected %s", p, chromiumPath)
-		}
-		t.Fatalf("chromium is not installed (%v): run `make deps-system`", err)
-	}
-	dist := filepath.Join(repoRoot(t), web.DefaultDir, "node_modules", "sockjs-client", "dist", "sockjs.min.js")
-	if _, err := os.Stat(dist); err != nil {
-		t.Fatalf("sockjs-client is not installed (%v): run `make deps-client`", err)
-	}
+	chromiumPath := testenv.Chromium(t)
+	testenv.NPMPackage(t, filepath.Join(repoRoot(t), web.DefaultDir), "sockjs-client", "deps-client")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()),

@@ -30,14 +30,10 @@ func repoRoot(t testing.TB) string { return testenv.RepoRoot(t) }
 // nodeDir is e2e/node with its npm packages installed (make deps-node).
 func nodeDir(t testing.TB) string {
 	t.Helper()
+	testenv.Node(t)
 	dir := filepath.Join(repoRoot(t), "e2e", "node")
 	for _, pkg := range []string{"sockjs", "sockjs-client"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("%s is not installed in %s: run `make deps-node` (%v)", pkg, dir, err)
-		}
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is needed: %v", err)
+		testenv.NPMPackage(t, dir, pkg, "deps-node")
 	}
 	return dir
 }

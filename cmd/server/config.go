@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -57,19 +56,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Hub.register(fs)
 
 	// Environment variables set defaults; flags override them.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "SOCKJSD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -101,10 +88,9 @@ func (c Config) transportOptions() transport.Options {
 	}
 }
 
+// logLevel is the parsed -log-level; parseFlags has refused any other
+// value than the four levels.
 func (c Config) logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return slog.LevelInfo
-	}
+	l, _ := parseLogLevel(c.LogLevel)
 	return l
 }

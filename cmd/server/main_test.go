@@ -18,25 +18,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func TestConfigFlagsAndEnvironment(t *testing.T) {
-	t.Setenv("SOCKJSD_RESPONSE_LIMIT", "4096")
-	t.Setenv("SOCKJSD_HEARTBEAT", "3s")
-	c, err := parseConfig([]string{"-addr", "127.0.0.1:9999", "-heartbeat", "7s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Addr != "127.0.0.1:9999" || c.ResponseLimit != 4096 || c.Heartbeat != 7*time.Second {
-		t.Fatalf("flags over env over defaults: got addr %q limit %d heartbeat %v", c.Addr, c.ResponseLimit, c.Heartbeat)
-	}
-	if c.DisconnectDelay != 5*time.Second {
-		t.Fatalf("default disconnect delay: %v", c.DisconnectDelay)
-	}
-	t.Setenv("SOCKJSD_MAX_SESSIONS", "many")
-	if _, err := parseConfig(nil); err == nil || !strings.Contains(err.Error(), "SOCKJSD_MAX_SESSIONS") {
-		t.Fatalf("a bad environment value must be reported by name, got %v", err)
-	}
-}
-
 // startServer runs the server's wiring in-process on a loopback port.
 func startServer(t *testing.T) (*server, string) {
 	t.Helper()

@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,7 +77,9 @@ type Metrics struct {
 	lifetime   [nt]prometheus.Observer
 	delivery   [nt]prometheus.Observer
 	receive    [nt]prometheus.Observer
-	pingRTT    [nt]prometheus.Observer
+	pingRTT    *prometheus.HistogramVec // service, transport
+	rttMu      sync.RWMutex
+	rttBy      map[string]*[nt]prometheus.Observer // pingRTT's children by service
 	dropped    [nt]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
@@ -109,7 +112,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	lifetime := histogram("session_lifetime_seconds", "From a session's first request to its close.", LifetimeBuckets, tl...)
 	delivery := histogram("delivery_delay_seconds", "From Send to the message's bytes being written to the client's connection or response; for polling this includes waiting for the next poll.", LatencyBuckets, tl...)
 	receive := histogram("receive_delay_seconds", "From a message being read off the client's connection to the application's Recv returning it.", LatencyBuckets, tl...)
-	pingRTT := histogram("ping_rtt_seconds", "Application-level round trip (hub ping to pong), measured by the server on real clients.", LatencyBuckets, tl...)
+	m.pingRTT = histogram("ping_rtt_seconds", "Round trip browsers get: from the server writing a ping to it reading the pong (the service ping answered by sockjsd.js, and the hub's ping under service=\"hub\").", LatencyBuckets, "service", "transport")
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
@@ -133,7 +136,6 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.lifetime[t] = lifetime.WithLabelValues(n)
 		m.delivery[t] = delivery.WithLabelValues(n)
 		m.receive[t] = receive.WithLabelValues(n)
-		m.pingRTT[t] = pingRTT.WithLabelValues(n)
 		m.dropped[t] = dropped.WithLabelValues(n)
 	}
 	for e := session.Endpoint(0); e < session.NumEndpoints; e++ {
@@ -214,12 +216,45 @@ func (m *Metrics) HTTPRequest(e session.Endpoint, status int, d time.Duration) {
 	}
 }
 
-// ObservePingRTT records an application-level round trip (the hub's
-// ping/pong) for a session on transport t.
+// HubService is the service label of the hub's own pings.
+const HubService = "hub"
+
+// ObservePingRTT records the round trip of a hub ping on transport t.
 func (m *Metrics) ObservePingRTT(t session.Transport, d time.Duration) {
+	m.ObserveRTT(HubService, t, d)
+}
+
+// ObserveRTT records the round trip of a service ping (transport.Options
+// PingInterval) for a session of service on transport t. Services are
+// few and fixed by the application, so the label set stays small.
+func (m *Metrics) ObserveRTT(service string, t session.Transport, d time.Duration) {
 	if ok(t) {
-		m.pingRTT[t].Observe(d.Seconds())
+		m.rttFor(service)[t].Observe(d.Seconds())
 	}
+}
+
+// rttFor is the service's histograms, made on first use, so that
+// recording allocates nothing after that.
+func (m *Metrics) rttFor(service string) *[nt]prometheus.Observer {
+	m.rttMu.RLock()
+	o := m.rttBy[service]
+	m.rttMu.RUnlock()
+	if o != nil {
+		return o
+	}
+	m.rttMu.Lock()
+	defer m.rttMu.Unlock()
+	if o = m.rttBy[service]; o == nil {
+		o = new([nt]prometheus.Observer)
+		for t := session.Transport(0); t < nt; t++ {
+			o[t] = m.pingRTT.WithLabelValues(service, t.String())
+		}
+		if m.rttBy == nil {
+			m.rttBy = make(map[string]*[nt]prometheus.Observer)
+		}
+		m.rttBy[service] = o
+	}
+	return o
 }
 
 // SubscriberDropped counts a hub subscriber disconnected for overflowing

@@ -69,6 +69,13 @@ type Options struct {
 	// iframe transports need no CDN. Default none.
 	ClientScript []byte
 
+	// PingInterval, when set, pings every session (not raw websockets)
+	// at this interval, the first time as soon as it opens; sockjsd.js
+	// answers without passing the ping to the page and the round trip
+	// goes to Session.Observer if it implements RTTObserver. Only for
+	// services whose pages use sockjsd.js (see ping.go). Default off.
+	PingInterval time.Duration
+
 	// AllowedOrigins, when not empty, is the list of origins allowed to
 	// open sessions and to read CORS responses: exact origins
 	// ("https://app.example.com"), host wildcards
@@ -125,6 +132,7 @@ type Handler struct {
 	obs      session.Observer
 	iframe   *fallback.IframePage
 	client   *clientScript // nil: no ClientScript
+	pingers  sync.Map      // *session.Session -> *pinger, with PingInterval
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
@@ -376,6 +384,7 @@ func (h *Handler) run(s *session.Session) {
 		}
 		_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
 	}()
+	h.startPing(s)
 	h.app(s)
 }
 

@@ -184,7 +184,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 			s.CloseFor(session.CodeInterrupted, "Broken framing.", session.ReasonError)
 			return
 		}
-		if s.Deliver(ctx, msgs) != nil {
+		if s.Deliver(ctx, h.withoutPongs(s, msgs)) != nil {
 			return
 		}
 	}

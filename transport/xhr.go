@@ -120,6 +120,6 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Ses
 		return false
 	}
 	// A closed session drops what it is sent, as a closed websocket does.
-	_ = s.Deliver(r.Context(), msgs)
+	_ = s.Deliver(r.Context(), h.withoutPongs(s, msgs))
 	return true
 }

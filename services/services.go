@@ -5,6 +5,7 @@ package services
 
 import (
 	"context"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -45,6 +46,19 @@ func Protocol(base transport.Options) []*transport.Handler {
 		transport.New("/disabled_websocket_echo", wsOff, Echo),
 		transport.New("/cookie_needed_echo", cookie, Echo),
 	}
+}
+
+// DemoPrefix is the echo service of the demo page: the same echo as /echo,
+// with the service ping on, so that /metrics shows the round trip each
+// browser transport gets. /echo stays exactly as the protocol suite and
+// other SockJS clients expect: no message they did not send.
+const DemoPrefix = "/demo"
+
+// Demo returns the demo page's echo service at DemoPrefix, pinging every
+// session at ping (0: off).
+func Demo(base transport.Options, ping time.Duration) *transport.Handler {
+	base.PingInterval = ping
+	return transport.New(DemoPrefix, base, Echo)
 }
 
 // Mount mounts handlers on r.

@@ -31,6 +31,7 @@ type Config struct {
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	PingInterval    time.Duration
 	Hub             HubConfig
 }
 
@@ -53,6 +54,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's services (/demo, /hub) ping each session to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off")
 	c.Hub.register(fs)
 
 	// Environment variables set defaults; flags override them.

@@ -93,7 +93,11 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// the observer must be in opts before any service is built.
 	m := mountMetrics(r, &opts)
 	svcs := services.Protocol(opts)
-	svcs = append(svcs, mountHub(r, cfg, opts, m, log)...)
+	// The demo page's services ping their sessions (-ping-interval).
+	svcs = append(svcs, services.Demo(opts, cfg.PingInterval))
+	hubOpts := opts
+	hubOpts.PingInterval = cfg.PingInterval
+	svcs = append(svcs, mountHub(r, cfg, hubOpts, m, log)...)
 	services.Mount(r, svcs...)
 
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

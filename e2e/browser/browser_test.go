@@ -26,6 +26,8 @@ func TestBrowser(t *testing.T) {
 	t.Run("transport", func(t *testing.T) { testTransports(t, b, res) })
 	t.Run("fallback", func(t *testing.T) { testFallback(t, b, res) })
 	t.Run("demo", func(t *testing.T) { testDemo(t, b) })
+	t.Run("demo-layout", func(t *testing.T) { testLayout(t, b) })
+	t.Run("service-ping", func(t *testing.T) { testServicePing(t, b) })
 	t.Run("hub", func(t *testing.T) { testHub(t, b) })
 	t.Log("per-transport measurements (round trips are one message echoed at a time):\n" + res.String())
 }

@@ -39,6 +39,27 @@ func testDemo(t *testing.T, b *browser) {
 			}
 			return true;
 		})()`)
+		// p50/p95 of this transport, from the same 20 echoes, and the
+		// round trip the server measured with its ping.
+		stats := waitFor[[]string](t, p, `(function () {
+			var r = document.querySelector('#echo-stats-rows tr[data-transport="xhr-polling"]');
+			var ping = document.getElementById("echo-ping").textContent;
+			if (!r || r.cells[1].textContent !== "20" || !/ ms$/.test(ping)) { return null; }
+			return [r.cells[2].textContent, r.cells[3].textContent, ping];
+		})()`)
+		for _, v := range stats {
+			if !strings.HasSuffix(v, " ms") {
+				t.Errorf("echo panel stats %q", stats)
+			}
+		}
+		t.Logf("echo panel, xhr-polling: p50 %s, p95 %s, server-measured ping %s", stats[0], stats[1], stats[2])
+		// The pings never reached the page: the log has the 20 echoes only.
+		if n := mustEval[int](p, stepTimeout, `document.querySelectorAll("#log tr").length`); n != 20 {
+			t.Errorf("log has %d rows, want 20", n)
+		}
+		if s.rtt.count("demo/xhr-polling") == 0 {
+			t.Error("the server recorded no round trip for demo/xhr-polling")
+		}
 		do(t, p, chromedp.Click(chromedp.ID("disconnect")))
 		waitFor[bool](t, p, `document.getElementById("state").textContent.indexOf("closed (1000") === 0`)
 	})

@@ -51,6 +51,7 @@ type server struct {
 	handlers []*transport.Handler
 	echo     *transport.Handler
 	hub      *hub.Hub
+	rtt      *rttLog // the service pings' round trips
 	done     chan struct{}
 }
 
@@ -107,7 +108,7 @@ func (l *connTracker) closeAll() {
 }
 
 func newServer(t testing.TB, cfg serverConfig, ln *connTracker) *server {
-	s := &server{t: t, cfg: cfg, root: repoRoot(t), ln: ln, done: make(chan struct{})}
+	s := &server{t: t, cfg: cfg, root: repoRoot(t), ln: ln, done: make(chan struct{}), rtt: &rttLog{}}
 	s.http = &http.Server{
 		Handler:           s.router(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -143,11 +144,40 @@ func (s *server) router() http.Handler {
 	// The hub, as cmd/server mounts it, for the hub scenario.
 	s.hub = hub.New(hub.Options{Rules: hub.Rules{BrowserPublish: []string{"chat.*"}}, PingInterval: 200 * time.Millisecond, Logger: quietLogger()})
 	hub.NewAPI(s.hub, hub.APIOptions{}).Mount(r, "/api")
-	s.handlers = append(s.handlers, transport.New("/hub", opts, s.hub.Serve))
+	// The demo page's services ping their sessions, as cmd/server's do.
+	pinged := opts
+	pinged.PingInterval = demoPing
+	pinged.Session.Observer = s.rtt
+	s.handlers = append(s.handlers, transport.New("/hub", pinged, s.hub.Serve), services.Demo(pinged, demoPing))
 	services.Mount(r, s.handlers...)
 	r.PathPrefix("/e2e/").Handler(http.StripPrefix("/e2e/", http.FileServer(http.Dir("testdata"))))
 	web.Mount(r, filepath.Join(s.root, web.DefaultDir), quietLogger())
 	return r
+}
+
+// demoPing is the service ping interval of the demo page's services.
+const demoPing = 200 * time.Millisecond
+
+// rttLog records the service pings' round trips by service/transport.
+type rttLog struct {
+	session.NopObserver
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (l *rttLog) ObserveRTT(service string, t session.Transport, _ time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.got == nil {
+		l.got = map[string]int{}
+	}
+	l.got[service+"/"+t.String()]++
+}
+
+func (l *rttLog) count(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.got[key]
 }
 
 // URL is the server's base URL, without a trailing slash.

@@ -8,7 +8,14 @@
   // Transports that work from another origin, through the iframe page or
   // script tags; the side-by-side panel may put them on an alias host.
   var ALIASABLE = {'iframe-eventsource': 1, 'iframe-htmlfile': 1, 'iframe-xhr-polling': 1, 'jsonp-polling': 1};
-  var ECHO = '/echo';
+  // The demo's echo service: /echo with the server's ping on, so that
+  // /metrics has each transport's round trip (sockjs_ping_rtt_seconds).
+  var ECHO = '/demo';
+  // With one transport forced there is nothing to fall back to, so it gets
+  // this long (ms) to open instead of sockjs-client's default of about
+  // twice the /info round trip, which a busy server or a page holding all
+  // its connections can exceed.
+  var FORCED_TIMEOUT = 10000;
 
   function $(id) { return document.getElementById(id); }
   function text(id, s) { $(id).textContent = s; }
@@ -24,11 +31,35 @@
     $('client-missing').hidden = false;
   }
 
+  // Logs keep their last LOG_ROWS lines.
+  var LOG_ROWS = 100;
+  // Round trips kept per transport for the percentiles.
+  var KEEP = 200;
+
   // ---- Echo panel ----
 
   var conn = null;
   var pending = [];  // sent, not yet echoed: {row, t0}; the echo keeps order
   var sent = 0;
+  var stats = {};    // transport -> {rtts, n, row}
+
+  // record adds a round trip to its transport's p50/p95 row.
+  function record(transport, rtt) {
+    var st = stats[transport];
+    if (!st) {
+      st = stats[transport] = {rtts: [], n: 0, row: document.createElement('tr')};
+      st.row.innerHTML = '<td></td><td class="num n"></td><td class="num p50"></td><td class="num p95"></td>';
+      st.row.setAttribute('data-transport', transport);
+      st.row.cells[0].textContent = transport;
+      $('echo-stats-rows').appendChild(st.row);
+    }
+    st.n++;
+    st.rtts.push(rtt);
+    if (st.rtts.length > KEEP) { st.rtts.shift(); }
+    st.row.querySelector('.n').textContent = String(st.n);
+    st.row.querySelector('.p50').textContent = ms(percentile(st.rtts, 50));
+    st.row.querySelector('.p95').textContent = ms(percentile(st.rtts, 95));
+  }
 
   function setConnected(state) {
     var open = state === 'open';
@@ -51,7 +82,7 @@
     tr.cells[1].textContent = msg;
     var log = $('log');
     log.insertBefore(tr, log.firstChild);
-    while (log.rows.length > 200) { log.deleteRow(log.rows.length - 1); }
+    while (log.rows.length > LOG_ROWS) { log.deleteRow(log.rows.length - 1); }
     pending.push({row: tr, t0: performance.now(), done: done});
   }
 
@@ -63,9 +94,12 @@
     text('in-use', '–');
     text('connect-time', '–');
     text('last-rtt', '–');
+    text('echo-ping', '–');
     conn = SockJSD.connect({
       url: ECHO,
       transports: t ? [t] : undefined,
+      timeout: t ? FORCED_TIMEOUT : undefined,
+      onrtt: function (rtt) { text('echo-ping', ms(rtt)); },
       onopen: function (info) {
         setConnected('open');
         text('in-use', info.transport);
@@ -77,6 +111,7 @@
         var rtt = performance.now() - p.t0;
         p.row.querySelector('.rtt').textContent = ms(rtt);
         text('last-rtt', ms(rtt));
+        if (conn && conn.transport) { record(conn.transport, rtt); }
         if (p.done) { p.done(); }
       },
       onclose: function (ev) {
@@ -107,7 +142,7 @@
   $('burst').onclick = function () {
     var n = 0;
     function next() {
-      if (n >= 20 || !conn || conn.readyState !== 'open') { return; }
+      if (n >= 20 || !conn || conn.readyState !== SockJSD.OPEN) { return; }
       n++;
       send('burst ' + n, next);
     }
@@ -136,7 +171,7 @@
     var tr = document.createElement('tr');
     tr.setAttribute('data-transport', name);
     tr.innerHTML = '<td></td><td class="state">connecting</td><td class="num connect">–</td>' +
-      '<td class="num last">–</td><td class="num p50">–</td><td class="num p95">–</td><td class="num pings">0</td>';
+      '<td class="num last wide">–</td><td class="num p50">–</td><td class="num p95">–</td><td class="num pings wide">0</td>';
     tr.cells[0].textContent = name;
     $('all-rows').appendChild(tr);
     return tr;
@@ -147,13 +182,14 @@
     var c = {rtts: [], t0: null, timer: null, conn: null};
     function cell(cls, v) { tr.querySelector('.' + cls).textContent = v; }
     function ping() {
-      if (c.t0 !== null || c.conn.readyState !== 'open') { return; }
+      if (c.t0 !== null || c.conn.readyState !== SockJSD.OPEN) { return; }
       c.t0 = performance.now();
       c.conn.send('ping ' + name);
     }
     c.conn = SockJSD.connect({
       url: base + ECHO,
       transports: [name],
+      timeout: FORCED_TIMEOUT,
       onopen: function (info) {
         cell('state', 'open' + (info.transport === name ? '' : ' (' + info.transport + ')'));
         cell('connect', ms(info.connectMs));
@@ -165,7 +201,7 @@
         var rtt = performance.now() - c.t0;
         c.t0 = null;
         c.rtts.push(rtt);
-        if (c.rtts.length > 100) { c.rtts.shift(); }
+        if (c.rtts.length > KEEP) { c.rtts.shift(); }
         cell('last', ms(rtt));
         cell('p50', ms(percentile(c.rtts, 50)));
         cell('p95', ms(percentile(c.rtts, 95)));

@@ -32,6 +32,7 @@
       transports: opts.transports,
       timeout: opts.timeout,
       reconnect: opts.reconnect,
+      onrtt: opts.onrtt,
       onopen: function (info) {
         var ch;
         self.transport = info.transport;

@@ -5,6 +5,8 @@
   var hub = null;
   if (!$('hub-connect') || !window.SockJSHub) { return; }
   $('hub-name').value = 'guest' + Math.floor(Math.random() * 1000);
+  // The curl hint names this server, not a fixed address.
+  Array.prototype.forEach.call(document.querySelectorAll('#hub-curl .host'), function (el) { el.textContent = location.host; });
 
   function log(text, cls) {
     var tr = document.createElement('tr'), td = document.createElement('td');
@@ -13,12 +15,19 @@
     tr.appendChild(td);
     var list = $('hub-log');
     list.insertBefore(tr, list.firstChild);
-    while (list.children.length > 200) { list.removeChild(list.lastChild); }
+    while (list.children.length > 100) { list.removeChild(list.lastChild); }
+  }
+
+  // joined: from Join to Leave, reconnections included, the transport and
+  // channel stay as chosen.
+  function setJoined(joined) {
+    $('hub-connect').disabled = joined;
+    $('hub-transport').disabled = joined;
+    $('hub-channel').disabled = joined;
+    $('hub-leave').disabled = !joined;
   }
 
   function setOpen(open) {
-    $('hub-connect').disabled = open;
-    $('hub-leave').disabled = !open;
     $('hub-text').disabled = !open;
     $('hub-send').disabled = !open;
   }
@@ -26,10 +35,13 @@
   $('hub-connect').onclick = function () {
     var t = $('hub-transport').value, channel = $('hub-channel').value;
     $('hub-state').textContent = 'connecting';
+    $('hub-rtt').textContent = '–';
+    setJoined(true);
     hub = SockJSHub.connect({
       url: '/hub' + location.search,   // e.g. ?token=… when the server requires one
       transports: t ? [t] : undefined,
       reconnect: true,
+      onrtt: function (rtt) { $('hub-rtt').textContent = (rtt < 10 ? rtt.toFixed(1) : Math.round(rtt)) + ' ms'; },
       onopen: function (info) {
         $('hub-state').textContent = 'open';
         $('hub-transport-used').textContent = info.transport;
@@ -46,7 +58,8 @@
       onclose: function (ev) {
         $('hub-state').textContent = ev.reconnecting ? 'reconnecting' : 'closed';
         $('hub-transport-used').textContent = '–';
-        if (!ev.reconnecting) { setOpen(false); }
+        setOpen(false);
+        if (!ev.reconnecting) { setJoined(false); }
       }
     });
     hub.subscribe(channel);
@@ -55,6 +68,7 @@
   $('hub-leave').onclick = function () {
     if (hub) { hub.close(); hub = null; }
     setOpen(false);
+    setJoined(false);
   };
 
   $('hub-form').onsubmit = function (e) {

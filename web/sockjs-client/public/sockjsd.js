@@ -8,25 +8,50 @@
  *     timeout: 3000,                 // optional: least ms a transport gets to open before the
  *                                    // client tries the next one (sockjs-client's `timeout`;
  *                                    // by default it derives it from the /info round trip)
- *     reconnect: true,               // optional: reopen after a close we did not ask for;
+ *     reconnect: true,               // optional: reopen after a close we did not ask for,
+ *                                    // after a capped exponential backoff with jitter;
  *                                    // true or {minDelay: 250, maxDelay: 5000} (ms)
  *     onopen: function (info) {},    // info: {transport, connectMs, attempt}
  *     onmessage: function (data) {},
- *     onclose: function (ev) {},     // ev: {code, reason, wasClean, reconnecting}
+ *     onclose: function (ev) {},     // ev: {code, reason, wasClean, reconnecting, retryMs}
+ *     onrtt: function (ms) {},       // the round trip the server measured (service ping)
  *     onerror: function (err) {}
  *   });
  *   conn.send('hi');                 // false when not open
+ *   conn.readyState;                 // 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED, as WebSocket
+ *   conn.bufferedAmount;             // bytes queued by send() and not yet handed to the network
  *   conn.transport;                  // the transport in use, e.g. 'xhr-streaming'
+ *   conn.rtt;                        // last measured round trip in ms, or null
  *   conn.close();
  *
  * Every callback is optional. A connection is one SockJS session at a time;
  * with reconnect on, each reopen is a new session (the server keeps no
  * state across them).
+ *
+ * Service ping: a server with transport.Options.PingInterval sends each
+ * session "\u0000sockjsd-ping:<nonce>:<seq>:<last rtt µs>" as its first
+ * message and then periodically. This wrapper answers
+ * "\u0000sockjsd-pong:<nonce>:<seq>" and never passes a ping to the page. A
+ * message is a ping only if it is the session's first message or carries
+ * the first one's nonce, so application messages are never taken for one.
  */
 (function (global) {
   'use strict';
 
-  var CONNECTING = 'connecting', OPEN = 'open', CLOSED = 'closed';
+  // readyState values, as the browser's WebSocket.
+  var CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
+  var PING = '\u0000sockjsd-ping:', PONG = '\u0000sockjsd-pong:';
+
+  // utf8Length is the size of s on the wire, as WebSocket's bufferedAmount
+  // counts it.
+  function utf8Length(s) {
+    var n = 0, i, c;
+    for (i = 0; i < s.length; i++) {
+      c = s.charCodeAt(i);
+      if (c < 0x80) { n += 1; } else if (c < 0x800) { n += 2; } else if (c >= 0xd800 && c < 0xdc00) { n += 4; i++; } else { n += 3; }
+    }
+    return n;
+  }
 
   function now() {
     return global.performance && global.performance.now ? global.performance.now() : new Date().getTime();
@@ -73,6 +98,7 @@
     this.url = resolve(opts.url);
     this.transport = null;
     this.connectMs = null;
+    this.rtt = null;
     this.readyState = CONNECTING;
     this.attempt = 0;
     this.sock = null;
@@ -106,6 +132,8 @@
     this.attempt++;
     this.readyState = CONNECTING;
     this.transport = null;
+    this._pingNonce = null;
+    this._received = 0;
     if (!SockJS) {
       this.readyState = CLOSED;
       call(opts.onerror, new Error('sockjs-client is not loaded (is /sockjs-client/sockjs.min.js served?)'));
@@ -131,7 +159,7 @@
       call(opts.onopen, {transport: self.transport, connectMs: self.connectMs, attempt: self.attempt});
     };
     sock.onmessage = function (e) {
-      if (self.sock === sock) {
+      if (self.sock === sock && !self._ping(e.data)) {
         call(opts.onmessage, e.data);
       }
     };
@@ -139,24 +167,44 @@
       if (self.sock !== sock) {
         return;
       }
-      var again = !!self._reconnect && !self._userClosed;
+      var again = !!self._reconnect && !self._userClosed, delay = again ? self._backoff() : null;
       self.readyState = CLOSED;
       self.transport = null;
-      call(opts.onclose, {code: e.code, reason: e.reason, wasClean: e.wasClean, reconnecting: again});
-      if (again) {
-        self._schedule();
+      call(opts.onclose, {code: e.code, reason: e.reason, wasClean: e.wasClean, reconnecting: again, retryMs: delay});
+      if (again && !self._userClosed) {
+        self._timer = setTimeout(function () { self._open(); }, delay);
       }
     };
   };
 
-  // _schedule reopens after an exponential, jittered backoff, so that a
-  // restarting server is not hit by every page at the same instant.
-  Connection.prototype._schedule = function () {
-    var self = this, p = this._reconnect;
+  // _ping answers a service ping and reports whether data was one.
+  Connection.prototype._ping = function (data) {
+    var first = this._received++ === 0, parts;
+    if (typeof data !== 'string' || data.lastIndexOf(PING, 0) !== 0) {
+      return false;
+    }
+    parts = data.slice(PING.length).split(':');
+    if (parts.length !== 3 || !(first || parts[0] === this._pingNonce)) {
+      return false;
+    }
+    this._pingNonce = parts[0];
+    this.sock.send(PONG + parts[0] + ':' + parts[1]);
+    if (+parts[2] > 0) {
+      this.rtt = +parts[2] / 1000;
+      call(this._opts.onrtt, this.rtt);
+    }
+    return true;
+  };
+
+  // _backoff is the delay before the next reopen: exponential in the
+  // failures so far, capped at maxDelay, with jitter (half to all of it)
+  // so that a restarting server is not hit by every page at the same
+  // instant.
+  Connection.prototype._backoff = function () {
+    var p = this._reconnect;
     var d = Math.min(p.maxDelay, p.minDelay * Math.pow(2, this._failures));
     this._failures++;
-    d = d / 2 + Math.random() * d / 2;
-    this._timer = setTimeout(function () { self._open(); }, d);
+    return d / 2 + Math.random() * d / 2;
   };
 
   // send queues data on the open session; it returns false (and sends
@@ -177,12 +225,42 @@
       this._timer = null;
     }
     if (this.sock && this.readyState !== CLOSED) {
+      this.readyState = CLOSING;
       this.sock.close(code || 1000, reason || 'Normal closure');
     }
   };
 
+  // bufferedAmount is what send() queued and the transport has not yet
+  // handed to the network, in bytes: the websocket's own bufferedAmount,
+  // or the messages sockjs-client holds for its next send request. It
+  // reads sockjs-client 1.6.1's internals (the pinned version).
+  Object.defineProperty(Connection.prototype, 'bufferedAmount', {
+    get: function () {
+      var t = this.sock && this.sock._transport, n = 0, i;
+      if (!t) {
+        return 0;
+      }
+      if (t.ws && typeof t.ws.bufferedAmount === 'number') {
+        return t.ws.bufferedAmount;
+      }
+      for (i = 0; t.sendBuffer && i < t.sendBuffer.length; i++) {
+        n += utf8Length(t.sendBuffer[i]);
+      }
+      return n;
+    }
+  });
+
+  Connection.CONNECTING = Connection.prototype.CONNECTING = CONNECTING;
+  Connection.OPEN = Connection.prototype.OPEN = OPEN;
+  Connection.CLOSING = Connection.prototype.CLOSING = CLOSING;
+  Connection.CLOSED = Connection.prototype.CLOSED = CLOSED;
+
   global.SockJSD = {
     connect: function (opts) { return new Connection(opts); },
-    Connection: Connection
+    Connection: Connection,
+    CONNECTING: CONNECTING,
+    OPEN: OPEN,
+    CLOSING: CLOSING,
+    CLOSED: CLOSED
   };
 }(typeof window !== 'undefined' ? window : this));

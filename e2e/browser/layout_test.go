@@ -115,4 +115,3 @@ func testLayout(t *testing.T, b *browser) {
 		})
 	}
 }
-

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sockjsd/sockjsd/internal/testenv"
+	"github.com/sockjsd/sockjsd/metrics"
+)
+
+// The docs name metrics, flags and error codes; these tests hold them to
+// the code. The documents are README.md and docs/*.md; docs/readme-*.md are
+// drafts for README.md (one per branch) and are skipped.
+
+type doc struct{ name, text string }
+
+func docs(t *testing.T) []doc {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	paths, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, filepath.Join(root, "README.md"))
+	var out []doc
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), "readme-") {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		out = append(out, doc{rel, string(b)})
+	}
+	if len(out) < 3 {
+		t.Fatalf("found only %d documents", len(out))
+	}
+	return out
+}
+
+// expand turns "a_{x,y}_b" into a_x_b and a_y_b (one brace group).
+func expand(s string) []string {
+	i, j := strings.Index(s, "{"), strings.Index(s, "}")
+	if i < 0 || j < i {
+		return []string{s}
+	}
+	var out []string
+	for _, alt := range strings.Split(s[i+1:j], ",") {
+		out = append(out, s[:i]+alt+s[j+1:])
+	}
+	return out
+}
+
+var metricRef = regexp.MustCompile(`sockjs_[a-z_]*(\{[a-z,]+\}_[a-z_]*)?`) // a {a,b} group inside a name, not a label set after it
+
+// docMetrics is every metric name a text mentions, series suffixes
+// (_bucket, _sum, _count) taken off.
+func docMetrics(text string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range metricRef.FindAllString(text, -1) {
+		for _, n := range expand(m) {
+			n = strings.TrimRight(n, "_")
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				n = strings.TrimSuffix(n, suf)
+			}
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// TestDocsMetrics: every metric the docs name exists, and docs/metrics.md
+// describes every metric there is.
+func TestDocsMetrics(t *testing.T) {
+	have := map[string]bool{}
+	for _, n := range metrics.Names() {
+		have[n] = true
+	}
+	for _, d := range docs(t) {
+		for n := range docMetrics(d.text) {
+			if !have[n] {
+				t.Errorf("%s names the metric %s, which does not exist", d.name, n)
+			}
+		}
+		if d.name == filepath.Join("docs", "metrics.md") {
+			described := docMetrics(d.text)
+			for n := range have {
+				if !described[n] {
+					t.Errorf("docs/metrics.md does not describe %s", n)
+				}
+			}
+		}
+	}
+}
+
+var (
+	flagRef  = regexp.MustCompile("`(-[a-z][a-z0-9-]*)")
+	flagDecl = regexp.MustCompile(`(?:flag|fs)\.\w+\((?:&[\w.]+,\s*)?"([a-z][a-z0-9-]*)"`)
+)
+
+// otherFlags are the flags of the repository's other commands (parsed from
+// their source) and of the go tool, which the docs also show.
+func otherFlags(t *testing.T) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range []string{"race", "count", "run", "v", "short", "timeout", "fuzz", "bench", "benchmem", "tags", "json", "cpu"} {
+		out["-"+f] = true
+	}
+	root := testenv.RepoRoot(t)
+	for _, dir := range []string{"cmd/loadgen", "bench/cmd/benchrun"} {
+		files, _ := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range flagDecl.FindAllStringSubmatch(string(b), -1) {
+				out["-"+m[1]] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestDocsFlags: every flag the docs name exists, and every server flag
+// is documented (README.md or docs/*.md).
+func TestDocsFlags(t *testing.T) {
+	server := map[string]bool{}
+	for _, f := range allFlags(t) {
+		server["-"+f.Name] = true
+	}
+	other := otherFlags(t)
+	documented := map[string]bool{}
+	for _, d := range docs(t) {
+		for _, m := range flagRef.FindAllStringSubmatch(d.text, -1) {
+			documented[m[1]] = true
+			if !server[m[1]] && !other[m[1]] {
+				t.Errorf("%s names the flag %s, which no command has", d.name, m[1])
+			}
+		}
+	}
+	var missing []string
+	for f := range server {
+		if !documented[f] {
+			missing = append(missing, f)
+		}
+	}
+	sort.Strings(missing)
+	for _, f := range missing {
+		t.Errorf("the server flag %s is not documented in README.md or docs/*.md", f)
+	}
+}
+
+var (
+	// Close codes: table rows of a table headed "code", c[NNNN, and
+	// `NNNN "reason"`.
+	closeRow   = regexp.MustCompile(`(?m)^\| (\d{4}) \|`)
+	closeFrame = regexp.MustCompile("c\\[(\\d{4}),|`(\\d{4}) \"")
+	codeDecl   = regexp.MustCompile(`Code\w*\s*=\s*(\d{4})\b|CloseMessage\w*|Close\w+\s*=\s*(\d{4})`)
+	// Hub and API error codes: backticked snake_case words on lines about
+	// errors.
+	errWord    = regexp.MustCompile("`([a-z]+(?:_[a-z]+)*)`")
+	errDecl    = regexp.MustCompile(`Code\w*\s*=\s*"([a-z_]+)"|fail\([^,]+,[^,]+,\s*"([a-z_]+)"`)
+	errorsLine = regexp.MustCompile(`(?i)error codes|errors are json`)
+)
+
+// codesInSource collects the close codes and error codes the code defines.
+func codesInSource(t *testing.T) (closeCodes, errCodes map[string]bool) {
+	closeCodes = map[string]bool{"1000": true, "1006": true} // the client's normal and abnormal closure
+	errCodes = map[string]bool{}
+	root := testenv.RepoRoot(t)
+	for _, dir := range []string{"session", "transport", "hub"} {
+		files, _ := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range codeDecl.FindAllStringSubmatch(string(b), -1) {
+				closeCodes[m[1]+m[2]] = true
+			}
+			for _, m := range errDecl.FindAllStringSubmatch(string(b), -1) {
+				errCodes[m[1]+m[2]] = true
+			}
+		}
+	}
+	// gorilla/websocket's close codes the transport uses by name.
+	for _, c := range []int{1001, 1002, 1009, 1011, 1013} {
+		closeCodes[strconv.Itoa(c)] = true
+	}
+	return closeCodes, errCodes
+}
+
+// TestDocsErrorCodes: every close code and hub or API error code the docs
+// name is one the code sends.
+func TestDocsErrorCodes(t *testing.T) {
+	closeCodes, errCodes := codesInSource(t)
+	if len(errCodes) < 5 {
+		t.Fatalf("found only %d error codes in the source: %v", len(errCodes), errCodes)
+	}
+	for _, d := range docs(t) {
+		for _, m := range append(closeRow.FindAllStringSubmatch(d.text, -1), closeFrame.FindAllStringSubmatch(d.text, -1)...) {
+			c := m[1]
+			if len(m) > 2 {
+				c += m[2]
+			}
+			if !closeCodes[c] {
+				t.Errorf("%s names the close code %s, which the server never sends", d.name, c)
+			}
+		}
+		for _, line := range strings.Split(d.text, "\n") {
+			if !errorsLine.MatchString(line) {
+				continue
+			}
+			for _, m := range errWord.FindAllStringSubmatch(line, -1) {
+				if !errCodes[m[1]] {
+					t.Errorf("%s names the error code %s, which does not exist:\n%s", d.name, m[1], line)
+				}
+			}
+		}
+	}
+}

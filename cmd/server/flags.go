@@ -58,7 +58,14 @@ func form(f *flag.Flag) (placeholder, expected string) {
 	if sf, ok := stringForms[f.Name]; ok {
 		return "level", sf.form
 	}
-	g, ok := f.Value.(flag.Getter)
+	v := f.Value
+	switch w := v.(type) { // after parseFlags wrapped it
+	case *checked:
+		v = w.Value
+	case *checkedBool:
+		v = w.Value
+	}
+	g, ok := v.(flag.Getter)
 	if !ok {
 		return "value", "a value"
 	}
@@ -98,7 +105,12 @@ func (c *checked) Set(v string) error {
 	return nil
 }
 
-func (c *checked) Get() any { return c.Value.(flag.Getter).Get() }
+func (c *checked) Get() any {
+	if g, ok := c.Value.(flag.Getter); ok {
+		return g.Get()
+	}
+	return nil
+}
 
 // checkedBool keeps -flag without a value working for booleans.
 type checkedBool struct{ checked }

@@ -112,3 +112,25 @@ func TestFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// plainValue is a flag.Value without Get, as a custom flag may be.
+type plainValue struct{ s string }
+
+func (p *plainValue) String() string     { return p.s }
+func (p *plainValue) Set(v string) error { p.s = v; return nil }
+
+// TestCustomFlagValue: a flag.Value that is not a flag.Getter gets its
+// variable and help line too.
+func TestCustomFlagValue(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var p plainValue
+	fs.Var(&p, "custom", "a custom value")
+	var help bytes.Buffer
+	env := func(k string) (string, bool) { return "from-env", k == "SOCKJSD_CUSTOM" }
+	if err := parseFlags(fs, []string{"-h"}, env, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if p.s != "from-env" || !strings.Contains(help.String(), "-custom value    $SOCKJSD_CUSTOM") {
+		t.Errorf("value %q, help:\n%s", p.s, help.String())
+	}
+}

@@ -51,6 +51,7 @@ type pinger struct {
 
 	mu      sync.Mutex
 	timer   *time.Timer
+	stopped bool // the session ended: never re-arm the timer
 	seq     uint64
 	sent    time.Time // of ping seq; zero once answered
 	lastRTT time.Duration
@@ -72,6 +73,7 @@ func (h *Handler) startPing(s *session.Session) {
 	context.AfterFunc(s.Context(), func() {
 		h.pingers.Delete(s)
 		p.mu.Lock()
+		p.stopped = true
 		p.timer.Stop()
 		p.mu.Unlock()
 	})
@@ -80,6 +82,11 @@ func (h *Handler) startPing(s *session.Session) {
 // ping sends the next ping; an unanswered one is superseded.
 func (p *pinger) ping() {
 	p.mu.Lock()
+	if p.stopped {
+		// A timer that fired while the session ended must not re-arm.
+		p.mu.Unlock()
+		return
+	}
 	p.seq++
 	p.sent = time.Now()
 	msg := pingPrefix + p.nonce + ":" + strconv.FormatUint(p.seq, 10) + ":" + strconv.FormatInt(p.lastRTT.Microseconds(), 10)

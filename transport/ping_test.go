@@ -140,3 +140,36 @@ func TestServicePingInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestServicePingStops: once a session ends its pinger is gone and its
+// timer never fires again, even at a 1 ms interval.
+func TestServicePingStops(t *testing.T) {
+	h := transport.New("/echo", transport.Options{PingInterval: time.Millisecond}, services.Echo)
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	h.Mount(r)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		c, err := sockjs.Dial(ctx, srv.URL+"/echo", sockjs.Options{Transports: []string{sockjs.WebSocket}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+	}
+	// Sessions end when their websockets close; then nothing is pinged.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for h.Registry().Len() > 0 || transport.PingersForTest(h) > 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d sessions and %d pingers left after every client closed", h.Registry().Len(), transport.PingersForTest(h))
+		case <-tick.C:
+		}
+	}
+}

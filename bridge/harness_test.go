@@ -83,7 +83,7 @@ func startServer(t testing.TB, o bridge.Options, to transport.Options) *server {
 		to.Logger = quiet()
 	}
 	if to.Session.DisconnectDelay == 0 {
-		to.Session.DisconnectDelay = 200 * time.Millisecond
+		to.Session.DisconnectDelay = time.Second
 	}
 	h := transport.New("/exec", to, b.Serve)
 	r := mux.NewRouter()
@@ -105,14 +105,25 @@ func startServer(t testing.TB, o bridge.Options, to transport.Options) *server {
 
 func dial(t testing.TB, url, tr string) *sockjs.Conn {
 	t.Helper()
+	c, ht := dialWith(t, url, tr)
+	t.Cleanup(func() {
+		_ = c.Close()
+		ht.CloseIdleConnections()
+	})
+	return c
+}
+
+// dialWith dials over its own HTTP transport, which the caller closes.
+func dialWith(t testing.TB, url, tr string) (*sockjs.Conn, *http.Transport) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := sockjs.Dial(ctx, url, sockjs.Options{Transports: []string{tr}, HTTPClient: &http.Client{Transport: &http.Transport{}}})
+	ht := &http.Transport{}
+	c, err := sockjs.Dial(ctx, url, sockjs.Options{Transports: []string{tr}, HTTPClient: &http.Client{Transport: ht}})
 	if err != nil {
 		t.Fatalf("dial %s over %s: %v", url, tr, err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return c, ht
 }
 
 func recv(t testing.TB, c *sockjs.Conn) string {
@@ -154,6 +165,11 @@ type proc struct {
 
 // groupProcs lists the processes of process group pgid, zombies included.
 func groupProcs(pgid int) []proc {
+	return groupsProcs(map[int]bool{pgid: true})
+}
+
+// groupsProcs lists the processes of the process groups in pgids.
+func groupsProcs(pgids map[int]bool) []proc {
 	ents, _ := os.ReadDir("/proc")
 	var out []proc
 	for _, e := range ents {
@@ -175,7 +191,7 @@ func groupProcs(pgid int) []proc {
 		}
 		ppid, _ := strconv.Atoi(f[1])
 		pg, _ := strconv.Atoi(f[2])
-		if pg == pgid {
+		if pgids[pg] {
 			out = append(out, proc{pid: pid, ppid: ppid, pgid: pg, state: f[0]})
 		}
 	}
@@ -194,6 +210,26 @@ func waitGroupGone(t testing.TB, pgid int, d time.Duration) time.Duration {
 		}
 		if time.Since(start) > d {
 			t.Fatalf("process group %d still has %d processes after %v: %+v", pgid, len(ps), d, ps)
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc, bounded by d
+	}
+}
+
+// waitGroupsGone waits up to d for every group in pgids to be empty.
+func waitGroupsGone(t testing.TB, pgids []int, d time.Duration) time.Duration {
+	t.Helper()
+	set := map[int]bool{}
+	for _, p := range pgids {
+		set[p] = true
+	}
+	start := time.Now()
+	for {
+		ps := groupsProcs(set)
+		if len(ps) == 0 {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%d processes of the groups still there after %v, e.g. %+v", len(ps), d, ps[0])
 		}
 		time.Sleep(10 * time.Millisecond) // polling /proc, bounded by d
 	}

@@ -33,6 +33,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	Hub             HubConfig
+	Exec            ExecConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -55,6 +56,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.Hub.register(fs)
+	c.Exec.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	var envErr error

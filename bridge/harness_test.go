@@ -40,8 +40,8 @@ func (c *counts) ProcessStarted(_ string, d time.Duration) {
 	c.mu.Unlock()
 }
 func (c *counts) ProcessExited(_ string, cl bridge.ExitClass, _ time.Duration) { c.exited[cl].Add(1) }
-func (c *counts) ProcessKilled(string)                                          { c.killed.Add(1) }
-func (c *counts) ProcessRefused(_ string, r bridge.Refusal)                     { c.refused[r].Add(1) }
+func (c *counts) ProcessKilled(string)                                         { c.killed.Add(1) }
+func (c *counts) ProcessRefused(_ string, r bridge.Refusal)                    { c.refused[r].Add(1) }
 
 func (c *counts) exitedTotal() int64 {
 	var n int64

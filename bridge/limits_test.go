@@ -2,8 +2,8 @@ package bridge_test
 
 import (
 	"context"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 

@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
+
+	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/bridge"
 	"github.com/sockjsd/sockjsd/metrics"
@@ -28,6 +31,7 @@ type ExecConfig struct {
 	MaxLineBytes      int
 	MaxQueuedMessages int
 	MaxQueuedBytes    int
+	Pages             string
 }
 
 func (c *ExecConfig) register(fs *flag.FlagSet) {
@@ -41,6 +45,7 @@ func (c *ExecConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxProcs, "exec-max-procs", bridge.DefaultMaxProcs, "programs running at once, all -exec services together; past it new sessions close with 3013")
 	fs.IntVar(&c.MaxLineBytes, "exec-max-line-bytes", bridge.DefaultMaxLineBytes, "longest line a program may write; a longer one closes its session with 3010")
 	fs.IntVar(&c.MaxQueuedMessages, "exec-max-queued-messages", bridge.DefaultMaxQueuedMessages, "output messages queued for a client before stdout is no longer read (back-pressure on the program)")
+	fs.StringVar(&c.Pages, "exec-pages", "", "directory of static pages for -exec programs, served at /exec-pages/ (examples/exec has three)")
 	fs.IntVar(&c.MaxQueuedBytes, "exec-max-queued-bytes", bridge.DefaultMaxQueuedBytes, "output bytes queued for a client before stdout is no longer read (back-pressure on the program)")
 }
 
@@ -59,6 +64,9 @@ func (m *multiFlag) Set(v string) error {
 	}
 	return nil
 }
+
+// execPagesPath is where -exec-pages is served.
+const execPagesPath = "/exec-pages/"
 
 // execMount is what mountExec made: the SockJS services and the bridges
 // to shut down after them.
@@ -94,8 +102,11 @@ func splitExec(v, defaultPrefix string) (prefix, cmd string) {
 // mountExec builds one SockJS service per -exec program. It fails on a
 // bad command or a program that cannot be found, so that the server does
 // not start with a broken service.
-func mountExec(cfg Config, opts transport.Options, m *metrics.Metrics, log *slog.Logger) (*execMount, error) {
+func mountExec(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metrics, log *slog.Logger) (*execMount, error) {
 	ec := cfg.Exec
+	if ec.Pages != "" {
+		r.PathPrefix(execPagesPath).Handler(http.StripPrefix(execPagesPath, http.FileServer(http.Dir(ec.Pages))))
+	}
 	if len(ec.Commands) == 0 {
 		return &execMount{}, nil
 	}

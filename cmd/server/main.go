@@ -91,7 +91,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	m := mountMetrics(r, &opts)
 	svcs := services.Protocol(opts)
 	svcs = append(svcs, mountHub(r, cfg, opts, m, log)...)
-	ex, err := mountExec(cfg, opts, m, log)
+	ex, err := mountExec(r, cfg, opts, m, log)
 	if err != nil {
 		return nil, err
 	}

@@ -70,15 +70,21 @@ func headerVar(name string) string {
 }
 
 // queryString re-encodes the query of the session's opening request (keys
-// sorted). sockjs-client adds c=<callback> to jsonp-polling and htmlfile
-// requests; that is the transport's, not the application's, so it is
-// left out for those transports.
+// sorted), less what sockjs-client adds for its own use: c=<callback> on
+// jsonp-polling and htmlfile requests, t=<timestamp> (cache busting) on
+// xhr-streaming and xhr-polling ones. Applications should not name their
+// own parameters c or t.
 func queryString(q url.Values, t session.Transport) string {
-	if t == session.JSONPPolling || t == session.HTMLFile {
-		if _, ok := q["c"]; ok {
-			q = cloneValues(q)
-			q.Del("c")
-		}
+	var drop string
+	switch t {
+	case session.JSONPPolling, session.HTMLFile:
+		drop = "c"
+	case session.XHRStreaming, session.XHRPolling:
+		drop = "t"
+	}
+	if _, ok := q[drop]; ok && drop != "" {
+		q = cloneValues(q)
+		q.Del(drop)
 	}
 	return q.Encode()
 }

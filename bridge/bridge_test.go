@@ -1,8 +1,11 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +181,47 @@ func TestNewChecksCommand(t *testing.T) {
 	}
 	if _, err := bridge.New(bridge.Options{Argv: []string{"cat"}, Env: []string{"NOEQUALS"}, Logger: quiet()}); err == nil {
 		t.Error("New with Env NOEQUALS: no error")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStderrLogged: stderr lines go to the log with the session's opaque
+// id, never to the client; a long one is truncated.
+func TestStderrLogged(t *testing.T) {
+	var buf syncBuffer
+	lg := slog.New(slog.NewTextHandler(&buf, nil))
+	s := startServer(t, bridge.Options{Logger: lg, Argv: sh(`echo oops >&2; head -c 10000 /dev/zero | tr '\0' e >&2; echo >&2; echo $SOCKJS_SESSION_ID`)}, transport.Options{})
+	c := dial(t, s.URL, sockjs.XHRPolling)
+	code, _, msgs := waitClosed(t, c)
+	if code != bridge.CodeExited || len(msgs) != 1 {
+		t.Fatalf("close %d after %q, want 3000 after the session id alone", code, msgs)
+	}
+	id := msgs[0]
+	waitFor(t, 5*time.Second, "the stderr lines in the log", func() bool {
+		return strings.Count(buf.String(), "exec: stderr") == 2
+	})
+	out := buf.String()
+	if !strings.Contains(out, "session="+id+" line=oops truncated=false") {
+		t.Errorf("log lacks the stderr line with session=%s:\n%s", id, out)
+	}
+	if !strings.Contains(out, "truncated=true") || strings.Contains(out, strings.Repeat("e", 4097)) {
+		t.Errorf("a 10,000-byte stderr line must be logged truncated to 4 KiB")
 	}
 }

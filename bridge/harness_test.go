@@ -82,9 +82,6 @@ func startServer(t testing.TB, o bridge.Options, to transport.Options) *server {
 	if to.Logger == nil {
 		to.Logger = quiet()
 	}
-	if to.Session.DisconnectDelay == 0 {
-		to.Session.DisconnectDelay = time.Second
-	}
 	h := transport.New("/exec", to, b.Serve)
 	r := mux.NewRouter()
 	r.SkipClean(true)

@@ -16,7 +16,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/bridge"
-	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/web"
 )
@@ -43,7 +42,6 @@ func startExecServer(t *testing.T) *execServer {
 	opts := transport.Options{
 		SockJSURL: web.ClientPath + "sockjs.min.js",
 		Logger:    quietLogger(),
-		Session:   session.Options{DisconnectDelay: time.Second},
 	}
 	var handlers []*transport.Handler
 	var bridges []*bridge.Bridge
@@ -213,7 +211,7 @@ func checkCat(t *testing.T, res execResult, tr string, msgs []string) {
 	if err != nil {
 		t.Fatalf("first message %q is not a pid", res.Pid)
 	}
-	waitProcessGroupGone(t, pid, 10*time.Second)
+	waitProcessGroupGone(t, pid, 20*time.Second) // a polling session the page left ends after the disconnect delay (5s)
 }
 
 func firstDiff(a, b []string) int {

@@ -266,7 +266,9 @@ func testExamplePages(t *testing.T, b *browser, s *execServer, tr string) {
 			Reason string `json:"reason"`
 		} `json:"closed"`
 	}
-	state := func(p *page) exState { return mustEval[exState](p, stepTimeout, "({lines: EX.lines, transport: EX.transport, closed: EX.closed})") }
+	state := func(p *page) exState {
+		return mustEval[exState](p, stepTimeout, "({lines: EX.lines, transport: EX.transport, closed: EX.closed})")
+	}
 	waitState := func(p *page, what string, ok func(exState) bool) exState {
 		// p.t is the test the page was opened for; failures go to t.
 		t.Helper()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +72,7 @@ func abandon(t *testing.T, s *server, hc *http.Client, n int, grace time.Duratio
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			tr := transports[i%len(transports)]
-			c, err := sockjs.Dial(ctx, s.URL, sockjs.Options{Transports: []string{tr}, HTTPClient: hc})
+			c, err := sockjs.Dial(ctx, s.URL, sockjs.Options{Transports: []string{tr}, HTTPClient: hc, RecvQueue: 16, SendQueue: 16})
 			if err != nil {
 				errs <- err
 				return
@@ -93,6 +95,10 @@ func abandon(t *testing.T, s *server, hc *http.Client, n int, grace time.Duratio
 	if r := s.b.Running(); r != n {
 		t.Fatalf("%d programs running, want %d", r, n)
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d sessions with a program each: live heap %d KiB (server and clients in this process), %d goroutines, %s",
+		n, ms.HeapAlloc>>10, runtime.NumGoroutine(), threads())
 	start := time.Now()
 	var cw sync.WaitGroup
 	for _, c := range conns {
@@ -108,4 +114,18 @@ func abandon(t *testing.T, s *server, hc *http.Client, n int, grace time.Duratio
 	probe(t, s)
 	waitFor(t, 10*time.Second, "every program to be reaped", func() bool { return s.b.Running() == 0 })
 	return took
+}
+
+// threads is the Threads line of /proc/self/status.
+func threads() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "threads unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Threads:") {
+			return strings.ToLower(strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return "threads unknown"
 }

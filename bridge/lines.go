@@ -16,7 +16,7 @@ type lineReader struct {
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, min(max+1, 16<<10)), max: max}
+	return &lineReader{r: bufio.NewReaderSize(r, min(max+1, 4<<10)), max: max}
 }
 
 // next returns the next line without its "\n" (nor a "\r" before it),

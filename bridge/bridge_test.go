@@ -225,3 +225,19 @@ func TestStderrLogged(t *testing.T) {
 		t.Errorf("a 10,000-byte stderr line must be logged truncated to 4 KiB")
 	}
 }
+
+// TestCookieConfigured: listing Cookie in Headers (with a transport that
+// keeps cookies) passes it as HTTP_COOKIE; nothing else changes.
+func TestCookieConfigured(t *testing.T) {
+	s := startServer(t, bridge.Options{Argv: sh(`echo "c=$HTTP_COOKIE a=$HTTP_AUTHORIZATION"`), Headers: []string{"Cookie"}}, transport.Options{ExposeCookies: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := sockjs.Dial(ctx, s.URL, sockjs.Options{Transports: []string{sockjs.WebSocket}, Header: map[string][]string{"Cookie": {"sid=1"}, "Authorization": {"Bearer x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, msgs := waitClosed(t, c); len(msgs) != 1 || msgs[0] != "c=sid=1 a=" {
+		t.Errorf("got %q, want the cookie and no authorization", msgs)
+	}
+}

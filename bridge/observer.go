@@ -49,8 +49,8 @@ type Observer interface {
 	ProcessStarted(name string, latency time.Duration)
 	// ProcessExited: a program was reaped.
 	ProcessExited(name string, class ExitClass, lifetime time.Duration)
-	// ProcessKilled: the grace period after SIGTERM ran out and the
-	// program's process group got SIGKILL.
+	// ProcessKilled: the program was still running when the grace
+	// period after SIGTERM ran out, and its process group got SIGKILL.
 	ProcessKilled(name string)
 	// ProcessRefused: a session got no program.
 	ProcessRefused(name string, why Refusal)

@@ -129,8 +129,14 @@ func (r *run) supervise() {
 		case <-grace:
 			grace, killed = nil, true
 			_ = p.signalGroup(sigKill)
-			b.opts.Observer.ProcessKilled(b.opts.Name)
-			b.opts.Logger.Info("exec: program outlived the grace period, killed", "service", b.opts.Name, "session", s.ID(), "pid", p.pid, "grace", b.opts.KillGrace)
+			if exited != nil {
+				// Counted only when the program itself outlived the
+				// grace period: after its own exit the timer may run
+				// out merely because a slow client is still taking
+				// its last lines.
+				b.opts.Observer.ProcessKilled(b.opts.Name)
+				b.opts.Logger.Info("exec: program outlived the grace period, killed", "service", b.opts.Name, "session", s.ID(), "pid", p.pid, "grace", b.opts.KillGrace)
+			}
 		}
 		if killed && (sessionGone || shutdown) && !stdoutClosed {
 			// Output has nowhere to go and every process of the group

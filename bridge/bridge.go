@@ -164,6 +164,7 @@ type Bridge struct {
 	stopOnce sync.Once
 	mu       sync.Mutex
 	runs     map[*run]struct{}
+	starting int           // sessions between fork and registration in runs
 	changed  chan struct{} // capacity 1: a run ended
 }
 
@@ -227,11 +228,19 @@ func resolve(name, dir string) (string, error) {
 	return abs, nil
 }
 
-// Running is the number of programs of this bridge not yet reaped.
+// Running is the number of programs of this bridge being started or not
+// yet reaped.
 func (b *Bridge) Running() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.runs)
+	return len(b.runs) + b.starting
+}
+
+func (b *Bridge) signalChanged() {
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
 }
 
 // Shutdown terminates every program (SIGTERM, SIGKILL after the grace

@@ -42,6 +42,8 @@ func (b *Bridge) Serve(s *session.Session) {
 	defer b.opts.Procs.release()
 
 	r := &run{b: b, s: s, exited: make(chan struct{}), outDone: make(chan struct{}), errDone: make(chan struct{})}
+	// fork and exec run outside the lock, so that sessions start their
+	// programs in parallel; starting counts them for Shutdown meanwhile.
 	b.mu.Lock()
 	select {
 	case <-b.stop:
@@ -50,18 +52,25 @@ func (b *Bridge) Serve(s *session.Session) {
 		return
 	default:
 	}
+	b.starting++
+	b.mu.Unlock()
+	env := b.environ(s)
 	r.started = time.Now()
-	p, err := startProc(b.path, b.opts.Argv, b.environ(s), b.opts.Dir)
+	p, err := startProc(b.path, b.opts.Argv, env, b.opts.Dir)
+	b.mu.Lock()
+	b.starting--
+	if err == nil {
+		r.p = p
+		b.runs[r] = struct{}{}
+	}
+	b.mu.Unlock()
 	if err != nil {
-		b.mu.Unlock()
+		b.signalChanged()
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedStartFailed)
 		log.Error("exec: program failed to start", "service", b.opts.Name, "session", s.ID(), "err", err)
 		s.CloseFor(CodeStartFailed, ReasonStartFailed, session.ReasonError)
 		return
 	}
-	r.p = p
-	b.runs[r] = struct{}{}
-	b.mu.Unlock()
 	b.opts.Observer.ProcessStarted(b.opts.Name, time.Since(r.started))
 	log.Debug("exec: program started", "service", b.opts.Name, "session", s.ID(), "pid", p.pid)
 
@@ -69,10 +78,7 @@ func (b *Bridge) Serve(s *session.Session) {
 		b.mu.Lock()
 		delete(b.runs, r)
 		b.mu.Unlock()
-		select {
-		case b.changed <- struct{}{}:
-		default:
-		}
+		b.signalChanged()
 	}()
 	r.supervise()
 }

@@ -81,7 +81,8 @@ clean:
 
 # The browser tests alone: the real sockjs-client in headless Chromium over
 # every transport and through the fallback scenarios; -v prints the
-# per-transport table (connect time, round-trip p50/p95/p99).
+# per-transport table (connect time, round-trip p50/p95/p99). TestBrowserExec
+# runs the exec bridge's programs and example pages (docs/exec.md).
 .PHONY: browser-test
 browser-test: deps-client deps-system
-	$(GO) test -race -count=1 -timeout 15m -v -run '^TestBrowser$$' ./e2e/browser/
+	$(GO) test -race -count=1 -timeout 15m -v -run '^TestBrowser(Exec)?$$' ./e2e/browser/

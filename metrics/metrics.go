@@ -83,11 +83,14 @@ type Metrics struct {
 	dropped    [nt]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
+
+	reg prometheus.Registerer // for metrics built on first use (exec.go)
+	execState
 }
 
 // New builds the metrics and registers them on reg.
 func New(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{}
+	m := &Metrics{reg: reg}
 	tl := []string{"transport"}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)

@@ -33,6 +33,7 @@ type Config struct {
 	LogLevel        string
 	PingInterval    time.Duration
 	Hub             HubConfig
+	Exec            ExecConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -56,6 +57,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's services (/demo, /hub) ping each session to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off")
 	c.Hub.register(fs)
+	c.Exec.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {

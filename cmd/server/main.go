@@ -75,6 +75,7 @@ type server struct {
 	services []*transport.Handler
 	log      *slog.Logger
 	stopping atomic.Bool
+	exec     *execMount // programs run per session, reaped at shutdown
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -98,13 +99,18 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	hubOpts := opts
 	hubOpts.PingInterval = cfg.PingInterval
 	svcs = append(svcs, mountHub(r, cfg, hubOpts, m, log)...)
+	ex, err := mountExec(r, cfg, opts, m, log)
+	if err != nil {
+		return nil, err
+	}
+	svcs = append(svcs, ex.handlers...)
 	services.Mount(r, svcs...)
 
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log}
+	s := &server{services: svcs, log: log, exec: ex}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -139,7 +145,7 @@ func (s *server) draining() bool { return s.stopping.Load() }
 func (s *server) shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.services)+1)
+	errs := make([]error, len(s.services)+2)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -152,6 +158,11 @@ func (s *server) shutdown(ctx context.Context) error {
 			errs[i+1] = h.Shutdown(ctx.Done())
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs[len(errs)-1] = s.exec.shutdown(ctx)
+	}()
 	wg.Wait()
 	err := errors.Join(errs...)
 	if err != nil {

@@ -33,6 +33,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	Hub             HubConfig
+	RedisURL        string
+	Cluster         ClusterConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -55,6 +57,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.Hub.register(fs)
+	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
+	c.Cluster.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	var envErr error

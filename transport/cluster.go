@@ -74,6 +74,9 @@ type ClusterOptions struct {
 	// MaxSkew bounds the age of a forwarded request's signature (and
 	// the clock difference between nodes). Default 30s.
 	MaxSkew time.Duration
+	// OwnerCacheTTL is how long a node remembers another node's session
+	// owner before asking the store again. Default 5s.
+	OwnerCacheTTL time.Duration
 	// StoreTimeout bounds one store call on the request path. Default 2s.
 	StoreTimeout time.Duration
 	// Transport carries forwarded requests. Default: keep-alive
@@ -88,9 +91,10 @@ type ClusterOptions struct {
 const ForwardHeader = "X-Sockjsd-Forward"
 
 const (
-	defaultKeepInterval = 10 * time.Second
-	defaultMaxSkew      = 30 * time.Second
-	defaultStoreTimeout = 2 * time.Second
+	defaultKeepInterval  = 10 * time.Second
+	defaultMaxSkew       = 30 * time.Second
+	defaultStoreTimeout  = 2 * time.Second
+	defaultOwnerCacheTTL = 5 * time.Second
 )
 
 // validate reports a configuration that cannot work, for New's caller.
@@ -113,6 +117,7 @@ type cluster struct {
 	opts     ClusterOptions
 	obs      ForwardObserver
 	proxy    *httputil.ReverseProxy
+	cache    ownerCache
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -142,6 +147,9 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 	if o.MaxSkew <= 0 {
 		o.MaxSkew = defaultMaxSkew
 	}
+	if o.OwnerCacheTTL <= 0 {
+		o.OwnerCacheTTL = defaultOwnerCacheTTL
+	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = defaultStoreTimeout
 	}
@@ -155,7 +163,8 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 			DisableCompression:  true,
 		}
 	}
-	c := &cluster{h: h, opts: o, obs: o.Observer, owned: make(map[string]*session.Session)}
+	c := &cluster{h: h, opts: o, obs: o.Observer, owned: make(map[string]*session.Session),
+		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}}
 	if c.obs == nil {
 		c.obs = nopForwardObserver{}
 	}
@@ -213,29 +222,91 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 	if !forwardable(endpoint, r.Method) || c.h.reg.Get(sid) != nil || c.h.closing.Load() {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), c.opts.StoreTimeout)
-	owner, err := c.opts.Owners.Owner(ctx, c.key(sid))
-	cancel()
-	if err != nil {
-		// Without the store this node can only act alone: a send gets
-		// 404, a receive starts a session here.
-		c.warn("owner lookup failed", err)
-		return false
+	owner, ok := c.cache.get(sid)
+	if !ok {
+		ctx, cancel := context.WithTimeout(r.Context(), c.opts.StoreTimeout)
+		var err error
+		owner, err = c.opts.Owners.Owner(ctx, c.key(sid))
+		cancel()
+		if err != nil {
+			// Without the store this node can only act alone: a send
+			// gets 404, a receive starts a session here.
+			c.warn("owner lookup failed", err)
+			return false
+		}
 	}
 	if (owner == "" || owner == c.opts.Self) && receiving(endpoint) {
 		owner = c.claim(r.Context(), sid, "")
 	}
-	if owner == "" || owner == c.opts.Self {
-		return false
-	}
-	if c.forward(w, r, owner, endpoint) {
-		return true
-	}
-	// The owner is gone: its sessions are unknown ids now.
-	if receiving(endpoint) {
-		c.claim(r.Context(), sid, owner)
+	// Two tries: when the owner is gone, a receive takes the session over,
+	// unless another node did so first; that one gets the request then.
+	for range 2 {
+		if owner == "" || owner == c.opts.Self {
+			return false
+		}
+		c.cache.put(sid, owner)
+		if c.forward(w, r, owner, endpoint) {
+			return true
+		}
+		c.cache.drop(sid)
+		if !receiving(endpoint) {
+			return false // the owner is gone: its sessions are unknown ids now
+		}
+		owner = c.claim(r.Context(), sid, owner)
 	}
 	return false
+}
+
+// ownerCache remembers where sessions of other nodes live for a few
+// seconds, sparing the store a lookup on most forwarded requests. A stale
+// entry costs little: an owner that is gone fails the dial and the entry
+// is dropped; an owner whose session ended answers as for an unknown id,
+// as the store would have made this node do.
+type ownerCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]cachedOwner
+}
+
+type cachedOwner struct {
+	owner   string
+	expires time.Time
+}
+
+// maxCachedOwners bounds the cache's memory (about 100 bytes an entry).
+const maxCachedOwners = 1 << 16
+
+func (oc *ownerCache) get(sid string) (string, bool) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	e, ok := oc.m[sid]
+	if !ok || time.Now().After(e.expires) {
+		return "", false
+	}
+	return e.owner, true
+}
+
+func (oc *ownerCache) put(sid, owner string) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if len(oc.m) >= maxCachedOwners {
+		now := time.Now()
+		for k, e := range oc.m {
+			if now.After(e.expires) {
+				delete(oc.m, k)
+			}
+		}
+		if len(oc.m) >= maxCachedOwners {
+			clear(oc.m)
+		}
+	}
+	oc.m[sid] = cachedOwner{owner, time.Now().Add(oc.ttl)}
+}
+
+func (oc *ownerCache) drop(sid string) {
+	oc.mu.Lock()
+	delete(oc.m, sid)
+	oc.mu.Unlock()
 }
 
 // claim records this node as sid's owner and returns the owner after the

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -73,11 +74,34 @@ func (c *countingObserver) Forwarded(endpoint, result string, _ time.Duration) {
 	c.mu.Unlock()
 }
 
-func (c *countingObserver) get(k string) int {
+// snapshot copies the counts: the proxy reports a request after its
+// response is written, so a test may read them before they are final.
+func (c *countingObserver) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.results[k]
+	m := make(map[string]int, len(c.results))
+	for k, v := range c.results {
+		m[k] = v
+	}
+	return m
 }
+
+// waitCounts waits (up to 5s) until the counts are want exactly.
+func (c *countingObserver) waitCounts(t *testing.T, want map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := c.snapshot()
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("forward counts %v, want %v", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 
 type testNode struct {
 	srv     *httptest.Server
@@ -157,9 +181,8 @@ func TestClusterForwardsToOwner(t *testing.T) {
 	if b.h.Registry().Len() != 0 || a.h.Registry().Len() != 1 {
 		t.Fatalf("sessions: A %d, B %d; want 1, 0", a.h.Registry().Len(), b.h.Registry().Len())
 	}
-	if b.obs.get("xhr_send/ok") != 1 || b.obs.get("xhr/ok") != 1 || a.obs.get("xhr/ok") != 0 {
-		t.Fatalf("forward counts: A %v, B %v", a.obs.results, b.obs.results)
-	}
+	b.obs.waitCounts(t, map[string]int{"xhr_send/ok": 1, "xhr/ok": 1})
+	a.obs.waitCounts(t, map[string]int{})
 	// The client opened on A directly: A saw the balancer's address only.
 	if got := <-a.remotes; !strings.HasPrefix(got, "127.0.0.1:") {
 		t.Fatalf("remote address: %q", got)
@@ -209,8 +232,8 @@ func TestClusterSignature(t *testing.T) {
 			}
 		})
 	}
-	if n := len(b.obs.results); n != 0 {
-		t.Fatalf("signed or refused requests were forwarded: %v", b.obs.results)
+	if got := b.obs.snapshot(); len(got) != 0 {
+		t.Fatalf("signed or refused requests were forwarded: %v", got)
 	}
 }
 
@@ -234,9 +257,7 @@ func TestClusterOwnerGone(t *testing.T) {
 	if got := owners.get("/echo/abc"); got != b.srv.URL {
 		t.Fatalf("owner %q, want %q", got, b.srv.URL)
 	}
-	if b.obs.get("xhr_send/owner_gone") != 1 || b.obs.get("xhr/owner_gone") != 1 {
-		t.Fatalf("forward counts: %v", b.obs.results)
-	}
+	b.obs.waitCounts(t, map[string]int{"xhr_send/owner_gone": 1, "xhr/owner_gone": 1})
 	// The session ends; the keep loop releases its key.
 	if code, _ := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["x"]`, nil); code != 204 {
 		t.Fatalf("send to the new session: %d", code)
@@ -269,4 +290,47 @@ func TestClusterOptionsValidate(t *testing.T) {
 			t.Errorf("%+v: err %v", tc.o, err)
 		}
 	}
+}
+
+// raceOwners: another node takes a dead owner's session over between this
+// node's lookup and its claim.
+type raceOwners struct {
+	*memOwners
+	dead, winner string
+}
+
+func (o *raceOwners) Claim(ctx context.Context, key, node, stale string) (string, error) {
+	if stale == o.dead {
+		o.set(key, o.winner)
+	}
+	return o.memOwners.Claim(ctx, key, node, stale)
+}
+
+func TestClusterTakeoverRace(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	owners := &raceOwners{memOwners: &memOwners{m: map[string]string{}}, dead: deadURL}
+	nodes := startNodes(t, 2, owners, "s3cret")
+	winner, late := nodes[0], nodes[1]
+	owners.winner = winner.srv.URL
+	if code, body := post(t, winner.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("winner's session: %d %q", code, body)
+	}
+	if code, _ := post(t, winner.srv.URL+"/echo/000/abc/xhr_send", `["kept"]`, nil); code != 204 {
+		t.Fatalf("send to the winner: %d", code)
+	}
+	owners.set("/echo/abc", deadURL)
+	// The late node finds the dead owner, fails to reach it, loses the
+	// claim to the winner and forwards there: no second session.
+	if code, body := post(t, late.srv.URL+"/echo/000/abc/xhr_send", `["x"]`, nil); code != 404 {
+		t.Fatalf("send: %d %q", code, body)
+	}
+	if code, body := post(t, late.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"kept\"]\n" {
+		t.Fatalf("poll: %d %q", code, body)
+	}
+	if late.h.Registry().Len() != 0 {
+		t.Fatal("the late node opened a second session")
+	}
+	late.obs.waitCounts(t, map[string]int{"xhr_send/owner_gone": 1, "xhr/owner_gone": 1, "xhr/ok": 1})
 }

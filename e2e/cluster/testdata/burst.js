@@ -1,6 +1,6 @@
 // burst(SockJS, url, transport, n, timeoutMs): opens a session with only
 // `transport` allowed, sends n numbered messages ("m0".."m<n-1>") in bursts
-// of 100 without waiting for echoes in between, and resolves with what
+// of 20 without waiting for echoes in between, and resolves with what
 // came back: the count, the first out-of-order or duplicate index, the
 // transport used and the close code. Shared by node (node-burst.js) and
 // Chromium (evaluated in a page of the balancer's origin).
@@ -17,7 +17,7 @@ function burst(SockJS, url, transport, n, timeoutMs) {
     var timer = setTimeout(function () { res.error = 'timed out'; finish(); }, timeoutMs);
     var sock = new SockJS(url, null, { transports: [transport], timeout: 10000 });
     function sendBurst() {
-      var end = Math.min(res.sent + 100, n);
+      var end = Math.min(res.sent + 20, n);
       while (res.sent < end) sock.send('m' + res.sent++);
     }
     sock.onopen = function () {

@@ -102,7 +102,6 @@ func (c *countingObserver) waitCounts(t *testing.T, want map[string]int) {
 	}
 }
 
-
 type testNode struct {
 	srv     *httptest.Server
 	h       *Handler

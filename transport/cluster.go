@@ -214,14 +214,17 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 		if ip := lastForwardedFor(r); ip != "" {
 			r.RemoteAddr = net.JoinHostPort(ip, "0")
 		}
-		if receiving(endpoint) && c.h.reg.Get(sid) == nil {
+		if receiving(endpoint) && c.h.reg.Get(sid) == nil && !c.h.closing.Load() {
 			c.claim(r.Context(), sid, "")
 		}
 		return false
 	}
-	if !forwardable(endpoint, r.Method) || c.h.reg.Get(sid) != nil || c.h.closing.Load() {
+	if !forwardable(endpoint, r.Method) || c.h.reg.Get(sid) != nil {
 		return false
 	}
+	// A node shutting down still forwards to live owners (the balancer
+	// may send it requests until it notices) but takes no new sessions.
+	closing := c.h.closing.Load()
 	owner, ok := c.cache.get(sid)
 	if !ok {
 		ctx, cancel := context.WithTimeout(r.Context(), c.opts.StoreTimeout)
@@ -235,7 +238,7 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 			return false
 		}
 	}
-	if (owner == "" || owner == c.opts.Self) && receiving(endpoint) {
+	if (owner == "" || owner == c.opts.Self) && receiving(endpoint) && !closing {
 		owner = c.claim(r.Context(), sid, "")
 	}
 	// Two tries: when the owner is gone, a receive takes the session over,
@@ -249,7 +252,7 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 			return true
 		}
 		c.cache.drop(sid)
-		if !receiving(endpoint) {
+		if !receiving(endpoint) || closing {
 			return false // the owner is gone: its sessions are unknown ids now
 		}
 		owner = c.claim(r.Context(), sid, owner)

@@ -262,13 +262,22 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 		env.nodes = append(env.nodes, n)
 		env.startNode(n)
 	}
-	cfg, err := os.ReadFile(filepath.Join(root, "deploy", "haproxy.cfg"))
+	env.lb = env.startHAProxy(env.nodes)
+	return env
+}
+
+// startHAProxy runs deploy/haproxy.cfg with a free port for the frontend
+// and nodes as its three servers, and returns its base URL.
+func (e *clusterEnv) startHAProxy(nodes []*node) string {
+	t := e.t
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lbPort := freePort(t)
 	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
-	for i, n := range env.nodes {
+	for i, n := range nodes {
 		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
 	}
 	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
@@ -276,9 +285,9 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 		t.Fatal(err)
 	}
 	startProc(t, "haproxy", "haproxy", "-db", "-f", cfgFile)
-	env.lb = fmt.Sprintf("http://127.0.0.1:%d", lbPort)
-	waitFor(t, 10*time.Second, "haproxy to answer", func() bool { return status(env.lb+"/healthz") == 200 })
-	return env
+	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	waitFor(t, 10*time.Second, "haproxy to answer", func() bool { return status(lb+"/healthz") == 200 })
+	return lb
 }
 
 func (e *clusterEnv) startNode(n *node) {

@@ -225,8 +225,8 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 	// A node shutting down still forwards to live owners (the balancer
 	// may send it requests until it notices) but takes no new sessions.
 	closing := c.h.closing.Load()
-	owner, ok := c.cache.get(sid)
-	if !ok {
+	owner, cached := c.cache.get(sid)
+	if !cached {
 		ctx, cancel := context.WithTimeout(r.Context(), c.opts.StoreTimeout)
 		var err error
 		owner, err = c.opts.Owners.Owner(ctx, c.key(sid))
@@ -247,7 +247,11 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 		if owner == "" || owner == c.opts.Self {
 			return false
 		}
-		c.cache.put(sid, owner)
+		if !cached {
+			// Entries expire OwnerCacheTTL after the lookup, however
+			// often they are used.
+			c.cache.put(sid, owner)
+		}
 		if c.forward(w, r, owner, endpoint) {
 			return true
 		}
@@ -255,7 +259,7 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 		if !receiving(endpoint) || closing {
 			return false // the owner is gone: its sessions are unknown ids now
 		}
-		owner = c.claim(r.Context(), sid, owner)
+		owner, cached = c.claim(r.Context(), sid, owner), false
 	}
 	return false
 }

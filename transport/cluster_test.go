@@ -333,3 +333,26 @@ func TestClusterTakeoverRace(t *testing.T) {
 	}
 	late.obs.waitCounts(t, map[string]int{"xhr_send/owner_gone": 1, "xhr/owner_gone": 1, "xhr/ok": 1})
 }
+
+func TestOwnerCache(t *testing.T) {
+	live := ownerCache{ttl: time.Hour, m: map[string]cachedOwner{}}
+	live.put("a", "http://n1")
+	if o, ok := live.get("a"); !ok || o != "http://n1" {
+		t.Fatalf("get after put: %q %v", o, ok)
+	}
+	live.drop("a")
+	if _, ok := live.get("a"); ok {
+		t.Fatal("get after drop")
+	}
+	expired := ownerCache{ttl: -time.Nanosecond, m: map[string]cachedOwner{}}
+	expired.put("a", "http://n1")
+	if _, ok := expired.get("a"); ok {
+		t.Fatal("an expired entry was returned")
+	}
+	for i := range maxCachedOwners + 10 {
+		live.put(fmt.Sprint(i), "http://n1")
+	}
+	if n := len(live.m); n > maxCachedOwners {
+		t.Fatalf("%d entries, bound %d", n, maxCachedOwners)
+	}
+}

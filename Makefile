@@ -86,3 +86,19 @@ clean:
 .PHONY: browser-test
 browser-test: deps-client deps-system
 	$(GO) test -race -count=1 -timeout 15m -v -run '^TestBrowser(Exec)?$$' ./e2e/browser/
+
+# Cluster mode on one machine: redis-server, three nodes (127.0.0.1:8091-8093)
+# and haproxy (deploy/haproxy.cfg: round robin, no sticky sessions) at
+# 127.0.0.1:8090; prints the demo URL, Ctrl-C stops everything.
+.PHONY: cluster cluster-test cluster-bench
+cluster: deps-client
+	GO=$(GO) ./deploy/cluster.sh
+
+# The cluster tests alone (real redis-server, haproxy, node, Chromium).
+cluster-test: deps-client deps-node
+	$(GO) test -race -count=1 -timeout 15m -v ./e2e/cluster/
+
+# What cluster mode costs: xhr-polling echo through haproxy over 3 nodes
+# against one node directly, and the time a forward adds to a request.
+cluster-bench: deps-node
+	SOCKJSD_CLUSTER_MEASURE=1 $(GO) test -count=1 -timeout 10m -v -run '^TestMeasureCluster$$' ./e2e/cluster/

@@ -92,6 +92,11 @@ type Options struct {
 	// hole; pass a token in the query string or the first message.
 	ExposeCookies bool
 
+	// Cluster turns on cluster mode (see ClusterOptions): sessions
+	// served by any node behind a balancer without sticky sessions.
+	// Default: off, one node.
+	Cluster ClusterOptions
+
 	// Logger receives one line per rejected request or failed session.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -138,6 +143,7 @@ type Handler struct {
 
 	closing atomic.Bool
 	active  atomic.Int64 // receiving connections, for Shutdown
+	cluster *cluster     // nil on a single node
 }
 
 // New returns a Handler serving the SockJS service at prefix (for example
@@ -158,6 +164,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		client:  newClientScript(opts.ClientScript),
 		log:     opts.Logger,
 	}
+	h.cluster = newCluster(h, opts.Cluster)
 	h.policy = fallback.Policy{
 		WebSocket:        !opts.DisableWebSocket,
 		RawWebSocket:     !opts.DisableWebSocket && !opts.DisableRawWebSocket,
@@ -202,6 +209,7 @@ func (h *Handler) Mount(r *mux.Router) {
 // refused from the moment it is called.
 func (h *Handler) Shutdown(ctxDone <-chan struct{}) error {
 	h.closing.Store(true)
+	defer h.cluster.shutdown()
 	h.reg.CloseAll(session.CodeGoingAway, session.ReasonGoingAway)
 	// Receivers end as soon as their close frame is written; poll for
 	// that instead of a WaitGroup, which may not be added to while
@@ -271,6 +279,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if endpoint == "websocket" {
 		h.webSocket(w, r) // hijacked: gorilla needs the bare ResponseWriter
 		return
+	}
+	if h.cluster != nil && h.cluster.intercept(w, r, sid, endpoint) {
+		return // forwarded to the session's owner
 	}
 	h.observed(w, r, endpoints[endpoint], func(w http.ResponseWriter, r *http.Request) { h.route(w, r, sid, endpoint) })
 }
@@ -370,6 +381,7 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		return nil
 	}
 	if created {
+		h.cluster.track(sid, s)
 		go h.run(s)
 	}
 	return s

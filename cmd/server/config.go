@@ -34,6 +34,8 @@ type Config struct {
 	PingInterval    time.Duration
 	Hub             HubConfig
 	Exec            ExecConfig
+	RedisURL        string
+	Cluster         ClusterConfig
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -58,6 +60,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's services (/demo, /hub) ping each session to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off")
 	c.Hub.register(fs)
 	c.Exec.register(fs)
+	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
+	c.Cluster.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {

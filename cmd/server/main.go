@@ -76,6 +76,7 @@ type server struct {
 	log      *slog.Logger
 	stopping atomic.Bool
 	exec     *execMount // programs run per session, reaped at shutdown
+	checks   []readyCheck // dependencies /readyz waits for (Redis in cluster mode)
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -92,7 +93,11 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	// Each feature wires itself in its own file (metrics.go, hub.go):
 	// the observer must be in opts before any service is built.
-	m := mountMetrics(r, &opts)
+	m, reg := mountMetrics(r, &opts)
+	checks, err := setupCluster(cfg, &opts, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	svcs := services.Protocol(opts)
 	// The demo page's services ping their sessions (-ping-interval).
 	svcs = append(svcs, services.Demo(opts, cfg.PingInterval))
@@ -110,7 +115,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log, exec: ex}
+	s := &server{services: svcs, log: log, exec: ex, checks: checks}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -126,13 +131,23 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 }
 
 // ready answers 503 once shutdown has begun, so load balancers stop
-// sending new sessions here.
-func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+// sending new sessions here, and while a dependency is down.
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("shutting down\n"))
 		return
+	}
+	for _, check := range s.checks {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		err := check(ctx)
+		cancel()
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
 	}
 	_, _ = w.Write([]byte("ok\n"))
 }

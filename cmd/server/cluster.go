@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sockjsd/sockjsd/cluster"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+// ClusterConfig is cluster mode's part of the config; -redis (Config.RedisURL)
+// turns it on.
+type ClusterConfig struct {
+	Advertise string
+	Secret    string
+	OwnerTTL  time.Duration
+}
+
+func (c *ClusterConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Advertise, "cluster-advertise", "", "base URL other nodes reach this one at (default: http://<-addr>, with the host name when -addr has no host)")
+	fs.StringVar(&c.Secret, "cluster-secret", "", "shared secret authenticating requests between nodes; required with -redis, never logged")
+	fs.DurationVar(&c.OwnerTTL, "cluster-owner-ttl", cluster.DefaultTTL, "how long a session's owner record outlives its last refresh (refreshed every third of it)")
+}
+
+// readyCheck is one condition of /readyz: nil when ready.
+type readyCheck func(context.Context) error
+
+// setupCluster turns opts into cluster mode when -redis is set and returns
+// the readiness checks it adds. Without -redis it does nothing.
+func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer, log *slog.Logger) ([]readyCheck, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	cc := cfg.Cluster
+	if cc.Secret == "" {
+		return nil, errors.New("-cluster-secret (SOCKJSD_CLUSTER_SECRET) is required with -redis")
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		// The URL may hold a password: say what is wrong, not what it is.
+		return nil, errors.New("-redis: not a redis:// or rediss:// URL")
+	}
+	self := cc.Advertise
+	if self == "" {
+		if self, err = advertiseFromAddr(cfg.Addr); err != nil {
+			return nil, err
+		}
+	}
+	if u, err := url.Parse(self); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("-cluster-advertise %q: want a base URL such as http://10.0.0.5:8081", self)
+	}
+	rdb := redis.NewClient(ropts)
+	ttl := cc.OwnerTTL
+	if ttl <= 0 {
+		ttl = cluster.DefaultTTL
+	}
+	opts.Cluster = transport.ClusterOptions{
+		Owners:       cluster.NewOwners(rdb, cluster.Options{TTL: ttl}),
+		Self:         self,
+		Secret:       []byte(cc.Secret),
+		KeepInterval: ttl / 3,
+		Observer:     cluster.NewMetrics(reg),
+	}
+	log.Info("cluster mode", "redis", ropts.Addr, "db", ropts.DB, "advertise", self, "owner_ttl", ttl)
+	return []readyCheck{cluster.Ping(rdb)}, nil
+}
+
+// advertiseFromAddr derives this node's URL from its listen address.
+func advertiseFromAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("-addr %q: %w", addr, err)
+	}
+	if port == "0" || port == "" {
+		return "", errors.New("-addr has no fixed port: set -cluster-advertise")
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("-addr listens on every interface and the host name is unknown (%v): set -cluster-advertise", err)
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}

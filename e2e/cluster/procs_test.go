@@ -1,0 +1,353 @@
+// Package cluster tests cluster mode with real processes: redis-server,
+// three sockjsd nodes built from cmd/server, and haproxy balancing round
+// robin without stickiness (deploy/haproxy.cfg), driven by the real
+// sockjs-client under node and in Chromium.
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockjsd/sockjsd/internal/testenv"
+)
+
+// secret is the cluster secret of the test nodes; it must appear in no log
+// line and no metric.
+const secret = "cluster-secret-5f3a9c"
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// need skips the test under -short or when a program is missing.
+func need(t *testing.T, programs ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("cluster tests start redis-server, haproxy and three nodes: skipped under -short")
+	}
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("%s is not installed: the cluster tests need it", p)
+		}
+	}
+}
+
+// serverBinary builds cmd/server once per test binary.
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "sockjsd-cluster-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "server"), "./cmd/server")
+		cmd.Dir = testenv.RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "server")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a child process, killed when the test ends.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 3000))
+		}
+	})
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor polls cond every 20ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+// status GETs url and returns its status (0 when it cannot connect).
+func status(url string) int {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// redisServer is a redis-server without persistence on a fixed port, so it
+// can be stopped and started again where the nodes expect it.
+type redisServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	p    *proc
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	r.start()
+	return r
+}
+
+func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.p = startProc(r.t, "redis-server", "redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir)
+	waitFor(r.t, 10*time.Second, "redis-server to answer", func() bool { return r.do("PING") == "+PONG" })
+}
+
+func (r *redisServer) stop() { r.p.kill() }
+
+// do sends one inline command and returns the first line of the answer
+// ("" when redis-server cannot be reached).
+func (r *redisServer) do(args ...string) string {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return ""
+	}
+	br := bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	line = strings.TrimRight(line, "\r\n")
+	if strings.HasPrefix(line, "$") && line != "$-1" {
+		v, _ := br.ReadString('\n')
+		return strings.TrimRight(v, "\r\n")
+	}
+	return line
+}
+
+// node is one sockjsd process.
+type node struct {
+	name string
+	url  string
+	p    *proc
+}
+
+type clusterEnv struct {
+	t     *testing.T
+	redis *redisServer
+	nodes []*node
+	lb    string // the balancer's base URL
+	args  []string
+}
+
+// startCluster runs redis-server, three nodes and haproxy with
+// deploy/haproxy.cfg (its ports replaced by free ones).
+func startCluster(t *testing.T, extra ...string) *clusterEnv {
+	t.Helper()
+	need(t, "redis-server", "haproxy")
+	serverBinary(t) // build before the clock of any wait starts
+	root := testenv.RepoRoot(t)
+	env := &clusterEnv{t: t, redis: startRedis(t)}
+	env.args = append([]string{
+		"-redis", env.redis.URL(), "-cluster-secret", secret, "-client-dir", filepath.Join(root, "web", "sockjs-client"),
+		// Short enough that the tests see keys restored and released
+		// within seconds; long enough for a loaded machine.
+		"-cluster-owner-ttl", "3s",
+		// Streaming responses end after 4 KiB, so xhr-streaming and
+		// eventsource reconnect often and land on every node.
+		"-response-limit", "4096",
+	}, extra...)
+	for i := range 3 {
+		n := &node{name: fmt.Sprintf("node%d", i+1), url: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+		env.nodes = append(env.nodes, n)
+		env.startNode(n)
+	}
+	env.lb = env.startHAProxy(env.nodes)
+	return env
+}
+
+// startHAProxy runs deploy/haproxy.cfg with a free port for the frontend
+// and nodes as its three servers, and returns its base URL.
+func (e *clusterEnv) startHAProxy(nodes []*node) string {
+	t := e.t
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbPort := freePort(t)
+	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
+	for i, n := range nodes {
+		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, "haproxy", "haproxy", "-db", "-f", cfgFile)
+	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	waitFor(t, 10*time.Second, "haproxy to answer", func() bool { return status(lb+"/healthz") == 200 })
+	return lb
+}
+
+func (e *clusterEnv) startNode(n *node) {
+	e.t.Helper()
+	args := append([]string{serverBinary(e.t), "-addr", strings.TrimPrefix(n.url, "http://")}, e.args...)
+	n.p = startProc(e.t, n.name, args...)
+	waitFor(e.t, 20*time.Second, n.name+" to be ready", func() bool { return status(n.url+"/readyz") == 200 })
+}
+
+// metric sums the samples of name whose labels contain every one of
+// labels (`endpoint="xhr"`) on n's /metrics.
+func (n *node) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	body := n.get(t, "/metrics")
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("%s: bad sample %q", n.name, line)
+		}
+		sum += v
+	}
+	return sum
+}
+
+func (n *node) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := httpClient.Get(n.url + path)
+	if err != nil {
+		t.Fatalf("%s%s: %v", n.name, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// rawPost is one protocol request without a client library.
+func rawPost(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

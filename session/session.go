@@ -191,8 +191,10 @@ func (s *Session) Send(msg string) error {
 	}
 	if len(s.out) >= s.opts.SendQueueMessages || s.outBytes+len(msg) > s.opts.SendQueueBytes {
 		// The backlog is useless to a client that cannot keep up: drop it
-		// so that the close frame is the next thing it sees.
-		s.out, s.outBytes = s.out[:0], 0
+		// so that the close frame is the next thing it sees, and let the
+		// garbage collector have it now rather than at expiry.
+		clear(s.out)
+		s.out, s.outBytes = nil, 0
 		s.closeLocked(CodeQueueFull, ReasonQueueFull, ReasonLimit)
 		s.mu.Unlock()
 		s.wake()

@@ -80,6 +80,10 @@ type Options struct {
 	// Logger receives one line per rejected request or failed session.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// MaxIDBytes bounds the server and session ids in a session URL;
+	// longer ones get 404. Default 64 (DefaultMaxIDBytes).
+	MaxIDBytes int
 }
 
 // Defaults for Options.
@@ -110,6 +114,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.limitDefaults() // limits.go
 	return o
 }
 
@@ -242,7 +247,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// /<server>/<session>/<transport>
 	parts := strings.Split(path, "/")
-	if len(parts) != 4 || !validID(parts[1]) || !validID(parts[2]) {
+	if len(parts) != 4 || !h.validID(parts[1]) || !h.validID(parts[2]) {
 		notFound(w)
 		return
 	}
@@ -281,9 +286,10 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, sid, endpoint st
 }
 
 // validID: the protocol accepts any server and session id except an empty
-// one or one with a dot.
-func validID(s string) bool {
-	return s != "" && !strings.Contains(s, ".")
+// one or one with a dot; ours are also bounded in length, since a session
+// keeps its id for its lifetime.
+func (h *Handler) validID(s string) bool {
+	return s != "" && len(s) <= h.opts.MaxIDBytes && !strings.Contains(s, ".")
 }
 
 func (h *Handler) greeting(w http.ResponseWriter, r *http.Request) {

@@ -33,6 +33,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	Hub             HubConfig
+	Limits          LimitConfig // limits.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -55,6 +56,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.Hub.register(fs)
+	c.Limits.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	var envErr error
@@ -83,7 +85,7 @@ func (c Config) transportOptions() transport.Options {
 			origins = append(origins, o)
 		}
 	}
-	return transport.Options{
+	o := transport.Options{
 		Session: session.Options{
 			HeartbeatDelay:    c.Heartbeat,
 			DisconnectDelay:   c.DisconnectDelay,
@@ -99,6 +101,8 @@ func (c Config) transportOptions() transport.Options {
 		AllowedOrigins:        origins,
 		AllowIframeTransports: c.AllowIframe,
 	}
+	c.Limits.apply(&o)
+	return o
 }
 
 func (c Config) logLevel() slog.Level {

@@ -80,6 +80,7 @@ type Metrics struct {
 	dropped    [nt]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
+	limitHits  [session.NumLimits]prometheus.Counter
 }
 
 // New builds the metrics and registers them on reg.
@@ -113,6 +114,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
+
+	limitHits := counter("limit_hits_total", "Requests, messages and sessions refused by a limit, by limit: id-length, request-info, sessions, body-size, message-size, concurrent-sends, body-budget, body-read-timeout, send-queue.", "limit")
+	for l := session.Limit(0); l < session.NumLimits; l++ {
+		m.limitHits[l] = limitHits.WithLabelValues(l.String())
+	}
 
 	kindNames := [...]string{"open", "heartbeat", "messages", "close"}
 	for t := session.Transport(0); t < nt; t++ {
@@ -211,6 +217,14 @@ func (m *Metrics) HTTPRequest(e session.Endpoint, status int, d time.Duration) {
 	if e < session.NumEndpoints {
 		m.requests[e][statusIndex(status)].Inc()
 		m.reqTime[e].Observe(d.Seconds())
+	}
+}
+
+// LimitHit implements session.Observer. The transport is not a label:
+// some limits refuse a request before its transport is known.
+func (m *Metrics) LimitHit(_ session.Transport, l session.Limit) {
+	if l < session.NumLimits {
+		m.limitHits[l].Inc()
 	}
 }
 

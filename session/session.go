@@ -197,6 +197,7 @@ func (s *Session) Send(msg string) error {
 		s.out, s.outBytes = nil, 0
 		s.closeLocked(CodeQueueFull, ReasonQueueFull, ReasonLimit)
 		s.mu.Unlock()
+		s.opts.Observer.LimitHit(s.transport, LimitSendQueue)
 		s.wake()
 		return ErrQueueFull
 	}

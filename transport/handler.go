@@ -84,6 +84,16 @@ type Options struct {
 	// MaxIDBytes bounds the server and session ids in a session URL;
 	// longer ones get 404. Default 64 (DefaultMaxIDBytes).
 	MaxIDBytes int
+
+	// KeepHeaders are the request headers a session keeps in
+	// session.Request; the others are dropped once the session is
+	// created. nil means DefaultKeepHeaders(). Cookie is kept only with
+	// ExposeCookies.
+	KeepHeaders []string
+	// MaxRequestInfoBytes bounds what a session keeps of its opening
+	// request: the kept headers, the query, path and addresses. A new
+	// session over it is refused with 431. Default 8 KiB.
+	MaxRequestInfoBytes int
 }
 
 // Defaults for Options.
@@ -131,6 +141,9 @@ type Handler struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
+	keep    []string // canonical KeepHeaders (reqinfo.go)
+	limits  limitLog // limits.go
+
 	closing atomic.Bool
 	active  atomic.Int64 // receiving connections, for Shutdown
 }
@@ -151,6 +164,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		obs:     opts.Session.Observer,
 		iframe:  fallback.NewIframePage(opts.SockJSURL),
 		log:     opts.Logger,
+		keep:    keepList(opts),
 	}
 	h.policy = fallback.Policy{
 		WebSocket:        !opts.DisableWebSocket,
@@ -248,6 +262,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// /<server>/<session>/<transport>
 	parts := strings.Split(path, "/")
 	if len(parts) != 4 || !h.validID(parts[1]) || !h.validID(parts[2]) {
+		if len(parts) == 4 && max(len(parts[1]), len(parts[2])) > h.opts.MaxIDBytes {
+			h.limitHit(session.NumTransports, session.LimitIDLength)
+		}
 		notFound(w)
 		return
 	}
@@ -352,9 +369,12 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
 		return nil
 	}
+	if h.reg.Get(sid) == nil && h.refuseRequestInfo(w, r, t) {
+		return nil
+	}
 	s, created, err := h.reg.GetOrCreate(sid, t, func() session.Request { return h.requestInfo(r) })
 	if err != nil {
-		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
+		h.limitHit(t, session.LimitSessions)
 		plainError(w, http.StatusServiceUnavailable, "Too many sessions")
 		return nil
 	}
@@ -374,18 +394,4 @@ func (h *Handler) run(s *session.Session) {
 		_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
 	}()
 	h.app(s)
-}
-
-func (h *Handler) requestInfo(r *http.Request) session.Request {
-	hdr := r.Header.Clone()
-	if !h.opts.ExposeCookies {
-		hdr.Del("Cookie")
-	}
-	return session.Request{
-		Header:     hdr,
-		Query:      r.URL.Query(),
-		RemoteAddr: r.RemoteAddr,
-		Host:       r.Host,
-		Path:       r.URL.Path,
-	}
 }

@@ -107,13 +107,16 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		plainError(w, http.StatusBadRequest, "Not a valid websocket request")
 		return
 	}
-	conn, err := h.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader answered and logged
-	}
 	t := session.WebSocket
 	if raw {
 		t = session.RawWebSocket
+	}
+	if h.refuseRequestInfo(w, r, t) {
+		return
+	}
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered and logged
 	}
 	deadline := time.Now().Add(h.opts.WriteTimeout)
 	if h.closing.Load() {
@@ -123,7 +126,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	}
 	s, err := h.reg.Create(t, h.requestInfo(r))
 	if err != nil {
-		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
+		h.limitHit(t, session.LimitSessions)
 		closeWebSocket(conn, websocket.CloseTryAgainLater, "Too many sessions", deadline)
 		conn.Close()
 		return
@@ -159,7 +162,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		_, data, err := conn.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
-				h.log.Info("sockjs: websocket message over limit", "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
+				h.limitHit(s.Transport(), session.LimitMessageSize)
 				s.CloseFor(session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit)
 				closeWebSocket(conn, websocket.CloseMessageTooBig, session.ReasonTooBig, time.Now().Add(h.opts.WriteTimeout))
 			}

@@ -141,8 +141,8 @@ type Handler struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
-	keep    []string // canonical KeepHeaders (reqinfo.go)
-	limits  limitLog // limits.go
+	keep   []string // canonical KeepHeaders (reqinfo.go)
+	limits limitLog // limits.go
 
 	closing atomic.Bool
 	active  atomic.Int64 // receiving connections, for Shutdown

@@ -30,3 +30,18 @@ func (l Limit) String() string {
 	}
 	return "unknown"
 }
+
+// AcquireSendSlot reserves one of max concurrent send requests (xhr_send,
+// jsonp_send) for this session and reports whether one was free; each
+// successful call must be paired with ReleaseSendSlot. A waiting send
+// request holds its body, so their number is what bounds that memory.
+func (s *Session) AcquireSendSlot(max int) bool {
+	if s.sendSlots.Add(1) > int32(max) {
+		s.sendSlots.Add(-1)
+		return false
+	}
+	return true
+}
+
+// ReleaseSendSlot frees a slot taken by AcquireSendSlot.
+func (s *Session) ReleaseSendSlot() { s.sendSlots.Add(-1) }

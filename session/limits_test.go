@@ -1,9 +1,11 @@
 package session
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func heapInUse() uint64 {
@@ -41,4 +43,60 @@ func TestOverflowReleasesDroppedMessages(t *testing.T) {
 			after>>20, before>>20)
 	}
 	runtime.KeepAlive(s)
+}
+
+// TestRecvQueueBoundedInBytes: Deliver admits messages while they fit in
+// RecvQueueBytes (and always one into an empty queue), then waits.
+func TestRecvQueueBoundedInBytes(t *testing.T) {
+	reg := testRegistry(Options{RecvQueueBytes: 1000})
+	s, _, _ := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
+	msg := strings.Repeat("m", 300)
+	msgs := []string{msg, msg, msg, msg, msg, msg}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.Deliver(ctx, msgs); err != context.DeadlineExceeded {
+		t.Fatalf("Deliver past the byte limit must wait: %v", err)
+	}
+	s.mu.Lock()
+	n, b := len(s.inQ)-s.inHead, s.inBytes
+	s.mu.Unlock()
+	if n < 1 || b > 1000 {
+		t.Fatalf("queue holds %d messages, %d bytes; want at least one and at most 1000 bytes", n, b)
+	}
+	for i := 0; i < n; i++ {
+		if m, err := s.Recv(context.Background()); err != nil || m != msg {
+			t.Fatal(m, err)
+		}
+	}
+	s.mu.Lock()
+	b = s.inBytes
+	s.mu.Unlock()
+	if b != 0 {
+		t.Fatalf("empty queue counts %d bytes", b)
+	}
+	// A message over the byte limit still goes through an empty queue.
+	big := strings.Repeat("b", 5000)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := s.Deliver(ctx2, []string{big}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Recv(ctx2); m != big {
+		t.Fatal("big message lost")
+	}
+}
+
+func TestSendSlots(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, _, _ := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
+	if !s.AcquireSendSlot(2) || !s.AcquireSendSlot(2) {
+		t.Fatal("two slots of two")
+	}
+	if s.AcquireSendSlot(2) {
+		t.Fatal("third slot of two")
+	}
+	s.ReleaseSendSlot()
+	if !s.AcquireSendSlot(2) {
+		t.Fatal("slot not released")
+	}
 }

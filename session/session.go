@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,10 +124,13 @@ type Session struct {
 
 	notify chan struct{} // capacity 1: "something changed" for the Serve loop
 
+	sendSlots atomic.Int32 // send requests in flight (AcquireSendSlot)
+
 	mu          sync.Mutex
 	state       state
 	inQ         []queued // received messages with their arrival time
 	inHead      int
+	inBytes     int      // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
 	out         []queued // messages sent and not yet written
 	outBytes    int
 	spare       []queued // the previous batch's array, reused
@@ -218,6 +222,7 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 			q := s.inQ[s.inHead]
 			s.inQ[s.inHead] = queued{}
 			s.inHead++
+			s.inBytes -= len(q.msg) + RecvEntryBytes
 			more := s.inHead < len(s.inQ)
 			if !more {
 				// Empty: rewind, and let a large array go.
@@ -302,12 +307,19 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 			s.mu.Unlock()
 			return ErrClosed
 		}
-		room := s.opts.RecvQueueMessages - (len(s.inQ) - s.inHead)
-		if room > 0 {
-			n := min(room, len(msgs))
-			for _, m := range msgs[:n] {
-				s.inQ = append(s.inQ, queued{msg: m, at: t})
+		// Take what fits in both bounds; an empty queue takes at least
+		// one message, so that no message is too big to ever fit.
+		n := 0
+		for n < len(msgs) && len(s.inQ)-s.inHead < s.opts.RecvQueueMessages {
+			cost := len(msgs[n]) + RecvEntryBytes
+			if s.inBytes+cost > s.opts.RecvQueueBytes && len(s.inQ) > s.inHead {
+				break
 			}
+			s.inQ = append(s.inQ, queued{msg: msgs[n], at: t})
+			s.inBytes += cost
+			n++
+		}
+		if n > 0 {
 			msgs = msgs[n:]
 			s.mu.Unlock()
 			signal(s.inReady)

@@ -94,6 +94,20 @@ type Options struct {
 	// request: the kept headers, the query, path and addresses. A new
 	// session over it is refused with 431. Default 8 KiB.
 	MaxRequestInfoBytes int
+
+	// MaxConcurrentSends bounds the xhr_send and jsonp_send requests in
+	// flight for one session; past it they get 429. sockjs-client sends
+	// one at a time. Default 4.
+	MaxConcurrentSends int
+	// BodyBudget bounds the bytes of send bodies held at once by the
+	// services sharing it; a body that does not fit waits, until
+	// BodyReadTimeout, then gets 503. nil: each service gets its own
+	// budget of DefaultBodyBudgetBytes (64 MiB).
+	BodyBudget *BodyBudget
+	// BodyReadTimeout bounds waiting for the budget plus reading a send
+	// body; a slower body gets 408 and its connection is closed.
+	// Default 10s.
+	BodyReadTimeout time.Duration
 }
 
 // Defaults for Options.
@@ -125,6 +139,7 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	o.limitDefaults() // limits.go
+	o.bodyDefaults()  // body.go
 	return o
 }
 

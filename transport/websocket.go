@@ -177,8 +177,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		if len(data) == 0 {
 			continue // the protocol says empty frames are ignored
 		}
-		msgs, err := DecodeMessages(data)
-		if err != nil {
+		if err := validPayload(data); err != nil {
 			// The protocol wants broken JSON to end the connection at
 			// once; like sockjs-node, say why in a close frame first.
 			h.log.Info("sockjs: websocket broken JSON, closing", "prefix", h.prefix)
@@ -187,7 +186,9 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 			s.CloseFor(session.CodeInterrupted, "Broken framing.", session.ReasonError)
 			return
 		}
-		if s.Deliver(ctx, msgs) != nil {
+		// One message at a time, bounded by the receive queue's bytes:
+		// while it is full this loop stops reading the socket.
+		if deliverValid(ctx, s, data) != nil {
 			return
 		}
 	}

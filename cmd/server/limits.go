@@ -3,7 +3,9 @@ package main
 import (
 	"flag"
 	"strings"
+	"time"
 
+	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
@@ -14,11 +16,19 @@ type LimitConfig struct {
 	MaxIDBytes          int
 	KeepHeaders         string
 	MaxRequestInfoBytes int
+	RecvQueueBytes      int
+	MaxConcurrentSends  int
+	BodyBudgetBytes     int
+	BodyReadTimeout     time.Duration
 }
 
 func (l *LimitConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxIDBytes, "max-id-bytes", transport.DefaultMaxIDBytes, "longest server or session id in a session URL (longer: 404)")
 	fs.StringVar(&l.KeepHeaders, "keep-headers", strings.Join(transport.DefaultKeepHeaders(), ","), "comma-separated request headers a session keeps for the application (Cookie only with cookies exposed)")
+	fs.IntVar(&l.RecvQueueBytes, "recv-queue-bytes", session.DefaultRecvQueueBytes, "bytes of received messages queued for the application before the client is slowed down (each message counts 32 bytes more)")
+	fs.IntVar(&l.MaxConcurrentSends, "max-concurrent-sends", transport.DefaultMaxConcurrentSends, "xhr_send/jsonp_send requests in flight per session (more: 429)")
+	fs.IntVar(&l.BodyBudgetBytes, "body-budget-bytes", transport.DefaultBodyBudgetBytes, "bytes of send bodies held at once by the whole server (a body that does not fit within -body-read-timeout: 503)")
+	fs.DurationVar(&l.BodyReadTimeout, "body-read-timeout", transport.DefaultBodyReadTimeout, "longest wait for the body budget plus reading a send body (slower: 408, connection closed)")
 	fs.IntVar(&l.MaxRequestInfoBytes, "max-request-info-bytes", transport.DefaultMaxRequestInfoBytes, "bytes of kept headers, query and path per session (a new session over it: 431)")
 }
 
@@ -31,4 +41,9 @@ func (l LimitConfig) apply(o *transport.Options) {
 		}
 	}
 	o.MaxRequestInfoBytes = l.MaxRequestInfoBytes
+	o.Session.RecvQueueBytes = l.RecvQueueBytes
+	o.MaxConcurrentSends = l.MaxConcurrentSends
+	// One budget for every service: it bounds the process's memory.
+	o.BodyBudget = transport.NewBodyBudget(l.BodyBudgetBytes)
+	o.BodyReadTimeout = l.BodyReadTimeout
 }

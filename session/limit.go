@@ -45,3 +45,13 @@ func (s *Session) AcquireSendSlot(max int) bool {
 
 // ReleaseSendSlot frees a slot taken by AcquireSendSlot.
 func (s *Session) ReleaseSendSlot() { s.sendSlots.Add(-1) }
+
+// Buffered returns the messages and bytes queued by Send and not yet
+// written to the client, counting a batch while it is being written: the
+// server side of a WebSocket's bufferedAmount, for applications that want
+// to slow down before the send queue limit closes the session.
+func (s *Session) Buffered() (messages, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.out) + s.writing, s.outBytes + s.writingB
+}

@@ -100,3 +100,53 @@ func TestSendSlots(t *testing.T) {
 		t.Fatal("slot not released")
 	}
 }
+
+// blockingReceiver holds its first messages frame until release is closed.
+type blockingReceiver struct {
+	writing, release chan struct{}
+	gone             chan struct{}
+}
+
+func (b *blockingReceiver) WriteFrame(f *Frame) (bool, error) {
+	if f.Kind == FrameMessages {
+		close(b.writing)
+		<-b.release
+		return true, nil
+	}
+	return false, nil
+}
+
+func (b *blockingReceiver) Gone() <-chan struct{} { return b.gone }
+
+// TestBuffered: messages and bytes sent and not yet written, including a
+// batch being written.
+func TestBuffered(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, _, _ := reg.GetOrCreate("a", XHRStreaming, func() Request { return Request{} })
+	if m, b := s.Buffered(); m != 0 || b != 0 {
+		t.Fatalf("new session: %d %d", m, b)
+	}
+	for _, m := range []string{"a", "bb", "ccc"} {
+		if err := s.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, b := s.Buffered(); m != 3 || b != 6 {
+		t.Fatalf("after three sends: %d messages %d bytes, want 3 and 6", m, b)
+	}
+	r := &blockingReceiver{writing: make(chan struct{}), release: make(chan struct{}), gone: make(chan struct{})}
+	served := make(chan struct{})
+	go func() { s.Serve(r); close(served) }()
+	<-r.writing
+	if err := s.Send("dddd"); err != nil {
+		t.Fatal(err)
+	}
+	if m, b := s.Buffered(); m != 4 || b != 10 {
+		t.Fatalf("while a batch is written: %d messages %d bytes, want 4 and 10", m, b)
+	}
+	close(r.release)
+	<-served
+	if m, b := s.Buffered(); m != 1 || b != 4 {
+		t.Fatalf("after the write: %d messages %d bytes, want 1 and 4", m, b)
+	}
+}

@@ -133,6 +133,8 @@ type Session struct {
 	inBytes     int      // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
 	out         []queued // messages sent and not yet written
 	outBytes    int
+	writing     int      // messages of the batch being written (Buffered)
+	writingB    int      // and their bytes
 	spare       []queued // the previous batch's array, reused
 	attached    bool
 	opened      bool // the open frame was written
@@ -413,6 +415,7 @@ func (s *Session) Serve(r Receiver) {
 		s.mu.Lock()
 		if len(s.out) > 0 {
 			batch := s.out
+			s.writing, s.writingB = len(batch), s.outBytes
 			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
 			s.mu.Unlock()
 
@@ -428,6 +431,7 @@ func (s *Session) Serve(r Receiver) {
 			}
 			clear(f.Messages)
 			s.mu.Lock()
+			s.writing, s.writingB = 0, 0
 			if s.spare == nil && cap(batch) <= 1024 {
 				s.spare = batch[:0]
 			}

@@ -143,8 +143,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Se
 		_ = rc.SetReadDeadline(time.Time{})
 		return body, release, true
 	}
-	// On error the deadline stays: net/http's attempt to drain the rest
-	// of the body must fail at once so that the connection is closed.
+	// On error net/http's attempt to drain the rest of the body after
+	// the answer must fail at once, so that the connection is closed
+	// instead of waiting for a body that may never end.
+	_ = rc.SetReadDeadline(time.Now())
 	release()
 	var tooBig *http.MaxBytesError
 	switch {

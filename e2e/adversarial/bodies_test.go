@@ -42,7 +42,8 @@ func rawAnswer(br *bufio.Reader) (int, error) {
 // whether they declare their length or come chunked, before the server
 // holds more than the limit; a small chunked body is fine.
 func TestOversizeAndChunkedBodies(t *testing.T) {
-	srv := Start(t, Config{})
+	t.Parallel()
+	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_DISCONNECT_DELAY": "2m"}})
 	p := srv.Probe(t)
 	path := openXHR(t, srv, "/echo")
 	// One session per concurrent request: more than 4 sends in flight on
@@ -118,6 +119,7 @@ func TestOversizeAndChunkedBodies(t *testing.T) {
 // TestDeepAndBrokenPayloads: deep JSON, broken JSON and broken UTF-8 get
 // the protocol's answers and cost nothing.
 func TestDeepAndBrokenPayloads(t *testing.T) {
+	t.Parallel()
 	srv := Start(t, Config{})
 	p := srv.Probe(t)
 	path := openXHR(t, srv, "/echo")
@@ -195,6 +197,7 @@ func closeCode(c *websocket.Conn) int {
 
 // TestWebSocketOversizeMessage: close 1009 past -max-message-bytes.
 func TestWebSocketOversizeMessage(t *testing.T) {
+	t.Parallel()
 	srv := Start(t, Config{})
 	p := srv.Probe(t)
 	base := srv.RSS(t)

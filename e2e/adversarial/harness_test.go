@@ -17,6 +17,9 @@
 //	p.Check(t)                     // the probe still echoes
 //	srv.Metric(t, "sockjs_limit_hits_total", "limit", "body-size") // a counter's value
 //
+// Cases call t.Parallel(): each has its own server process, so the RSS
+// figures stay apart, and go test runs GOMAXPROCS of them at a time.
+//
 // Start registers a cleanup that stops the server and fails the test if
 // its stderr shows a panic, a fatal error or a data race. Settings go
 // through SOCKJSD_* environment variables rather than flags, so that the

@@ -132,7 +132,7 @@ func skipSpace[T string | []byte](b T, i int) int {
 // emit is not nil) and returns the index after its closing quote, or -1
 // if emit returned false.
 func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, error) {
-	simple := true
+	simple, ascii := true, true
 	j := i + 1
 	for ; j < len(b); j++ {
 		c := b[j]
@@ -148,13 +148,16 @@ func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, err
 			return 0, ErrBrokenJSON
 		}
 		if c >= utf8.RuneSelf {
-			simple = false
+			ascii = false
 		}
 	}
 	if j >= len(b) {
 		return 0, ErrBrokenJSON
 	}
 	tok := b[i : j+1]
+	if simple && !ascii && !validUTF8(tok) {
+		simple = false // encoding/json replaces what is invalid
+	}
 	var m string
 	switch {
 	case simple:
@@ -174,4 +177,14 @@ func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, err
 		return -1, nil
 	}
 	return j + 1, nil
+}
+
+func validUTF8[T string | []byte](b T) bool {
+	switch v := any(b).(type) {
+	case string:
+		return utf8.ValidString(v)
+	case []byte:
+		return utf8.Valid(v)
+	}
+	return false
 }

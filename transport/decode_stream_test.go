@@ -11,7 +11,7 @@ import (
 // non-string elements, which it refuses) and yields the same messages.
 func FuzzWalkPayloadAgreesWithDecodeMessages(f *testing.F) {
 	for _, s := range []string{`[]`, ` [ ] `, `["a"]`, `["a","b"]`, `["a",]`, `[,"a"]`, `["a""b"]`, `["\u00e9"]`, `["\ud83d\ude00"]`,
-		`[""]`, `"x"`, ` "x" `, `["a"`, `"a"]`, `[ "a" , "b" ]`, "[\"\x01\"]", "[\"\xff\"]", `["a"],`, `["\"]`, `["\\"]`, `[1]`, `[null]`, `null`, ``, `  `, `[[[`, `["x",2]`} {
+		`[""]`, `["é", "\xffé"]`, "[\"é\xff\"]", `"x"`, ` "x" `, `["a"`, `"a"]`, `[ "a" , "b" ]`, "[\"\x01\"]", "[\"\xff\"]", `["a"],`, `["\"]`, `["\\"]`, `[1]`, `[null]`, `null`, ``, `  `, `[[[`, `["x",2]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -73,14 +73,11 @@ func (h *Handler) refuseRequestInfo(w http.ResponseWriter, r *http.Request, t se
 // requestInfo copies what a session keeps, so that it pins none of the
 // request's buffers.
 func (h *Handler) requestInfo(r *http.Request) session.Request {
-	var hdr http.Header
+	hdr := make(http.Header) // never nil: applications may Set on it
 	for _, k := range h.keep {
 		vs := r.Header[k]
 		if len(vs) == 0 {
 			continue
-		}
-		if hdr == nil {
-			hdr = make(http.Header, 4)
 		}
 		cp := make([]string, len(vs))
 		for i, v := range vs {
@@ -88,7 +85,7 @@ func (h *Handler) requestInfo(r *http.Request) session.Request {
 		}
 		hdr[k] = cp
 	}
-	var q url.Values
+	q := url.Values{}
 	if r.URL.RawQuery != "" {
 		// Parsed from a copy: the values alias it, not the request line.
 		q, _ = url.ParseQuery(strings.Clone(r.URL.RawQuery))

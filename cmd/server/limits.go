@@ -20,6 +20,8 @@ type LimitConfig struct {
 	MaxConcurrentSends  int
 	BodyBudgetBytes     int
 	BodyReadTimeout     time.Duration
+	ReadHeaderTimeout   time.Duration // net/http: slow headers
+	MaxHeaderBytes      int           // net/http: request line and headers
 }
 
 func (l *LimitConfig) register(fs *flag.FlagSet) {
@@ -29,6 +31,8 @@ func (l *LimitConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxConcurrentSends, "max-concurrent-sends", transport.DefaultMaxConcurrentSends, "xhr_send/jsonp_send requests in flight per session (more: 429)")
 	fs.IntVar(&l.BodyBudgetBytes, "body-budget-bytes", transport.DefaultBodyBudgetBytes, "bytes of send bodies held at once by the whole server (a body that does not fit within -body-read-timeout: 503)")
 	fs.DurationVar(&l.BodyReadTimeout, "body-read-timeout", transport.DefaultBodyReadTimeout, "longest wait for the body budget plus reading a send body (slower: 408, connection closed)")
+	fs.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "longest time to receive a request's headers (slower: connection closed)")
+	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers (larger: 431)")
 	fs.IntVar(&l.MaxRequestInfoBytes, "max-request-info-bytes", transport.DefaultMaxRequestInfoBytes, "bytes of kept headers, query and path per session (a new session over it: 431)")
 }
 

@@ -130,10 +130,10 @@ func TestSlowBodies(t *testing.T) {
 }
 
 // TestSlowHeaders: connections that never finish their headers are cut
-// (the server's 10s header timeout).
+// after -read-header-timeout (2s here, 10s by default).
 func TestSlowHeaders(t *testing.T) {
 	t.Parallel()
-	srv := Start(t, Config{})
+	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_READ_HEADER_TIMEOUT": "2s"}})
 	p := srv.Probe(t)
 	base := srv.RSS(t)
 	var cut atomic.Int32

@@ -170,7 +170,7 @@ func TestBackpressure(t *testing.T) {
 			sess := liveSession(t, s.h)
 			maxSeen := 0
 			for end := time.Now().Add(time.Second); time.Now().Before(end); {
-				n, _ := sess.PendingSend()
+				n, _ := sess.Buffered()
 				maxSeen = max(maxSeen, n)
 				if sess.Closed() {
 					code, reason, _ := sess.CloseInfo()

@@ -233,7 +233,7 @@ func (r *run) waitRoom(n int) bool {
 	var t *time.Timer
 	d := time.Millisecond
 	for {
-		msgs, bytes := r.s.PendingSend()
+		msgs, bytes := r.s.Buffered()
 		if msgs == 0 || (msgs < o.MaxQueuedMessages && bytes+n <= o.MaxQueuedBytes) {
 			if t != nil {
 				t.Stop()

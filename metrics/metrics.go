@@ -86,6 +86,7 @@ type Metrics struct {
 
 	reg prometheus.Registerer // for metrics built on first use (exec.go)
 	execState
+	limitHits [session.NumLimits]prometheus.Counter
 }
 
 // New builds the metrics and registers them on reg.
@@ -119,6 +120,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
+
+	limitHits := counter("limit_hits_total", "Requests, messages and sessions refused by a limit, by limit: id-length, request-info, sessions, body-size, message-size, concurrent-sends, body-budget, body-read-timeout, send-queue.", "limit")
+	for l := session.Limit(0); l < session.NumLimits; l++ {
+		m.limitHits[l] = limitHits.WithLabelValues(l.String())
+	}
 
 	kindNames := [...]string{"open", "heartbeat", "messages", "close"}
 	for t := session.Transport(0); t < nt; t++ {
@@ -221,6 +227,14 @@ func (m *Metrics) HTTPRequest(e session.Endpoint, status int, d time.Duration) {
 
 // HubService is the service label of the hub's own pings.
 const HubService = "hub"
+
+// LimitHit implements session.Observer. The transport is not a label:
+// some limits refuse a request before its transport is known.
+func (m *Metrics) LimitHit(_ session.Transport, l session.Limit) {
+	if l < session.NumLimits {
+		m.limitHits[l].Inc()
+	}
+}
 
 // ObservePingRTT records the round trip of a hub ping on transport t.
 func (m *Metrics) ObservePingRTT(t session.Transport, d time.Duration) {

@@ -97,6 +97,9 @@ type Observer interface {
 	// (polling, streaming and send requests), with the answer's status
 	// code and the time the request took.
 	HTTPRequest(e Endpoint, status int, d time.Duration)
+	// LimitHit is called once each time a limit refuses something: a
+	// request, a message, a session (see Limit).
+	LimitHit(t Transport, l Limit)
 }
 
 // Endpoint is the last element of a session URL.
@@ -134,3 +137,4 @@ func (NopObserver) FrameWritten(Transport, FrameKind, int, int)         {}
 func (NopObserver) DeliveryDelay(Transport, time.Duration)              {}
 func (NopObserver) ReceiveDelay(Transport, time.Duration)               {}
 func (NopObserver) HTTPRequest(Endpoint, int, time.Duration)            {}
+func (NopObserver) LimitHit(Transport, Limit)                           {}

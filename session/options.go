@@ -27,6 +27,11 @@ type Options struct {
 	// carries more messages waits (TCP backpressure), it is never dropped.
 	// Default 256.
 	RecvQueueMessages int
+	// RecvQueueBytes bounds the same queue in bytes: each message counts
+	// its length plus RecvEntryBytes, its queue entry. The connection
+	// waits likewise, except that an empty queue always takes one
+	// message. Default 1 MiB.
+	RecvQueueBytes int
 
 	// Observer receives session events for metrics. Default: none.
 	Observer Observer
@@ -39,6 +44,10 @@ const (
 	DefaultSendQueueMessages = 16384
 	DefaultSendQueueBytes    = 4 << 20
 	DefaultRecvQueueMessages = 256
+	DefaultRecvQueueBytes    = 1 << 20
+	// RecvEntryBytes is what a queued received message costs beyond its
+	// bytes, so that a flood of empty messages is bounded too.
+	RecvEntryBytes = 32
 )
 
 // WithDefaults returns o with every zero field replaced by its default.
@@ -57,6 +66,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.RecvQueueMessages <= 0 {
 		o.RecvQueueMessages = DefaultRecvQueueMessages
+	}
+	if o.RecvQueueBytes <= 0 {
+		o.RecvQueueBytes = DefaultRecvQueueBytes
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,12 +124,17 @@ type Session struct {
 
 	notify chan struct{} // capacity 1: "something changed" for the Serve loop
 
+	sendSlots atomic.Int32 // send requests in flight (AcquireSendSlot)
+
 	mu          sync.Mutex
 	state       state
 	inQ         []queued // received messages with their arrival time
 	inHead      int
+	inBytes     int      // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
 	out         []queued // messages sent and not yet written
 	outBytes    int
+	writing     int      // messages of the batch being written (Buffered)
+	writingB    int      // and their bytes
 	spare       []queued // the previous batch's array, reused
 	attached    bool
 	opened      bool // the open frame was written
@@ -191,10 +197,13 @@ func (s *Session) Send(msg string) error {
 	}
 	if len(s.out) >= s.opts.SendQueueMessages || s.outBytes+len(msg) > s.opts.SendQueueBytes {
 		// The backlog is useless to a client that cannot keep up: drop it
-		// so that the close frame is the next thing it sees.
-		s.out, s.outBytes = s.out[:0], 0
+		// so that the close frame is the next thing it sees, and let the
+		// garbage collector have it now rather than at expiry.
+		clear(s.out)
+		s.out, s.outBytes = nil, 0
 		s.closeLocked(CodeQueueFull, ReasonQueueFull, ReasonLimit)
 		s.mu.Unlock()
+		s.opts.Observer.LimitHit(s.transport, LimitSendQueue)
 		s.wake()
 		return ErrQueueFull
 	}
@@ -215,6 +224,7 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 			q := s.inQ[s.inHead]
 			s.inQ[s.inHead] = queued{}
 			s.inHead++
+			s.inBytes -= len(q.msg) + RecvEntryBytes
 			more := s.inHead < len(s.inQ)
 			if !more {
 				// Empty: rewind, and let a large array go.
@@ -299,12 +309,19 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 			s.mu.Unlock()
 			return ErrClosed
 		}
-		room := s.opts.RecvQueueMessages - (len(s.inQ) - s.inHead)
-		if room > 0 {
-			n := min(room, len(msgs))
-			for _, m := range msgs[:n] {
-				s.inQ = append(s.inQ, queued{msg: m, at: t})
+		// Take what fits in both bounds; an empty queue takes at least
+		// one message, so that no message is too big to ever fit.
+		n := 0
+		for n < len(msgs) && len(s.inQ)-s.inHead < s.opts.RecvQueueMessages {
+			cost := len(msgs[n]) + RecvEntryBytes
+			if s.inBytes+cost > s.opts.RecvQueueBytes && len(s.inQ) > s.inHead {
+				break
 			}
+			s.inQ = append(s.inQ, queued{msg: msgs[n], at: t})
+			s.inBytes += cost
+			n++
+		}
+		if n > 0 {
 			msgs = msgs[n:]
 			s.mu.Unlock()
 			signal(s.inReady)
@@ -398,6 +415,7 @@ func (s *Session) Serve(r Receiver) {
 		s.mu.Lock()
 		if len(s.out) > 0 {
 			batch := s.out
+			s.writing, s.writingB = len(batch), s.outBytes
 			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
 			s.mu.Unlock()
 
@@ -413,6 +431,7 @@ func (s *Session) Serve(r Receiver) {
 			}
 			clear(f.Messages)
 			s.mu.Lock()
+			s.writing, s.writingB = 0, 0
 			if s.spare == nil && cap(batch) <= 1024 {
 				s.spare = batch[:0]
 			}

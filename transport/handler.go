@@ -100,6 +100,34 @@ type Options struct {
 	// Logger receives one line per rejected request or failed session.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// MaxIDBytes bounds the server and session ids in a session URL;
+	// longer ones get 404. Default 64 (DefaultMaxIDBytes).
+	MaxIDBytes int
+
+	// KeepHeaders are the request headers a session keeps in
+	// session.Request; the others are dropped once the session is
+	// created. nil means DefaultKeepHeaders(). Cookie is kept only with
+	// ExposeCookies.
+	KeepHeaders []string
+	// MaxRequestInfoBytes bounds what a session keeps of its opening
+	// request: the kept headers, the query, path and addresses. A new
+	// session over it is refused with 431. Default 8 KiB.
+	MaxRequestInfoBytes int
+
+	// MaxConcurrentSends bounds the xhr_send and jsonp_send requests in
+	// flight for one session; past it they get 429. sockjs-client sends
+	// one at a time. Default 4.
+	MaxConcurrentSends int
+	// BodyBudget bounds the bytes of send bodies held at once by the
+	// services sharing it; a body that does not fit waits, until
+	// BodyReadTimeout, then gets 503. nil: each service gets its own
+	// budget of DefaultBodyBudgetBytes (64 MiB).
+	BodyBudget *BodyBudget
+	// BodyReadTimeout bounds waiting for the budget plus reading a send
+	// body; a slower body gets 408 and its connection is closed.
+	// Default 10s.
+	BodyReadTimeout time.Duration
 }
 
 // Defaults for Options.
@@ -123,6 +151,8 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.limitDefaults() // limits.go
+	o.bodyDefaults()  // body.go
 	return o
 }
 
@@ -140,6 +170,9 @@ type Handler struct {
 	pingers  sync.Map      // *session.Session -> *pinger, with PingInterval
 	upgrader websocket.Upgrader
 	log      *slog.Logger
+
+	keep   []string // canonical KeepHeaders (reqinfo.go)
+	limits limitLog // limits.go
 
 	closing atomic.Bool
 	active  atomic.Int64 // receiving connections, for Shutdown
@@ -163,6 +196,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		iframe:  iframePage(strings.TrimSuffix(prefix, "/"), opts),
 		client:  newClientScript(opts.ClientScript),
 		log:     opts.Logger,
+		keep:    keepList(opts),
 	}
 	h.cluster = newCluster(h, opts.Cluster)
 	h.policy = fallback.Policy{
@@ -267,7 +301,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// /<server>/<session>/<transport>
 	parts := strings.Split(path, "/")
-	if len(parts) != 4 || !validID(parts[1]) || !validID(parts[2]) {
+	if len(parts) != 4 || !h.validID(parts[1]) || !h.validID(parts[2]) {
+		if len(parts) == 4 && max(len(parts[1]), len(parts[2])) > h.opts.MaxIDBytes {
+			h.limitHit(session.NumTransports, session.LimitIDLength)
+		}
 		notFound(w)
 		return
 	}
@@ -309,9 +346,10 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, sid, endpoint st
 }
 
 // validID: the protocol accepts any server and session id except an empty
-// one or one with a dot.
-func validID(s string) bool {
-	return s != "" && !strings.Contains(s, ".")
+// one or one with a dot; ours are also bounded in length, since a session
+// keeps its id for its lifetime.
+func (h *Handler) validID(s string) bool {
+	return s != "" && len(s) <= h.opts.MaxIDBytes && !strings.Contains(s, ".")
 }
 
 func (h *Handler) greeting(w http.ResponseWriter, r *http.Request) {
@@ -374,9 +412,12 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
 		return nil
 	}
+	if h.reg.Get(sid) == nil && h.refuseRequestInfo(w, r, t) {
+		return nil
+	}
 	s, created, err := h.reg.GetOrCreate(sid, t, func() session.Request { return h.requestInfo(r) })
 	if err != nil {
-		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
+		h.limitHit(t, session.LimitSessions)
 		plainError(w, http.StatusServiceUnavailable, "Too many sessions")
 		return nil
 	}
@@ -398,18 +439,4 @@ func (h *Handler) run(s *session.Session) {
 	}()
 	h.startPing(s)
 	h.app(s)
-}
-
-func (h *Handler) requestInfo(r *http.Request) session.Request {
-	hdr := r.Header.Clone()
-	if !h.opts.ExposeCookies {
-		hdr.Del("Cookie")
-	}
-	return session.Request{
-		Header:     hdr,
-		Query:      r.URL.Query(),
-		RemoteAddr: r.RemoteAddr,
-		Host:       r.Host,
-		Path:       r.URL.Path,
-	}
 }

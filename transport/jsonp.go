@@ -4,7 +4,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 
 	"github.com/sockjsd/sockjsd/session"
 )
@@ -95,20 +94,21 @@ func (h *Handler) jsonpSend(w http.ResponseWriter, r *http.Request, sid string) 
 		notFound(w)
 		return
 	}
-	body, ok := h.readBody(w, r)
+	body, release, ok := h.readBody(w, r, s) // body.go
 	if !ok {
 		return
 	}
+	defer release()
 	// The client posts a form (d=<payload>) from a hidden iframe; other
 	// clients may post the payload as is.
 	payload := body
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
-		form, err := url.ParseQuery(string(body))
+		d, err := formValueInPlace(body, "d")
 		if err != nil {
 			plainError(w, http.StatusInternalServerError, ErrBrokenJSON.Error())
 			return
 		}
-		payload = []byte(form.Get("d"))
+		payload = d
 	}
 	if !h.deliver(w, r, s, payload) {
 		return

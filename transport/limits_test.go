@@ -147,7 +147,7 @@ func TestOriginAllowlist(t *testing.T) {
 
 func TestApplicationSeesOpaqueIDAndNoCookie(t *testing.T) {
 	got := make(chan *session.Session, 1)
-	base := serveOne(t, transport.Options{}, func(s *session.Session) { got <- s; <-s.Context().Done() })
+	base := serveOne(t, transport.Options{KeepHeaders: append(transport.DefaultKeepHeaders(), "X-Auth")}, func(s *session.Session) { got <- s; <-s.Context().Done() })
 	sid := newSID()
 	do(t, "POST", base+"/000/"+sid+"/xhr?token=abc", "", "Cookie", "secret=1", "X-Auth", "t")
 	s := <-got

@@ -107,13 +107,16 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		plainError(w, http.StatusBadRequest, "Not a valid websocket request")
 		return
 	}
-	conn, err := h.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader answered and logged
-	}
 	t := session.WebSocket
 	if raw {
 		t = session.RawWebSocket
+	}
+	if h.refuseRequestInfo(w, r, t) {
+		return
+	}
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered and logged
 	}
 	deadline := time.Now().Add(h.opts.WriteTimeout)
 	if h.closing.Load() {
@@ -123,7 +126,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	}
 	s, err := h.reg.Create(t, h.requestInfo(r))
 	if err != nil {
-		h.log.Warn("sockjs: session refused", "prefix", h.prefix, "transport", t.String(), "err", err)
+		h.limitHit(t, session.LimitSessions)
 		closeWebSocket(conn, websocket.CloseTryAgainLater, "Too many sessions", deadline)
 		conn.Close()
 		return
@@ -159,7 +162,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		_, data, err := conn.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
-				h.log.Info("sockjs: websocket message over limit", "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
+				h.limitHit(s.Transport(), session.LimitMessageSize)
 				s.CloseFor(session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit)
 				closeWebSocket(conn, websocket.CloseMessageTooBig, session.ReasonTooBig, time.Now().Add(h.opts.WriteTimeout))
 			}
@@ -174,8 +177,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		if len(data) == 0 {
 			continue // the protocol says empty frames are ignored
 		}
-		msgs, err := DecodeMessages(data)
-		if err != nil {
+		if err := validPayload(data); err != nil {
 			// The protocol wants broken JSON to end the connection at
 			// once; like sockjs-node, say why in a close frame first.
 			h.log.Info("sockjs: websocket broken JSON, closing", "prefix", h.prefix)
@@ -184,7 +186,9 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 			s.CloseFor(session.CodeInterrupted, "Broken framing.", session.ReasonError)
 			return
 		}
-		if s.Deliver(ctx, h.withoutPongs(s, msgs)) != nil {
+		// One message at a time, bounded by the receive queue's bytes:
+		// while it is full this loop stops reading the socket.
+		if deliverValid(ctx, s, data, h.withoutPongs) != nil {
 			return
 		}
 	}

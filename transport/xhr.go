@@ -2,8 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/sockjsd/sockjsd/session"
@@ -80,10 +78,11 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 		notFound(w)
 		return
 	}
-	body, ok := h.readBody(w, r)
+	body, release, ok := h.readBody(w, r, s) // body.go
 	if !ok {
 		return
 	}
+	defer release()
 	if !h.deliver(w, r, s, body) {
 		return
 	}
@@ -93,33 +92,15 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// readBody reads a send request's body up to MaxMessageBytes, answering 413
-// past it.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.opts.MaxMessageBytes)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			h.log.Info("sockjs: send body over limit", "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
-			plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
-		} else {
-			plainError(w, http.StatusBadRequest, "Could not read body.")
-		}
-		return nil, false
-	}
-	return body, true
-}
-
 // deliver decodes a send payload and hands its messages to the session.
 // Bad payloads get the protocol's 500 answers.
 func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Session, payload []byte) bool {
-	msgs, err := DecodeMessages(payload)
-	if err != nil {
+	err := deliverPayload(r.Context(), s, payload, h.withoutPongs) // decode_stream.go
+	if err == ErrBrokenJSON || err == ErrNoPayload {
 		h.log.Debug("sockjs: bad send payload", "prefix", h.prefix, "err", err)
 		plainError(w, http.StatusInternalServerError, err.Error())
 		return false
 	}
 	// A closed session drops what it is sent, as a closed websocket does.
-	_ = s.Deliver(r.Context(), h.withoutPongs(s, msgs))
 	return true
 }

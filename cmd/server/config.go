@@ -36,6 +36,7 @@ type Config struct {
 	Exec            ExecConfig
 	RedisURL        string
 	Cluster         ClusterConfig
+	Limits          LimitConfig // limits.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -62,6 +63,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Exec.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
+	c.Limits.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
@@ -78,7 +80,7 @@ func (c Config) transportOptions() transport.Options {
 			origins = append(origins, o)
 		}
 	}
-	return transport.Options{
+	o := transport.Options{
 		Session: session.Options{
 			HeartbeatDelay:    c.Heartbeat,
 			DisconnectDelay:   c.DisconnectDelay,
@@ -94,6 +96,8 @@ func (c Config) transportOptions() transport.Options {
 		AllowedOrigins:        origins,
 		AllowIframeTransports: c.AllowIframe,
 	}
+	c.Limits.apply(&o)
+	return o
 }
 
 // logLevel is the parsed -log-level; parseFlags has refused any other

@@ -75,7 +75,7 @@ type server struct {
 	services []*transport.Handler
 	log      *slog.Logger
 	stopping atomic.Bool
-	exec     *execMount // programs run per session, reaped at shutdown
+	exec     *execMount   // programs run per session, reaped at shutdown
 	checks   []readyCheck // dependencies /readyz waits for (Redis in cluster mode)
 }
 
@@ -122,9 +122,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	s.http = &http.Server{
 		Handler:           r,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil

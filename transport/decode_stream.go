@@ -1,0 +1,198 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// Decoding a send payload one message at a time. DecodeMessages returns
+// every message of a payload at once, and a 1 MiB body of tiny strings
+// ("a","a",…) becomes 250,000 string headers, several times the body's
+// size, for every concurrent request. deliverPayload instead checks the
+// whole payload first (a payload with an error delivers nothing, as the
+// protocol requires) and then hands the messages to the session in small
+// chunks, each message its own copy, so that what a request holds beyond
+// its body is one chunk, and the session's receive queue bounds the rest.
+
+// Chunk bounds for deliverPayload.
+const (
+	chunkMessages = 64
+	chunkBytes    = 64 << 10
+)
+
+// deliverPayload delivers the messages of payload b to s. It returns
+// ErrBrokenJSON or ErrNoPayload (nothing delivered) for a bad payload, or
+// Deliver's error.
+func deliverPayload[T string | []byte](ctx context.Context, s *session.Session, b T, filter msgFilter) error {
+	if err := walkPayload(b, nil); err != nil {
+		return err
+	}
+	return deliverValid(ctx, s, b, filter)
+}
+
+// msgFilter takes the messages the transport answers itself (the service
+// ping's pongs) out of a chunk before the session gets it.
+type msgFilter func(*session.Session, []string) []string
+
+// deliverValid is deliverPayload for a payload validPayload accepted.
+func deliverValid[T string | []byte](ctx context.Context, s *session.Session, b T, filter msgFilter) error {
+	chunk := make([]string, 0, chunkMessages)
+	size := 0
+	var derr error
+	flush := func() bool {
+		if filter != nil {
+			derr = s.Deliver(ctx, filter(s, chunk))
+		} else {
+			derr = s.Deliver(ctx, chunk)
+		}
+		clear(chunk)
+		chunk, size = chunk[:0], 0
+		return derr == nil
+	}
+	_ = walkPayload(b, func(m string) bool {
+		chunk = append(chunk, m)
+		size += len(m)
+		if len(chunk) == chunkMessages || size >= chunkBytes {
+			return flush()
+		}
+		return true
+	})
+	if derr == nil && len(chunk) > 0 {
+		flush()
+	}
+	return derr
+}
+
+// validPayload reports whether b is a payload DecodeMessages accepts,
+// without building the messages.
+func validPayload[T string | []byte](b T) error { return walkPayload(b, nil) }
+
+// walkPayload parses what DecodeMessages parses (a JSON array of strings,
+// or one JSON string) and calls emit, when not nil, with each message in
+// order until it returns false. Strings without escapes are copied out of
+// b; others go through encoding/json, which decides escapes and replaces
+// invalid UTF-8 as DecodeMessages does.
+func walkPayload[T string | []byte](b T, emit func(string) bool) error {
+	i := skipSpace(b, 0)
+	if i == len(b) {
+		return ErrNoPayload
+	}
+	if b[i] == '"' {
+		j, err := walkString(b, i, emit)
+		if err != nil {
+			return err
+		}
+		if skipSpace(b, j) != len(b) {
+			return ErrBrokenJSON
+		}
+		return nil
+	}
+	if b[i] != '[' {
+		return ErrBrokenJSON
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		if skipSpace(b, i+1) != len(b) {
+			return ErrBrokenJSON
+		}
+		return nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return ErrBrokenJSON
+		}
+		j, err := walkString(b, i, emit)
+		if err != nil {
+			return err
+		}
+		if j < 0 { // emit said stop
+			return nil
+		}
+		i = skipSpace(b, j)
+		if i >= len(b) {
+			return ErrBrokenJSON
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			if skipSpace(b, i+1) != len(b) {
+				return ErrBrokenJSON
+			}
+			return nil
+		default:
+			return ErrBrokenJSON
+		}
+	}
+}
+
+func skipSpace[T string | []byte](b T, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// walkString reads the JSON string starting at b[i] == '"', emits it (if
+// emit is not nil) and returns the index after its closing quote, or -1
+// if emit returned false.
+func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, error) {
+	simple, ascii := true, true
+	j := i + 1
+	for ; j < len(b); j++ {
+		c := b[j]
+		if c == '"' {
+			break
+		}
+		if c == '\\' {
+			simple = false
+			j++ // the escaped byte cannot end the string
+			continue
+		}
+		if c < 0x20 {
+			return 0, ErrBrokenJSON
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if j >= len(b) {
+		return 0, ErrBrokenJSON
+	}
+	tok := b[i : j+1]
+	if simple && !ascii && !validUTF8(tok) {
+		simple = false // encoding/json replaces what is invalid
+	}
+	var m string
+	switch {
+	case simple:
+		if emit != nil {
+			m = string(tok[1 : len(tok)-1])
+		}
+	case emit == nil:
+		if !json.Valid([]byte(tok)) {
+			return 0, ErrBrokenJSON
+		}
+	default:
+		if err := json.Unmarshal([]byte(tok), &m); err != nil {
+			return 0, ErrBrokenJSON
+		}
+	}
+	if emit != nil && !emit(m) {
+		return -1, nil
+	}
+	return j + 1, nil
+}
+
+func validUTF8[T string | []byte](b T) bool {
+	switch v := any(b).(type) {
+	case string:
+		return utf8.ValidString(v)
+	case []byte:
+		return utf8.Valid(v)
+	}
+	return false
+}

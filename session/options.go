@@ -28,6 +28,15 @@ type Options struct {
 	// Default 256.
 	RecvQueueMessages int
 
+	// ReceiverWait is how long a second receiving request waits for the
+	// attached one to leave before it is answered
+	// c[2010,"Another connection still open"]. A client that aborts a
+	// request and at once sends another (sockjs-client on a timeout, the
+	// protocol suite) may be faster than the server's noticing the abort;
+	// waiting for that instead of refusing keeps such sessions alive. Only
+	// a true second receiver pays the wait. Default 250ms.
+	ReceiverWait time.Duration
+
 	// Observer receives session events for metrics. Default: none.
 	Observer Observer
 }
@@ -39,6 +48,7 @@ const (
 	DefaultSendQueueMessages = 16384
 	DefaultSendQueueBytes    = 4 << 20
 	DefaultRecvQueueMessages = 256
+	DefaultReceiverWait      = 250 * time.Millisecond
 )
 
 // WithDefaults returns o with every zero field replaced by its default.
@@ -57,6 +67,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.RecvQueueMessages <= 0 {
 		o.RecvQueueMessages = DefaultRecvQueueMessages
+	}
+	if o.ReceiverWait <= 0 {
+		o.ReceiverWait = DefaultReceiverWait
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}

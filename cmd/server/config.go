@@ -31,6 +31,7 @@ type Config struct {
 	RecvQueueMsgs   int
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	ReceiverWait    time.Duration
 	LogLevel        string
 	Hub             HubConfig
 }
@@ -53,6 +54,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.RecvQueueMsgs, "recv-queue-messages", session.DefaultRecvQueueMessages, "received messages queued for the application before the client is slowed down")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
+	fs.DurationVar(&c.ReceiverWait, "receiver-wait", session.DefaultReceiverWait, "how long a second receiving request waits for the attached one to go before it gets 2010")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.Hub.register(fs)
 
@@ -90,6 +92,7 @@ func (c Config) transportOptions() transport.Options {
 			SendQueueMessages: c.SendQueueMsgs,
 			SendQueueBytes:    c.SendQueueBytes,
 			RecvQueueMessages: c.RecvQueueMsgs,
+			ReceiverWait:      c.ReceiverWait,
 		},
 		MaxSessions:           c.MaxSessions,
 		ResponseLimit:         c.ResponseLimit,

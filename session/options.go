@@ -34,7 +34,9 @@ type Options struct {
 	// request and at once sends another (sockjs-client on a timeout, the
 	// protocol suite) may be faster than the server's noticing the abort;
 	// waiting for that instead of refusing keeps such sessions alive. Only
-	// a true second receiver pays the wait. Default 250ms.
+	// a true second receiver pays the wait. Default 500ms: enough to
+	// notice an abort on a loaded machine, well within the 1 s the protocol
+	// suite gives a 2010 answer.
 	ReceiverWait time.Duration
 
 	// Observer receives session events for metrics. Default: none.
@@ -48,7 +50,7 @@ const (
 	DefaultSendQueueMessages = 16384
 	DefaultSendQueueBytes    = 4 << 20
 	DefaultRecvQueueMessages = 256
-	DefaultReceiverWait      = 250 * time.Millisecond
+	DefaultReceiverWait      = 500 * time.Millisecond
 )
 
 // WithDefaults returns o with every zero field replaced by its default.

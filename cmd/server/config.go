@@ -32,6 +32,7 @@ type Config struct {
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	ReceiverWait    time.Duration
+	CloseWait       time.Duration
 	LogLevel        string
 	Hub             HubConfig
 }
@@ -55,6 +56,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.DurationVar(&c.ReceiverWait, "receiver-wait", session.DefaultReceiverWait, "how long a second receiving request waits for the attached one to go before it gets 2010")
+	fs.DurationVar(&c.CloseWait, "ws-close-wait", transport.DefaultCloseWait, "how long a websocket stays open after the server's close frame, waiting for the client's")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.Hub.register(fs)
 
@@ -98,6 +100,7 @@ func (c Config) transportOptions() transport.Options {
 		ResponseLimit:         c.ResponseLimit,
 		MaxMessageBytes:       c.MaxMessageBytes,
 		WriteTimeout:          c.WriteTimeout,
+		CloseWait:             c.CloseWait,
 		SockJSURL:             c.SockJSURL,
 		AllowedOrigins:        origins,
 		AllowIframeTransports: c.AllowIframe,

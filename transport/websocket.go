@@ -165,6 +165,10 @@ func closeWebSocket(c *websocket.Conn, code int, reason string, deadline time.Ti
 }
 
 func (h *Handler) webSocket(w http.ResponseWriter, r *http.Request) {
+	if isHixie(r) {
+		h.hixieWebSocket(w, r)
+		return
+	}
 	h.serveWebSocket(w, r, false)
 }
 

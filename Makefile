@@ -5,7 +5,7 @@ NPM       ?= npm
 ADDR      ?= 127.0.0.1:8081
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: run test deps deps-client deps-node deps-system vet bench build clean
+.PHONY: run test deps deps-client deps-node deps-system vet bench build clean protocol-suite
 
 run: deps-client
 	$(GO) run ./cmd/server -addr $(ADDR)
@@ -54,6 +54,14 @@ BENCH_ROUNDS ?= 1
 BENCH_FLAGS ?=
 bench: deps-node
 	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
+
+# The official protocol suite, RUNS times against cmd/server (not part of
+# `make test`: bring your own copy of sockjs-protocol.py from
+# sockjs/sockjs-protocol, it is not ours to commit; needs python3-websocket).
+SUITE ?= sockjs-protocol.py
+RUNS ?= 1
+protocol-suite:
+	GO=$(GO) ./e2e/protocol-suite.sh $(SUITE) $(RUNS)
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules

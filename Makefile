@@ -11,6 +11,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 APT_LOCK_TIMEOUT ?= 300
 
 .PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench build clean
+.PHONY: run test deps deps-client deps-node deps-system vet bench build clean protocol-suite
 
 run: build
 	./$(BIN) -addr $(ADDR)
@@ -75,6 +76,14 @@ BENCH_ROUNDS ?= 1
 BENCH_FLAGS ?=
 bench: deps-node
 	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
+
+# The official protocol suite, RUNS times against cmd/server (not part of
+# `make test`: bring your own copy of sockjs-protocol.py from
+# sockjs/sockjs-protocol, it is not ours to commit; needs python3-websocket).
+SUITE ?= sockjs-protocol.py
+RUNS ?= 1
+protocol-suite:
+	GO=$(GO) ./e2e/protocol-suite.sh $(SUITE) $(RUNS)
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules web/clientdist bin

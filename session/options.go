@@ -33,6 +33,17 @@ type Options struct {
 	// message. Default 1 MiB.
 	RecvQueueBytes int
 
+	// ReceiverWait is how long a second receiving request waits for the
+	// attached one to leave before it is answered
+	// c[2010,"Another connection still open"]. A client that aborts a
+	// request and at once sends another (sockjs-client on a timeout, the
+	// protocol suite) may be faster than the server's noticing the abort;
+	// waiting for that instead of refusing keeps such sessions alive. Only
+	// a true second receiver pays the wait. Default 500ms: enough to
+	// notice an abort on a loaded machine, well within the 1 s the protocol
+	// suite gives a 2010 answer.
+	ReceiverWait time.Duration
+
 	// Observer receives session events for metrics. Default: none.
 	Observer Observer
 }
@@ -47,7 +58,8 @@ const (
 	DefaultRecvQueueBytes    = 1 << 20
 	// RecvEntryBytes is what a queued received message costs beyond its
 	// bytes, so that a flood of empty messages is bounded too.
-	RecvEntryBytes = 32
+	RecvEntryBytes      = 32
+	DefaultReceiverWait = 500 * time.Millisecond
 )
 
 // WithDefaults returns o with every zero field replaced by its default.
@@ -69,6 +81,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.RecvQueueBytes <= 0 {
 		o.RecvQueueBytes = DefaultRecvQueueBytes
+	}
+	if o.ReceiverWait <= 0 {
+		o.ReceiverWait = DefaultReceiverWait
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}

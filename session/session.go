@@ -141,6 +141,11 @@ type Session struct {
 	closeCode   int
 	closeReason string
 	expiry      *time.Timer
+
+	// Receivers waiting to attach wait for detached; settling is closed
+	// when the last polling answer was sent or failed (see Finisher).
+	detached chan struct{}
+	settling chan struct{}
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
@@ -356,141 +361,6 @@ func (s *Session) Closed() bool {
 }
 
 func (s *Session) wake() { signal(s.notify) }
-
-var (
-	openFrame      = Frame{Kind: FrameOpen}
-	heartbeatFrame = Frame{Kind: FrameHeartbeat}
-)
-
-// Serve attaches r as the session's receiving connection and writes frames
-// to it until r is done, r's connection goes away, or the session ends. Only
-// one receiver may be attached at a time: a second one gets
-// c[2010,"Another connection still open"] and the first is not disturbed.
-// A closed session answers every receiver with its close frame.
-func (s *Session) Serve(r Receiver) {
-	s.mu.Lock()
-	// A closed session answers with its close frame even while the
-	// receiver that got it first is still detaching.
-	if s.state >= stateClosed {
-		f := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-		s.mu.Unlock()
-		_, _ = r.WriteFrame(&f)
-		return
-	}
-	if s.attached {
-		s.mu.Unlock()
-		_, _ = r.WriteFrame(&Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother})
-		return
-	}
-	s.attached = true
-	if s.expiry != nil {
-		s.expiry.Stop()
-	}
-	// The open frame comes first even when the application closed the
-	// session before any receiver came (the /close service does).
-	opening := !s.opened
-	s.opened = true
-	if s.state == stateNew {
-		s.state = stateOpen
-	}
-	s.mu.Unlock()
-	defer s.detach()
-
-	if opening {
-		done, err := r.WriteFrame(&openFrame)
-		s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
-		if err != nil {
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
-			return
-		}
-		if done {
-			return
-		}
-	}
-
-	hb := time.NewTimer(s.opts.HeartbeatDelay)
-	defer hb.Stop()
-	f := Frame{Kind: FrameMessages}
-	for {
-		s.mu.Lock()
-		if len(s.out) > 0 {
-			batch := s.out
-			s.writing, s.writingB = len(batch), s.outBytes
-			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
-			s.mu.Unlock()
-
-			f.Messages = f.Messages[:0]
-			for i := range batch {
-				f.Messages = append(f.Messages, batch[i].msg)
-			}
-			done, err := r.WriteFrame(&f)
-			t := now()
-			for i := range batch {
-				s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
-				batch[i].msg = "" // let the garbage collector have it
-			}
-			clear(f.Messages)
-			s.mu.Lock()
-			s.writing, s.writingB = 0, 0
-			if s.spare == nil && cap(batch) <= 1024 {
-				s.spare = batch[:0]
-			}
-			s.mu.Unlock()
-			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
-				return
-			}
-			if done {
-				return
-			}
-			hb.Reset(s.opts.HeartbeatDelay) // since Go 1.23 Reset needs no drain
-			continue
-		}
-		if s.state >= stateClosing {
-			s.state = stateClosed
-			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-			s.mu.Unlock()
-			_, _ = r.WriteFrame(&cf)
-			return
-		}
-		s.mu.Unlock()
-
-		select {
-		case <-s.notify:
-		case <-hb.C:
-			done, err := r.WriteFrame(&heartbeatFrame)
-			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
-				return
-			}
-			if done {
-				return
-			}
-			hb.Reset(s.opts.HeartbeatDelay)
-		case <-r.Gone():
-			// The client went away while we were waiting: messages may
-			// have been lost in flight, so the session cannot go on.
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
-			return
-		}
-	}
-}
-
-// detach releases the receiver slot and starts the expiry clock.
-func (s *Session) detach() {
-	s.mu.Lock()
-	s.attached = false
-	if s.state == stateExpired {
-		s.mu.Unlock()
-		return
-	}
-	if s.expiry == nil {
-		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
-	} else {
-		s.expiry.Reset(s.opts.DisconnectDelay)
-	}
-	s.mu.Unlock()
-}
 
 // armExpiry starts the expiry clock of a session no receiver is attached
 // to yet, so that one whose first request failed before Serve still goes.

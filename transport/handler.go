@@ -52,6 +52,12 @@ type Options struct {
 	// longer to read a frame is disconnected. Default 10s.
 	WriteTimeout time.Duration
 
+	// CloseWait bounds how long a websocket connection stays open after
+	// the server's close frame, waiting for the client's: closing at once
+	// would make the client's answer meet a reset, which clients report
+	// as an error instead of a clean close. Default 1s.
+	CloseWait time.Duration
+
 	// CookieNeeded sets a JSESSIONID cookie on session requests (for load
 	// balancers that need it for sticky sessions) and says so in /info.
 	CookieNeeded bool
@@ -135,6 +141,7 @@ const (
 	DefaultResponseLimit   = 128 << 10
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultWriteTimeout    = 10 * time.Second
+	DefaultCloseWait       = time.Second
 )
 
 func (o Options) withDefaults() Options {
@@ -147,6 +154,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.CloseWait <= 0 {
+		o.CloseWait = DefaultCloseWait
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -70,7 +70,7 @@ func (h *Handler) jsonp(w http.ResponseWriter, r *http.Request, sid string) {
 		dst = appendQuotedFrame(dst, f, false)
 		return append(dst, ");\r\n"...)
 	}
-	h.serve(s, h.newHTTPReceiver(w, r, session.JSONPPolling, enc, false))
+	h.serve(s, h.newPollReceiver(w, r, session.JSONPPolling, enc))
 }
 
 // appendQuotedFrame appends f's protocol encoding as a JavaScript string.

@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,7 +45,36 @@ func (h *Handler) newHTTPReceiver(w http.ResponseWriter, r *http.Request, t sess
 	}
 }
 
+// newPollReceiver: a polling request's receiver (xhr, jsonp).
+func (h *Handler) newPollReceiver(w http.ResponseWriter, r *http.Request, t session.Transport, enc encoder) *pollReceiver {
+	return &pollReceiver{httpReceiver: h.newHTTPReceiver(w, r, t, enc, false), ctx: r.Context()}
+}
+
 func (hr *httpReceiver) Gone() <-chan struct{} { return hr.gone }
+
+// pollReceiver answers one polling request with one frame. WriteFrame only
+// buffers it; the session calls Finish once it has detached the receiver.
+type pollReceiver struct {
+	*httpReceiver
+	ctx context.Context
+}
+
+// Finish sends the buffered answer. A client that is known to be gone
+// cannot have it, whatever a write into its socket would report, so that
+// is an error too: the session then closes with 1002 rather than going on
+// without the messages it had taken for this answer. (A client whose abort
+// is still on its way cannot be told apart from one that got the answer:
+// TCP gives no receipt.)
+func (pr *pollReceiver) Finish() error {
+	if err := pr.ctx.Err(); err != nil {
+		return fmt.Errorf("client went away before its answer was sent: %w", err)
+	}
+	_ = pr.rc.SetWriteDeadline(time.Now().Add(pr.timeout))
+	if err := pr.rc.Flush(); err != nil {
+		return fmt.Errorf("sending the answer: %w", err)
+	}
+	return nil
+}
 
 func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	bp := bufPool.Get().(*[]byte)
@@ -51,11 +83,13 @@ func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	if hr.streaming {
 		err = hr.writeRaw(b)
 	} else {
-		// A polling response is not flushed: it completes when the
-		// handler returns, after the session has detached it, so a
-		// client that polls again at once never finds it still attached
-		// (and small answers get a Content-Length).
-		_ = hr.rc.SetWriteDeadline(time.Now().Add(hr.timeout))
+		// A polling response is not flushed here: pollReceiver.Finish
+		// sends it after the session has detached the receiver, so a
+		// client that polls again at once never finds it still
+		// attached. It carries one frame, whose length is known.
+		if hr.written == 0 {
+			hr.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		}
 		_, err = hr.w.Write(b)
 	}
 	n := len(b)
@@ -67,10 +101,10 @@ func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
 		return true, err
 	}
 	hr.obs.FrameWritten(hr.t, f.Kind, len(f.Messages), n)
+	hr.written += n
 	if !hr.streaming || f.Kind == session.FrameClose {
 		return true, nil
 	}
-	hr.written += n
 	return hr.written >= hr.limit, nil
 }
 

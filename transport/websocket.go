@@ -2,9 +2,13 @@ package transport
 
 import (
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -15,18 +19,45 @@ import (
 // session lives as long as its connection; the protocol lets two
 // connections share a session id, so these sessions are not found by id.
 
+// Websocket close codes this server sends besides the session's own.
+const (
+	// CodeBrokenFraming is the websocket close code for a message that is
+	// not valid SockJS JSON (sockjs-node's choice).
+	CodeBrokenFraming = 3000
+	// CodeInvalidUTF8 (RFC 6455 1007): a text message that is not UTF-8.
+	CodeInvalidUTF8 = websocket.CloseInvalidFramePayloadData
+	// CodeUnsupportedData (RFC 6455 1003): a binary message that is not
+	// UTF-8 text, which no SockJS message can be.
+	CodeUnsupportedData = websocket.CloseUnsupportedData
+
+	reasonBrokenFraming = "Broken framing."
+	reasonInvalidUTF8   = "Invalid UTF-8"
+	reasonBinary        = "Binary data is not UTF-8 text"
+)
+
+// wsFailure is how the connection ends when the client broke a rule: the
+// websocket close code and reason, and whether the session's c[code,reason]
+// frame goes first (SockJS endpoint only).
+type wsFailure struct {
+	code   int
+	reason string
+	frame  bool
+}
+
 // wsReceiver writes frames to a websocket. Only the session's Serve loop
-// writes messages; control frames may come from other goroutines, which
-// gorilla/websocket allows.
+// writes messages; the reader goroutine only answers close frames, and
+// gorilla/websocket sends nothing after a close frame.
 type wsReceiver struct {
-	conn    *websocket.Conn
-	raw     bool // no SockJS framing (<prefix>/websocket)
-	timeout time.Duration
-	gone    chan struct{}
-	once    sync.Once
-	buf     []byte
-	t       session.Transport
-	obs     session.Observer
+	conn      *websocket.Conn
+	raw       bool // no SockJS framing (<prefix>/websocket)
+	timeout   time.Duration
+	gone      chan struct{}
+	once      sync.Once
+	buf       []byte
+	t         session.Transport
+	obs       session.Observer
+	failure   atomic.Pointer[wsFailure]
+	closeSent atomic.Bool
 }
 
 func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
@@ -35,6 +66,9 @@ func (wr *wsReceiver) markGone() { wr.once.Do(func() { close(wr.gone) }) }
 
 func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	deadline := time.Now().Add(wr.timeout)
+	if f.Kind == session.FrameClose {
+		return true, wr.writeClose(f, deadline)
+	}
 	if wr.raw {
 		return wr.writeRaw(f, deadline)
 	}
@@ -47,19 +81,13 @@ func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	if cap(wr.buf) > 64<<10 {
 		wr.buf = nil // do not pin a large frame's buffer to an idle session
 	}
-	if f.Kind == session.FrameClose {
-		closeWebSocket(wr.conn, websocket.CloseNormalClosure, "Normal closure", deadline)
-		return true, nil
-	}
 	return false, nil
 }
 
 // writeRaw: each message is its own websocket message; heartbeats are
-// pings; the close frame is a websocket close with the session's code.
+// pings.
 func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, error) {
 	switch f.Kind {
-	case session.FrameOpen:
-		return false, nil
 	case session.FrameHeartbeat:
 		if err := wr.conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
 			return true, err
@@ -68,28 +96,79 @@ func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, erro
 		_ = wr.conn.SetWriteDeadline(deadline)
 		n := 0
 		for _, m := range f.Messages {
+			// A text message must be UTF-8: the application's invalid
+			// bytes become U+FFFD, as in SockJS frames.
+			if !utf8.ValidString(m) {
+				m = strings.ToValidUTF8(m, "\uFFFD")
+			}
 			if err := wr.conn.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
 				return true, err
 			}
 			n += len(m)
 		}
 		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), n)
-	case session.FrameClose:
-		closeWebSocket(wr.conn, f.Code, f.Reason, deadline)
-		return true, nil
 	}
 	return false, nil
 }
 
-// CodeBrokenFraming is the websocket close code for a message that is not
-// valid SockJS JSON (sockjs-node's choice).
-const CodeBrokenFraming = 3000
+// writeClose ends the connection's side of the session: the SockJS close
+// frame (not on raw websockets), then a websocket close frame, with the
+// session's code on raw websockets, 1000 on SockJS ones, or the code of
+// the rule the client broke.
+func (wr *wsReceiver) writeClose(f *session.Frame, deadline time.Time) error {
+	fl := wr.failure.Load()
+	if !wr.raw && (fl == nil || fl.frame) {
+		wr.buf = AppendFrame(wr.buf[:0], f)
+		_ = wr.conn.SetWriteDeadline(deadline)
+		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
+			return err
+		}
+		wr.obs.FrameWritten(wr.t, f.Kind, 0, len(wr.buf))
+	}
+	code, reason := websocket.CloseNormalClosure, "Normal closure"
+	switch {
+	case fl != nil:
+		code, reason = fl.code, fl.reason
+	case wr.raw:
+		code, reason = f.Code, f.Reason
+	}
+	return wr.sendClose(code, reason, deadline)
+}
+
+// sendClose writes a close frame, once: the first of the server's and the
+// answer to the client's wins.
+func (wr *wsReceiver) sendClose(code int, reason string, deadline time.Time) error {
+	if wr.closeSent.Swap(true) {
+		return nil
+	}
+	return wr.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+}
+
+// finish closes the TCP connection once the close handshake is done: after
+// the server's close frame, it waits up to wait for the client's answer,
+// so that the answer does not meet a reset (which clients report as an
+// error rather than a clean close).
+func (wr *wsReceiver) finish(wait time.Duration) {
+	if wr.closeSent.Load() {
+		t := time.NewTimer(wait)
+		select {
+		case <-wr.gone: // the reader saw the client's close frame, or the end
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = wr.conn.Close()
+}
 
 func closeWebSocket(c *websocket.Conn, code int, reason string, deadline time.Time) {
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 }
 
 func (h *Handler) webSocket(w http.ResponseWriter, r *http.Request) {
+	if isHixie(r) {
+		h.hixieWebSocket(w, r)
+		return
+	}
 	h.serveWebSocket(w, r, false)
 }
 
@@ -132,8 +211,16 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		return
 	}
 	go h.run(s)
-	conn.SetReadLimit(int64(h.opts.MaxMessageBytes))
 	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs}
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// Answer the client's close with its code, unless ours went
+		// first; either way the reader then ends.
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
+		return nil
+	})
 	// The session runs on two fresh goroutines and this handler returns:
 	// net/http then lets go of the request, its 4 KiB read and write
 	// buffers and this goroutine's deep stack, about half of what an idle
@@ -142,8 +229,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	go h.readWebSocket(conn, s, rcv)
 	go func() {
 		defer h.active.Add(-1)
-		defer conn.Close()
 		s.Serve(rcv)
+		rcv.finish(h.opts.CloseWait)
 		why := session.ReasonServer
 		select {
 		case <-rcv.gone:
@@ -154,24 +241,62 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	}()
 }
 
+// errTooBig: a message over MaxMessageBytes.
+var errTooBig = errors.New("message over the size limit")
+
+// readMessage reads the next message, at most limit bytes of it.
+// gorilla's own read limit is not used: it sends its close frame, without
+// a reason, before the application can send its own.
+func readMessage(conn *websocket.Conn, limit int) (int, []byte, error) {
+	mt, r, err := conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > limit {
+		return mt, nil, errTooBig
+	}
+	return mt, data, nil
+}
+
 // readWebSocket delivers the client's messages until the connection ends.
+// After the session closed it goes on reading (and dropping) until the
+// client's close frame, so that the close handshake completes.
 func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *wsReceiver) {
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				h.limitHit(s.Transport(), session.LimitMessageSize)
-				s.CloseFor(session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit)
-				closeWebSocket(conn, websocket.CloseMessageTooBig, session.ReasonTooBig, time.Now().Add(h.opts.WriteTimeout))
+		mt, data, err := readMessage(conn, h.opts.MaxMessageBytes)
+		if errors.Is(err, errTooBig) {
+			if s.Closed() {
+				continue
 			}
+			h.limitHit(s.Transport(), session.LimitMessageSize)
+			h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
+			continue
+		}
+		if err != nil {
 			return
 		}
-		if rcv.raw {
-			if s.Deliver(ctx, []string{string(data)}) != nil {
-				return
+		if s.Closed() {
+			continue // draining until the client's close frame
+		}
+		if !utf8.Valid(data) {
+			if mt == websocket.TextMessage {
+				h.wsFail(s, rcv, "sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.ReasonError, true)
+			} else {
+				h.wsFail(s, rcv, "sockjs: websocket binary message not UTF-8, closing", CodeUnsupportedData, reasonBinary, session.ReasonError, true)
 			}
+			continue
+		}
+		if rcv.raw {
+			// Deliver waits while the receive queue is full: this loop
+			// then stops reading the socket. After a close it returns at
+			// once and the loop drains until the client's close frame.
+			_ = s.Deliver(ctx, []string{string(data)})
 			continue
 		}
 		if len(data) == 0 {
@@ -179,17 +304,26 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		}
 		if err := validPayload(data); err != nil {
 			// The protocol wants broken JSON to end the connection at
-			// once; like sockjs-node, say why in a close frame first.
-			h.log.Info("sockjs: websocket broken JSON, closing", "prefix", h.prefix)
-			closeWebSocket(conn, CodeBrokenFraming, "Broken framing.", time.Now().Add(h.opts.WriteTimeout))
-			_ = conn.Close()
-			s.CloseFor(session.CodeInterrupted, "Broken framing.", session.ReasonError)
-			return
+			// once; like sockjs-node, say why in a close frame (and no
+			// SockJS frame) first.
+			h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
+			continue
 		}
 		// One message at a time, bounded by the receive queue's bytes:
 		// while it is full this loop stops reading the socket.
-		if deliverValid(ctx, s, data, h.withoutPongs) != nil {
-			return
-		}
+		_ = deliverValid(ctx, s, data, h.withoutPongs)
 	}
+}
+
+// wsFail closes the session because the client broke a rule: the session's
+// Serve loop writes the close frames (so nothing is written after them)
+// and then waits for the client's close.
+func (h *Handler) wsFail(s *session.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseReason, frame bool) {
+	h.log.Info(msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)
+	rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
+	sessCode := code
+	if !frame {
+		sessCode = session.CodeInterrupted
+	}
+	s.CloseFor(sessCode, reason, why)
 }

@@ -28,7 +28,7 @@ func (h *Handler) xhrPolling(w http.ResponseWriter, r *http.Request, sid string)
 	if s == nil {
 		return
 	}
-	h.serve(s, h.newHTTPReceiver(w, r, session.XHRPolling, encodeXHR, false))
+	h.serve(s, h.newPollReceiver(w, r, session.XHRPolling, encodeXHR))
 }
 
 // xhrPrelude: 2 KiB of 'h' so that old browsers start delivering progress

@@ -30,6 +30,8 @@ type Config struct {
 	RecvQueueMsgs   int
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	ReceiverWait    time.Duration
+	CloseWait       time.Duration
 	LogLevel        string
 	PingInterval    time.Duration
 	Hub             HubConfig
@@ -57,6 +59,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.RecvQueueMsgs, "recv-queue-messages", session.DefaultRecvQueueMessages, "received messages queued for the application before the client is slowed down")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
+	fs.DurationVar(&c.ReceiverWait, "receiver-wait", session.DefaultReceiverWait, "how long a second receiving request waits for the attached one to go before it gets 2010")
+	fs.DurationVar(&c.CloseWait, "ws-close-wait", transport.DefaultCloseWait, "how long a websocket stays open after the server's close frame, waiting for the client's")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's services (/demo, /hub) ping each session to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off")
 	c.Hub.register(fs)
@@ -87,11 +91,13 @@ func (c Config) transportOptions() transport.Options {
 			SendQueueMessages: c.SendQueueMsgs,
 			SendQueueBytes:    c.SendQueueBytes,
 			RecvQueueMessages: c.RecvQueueMsgs,
+			ReceiverWait:      c.ReceiverWait,
 		},
 		MaxSessions:           c.MaxSessions,
 		ResponseLimit:         c.ResponseLimit,
 		MaxMessageBytes:       c.MaxMessageBytes,
 		WriteTimeout:          c.WriteTimeout,
+		CloseWait:             c.CloseWait,
 		SockJSURL:             c.SockJSURL,
 		AllowedOrigins:        origins,
 		AllowIframeTransports: c.AllowIframe,

@@ -1,0 +1,258 @@
+package session
+
+import "time"
+
+// Finisher is a Receiver whose frame reaches the client only after Serve
+// returned: a polling answer is sent after the session detached it, so
+// that a client polling again at once never finds it still attached. Serve
+// calls Finish after detaching; an error means the client cannot have had
+// what was written, and the session then closes with
+// c[1002,"Connection interrupted"] instead of carrying on without the
+// messages. A later receiver waits for Finish before it takes messages, so
+// nothing is delivered past a batch whose fate is unknown.
+type Finisher interface {
+	Receiver
+	Finish() error
+}
+
+var (
+	openFrame      = Frame{Kind: FrameOpen}
+	heartbeatFrame = Frame{Kind: FrameHeartbeat}
+	anotherFrame   = Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother}
+)
+
+// Serve attaches r as the session's receiving connection and writes frames
+// to it until r is done, r's connection goes away, or the session ends.
+//
+// Only one receiver may be attached at a time. A second one waits up to
+// Options.ReceiverWait for the first to leave, because a client that
+// aborted a request and sent a new one may be faster than the server's
+// noticing the abort; if the first is still there after that, the second
+// gets c[2010,"Another connection still open"] and the first is not
+// disturbed. A closed session answers every receiver with its close frame.
+func (s *Session) Serve(r Receiver) {
+	if !s.attach(r) {
+		return
+	}
+	carried := false // whether r took the open frame or messages
+	defer func() { s.detach(r, carried) }()
+
+	s.mu.Lock()
+	settling := s.settling
+	s.mu.Unlock()
+	if settling != nil {
+		// The previous polling answer is being sent: whether it got
+		// through decides whether the session goes on.
+		select {
+		case <-settling:
+		case <-r.Gone():
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			return
+		}
+	}
+
+	s.mu.Lock()
+	// The open frame comes first even when the application closed the
+	// session before any receiver came (the /close service does).
+	opening := !s.opened
+	s.opened = true
+	if s.state == stateNew {
+		s.state = stateOpen
+	}
+	s.mu.Unlock()
+
+	if opening {
+		carried = true
+		done, err := r.WriteFrame(&openFrame)
+		s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
+		if err != nil {
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			return
+		}
+		if done {
+			return
+		}
+	}
+
+	hb := time.NewTimer(s.opts.HeartbeatDelay)
+	defer hb.Stop()
+	f := Frame{Kind: FrameMessages}
+	for {
+		s.mu.Lock()
+		if len(s.out) > 0 {
+			batch := s.out
+			s.writing, s.writingB = len(batch), s.outBytes // Buffered counts them until written
+			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
+			s.mu.Unlock()
+			carried = true
+
+			f.Messages = f.Messages[:0]
+			for i := range batch {
+				f.Messages = append(f.Messages, batch[i].msg)
+			}
+			done, err := r.WriteFrame(&f)
+			t := now()
+			for i := range batch {
+				s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
+				batch[i].msg = "" // let the garbage collector have it
+			}
+			clear(f.Messages)
+			s.mu.Lock()
+			s.writing, s.writingB = 0, 0
+			if s.spare == nil && cap(batch) <= 1024 {
+				s.spare = batch[:0]
+			}
+			s.mu.Unlock()
+			if err != nil {
+				s.closeLost(ReasonError)
+				return
+			}
+			if done {
+				return
+			}
+			hb.Reset(s.opts.HeartbeatDelay) // since Go 1.23 Reset needs no drain
+			continue
+		}
+		if s.state >= stateClosing {
+			s.state = stateClosed
+			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
+			s.mu.Unlock()
+			_, _ = r.WriteFrame(&cf)
+			return
+		}
+		s.mu.Unlock()
+
+		select {
+		case <-s.notify:
+		case <-hb.C:
+			done, err := r.WriteFrame(&heartbeatFrame)
+			if err != nil {
+				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+				return
+			}
+			if done {
+				return
+			}
+			hb.Reset(s.opts.HeartbeatDelay)
+		case <-r.Gone():
+			// The client went away while we were waiting: messages may
+			// have been lost in flight, so the session cannot go on.
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			return
+		}
+	}
+}
+
+// attach makes r the attached receiver, waiting (bounded) for another one
+// to leave. It returns false when r was answered instead: with the close
+// frame of a closed session, or with 2010.
+func (s *Session) attach(r Receiver) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		// A closed session answers with its close frame even while the
+		// receiver that got it first is still detaching.
+		if s.state >= stateClosed {
+			f := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
+			s.mu.Unlock()
+			_, _ = r.WriteFrame(&f)
+			return false
+		}
+		if !s.attached {
+			s.attached = true
+			if s.expiry != nil {
+				s.expiry.Stop()
+			}
+			s.mu.Unlock()
+			return true
+		}
+		if timer == nil {
+			timer = time.NewTimer(s.opts.ReceiverWait)
+		}
+		if s.detached == nil {
+			s.detached = make(chan struct{})
+		}
+		left := s.detached
+		s.mu.Unlock()
+
+		select {
+		case <-left:
+			// Try again: another waiting receiver may win, or the
+			// session may have closed.
+		case <-timer.C:
+			_, _ = r.WriteFrame(&anotherFrame)
+			return false
+		case <-r.Gone():
+			return false
+		}
+	}
+}
+
+// detach releases the receiver slot, finishes a polling answer, and starts
+// the expiry clock.
+func (s *Session) detach(r Receiver, carried bool) {
+	fin, finishing := r.(Finisher)
+	var settled chan struct{}
+	s.mu.Lock()
+	s.attached = false
+	if s.detached != nil {
+		close(s.detached)
+		s.detached = nil
+	}
+	if finishing {
+		settled = make(chan struct{})
+		s.settling = settled
+	}
+	s.mu.Unlock()
+
+	if finishing {
+		// Only now may the client see the answer end (and poll again).
+		if err := fin.Finish(); err != nil && carried {
+			s.closeLost(ReasonClient)
+		}
+		s.mu.Lock()
+		close(settled)
+		if s.settling == settled {
+			s.settling = nil
+		}
+		s.mu.Unlock()
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attached || s.state == stateExpired {
+		return // a new receiver came while the answer was being finished
+	}
+	if s.expiry == nil {
+		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
+	} else {
+		s.expiry.Reset(s.opts.DisconnectDelay)
+	}
+}
+
+// Attached reports whether a receiving connection is attached now.
+func (s *Session) Attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached
+}
+
+// closeLost closes the session with c[1002,"Connection interrupted"] after
+// a frame may have been lost on its way to the client. Messages queued
+// since are dropped, so that the close frame is the next thing the client
+// sees rather than messages after a gap.
+func (s *Session) closeLost(why CloseReason) {
+	s.mu.Lock()
+	if s.state < stateClosing {
+		clear(s.out)
+		s.out, s.outBytes = s.out[:0], 0
+		s.closeLocked(CodeInterrupted, ReasonInterrupt, why)
+	}
+	s.mu.Unlock()
+	s.wake()
+}

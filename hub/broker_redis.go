@@ -21,7 +21,7 @@ import (
 // documented defaults.
 type RedisBrokerOptions struct {
 	// Prefix of every key and pub/sub channel. Default "sockjsd:hub".
-	Prefix string
+	Prefix  string
 	History HistoryOptions
 	// NodeID names this node's presence counts. Default random.
 	NodeID string

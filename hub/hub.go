@@ -50,9 +50,9 @@ type Options struct {
 	Rules Rules
 	// Broker carries messages. Default a MemoryBroker with History.
 	Broker Broker
-	// History is the size of the history a subscribe with since may
-	// replay (the broker's own history settings bound what it keeps).
-	// Default 100.
+	// HistorySize is the most messages a subscribe with since replays
+	// (the broker's own history settings bound what it keeps). Default
+	// 100; negative: none.
 	HistorySize int
 	// PingInterval is how often each session is pinged to measure its
 	// round trip. Default 25s.
@@ -85,6 +85,7 @@ func (o Options) withDefaults() Options {
 	if o.Broker == nil {
 		o.Broker = NewMemoryBroker(MemoryBrokerOptions{History: HistoryOptions{Size: o.HistorySize}})
 	}
+	o.HistorySize = max(o.HistorySize, 0) // negative: none
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second
 	}

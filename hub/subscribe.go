@@ -104,6 +104,11 @@ func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) 
 	s.epoch, s.last = hist.Epoch, hist.Seq
 	if m.Since != nil {
 		ok := hist.Complete && (m.Epoch == "" || m.Epoch == hist.Epoch)
+		// The replay must reach the channel's position: a broker that
+		// keeps more than the hub replays cannot fill the rest.
+		if n := len(hist.Messages); ok && (n == 0 && *m.Since != hist.Seq || n > 0 && hist.Messages[n-1].Seq != hist.Seq) {
+			ok = false
+		}
 		recovered = &ok
 		if ok {
 			s.last = *m.Since

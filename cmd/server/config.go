@@ -32,6 +32,7 @@ type Config struct {
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	RedisURL        string
 	Hub             HubConfig
 }
 
@@ -54,6 +55,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest one write to a client may take")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node, in memory")
 	c.Hub.register(fs)
 
 	// Environment variables set defaults; flags override them.

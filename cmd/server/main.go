@@ -73,6 +73,7 @@ func run(cfg Config, log *slog.Logger) error {
 type server struct {
 	http     *http.Server
 	services []*transport.Handler
+	hub      *hubMount
 	log      *slog.Logger
 	stopping atomic.Bool
 }
@@ -87,16 +88,20 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	// Each feature wires itself in its own file (metrics.go, hub.go):
 	// the observer must be in opts before any service is built.
-	m := mountMetrics(r, &opts)
+	m, reg := mountMetrics(r, &opts)
 	svcs := services.Protocol(opts)
-	svcs = append(svcs, mountHub(r, cfg, opts, m, log)...)
+	hm, err := mountHub(r, cfg, opts, m, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	svcs = append(svcs, hm.Handlers...)
 	services.Mount(r, svcs...)
 
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log}
+	s := &server{services: svcs, log: log, hub: hm}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	web.Mount(r, cfg.ClientDir, log)
@@ -113,11 +118,18 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 // ready answers 503 once shutdown has begun, so load balancers stop
 // sending new sessions here.
-func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.hub.Ready(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("hub broker unavailable\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
@@ -145,6 +157,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	errs[0] = errors.Join(errs[0], s.hub.Close())
 	err := errors.Join(errs...)
 	if err != nil {
 		_ = s.http.Close()

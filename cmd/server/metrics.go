@@ -11,12 +11,13 @@ import (
 )
 
 // mountMetrics serves /metrics (our metrics, the Go runtime's and the
-// process's) and makes the metrics the sessions' observer.
-func mountMetrics(r *mux.Router, opts *transport.Options) *metrics.Metrics {
+// process's) and makes the metrics the sessions' observer. Features
+// register their own collectors on the returned registry.
+func mountMetrics(r *mux.Router, opts *transport.Options) (*metrics.Metrics, prometheus.Registerer) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	opts.Session.Observer = m
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return m
+	return m, reg
 }

@@ -27,6 +27,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("fallback", func(t *testing.T) { testFallback(t, b, res) })
 	t.Run("demo", func(t *testing.T) { testDemo(t, b) })
 	t.Run("hub", func(t *testing.T) { testHub(t, b) })
+	t.Run("hub-resume", func(t *testing.T) { testHubResume(t, b) })
 	t.Log("per-transport measurements (round trips are one message echoed at a time):\n" + res.String())
 }
 

@@ -82,6 +82,11 @@ type RedisBroker struct {
 	rdb  redis.UniversalClient
 	opts RedisBrokerOptions
 	ps   *redis.PubSub
+	// psMu orders SUBSCRIBE and UNSUBSCRIBE of a topic with the decisions
+	// to send them, so that an unsubscribe cannot overtake a later
+	// subscribe. Only those two paths take it (bounded by timeouts), never
+	// with the hub's locks held.
+	psMu sync.Mutex
 
 	mu    sync.RWMutex
 	chans map[string]*redisChan // by pub/sub channel name
@@ -197,6 +202,7 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Mes
 		return nil, ErrBrokerClosed
 	}
 	topic := b.topic(channel)
+	b.psMu.Lock()
 	b.mu.Lock()
 	rc := b.chans[topic]
 	fresh := rc == nil
@@ -208,12 +214,17 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Mes
 	id := b.next
 	rc.subs[id] = fn
 	b.mu.Unlock()
-	cancel := func() { b.unsubscribe(topic, rc, id) }
+	var err error
 	if fresh {
-		if err := b.ps.Subscribe(ctx, topic); err != nil {
-			cancel()
-			return nil, fmt.Errorf("redis subscribe: %w", err)
-		}
+		sctx, cancel := context.WithTimeout(ctx, b.opts.SubscribeTimeout)
+		err = b.ps.Subscribe(sctx, topic)
+		cancel()
+	}
+	b.psMu.Unlock()
+	cancel := func() { b.unsubscribe(topic, rc, id) }
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("redis subscribe: %w", err)
 	}
 	t := time.NewTimer(b.opts.SubscribeTimeout)
 	defer t.Stop()
@@ -230,6 +241,8 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Mes
 }
 
 func (b *RedisBroker) unsubscribe(topic string, rc *redisChan, id uint64) {
+	b.psMu.Lock()
+	defer b.psMu.Unlock()
 	b.mu.Lock()
 	delete(rc.subs, id)
 	last := len(rc.subs) == 0 && b.chans[topic] == rc

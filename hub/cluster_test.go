@@ -300,3 +300,18 @@ func waitUp(t *testing.T, b *hub.RedisBroker, want bool) {
 		time.Sleep(20 * time.Millisecond) // polling the broker's own reconnect loop, bounded
 	}
 }
+
+// TestRedisResubscribeChurn: the only subscriber leaving and a new one
+// coming at once must not leave the node unsubscribed at Redis.
+func TestRedisResubscribeChurn(t *testing.T) {
+	nodes, _ := startNodes(t, redisKind, 1, hub.HistoryOptions{})
+	c := dialHub(t, nodes[0].url+"/hub", client.WebSocket)
+	for i := 1; i <= 30; i++ {
+		c.send(`{"op":"subscribe","channel":"news"}`)
+		c.expect("subscribed", "seq", strconv.Itoa(i-1))
+		publish(t, nodes[0], "news", i, i)
+		c.expectSeqs("news", uint64(i), uint64(i))
+		c.send(`{"op":"unsubscribe","channel":"news"}`)
+		c.expect("unsubscribed")
+	}
+}

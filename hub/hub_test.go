@@ -48,7 +48,9 @@ var secret = []byte("test-secret-of-32-bytes-at-least!")
 func newEnv(t *testing.T, rules hub.Rules, apiKey string, sopts session.Options) *env {
 	t.Helper()
 	obs := &rttObserver{rtts: map[session.Transport]int{}}
-	h := hub.New(hub.Options{Rules: rules, PingInterval: 100 * time.Millisecond, MaxSubscriptions: 3, MaxDataBytes: 1024, Observer: obs})
+	// Every test client comes from 127.0.0.1: the fan-out test's 2,000
+	// sessions are 2,000 users as far as this limit is concerned.
+	h := hub.New(hub.Options{Rules: rules, PingInterval: 100 * time.Millisecond, MaxSubscriptions: 3, MaxSubscriptionsPerAddress: 10_000, MaxDataBytes: 1024, Observer: obs})
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	transport.New("/hub", transport.Options{Session: sopts}, h.Serve).Mount(r)

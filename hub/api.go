@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -45,6 +46,7 @@ func (a *API) Mount(r *mux.Router, prefix string) {
 	r.Handle(prefix+"/broadcast", a.guard(http.MethodPost, a.broadcast))
 	r.Handle(prefix+"/channels", a.guard(http.MethodGet, a.channels))
 	r.Handle(prefix+"/presence", a.guard(http.MethodGet, a.presence))
+	r.Handle(prefix+"/history", a.guard(http.MethodGet, a.history))
 }
 
 type apiError struct {
@@ -109,13 +111,28 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// checkPublish validates one channel and its data.
-func (a *API) checkPublish(w http.ResponseWriter, channel string, data json.RawMessage) bool {
+// checkChannel answers 400 for a missing or malformed channel name and 404
+// for a well-formed name no pattern allows.
+func (a *API) checkChannel(w http.ResponseWriter, channel string) bool {
 	switch {
 	case channel == "":
 		fail(w, http.StatusBadRequest, "bad_request", "channel is required")
+	case !validName.MatchString(channel):
+		fail(w, http.StatusBadRequest, "bad_channel", "channel names are 1-128 characters of A-Z a-z 0-9 _ . : -")
 	case !a.hub.opts.Rules.Exists(channel):
 		fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+channel)
+	default:
+		return true
+	}
+	return false
+}
+
+// checkPublish validates one channel and its data.
+func (a *API) checkPublish(w http.ResponseWriter, channel string, data json.RawMessage) bool {
+	if !a.checkChannel(w, channel) {
+		return false
+	}
+	switch {
 	case len(data) == 0:
 		fail(w, http.StatusBadRequest, "bad_request", "data is required")
 	case len(data) > a.hub.opts.MaxDataBytes:
@@ -187,12 +204,7 @@ func (a *API) channels(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	ch := r.URL.Query().Get("channel")
-	if ch == "" {
-		fail(w, http.StatusBadRequest, "bad_request", "the channel query parameter is required")
-		return
-	}
-	if !a.hub.opts.Rules.Exists(ch) {
-		fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+ch)
+	if !a.checkChannel(w, ch) {
 		return
 	}
 	n, err := a.hub.opts.Broker.Presence(r.Context(), ch)
@@ -201,4 +213,51 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channel": ch, "subscribers": n})
+}
+
+type historyMessage struct {
+	Seq  uint64          `json:"seq"`
+	Data json.RawMessage `json:"data"`
+}
+
+// history answers GET ?channel=C&since=N&limit=L: the messages after seq
+// N still held (oldest first, at most L, default and maximum the hub's
+// history size), the channel's epoch and latest seq, and complete=false
+// when history no longer reaches back to N.
+func (a *API) history(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ch := q.Get("channel")
+	if !a.checkChannel(w, ch) {
+		return
+	}
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "bad_request", "since must be a sequence number")
+			return
+		}
+		since = n
+	}
+	limit := a.hub.opts.HistorySize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail(w, http.StatusBadRequest, "bad_request", "limit must be a positive number")
+			return
+		}
+		limit = min(n, limit)
+	}
+	hist, err := a.hub.opts.Broker.History(r.Context(), ch, since, limit)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	msgs := make([]historyMessage, len(hist.Messages))
+	for i, m := range hist.Messages {
+		msgs[i] = historyMessage{m.Seq, m.Data}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"channel": ch, "epoch": hist.Epoch, "seq": hist.Seq, "complete": hist.Complete, "messages": msgs,
+	})
 }

@@ -4,29 +4,53 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Message is one publish on a channel, as the broker delivers it.
 type Message struct {
 	Channel string
-	Seq     uint64 // per channel, from 1, assigned by the broker
-	Data    json.RawMessage
+	// Epoch names one life of the channel's sequence: it changes when
+	// the broker forgot the channel (idle past its history TTL, a Redis
+	// restart) and its seq started again from 1.
+	Epoch string
+	Seq   uint64 // per channel, from 1, assigned by the broker
+	Data  json.RawMessage
+}
+
+// Position is where a channel's sequence stands: its epoch and the seq of
+// its latest message (0 if none).
+type Position struct {
+	Epoch string
+	Seq   uint64
+}
+
+// History is what a broker still holds of a channel after some seq.
+type History struct {
+	Position           // the channel's position when History was read
+	Messages []Message // seq > since, in order, at most limit
+	Complete bool      // Messages start right after since: nothing in between was forgotten
 }
 
 // Broker carries publishes between the hub's nodes. The memory broker is
-// the embedded default for one process; a networked broker (Redis) takes
-// its place for many nodes. The hub never assumes which: sequence numbers
+// the embedded default for one process; the Redis broker takes its place
+// for many nodes. The hub never assumes which: sequence numbers, history
 // and subscriber counts come from the broker.
 type Broker interface {
-	// Publish assigns the channel's next sequence number and delivers the
-	// message to every node subscribed to the channel, in sequence order.
+	// Publish assigns the channel's next sequence number, keeps the
+	// message in the channel's history and delivers it to every node
+	// subscribed to the channel, in sequence order.
 	Publish(ctx context.Context, channel string, data json.RawMessage) (uint64, error)
 	// Subscribe delivers the channel's messages to fn on this node, one
-	// at a time and in order, until the returned cancel is called. A node
-	// subscribes once per channel and fans out to its own sessions.
-	Subscribe(channel string, fn func(Message)) (cancel func(), err error)
-	// LastSeq is the channel's latest sequence number (0 if none).
-	LastSeq(ctx context.Context, channel string) (uint64, error)
+	// at a time, in order, with no gap and no duplicate within an epoch,
+	// until the returned cancel is called. Every message published after
+	// Subscribe returns is delivered. fn must not block.
+	Subscribe(ctx context.Context, channel string, fn func(Message)) (cancel func(), err error)
+	// Position is the channel's epoch and latest sequence number.
+	Position(ctx context.Context, channel string) (Position, error)
+	// History returns up to limit messages with seq > since still held,
+	// oldest first.
+	History(ctx context.Context, channel string, since uint64, limit int) (History, error)
 	// AddPresence adds delta to this node's subscriber count for channel.
 	AddPresence(channel string, delta int)
 	// Presence is the channel's subscriber count over every node.
@@ -39,3 +63,31 @@ type Broker interface {
 
 // ErrBrokerClosed is returned after Close.
 var ErrBrokerClosed = errors.New("hub: broker closed")
+
+// HistoryOptions are the history settings both brokers share.
+type HistoryOptions struct {
+	// Size is how many messages each channel keeps. Default 100;
+	// negative: no history.
+	Size int
+	// TTL is how long a message stays in history. Default 5m.
+	TTL time.Duration
+}
+
+// Default history settings.
+const (
+	DefaultHistorySize = 100
+	DefaultHistoryTTL  = 5 * time.Minute
+)
+
+func (o HistoryOptions) withDefaults() HistoryOptions {
+	if o.Size == 0 {
+		o.Size = DefaultHistorySize
+	}
+	if o.Size < 0 {
+		o.Size = 0
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultHistoryTTL
+	}
+	return o
+}

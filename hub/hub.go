@@ -1,14 +1,15 @@
 // Package hub is a pub/sub hub over SockJS: browsers subscribe to channels
 // over whatever transport they could open, and backends publish through an
 // HTTP API. Messages go through a Broker, so that many nodes can share
-// channels.
+// channels, and a channel's recent history lets a subscriber that comes
+// back resume where it left off.
 package hub
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -24,6 +25,21 @@ type Observer interface {
 	SubscriberDropped(t session.Transport)
 }
 
+// RefusalObserver, when the Observer implements it too, counts requests
+// the hub refused because of a limit or a right: reason is one of the
+// Refused* constants (a bounded set, fit for a metric label).
+type RefusalObserver interface {
+	Refused(reason string)
+}
+
+// Refusal reasons.
+const (
+	RefusedSessionLimit = "session_limit" // MaxSubscriptions
+	RefusedAddressLimit = "address_limit" // MaxSubscriptionsPerAddress
+	RefusedChannelLimit = "channel_limit" // MaxChannels
+	RefusedForbidden    = "forbidden"     // no right to subscribe or publish
+)
+
 type nopObserver struct{}
 
 func (nopObserver) ObservePingRTT(session.Transport, time.Duration) {}
@@ -32,13 +48,20 @@ func (nopObserver) SubscriberDropped(session.Transport)             {}
 // Options configure a Hub. Zero values mean the documented defaults.
 type Options struct {
 	Rules Rules
-	// Broker carries messages. Default a MemoryBroker.
+	// Broker carries messages. Default a MemoryBroker with History.
 	Broker Broker
+	// HistorySize is the most messages a subscribe with since replays
+	// (the broker's own history settings bound what it keeps). Default
+	// 100; negative: none.
+	HistorySize int
 	// PingInterval is how often each session is pinged to measure its
 	// round trip. Default 25s.
 	PingInterval time.Duration
 	// MaxSubscriptions per session. Default 100.
 	MaxSubscriptions int
+	// MaxSubscriptionsPerAddress bounds the subscriptions of every session
+	// from one client IP address together. Default 1,000.
+	MaxSubscriptionsPerAddress int
 	// MaxDataBytes bounds the data of one publish. Default 64 KiB.
 	MaxDataBytes int
 	// MaxChannels bounds the channels with local subscribers. Default 100,000.
@@ -47,22 +70,36 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
+// Defaults of Options.
+const (
+	DefaultMaxSubscriptions           = 100
+	DefaultMaxSubscriptionsPerAddress = 1000
+	DefaultMaxChannels                = 100_000
+)
+
 func (o Options) withDefaults() Options {
 	o.Rules = o.Rules.withDefaults()
-	if o.Broker == nil {
-		o.Broker = NewMemoryBroker()
+	if o.HistorySize == 0 {
+		o.HistorySize = DefaultHistorySize
 	}
+	if o.Broker == nil {
+		o.Broker = NewMemoryBroker(MemoryBrokerOptions{History: HistoryOptions{Size: o.HistorySize}})
+	}
+	o.HistorySize = max(o.HistorySize, 0) // negative: none
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second
 	}
 	if o.MaxSubscriptions <= 0 {
-		o.MaxSubscriptions = 100
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.MaxSubscriptionsPerAddress <= 0 {
+		o.MaxSubscriptionsPerAddress = DefaultMaxSubscriptionsPerAddress
 	}
 	if o.MaxDataBytes <= 0 {
 		o.MaxDataBytes = 64 << 10
 	}
 	if o.MaxChannels <= 0 {
-		o.MaxChannels = 100_000
+		o.MaxChannels = DefaultMaxChannels
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -75,22 +112,22 @@ func (o Options) withDefaults() Options {
 
 // Hub routes channel messages between sessions and the broker.
 type Hub struct {
-	opts Options
+	opts    Options
+	refused func(string)
 
 	mu       sync.Mutex
 	channels map[string]*local
-}
-
-// local is one channel's subscribers on this node.
-type local struct {
-	mu     sync.Mutex
-	subs   map[*client]struct{}
-	cancel func()
+	perAddr  map[string]int // subscriptions by client address
 }
 
 // New returns a Hub.
 func New(opts Options) *Hub {
-	return &Hub{opts: opts.withDefaults(), channels: map[string]*local{}}
+	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}}
+	h.refused = func(string) {}
+	if r, ok := h.opts.Observer.(RefusalObserver); ok {
+		h.refused = r.Refused
+	}
+	return h
 }
 
 // Broker is the hub's broker.
@@ -101,19 +138,30 @@ func (h *Hub) Rules() Rules { return h.opts.Rules }
 
 type client struct {
 	s    *session.Session
-	subs map[string]bool
+	addr string
+	subs map[string]*sub // touched by the session's handler only
 
 	pingMu   sync.Mutex
 	pingID   int64
 	pingSent time.Time
 }
 
+// addrOf is the client IP a session counts against: the connection's, not
+// a header's, so that a client cannot pick it.
+func addrOf(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
 // Serve is the SockJS session handler: mount it with transport.New.
 func (h *Hub) Serve(s *session.Session) {
-	c := &client{s: s, subs: map[string]bool{}}
+	req := s.Request()
+	c := &client{s: s, addr: addrOf(req.RemoteAddr), subs: map[string]*sub{}}
 	defer func() {
 		for ch := range c.subs {
-			h.unsubscribe(c, ch)
+			h.leave(c, ch)
 		}
 	}()
 	var ping *time.Timer
@@ -124,7 +172,7 @@ func (h *Hub) Serve(s *session.Session) {
 		}
 	})
 	defer ping.Stop()
-	token := s.Request().Query.Get("token")
+	token := req.Query.Get("token")
 	ctx := s.Context()
 	for {
 		raw, err := s.Recv(ctx)
@@ -138,17 +186,16 @@ func (h *Hub) Serve(s *session.Session) {
 		}
 		switch m.Op {
 		case "subscribe":
-			h.handleSubscribe(c, m.Channel, token)
+			h.handleSubscribe(ctx, c, m, token)
 		case "unsubscribe":
-			if !c.subs[m.Channel] {
+			if c.subs[m.Channel] == nil {
 				h.send(c, encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
 				continue
 			}
-			h.unsubscribe(c, m.Channel)
-			delete(c.subs, m.Channel)
+			h.leave(c, m.Channel)
 			h.send(c, encodeChannelOp("unsubscribed", m.Channel, 0))
 		case "publish":
-			h.handlePublish(ctx, c, m)
+			h.handlePublish(ctx, c, m, token)
 		case "pong":
 			c.pingMu.Lock()
 			if m.ID == c.pingID && !c.pingSent.IsZero() {
@@ -191,42 +238,28 @@ func (h *Hub) send(c *client, msg string) bool {
 	return true
 }
 
-func (h *Hub) handleSubscribe(c *client, ch, token string) {
-	switch {
-	case !h.opts.Rules.Exists(ch):
-		h.send(c, encodeError(CodeUnknownChan, "no such channel", ch))
-		return
-	case c.subs[ch]:
-		h.send(c, encodeChannelOp("subscribed", ch, 0))
-		return
-	case len(c.subs) >= h.opts.MaxSubscriptions:
-		h.send(c, encodeError(CodeTooMany, "subscription limit reached", ch))
-		return
-	}
-	if err := h.opts.Rules.checkToken(token, ch); err != nil {
-		h.send(c, encodeError(CodeForbidden, err.Error(), ch))
-		return
-	}
-	if err := h.subscribe(c, ch); err != nil {
-		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
-		return
-	}
-	c.subs[ch] = true
-	seq, _ := h.opts.Broker.LastSeq(c.s.Context(), ch)
-	h.send(c, encodeChannelOp("subscribed", ch, seq))
-}
-
-func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg) {
+func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg, token string) {
 	switch {
 	case !h.opts.Rules.Exists(m.Channel):
 		h.send(c, encodeError(CodeUnknownChan, "no such channel", m.Channel))
 	case !h.opts.Rules.CanPublish(m.Channel):
+		h.refused(RefusedForbidden)
 		h.send(c, encodeError(CodeForbidden, "browsers may not publish here", m.Channel))
+	case !h.opts.Rules.PublishUnsubscribed && c.subs[m.Channel] == nil:
+		h.refused(RefusedForbidden)
+		h.send(c, encodeError(CodeForbidden, "subscribe to a channel before publishing to it", m.Channel))
 	case len(m.Data) == 0:
 		h.send(c, encodeError(CodeBadRequest, "data is required", m.Channel))
 	case len(m.Data) > h.opts.MaxDataBytes:
 		h.send(c, encodeError(CodeTooLarge, "data over the size limit", m.Channel))
 	default:
+		// Publishing needs the same right as reading: checked on every
+		// publish, since the token may have expired since the subscribe.
+		if err := h.opts.Rules.checkToken(token, m.Channel); err != nil {
+			h.refused(RefusedForbidden)
+			h.send(c, encodeError(CodeForbidden, err.Error(), m.Channel))
+			return
+		}
 		seq, err := h.Publish(ctx, m.Channel, m.Data)
 		if err != nil {
 			h.send(c, encodeError(CodeUnavailable, err.Error(), m.Channel))
@@ -239,73 +272,4 @@ func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg) {
 // Publish publishes data (valid JSON) on channel through the broker.
 func (h *Hub) Publish(ctx context.Context, channel string, data json.RawMessage) (uint64, error) {
 	return h.opts.Broker.Publish(ctx, channel, data)
-}
-
-var errTooManyChannels = errors.New("too many channels")
-
-// subscribe adds c to channel ch, subscribing this node to the broker for
-// the first local subscriber.
-func (h *Hub) subscribe(c *client, ch string) error {
-	h.mu.Lock()
-	l := h.channels[ch]
-	if l == nil {
-		if len(h.channels) >= h.opts.MaxChannels {
-			h.mu.Unlock()
-			return errTooManyChannels
-		}
-		l = &local{subs: map[*client]struct{}{}}
-		cancel, err := h.opts.Broker.Subscribe(ch, func(m Message) { h.deliver(l, m) })
-		if err != nil {
-			h.mu.Unlock()
-			return err
-		}
-		l.cancel = cancel
-		h.channels[ch] = l
-	}
-	l.mu.Lock()
-	l.subs[c] = struct{}{}
-	l.mu.Unlock()
-	h.mu.Unlock()
-	h.opts.Broker.AddPresence(ch, 1)
-	return nil
-}
-
-func (h *Hub) unsubscribe(c *client, ch string) {
-	h.mu.Lock()
-	l := h.channels[ch]
-	if l == nil {
-		h.mu.Unlock()
-		return
-	}
-	l.mu.Lock()
-	_, was := l.subs[c]
-	delete(l.subs, c)
-	empty := len(l.subs) == 0
-	l.mu.Unlock()
-	if empty {
-		delete(h.channels, ch)
-		l.cancel()
-	}
-	h.mu.Unlock()
-	if was {
-		h.opts.Broker.AddPresence(ch, -1)
-	}
-}
-
-// deliver fans one message out to the channel's local subscribers. The
-// frame is encoded once; Send never blocks, so a slow subscriber delays
-// no one: one whose queue overflows is closed by the session (3009) and
-// counted here.
-func (h *Hub) deliver(l *local, m Message) {
-	frame := EncodeMessage(m.Channel, m.Seq, m.Data)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for c := range l.subs {
-		if !h.send(c, frame) {
-			// Closed, by overflow or otherwise: stop counting it now
-			// rather than when its handler gets round to leaving.
-			delete(l.subs, c)
-			h.opts.Broker.AddPresence(m.Channel, -1)
-		}
-	}
 }

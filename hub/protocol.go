@@ -10,6 +10,7 @@ import (
 // From the client:
 //
 //	{"op":"subscribe","channel":"news"}
+//	{"op":"subscribe","channel":"news","since":N,"epoch":"E"}   resume after seq N of epoch E (epoch optional)
 //	{"op":"unsubscribe","channel":"news"}
 //	{"op":"publish","channel":"news","data":<any JSON>}
 //	{"op":"pong","id":N}
@@ -17,7 +18,11 @@ import (
 // From the server:
 //
 //	{"op":"message","channel":"news","seq":N,"data":<any JSON>}   seq counts per channel from 1
-//	{"op":"subscribed","channel":"news","seq":N}                 seq: the channel's last sequence number
+//	{"op":"subscribed","channel":"news","seq":N,"epoch":"E"}     seq: the channel's last sequence number
+//	{"op":"subscribed",...,"recovered":true}   with since: the messages after since follow, then live ones
+//	{"op":"subscribed",...,"recovered":false}  with since: history no longer reaches back to since (or the
+//	                                           channel's epoch changed): reload state; live messages follow.
+//	                                           Also sent, unasked, when a live channel's epoch changes.
 //	{"op":"unsubscribed","channel":"news"}
 //	{"op":"published","channel":"news","seq":N}                  acknowledges a browser publish
 //	{"op":"error","code":"...","message":"...","channel":"news"}
@@ -29,18 +34,21 @@ type clientMsg struct {
 	Channel string          `json:"channel"`
 	Data    json.RawMessage `json:"data"`
 	ID      int64           `json:"id"`
+	Since   *uint64         `json:"since"`
+	Epoch   string          `json:"epoch"`
 }
 
 // Error codes.
 const (
-	CodeBadRequest    = "bad_request"     // not a JSON object, or a field missing
-	CodeUnknownOp     = "unknown_op"      // op is none of the above
-	CodeUnknownChan   = "unknown_channel" // no channel pattern allows this name
-	CodeForbidden     = "forbidden"       // token missing, invalid, expired, or not for this channel; or publish not allowed
-	CodeTooMany       = "too_many_subscriptions"
-	CodeTooLarge      = "too_large" // data over the size limit
-	CodeNotSubscribed = "not_subscribed"
-	CodeUnavailable   = "unavailable" // the broker failed
+	CodeBadRequest      = "bad_request"            // not a JSON object, or a field missing
+	CodeUnknownOp       = "unknown_op"             // op is none of the above
+	CodeUnknownChan     = "unknown_channel"        // no channel pattern allows this name
+	CodeForbidden       = "forbidden"              // token missing, invalid, expired, or not for this channel; or publish not allowed
+	CodeTooMany         = "too_many_subscriptions" // the session's or the address's subscription limit
+	CodeTooManyChannels = "too_many_channels"      // this node's channel limit
+	CodeTooLarge        = "too_large"              // data over the size limit
+	CodeNotSubscribed   = "not_subscribed"
+	CodeUnavailable     = "unavailable" // the broker failed
 )
 
 type errorMsg struct {
@@ -59,6 +67,19 @@ type channelMsg struct {
 	Op      string `json:"op"`
 	Channel string `json:"channel"`
 	Seq     uint64 `json:"seq,omitempty"`
+}
+
+type subscribedMsg struct {
+	Op        string `json:"op"`
+	Channel   string `json:"channel"`
+	Seq       uint64 `json:"seq"`
+	Epoch     string `json:"epoch,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"`
+}
+
+func encodeSubscribed(channel string, p Position, recovered *bool) string {
+	b, _ := json.Marshal(subscribedMsg{"subscribed", channel, p.Seq, p.Epoch, recovered})
+	return string(b)
 }
 
 func encodeChannelOp(op, channel string, seq uint64) string {

@@ -18,6 +18,10 @@ type Rules struct {
 	// BrowserPublish: channels browsers may publish to. Default none:
 	// only backends publish, through the HTTP API.
 	BrowserPublish []string
+	// PublishUnsubscribed lets a browser publish to a channel it is not
+	// subscribed to. Default false: a browser publishes only where it
+	// reads, and, with TokenSecret, only with a token for the channel.
+	PublishUnsubscribed bool
 	// TokenSecret, when set, makes subscribing require a token: an
 	// HMAC-SHA256 JWT passed as the `token` query parameter of the SockJS
 	// URL, with an `exp` and a `channels` claim (a list of patterns).
@@ -60,7 +64,7 @@ type Claims struct {
 
 // Token errors.
 var (
-	ErrNoToken    = errors.New("a token is required to subscribe")
+	ErrNoToken    = errors.New("a token is required for this channel")
 	ErrBadToken   = errors.New("invalid token")
 	ErrNotAllowed = errors.New("the token does not allow this channel")
 )

@@ -54,7 +54,13 @@ func (l originList) allows(origin string) bool {
 			return false
 		}
 		for _, s := range l.suffixes {
-			if u.Scheme == s.scheme && strings.HasSuffix(u.Host, s.suffix) {
+			// "https://*.example.com" allows any port; with a port
+			// ("https://*.example.com:8443") only that one.
+			host := u.Hostname()
+			if strings.Contains(s.suffix, ":") {
+				host = u.Host
+			}
+			if u.Scheme == s.scheme && strings.HasSuffix(host, s.suffix) && len(host) > len(s.suffix) {
 				return true
 			}
 		}

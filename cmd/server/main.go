@@ -73,6 +73,7 @@ func run(cfg Config, log *slog.Logger) error {
 type server struct {
 	http     *http.Server
 	services []*transport.Handler
+	hub      *hubMount
 	log      *slog.Logger
 	stopping atomic.Bool
 	exec     *execMount   // programs run per session, reaped at shutdown
@@ -103,7 +104,13 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	svcs = append(svcs, services.Demo(opts, cfg.PingInterval))
 	hubOpts := opts
 	hubOpts.PingInterval = cfg.PingInterval
-	svcs = append(svcs, mountHub(r, cfg, hubOpts, m, log)...)
+	hm, err := mountHub(r, cfg, hubOpts, m, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	svcs = append(svcs, hm.Handlers...)
+	// /readyz waits for the hub's broker too (Redis in cluster mode).
+	checks = append(checks, hm.Ready)
 	ex, err := mountExec(r, cfg, opts, m, log)
 	if err != nil {
 		return nil, err
@@ -115,7 +122,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log, exec: ex, checks: checks}
+	s := &server{services: svcs, log: log, hub: hm, exec: ex, checks: checks}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -179,6 +186,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs[len(errs)-1] = s.exec.shutdown(ctx)
 	}()
 	wg.Wait()
+	errs[0] = errors.Join(errs[0], s.hub.Close())
 	err := errors.Join(errs...)
 	if err != nil {
 		_ = s.http.Close()

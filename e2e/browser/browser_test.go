@@ -29,6 +29,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("demo-layout", func(t *testing.T) { testLayout(t, b) })
 	t.Run("service-ping", func(t *testing.T) { testServicePing(t, b) })
 	t.Run("hub", func(t *testing.T) { testHub(t, b) })
+	t.Run("hub-resume", func(t *testing.T) { testHubResume(t, b) })
 	t.Log("per-transport measurements (round trips are one message echoed at a time):\n" + res.String())
 }
 

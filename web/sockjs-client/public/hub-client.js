@@ -9,6 +9,8 @@
  *     onopen: function (info) {},     // {transport, connectMs}
  *     onmessage: function (m) {},     // {channel, seq, data}
  *     onevent: function (m) {},       // every other server message: subscribed, published, error…
+ *     onreset: function (r) {},       // {channel, seq}: messages may have been missed (history did not
+ *                                     // reach back far enough): reload the channel's state
  *     onclose: function (ev) {}
  *   });
  *   hub.subscribe('chat.lobby');
@@ -18,6 +20,13 @@
  *
  * Pings ({"op":"ping","id":N}) are answered with pongs at once, so the
  * server measures this page's round trip on its transport.
+ *
+ * Every reopen resumes each subscription where it left off: the subscribe
+ * carries the last seq seen (and the channel's epoch), and the server
+ * replays what was missed from the channel's history before live messages
+ * ("recovered":true). When history no longer reaches back that far, the
+ * server says "recovered":false and onreset is called. hub.channels[ch]
+ * is {seq, epoch}: the position of the last message seen.
  */
 (function (global) {
   'use strict';
@@ -38,7 +47,7 @@
         self.transport = info.transport;
         for (ch in self.channels) {
           if (Object.prototype.hasOwnProperty.call(self.channels, ch)) {
-            self._send({op: 'subscribe', channel: ch});
+            self._send(self._subscribeMsg(ch));
           }
         }
         if (opts.onopen) { opts.onopen(info); }
@@ -56,8 +65,17 @@
     return this._conn.send(JSON.stringify(obj));
   };
 
+  Hub.prototype._subscribeMsg = function (ch) {
+    var st = this.channels[ch], m = {op: 'subscribe', channel: ch};
+    if (st.seq !== null) {
+      m.since = st.seq;
+      if (st.epoch) { m.epoch = st.epoch; }
+    }
+    return m;
+  };
+
   Hub.prototype._receive = function (raw) {
-    var m;
+    var m, st;
     try {
       m = JSON.parse(raw);
     } catch (e) {
@@ -67,17 +85,29 @@
       this._send({op: 'pong', id: m.id});
       return;
     }
+    st = m.channel !== undefined && Object.prototype.hasOwnProperty.call(this.channels, m.channel) ? this.channels[m.channel] : null;
     if (m.op === 'message') {
+      if (st) { st.seq = m.seq; }
       if (this._opts.onmessage) { this._opts.onmessage({channel: m.channel, seq: m.seq, data: m.data}); }
       return;
+    }
+    if (m.op === 'subscribed' && st) {
+      if (m.epoch) { st.epoch = m.epoch; }
+      // recovered:true: the missed messages follow and move seq on;
+      // otherwise start from the channel's position now.
+      if (m.recovered !== true) { st.seq = m.seq; }
+      if (m.recovered === false && this._opts.onreset) { this._opts.onreset({channel: m.channel, seq: m.seq}); }
     }
     if (this._opts.onevent) { this._opts.onevent(m); }
   };
 
-  // subscribe remembers the channel, so that a reconnect renews it.
+  // subscribe remembers the channel and where it stands, so that a
+  // reconnect resumes it.
   Hub.prototype.subscribe = function (channel) {
-    this.channels[channel] = true;
-    return this._send({op: 'subscribe', channel: channel});
+    if (!Object.prototype.hasOwnProperty.call(this.channels, channel)) {
+      this.channels[channel] = {seq: null, epoch: ''};
+    }
+    return this._send(this._subscribeMsg(channel));
   };
 
   Hub.prototype.unsubscribe = function (channel) {

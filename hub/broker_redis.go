@@ -1,0 +1,350 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisBrokerOptions configure a RedisBroker. Zero values mean the
+// documented defaults.
+type RedisBrokerOptions struct {
+	// Prefix of every key and pub/sub channel. Default "sockjsd:hub".
+	Prefix  string
+	History HistoryOptions
+	// NodeID names this node's presence counts. Default random.
+	NodeID string
+	// PresenceTTL is how long a node's presence counts outlive its last
+	// heartbeat (sent every third of it): how soon a dead node's
+	// subscribers stop being counted. Default 5s.
+	PresenceTTL time.Duration
+	// SubscribeTimeout bounds waiting for Redis to confirm a new channel
+	// subscription. Default 5s.
+	SubscribeTimeout time.Duration
+	Logger           *slog.Logger
+}
+
+func (o RedisBrokerOptions) withDefaults() RedisBrokerOptions {
+	if o.Prefix == "" {
+		o.Prefix = "sockjsd:hub"
+	}
+	o.History = o.History.withDefaults()
+	if o.NodeID == "" {
+		o.NodeID = randomID()
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = 5 * time.Second
+	}
+	if o.SubscribeTimeout <= 0 {
+		o.SubscribeTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// RedisBroker is the Broker of a cluster of nodes sharing one Redis.
+//
+// What Redis holds, per channel C (keys hash-tagged on C, so a Redis
+// Cluster keeps them in one slot):
+//   - {P}:{C}:meta, a hash of the channel's seq and epoch;
+//   - {P}:{C}:stream, a stream of its last History.Size messages (ID
+//     "<seq>-0", fields d = data, t = publish time in ms);
+//
+// both expiring History.TTL after the channel's latest publish (or, while
+// a node has subscribers, after that node's last keep-alive of them). Per
+// node: {P}:presence:<node>, a hash of subscriber counts by channel, and
+// its entry in the sorted set {P}:nodes, both expiring PresenceTTL after
+// the node's last heartbeat.
+//
+// A publish runs one Lua script: the seq increment, the stream append and
+// the PUBLISH are atomic, so that a node that misses a pub/sub message
+// (a reconnect) finds it in the stream by seq.
+type RedisBroker struct {
+	rdb  redis.UniversalClient
+	opts RedisBrokerOptions
+	ps   *redis.PubSub
+	// psMu orders SUBSCRIBE and UNSUBSCRIBE of a topic with the decisions
+	// to send them, so that an unsubscribe cannot overtake a later
+	// subscribe. Only those two paths take it (bounded by timeouts), never
+	// with the hub's locks held.
+	psMu sync.Mutex
+
+	mu    sync.RWMutex
+	chans map[string]*redisChan // by pub/sub channel name
+	next  uint64
+
+	pmu      sync.Mutex
+	local    map[string]int  // this node's presence counts
+	dirty    map[string]bool // changed since the last heartbeat
+	fullSync bool            // Redis may have lost our counts: write them all
+
+	subUp   atomic.Bool // the pub/sub connection is live
+	beatUp  atomic.Bool // the last heartbeat reached Redis
+	closed  atomic.Bool
+	stop    chan struct{}
+	done    sync.WaitGroup
+	closeMu sync.Once
+}
+
+// redisChan is one channel this node subscribes to.
+type redisChan struct {
+	name      string
+	subs      map[uint64]func(Message) // under RedisBroker.mu
+	confirmed chan struct{}            // closed on Redis's first confirmation
+	once      sync.Once
+
+	// Delivery state, touched by the receive loop only.
+	known bool
+	epoch string
+	last  uint64
+}
+
+// NewRedisBroker returns a broker on rdb and starts its receive loop and
+// heartbeat. It does not fail when Redis is down: it keeps trying, and
+// Up reports whether it is connected.
+func NewRedisBroker(rdb redis.UniversalClient, opts RedisBrokerOptions) (*RedisBroker, error) {
+	if rdb == nil {
+		return nil, errors.New("hub: NewRedisBroker needs a Redis client")
+	}
+	b := &RedisBroker{
+		rdb: rdb, opts: opts.withDefaults(), chans: map[string]*redisChan{},
+		local: map[string]int{}, dirty: map[string]bool{}, fullSync: true, stop: make(chan struct{}),
+	}
+	b.ps = rdb.Subscribe(context.Background())
+	b.done.Add(2)
+	go b.receive()
+	go b.heartbeat()
+	return b, nil
+}
+
+func (b *RedisBroker) metaKey(ch string) string   { return b.opts.Prefix + ":{" + ch + "}:meta" }
+func (b *RedisBroker) streamKey(ch string) string { return b.opts.Prefix + ":{" + ch + "}:stream" }
+func (b *RedisBroker) topic(ch string) string     { return b.opts.Prefix + ":{" + ch + "}" }
+func (b *RedisBroker) nodesKey() string           { return b.opts.Prefix + ":nodes" }
+func (b *RedisBroker) presenceKey(node string) string {
+	return b.opts.Prefix + ":presence:" + node
+}
+
+// Up reports whether the broker is connected to Redis: its pub/sub
+// connection is live and its last heartbeat got through. For readiness
+// checks and the sockjs_broker_up gauge.
+func (b *RedisBroker) Up() bool { return b.subUp.Load() && b.beatUp.Load() }
+
+// Ping checks Redis with a round trip: for /readyz.
+func (b *RedisBroker) Ping(ctx context.Context) error {
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	if !b.subUp.Load() {
+		return errors.New("redis: pub/sub connection not up")
+	}
+	return nil
+}
+
+// publishScript: KEYS meta, stream; ARGV data, size, ttl ms, topic, a new
+// epoch (used when the channel starts from seq 1).
+var publishScript = redis.NewScript(`
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local epoch
+if seq == 1 then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
+else
+  epoch = redis.call('HGET', KEYS[1], 'epoch')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if tonumber(ARGV[2]) > 0 then
+  local t = redis.call('TIME')
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'd', ARGV[1], 't', t[1] * 1000 + math.floor(t[2] / 1000))
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], epoch .. ' ' .. seq .. ' ' .. ARGV[1])
+return seq
+`)
+
+// Publish implements Broker.
+func (b *RedisBroker) Publish(ctx context.Context, channel string, data json.RawMessage) (uint64, error) {
+	if b.closed.Load() {
+		return 0, ErrBrokerClosed
+	}
+	seq, err := publishScript.Run(ctx, b.rdb, []string{b.metaKey(channel), b.streamKey(channel)},
+		string(data), b.opts.History.Size, b.opts.History.TTL.Milliseconds(), b.topic(channel), randomID()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis publish: %w", err)
+	}
+	return uint64(seq), nil
+}
+
+// Subscribe implements Broker: it returns once Redis confirmed the
+// subscription, so that every later publish reaches fn.
+func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Message)) (func(), error) {
+	if b.closed.Load() {
+		return nil, ErrBrokerClosed
+	}
+	topic := b.topic(channel)
+	b.psMu.Lock()
+	b.mu.Lock()
+	rc := b.chans[topic]
+	fresh := rc == nil
+	if fresh {
+		rc = &redisChan{name: channel, subs: map[uint64]func(Message){}, confirmed: make(chan struct{})}
+		b.chans[topic] = rc
+	}
+	b.next++
+	id := b.next
+	rc.subs[id] = fn
+	b.mu.Unlock()
+	var err error
+	if fresh {
+		sctx, cancel := context.WithTimeout(ctx, b.opts.SubscribeTimeout)
+		err = b.ps.Subscribe(sctx, topic)
+		cancel()
+	}
+	b.psMu.Unlock()
+	cancel := func() { b.unsubscribe(topic, rc, id) }
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("redis subscribe: %w", err)
+	}
+	t := time.NewTimer(b.opts.SubscribeTimeout)
+	defer t.Stop()
+	select {
+	case <-rc.confirmed:
+		return cancel, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, ctx.Err()
+	case <-t.C:
+		cancel()
+		return nil, errors.New("redis subscribe: no confirmation from Redis")
+	}
+}
+
+func (b *RedisBroker) unsubscribe(topic string, rc *redisChan, id uint64) {
+	b.psMu.Lock()
+	defer b.psMu.Unlock()
+	b.mu.Lock()
+	delete(rc.subs, id)
+	last := len(rc.subs) == 0 && b.chans[topic] == rc
+	if last {
+		delete(b.chans, topic)
+	}
+	b.mu.Unlock()
+	if last && !b.closed.Load() {
+		// Best effort: a stale subscription only costs messages we drop.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = b.ps.Unsubscribe(ctx, topic)
+	}
+}
+
+// Position implements Broker.
+func (b *RedisBroker) Position(ctx context.Context, channel string) (Position, error) {
+	v, err := b.rdb.HMGet(ctx, b.metaKey(channel), "seq", "epoch").Result()
+	if err != nil {
+		return Position{}, fmt.Errorf("redis position: %w", err)
+	}
+	return parseMeta(v), nil
+}
+
+func parseMeta(v []any) Position {
+	var p Position
+	if len(v) == 2 {
+		if s, ok := v[0].(string); ok {
+			p.Seq, _ = strconv.ParseUint(s, 10, 64)
+		}
+		if s, ok := v[1].(string); ok {
+			p.Epoch = s
+		}
+	}
+	return p
+}
+
+// History implements Broker: the meta, Redis's clock and the stream read
+// in one transaction.
+func (b *RedisBroker) History(ctx context.Context, channel string, since uint64, limit int) (History, error) {
+	var meta *redis.SliceCmd
+	var now *redis.TimeCmd
+	var xs *redis.XMessageSliceCmd
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		meta = p.HMGet(ctx, b.metaKey(channel), "seq", "epoch")
+		now = p.Time(ctx)
+		xs = p.XRange(ctx, b.streamKey(channel), "-", "+")
+		return nil
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("redis history: %w", err)
+	}
+	h := History{Position: parseMeta(meta.Val())}
+	cutoff := now.Val().Add(-b.opts.History.TTL).UnixMilli()
+	first := h.Seq + 1
+	var msgs []Message
+	for _, x := range xs.Val() {
+		seq, t, data, ok := parseEntry(x)
+		if !ok || t < cutoff || seq > h.Seq {
+			continue
+		}
+		if first > h.Seq {
+			first = seq
+		}
+		if seq > since && len(msgs) < limit {
+			msgs = append(msgs, Message{Channel: channel, Epoch: h.Epoch, Seq: seq, Data: data})
+		}
+	}
+	h.Complete = since <= h.Seq && since+1 >= first
+	if h.Complete {
+		h.Messages = msgs
+	}
+	return h, nil
+}
+
+func parseEntry(x redis.XMessage) (seq uint64, t int64, data json.RawMessage, ok bool) {
+	id, _, _ := strings.Cut(x.ID, "-")
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return 0, 0, nil, false
+	}
+	d, _ := x.Values["d"].(string)
+	ts, _ := x.Values["t"].(string)
+	t, _ = strconv.ParseInt(ts, 10, 64)
+	return seq, t, json.RawMessage(d), true
+}
+
+// Close implements Broker: it stops the loops and withdraws this node's
+// presence.
+func (b *RedisBroker) Close() error {
+	b.closeMu.Do(func() {
+		b.closed.Store(true)
+		close(b.stop)
+		_ = b.ps.Close()
+		b.done.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, b.presenceKey(b.opts.NodeID))
+			p.ZRem(ctx, b.nodesKey(), b.opts.NodeID)
+			return nil
+		})
+	})
+	return nil
+}

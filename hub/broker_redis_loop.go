@@ -1,0 +1,346 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// receive reads the pub/sub connection until Close. go-redis reconnects
+// and resubscribes on the next read after an error; each resubscription
+// is confirmed to us, and the channel then catches up from its stream
+// what it missed meanwhile.
+func (b *RedisBroker) receive() {
+	defer b.done.Done()
+	ctx := context.Background()
+	backoff := 50 * time.Millisecond
+	idle := b.opts.PresenceTTL / 3
+	for !b.closed.Load() {
+		msg, err := b.ps.ReceiveTimeout(ctx, idle)
+		if err != nil {
+			if b.closed.Load() {
+				return
+			}
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet: check the connection is still there.
+				if perr := b.ps.Ping(ctx); perr != nil {
+					b.down(perr)
+				}
+				continue
+			}
+			b.down(err)
+			// Wait before reconnecting (a retry loop's pause, not a
+			// synchronisation), unless closing.
+			select {
+			case <-b.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if !b.subUp.Swap(true) {
+			b.opts.Logger.Info("hub: redis pub/sub connected")
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.confirmed(m.Channel)
+			}
+		case *redis.Message:
+			b.onMessage(m.Channel, m.Payload)
+		}
+	}
+}
+
+func (b *RedisBroker) down(err error) {
+	if b.subUp.Swap(false) {
+		b.opts.Logger.Warn("hub: redis pub/sub connection lost, reconnecting", "err", err)
+	}
+}
+
+// chanFor returns the channel state of a topic (nil when no longer
+// subscribed).
+func (b *RedisBroker) chanFor(topic string) *redisChan {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.chans[topic]
+}
+
+// confirmed handles Redis's confirmation of a (re)subscription: a first
+// one learns where the channel stands; a later one, after a reconnect,
+// delivers from the stream what was published meanwhile.
+func (b *RedisBroker) confirmed(topic string) {
+	rc := b.chanFor(topic)
+	if rc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !rc.known {
+		p, err := b.Position(ctx, rc.name)
+		if err != nil {
+			b.opts.Logger.Warn("hub: redis position after subscribe", "channel", rc.name, "err", err)
+			return // the subscriber's Subscribe times out and fails
+		}
+		rc.known, rc.epoch, rc.last = true, p.Epoch, p.Seq
+		rc.once.Do(func() { close(rc.confirmed) })
+		return
+	}
+	b.catchUp(ctx, topic, rc, 0)
+}
+
+// catchUp delivers from the stream the messages after rc.last (of its
+// epoch, or of the channel's current epoch if it changed), up to seq
+// `upTo` exclusive when not 0.
+func (b *RedisBroker) catchUp(ctx context.Context, topic string, rc *redisChan, upTo uint64) {
+	h, err := b.History(ctx, rc.name, 0, b.opts.History.Size)
+	if err != nil {
+		b.opts.Logger.Warn("hub: redis catch-up", "channel", rc.name, "err", err)
+		return
+	}
+	if h.Epoch != rc.epoch {
+		rc.epoch, rc.last = h.Epoch, 0
+	}
+	for _, m := range h.Messages {
+		if m.Seq > rc.last && (upTo == 0 || m.Seq < upTo) {
+			b.deliver(topic, rc, m)
+		}
+	}
+}
+
+// onMessage delivers one pub/sub message "<epoch> <seq> <data>", first
+// filling any gap from the stream.
+func (b *RedisBroker) onMessage(topic, payload string) {
+	rc := b.chanFor(topic)
+	if rc == nil || !rc.known {
+		return // not (yet) subscribed: Position at confirmation covers it
+	}
+	epoch, rest, _ := strings.Cut(payload, " ")
+	seqS, data, ok := strings.Cut(rest, " ")
+	seq, err := strconv.ParseUint(seqS, 10, 64)
+	if !ok || err != nil {
+		b.opts.Logger.Warn("hub: malformed message on redis pub/sub", "topic", topic)
+		return
+	}
+	if epoch != rc.epoch {
+		rc.epoch, rc.last = epoch, 0
+	}
+	if seq <= rc.last {
+		return // already delivered by a catch-up
+	}
+	if seq > rc.last+1 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b.catchUp(ctx, topic, rc, seq)
+		cancel()
+		if rc.epoch != epoch {
+			rc.epoch, rc.last = epoch, 0
+		}
+	}
+	b.deliver(topic, rc, Message{Channel: rc.name, Epoch: epoch, Seq: seq, Data: json.RawMessage(data)})
+}
+
+func (b *RedisBroker) deliver(topic string, rc *redisChan, m Message) {
+	rc.last = m.Seq
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, fn := range rc.subs {
+		fn(m)
+	}
+}
+
+// AddPresence implements Broker: counted here, written to Redis by the
+// heartbeat.
+func (b *RedisBroker) AddPresence(channel string, delta int) {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	n := b.local[channel] + delta
+	if n <= 0 {
+		delete(b.local, channel)
+	} else {
+		b.local[channel] = n
+	}
+	b.dirty[channel] = true
+}
+
+// heartbeat writes this node's presence counts and keeps its entry (and
+// its channels' sequence keys) alive.
+func (b *RedisBroker) heartbeat() {
+	defer b.done.Done()
+	every := b.opts.PresenceTTL / 3
+	keepAlive := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		b.beat()
+		if time.Since(keepAlive) > b.opts.History.TTL/3 {
+			b.keepChannels()
+			keepAlive = time.Now()
+		}
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *RedisBroker) beat() {
+	b.pmu.Lock()
+	full := b.fullSync
+	set, del := map[string]any{}, []string{}
+	if full {
+		for ch, n := range b.local {
+			set[ch] = n
+		}
+	} else {
+		for ch := range b.dirty {
+			if n, ok := b.local[ch]; ok {
+				set[ch] = n
+			} else {
+				del = append(del, ch)
+			}
+		}
+	}
+	clear(b.dirty)
+	b.fullSync = false
+	b.pmu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PresenceTTL/3)
+	defer cancel()
+	key, ttl := b.presenceKey(b.opts.NodeID), b.opts.PresenceTTL
+	var alive *redis.BoolCmd
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		alive = p.PExpire(ctx, key, ttl) // false: Redis lost our counts
+		if full {
+			p.Del(ctx, key)
+		}
+		if len(del) > 0 {
+			p.HDel(ctx, key, del...)
+		}
+		if len(set) > 0 {
+			p.HSet(ctx, key, set)
+		}
+		p.PExpire(ctx, key, ttl)
+		now := time.Now()
+		p.ZAdd(ctx, b.nodesKey(), redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: b.opts.NodeID})
+		p.ZRemRangeByScore(ctx, b.nodesKey(), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+		p.PExpire(ctx, b.nodesKey(), 2*ttl)
+		return nil
+	})
+	if err != nil || (!full && !alive.Val()) {
+		b.pmu.Lock()
+		b.fullSync = true // write everything again next time
+		b.pmu.Unlock()
+	}
+	if up := err == nil; b.beatUp.Swap(up) != up {
+		if up {
+			b.opts.Logger.Info("hub: redis heartbeat ok")
+		} else {
+			b.opts.Logger.Warn("hub: redis heartbeat failed", "err", err)
+		}
+	}
+}
+
+// keepChannels renews the sequence keys of the channels this node has
+// subscribers on, so that a quiet channel someone reads keeps its epoch.
+func (b *RedisBroker) keepChannels() {
+	b.mu.RLock()
+	names := make([]string, 0, len(b.chans))
+	for _, rc := range b.chans {
+		names = append(names, rc.name)
+	}
+	b.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, ch := range names {
+			p.PExpire(ctx, b.metaKey(ch), b.opts.History.TTL)
+		}
+		return nil
+	})
+}
+
+// liveNodes are the nodes whose heartbeat is recent, this one excluded.
+func (b *RedisBroker) liveNodes(ctx context.Context) ([]string, error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	nodes, err := b.rdb.ZRangeByScore(ctx, b.nodesKey(), &redis.ZRangeBy{Min: now, Max: "+inf"}).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := nodes[:0]
+	for _, n := range nodes {
+		if n != b.opts.NodeID {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Presence implements Broker: this node's count, exact, plus the other
+// live nodes' as of their last heartbeat.
+func (b *RedisBroker) Presence(ctx context.Context, channel string) (int, error) {
+	nodes, err := b.liveNodes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cmds := make([]*redis.StringCmd, len(nodes))
+	if len(nodes) > 0 {
+		if _, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, n := range nodes {
+				cmds[i] = p.HGet(ctx, b.presenceKey(n), channel)
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+	}
+	b.pmu.Lock()
+	total := b.local[channel]
+	b.pmu.Unlock()
+	for _, c := range cmds {
+		n, _ := c.Int()
+		total += n
+	}
+	return total, nil
+}
+
+// Channels implements Broker.
+func (b *RedisBroker) Channels(ctx context.Context) (map[string]int, error) {
+	nodes, err := b.liveNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(nodes))
+	if len(nodes) > 0 {
+		if _, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, n := range nodes {
+				cmds[i] = p.HGetAll(ctx, b.presenceKey(n))
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]int{}
+	b.pmu.Lock()
+	for ch, n := range b.local {
+		out[ch] = n
+	}
+	b.pmu.Unlock()
+	for _, c := range cmds {
+		for ch, v := range c.Val() {
+			if n, _ := strconv.Atoi(v); n > 0 {
+				out[ch] += n
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,281 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sockjsd/sockjsd/session"
+)
+
+// local is one channel's subscribers on this node.
+type local struct {
+	ready  chan struct{} // closed once the broker subscription is made (or failed)
+	err    error         // set before ready is closed
+	cancel func()        // set before ready is closed
+	refs   int           // clients joined or joining (under Hub.mu)
+
+	mu   sync.Mutex
+	subs map[*client]*sub
+}
+
+// sub is one client's subscription to one channel (fields under local.mu).
+type sub struct {
+	l *local
+	// pending: the subscribe is still reading the broker's position or
+	// history; live messages wait in buf meanwhile, so that the client
+	// gets subscribed, then history, then live messages, each once.
+	pending  bool
+	buf      []Message
+	bufBytes int
+	epoch    string
+	last     uint64 // the highest seq this client was given
+}
+
+// maxPendingBytes bounds the live messages held for one subscriber while
+// its history is read (one broker round trip): a channel busy enough to
+// overflow it in that time would overflow the session's send queue too,
+// so the session is closed the same way (3009).
+const maxPendingBytes = 1 << 20
+
+var (
+	errTooManyChannels = errors.New("too many channels on this node")
+	errAddressLimit    = errors.New("subscription limit of this address reached")
+)
+
+func (h *Hub) handleSubscribe(ctx context.Context, c *client, m clientMsg, token string) {
+	ch := m.Channel
+	if !h.opts.Rules.Exists(ch) {
+		h.send(c, encodeError(CodeUnknownChan, "no such channel", ch))
+		return
+	}
+	if s := c.subs[ch]; s != nil {
+		s.l.mu.Lock()
+		msg := encodeSubscribed(ch, Position{s.epoch, s.last}, nil)
+		s.l.mu.Unlock()
+		h.send(c, msg)
+		return
+	}
+	if len(c.subs) >= h.opts.MaxSubscriptions {
+		h.refused(RefusedSessionLimit)
+		h.send(c, encodeError(CodeTooMany, "subscription limit of this session reached", ch))
+		return
+	}
+	if err := h.opts.Rules.checkToken(token, ch); err != nil {
+		h.refused(RefusedForbidden)
+		h.send(c, encodeError(CodeForbidden, err.Error(), ch))
+		return
+	}
+	s, err := h.join(ctx, c, ch)
+	switch {
+	case errors.Is(err, errAddressLimit):
+		h.send(c, encodeError(CodeTooMany, err.Error(), ch))
+		return
+	case errors.Is(err, errTooManyChannels):
+		h.send(c, encodeError(CodeTooManyChannels, err.Error(), ch))
+		return
+	case err != nil:
+		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
+		return
+	}
+	var hist History
+	if m.Since != nil {
+		hist, err = h.opts.Broker.History(ctx, ch, *m.Since, h.opts.HistorySize)
+	} else {
+		hist.Position, err = h.opts.Broker.Position(ctx, ch)
+	}
+	if err != nil {
+		h.leave(c, ch)
+		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
+		return
+	}
+	h.activate(c, s, ch, m, hist)
+}
+
+// activate ends a subscribe: subscribed, then the history the client
+// missed, then the live messages that came meanwhile, with no gap and no
+// duplicate: all under the channel's lock, so that no live message
+// overtakes them.
+func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) {
+	var recovered *bool
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	s.epoch, s.last = hist.Epoch, hist.Seq
+	if m.Since != nil {
+		ok := hist.Complete && (m.Epoch == "" || m.Epoch == hist.Epoch)
+		// The replay must reach the channel's position: a broker that
+		// keeps more than the hub replays cannot fill the rest.
+		if n := len(hist.Messages); ok && (n == 0 && *m.Since != hist.Seq || n > 0 && hist.Messages[n-1].Seq != hist.Seq) {
+			ok = false
+		}
+		recovered = &ok
+		if ok {
+			s.last = *m.Since
+		}
+	}
+	if !h.send(c, encodeSubscribed(ch, hist.Position, recovered)) {
+		return
+	}
+	if recovered != nil && *recovered {
+		for _, msg := range hist.Messages {
+			if msg.Seq > s.last {
+				s.last = msg.Seq
+				if !h.send(c, EncodeMessage(ch, msg.Seq, msg.Data)) {
+					return
+				}
+			}
+		}
+	}
+	buf := s.buf
+	s.buf, s.bufBytes, s.pending = nil, 0, false
+	for _, msg := range buf {
+		if !h.deliverOne(c, s, msg, "") {
+			return
+		}
+	}
+}
+
+// join adds c to channel ch, subscribing this node to the broker for the
+// first local subscriber, and counts the subscription against c's
+// address. The broker subscription is made without the hub's lock held:
+// it is a network round trip on the Redis broker.
+func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
+	h.mu.Lock()
+	if h.perAddr[c.addr] >= h.opts.MaxSubscriptionsPerAddress {
+		h.mu.Unlock()
+		h.refused(RefusedAddressLimit)
+		return nil, errAddressLimit
+	}
+	l := h.channels[ch]
+	creator := l == nil
+	if creator {
+		if len(h.channels) >= h.opts.MaxChannels {
+			h.mu.Unlock()
+			h.refused(RefusedChannelLimit)
+			return nil, errTooManyChannels
+		}
+		l = &local{ready: make(chan struct{}), subs: map[*client]*sub{}}
+		h.channels[ch] = l
+	}
+	l.refs++
+	h.perAddr[c.addr]++
+	h.mu.Unlock()
+
+	if creator {
+		l.cancel, l.err = h.opts.Broker.Subscribe(ctx, ch, func(m Message) { h.deliver(l, m) })
+		if l.err != nil {
+			l.err = fmt.Errorf("subscribe to the broker: %w", l.err)
+		}
+		close(l.ready)
+	} else {
+		select {
+		case <-l.ready:
+		case <-ctx.Done():
+			h.release(c.addr, ch, l)
+			return nil, ctx.Err()
+		}
+	}
+	if l.err != nil {
+		h.release(c.addr, ch, l)
+		return nil, l.err
+	}
+	s := &sub{l: l, pending: true}
+	l.mu.Lock()
+	l.subs[c] = s
+	// Counted under the channel's lock, like the removal in deliver, so
+	// that the two cannot apply out of order.
+	h.opts.Broker.AddPresence(ch, 1)
+	l.mu.Unlock()
+	c.subs[ch] = s
+	return s, nil
+}
+
+// leave removes c from ch.
+func (h *Hub) leave(c *client, ch string) {
+	s := c.subs[ch]
+	if s == nil {
+		return
+	}
+	delete(c.subs, ch)
+	s.l.mu.Lock()
+	if _, was := s.l.subs[c]; was {
+		delete(s.l.subs, c)
+		h.opts.Broker.AddPresence(ch, -1)
+	}
+	s.l.mu.Unlock()
+	h.release(c.addr, ch, s.l)
+}
+
+// release undoes join's counts, and the broker subscription with the
+// channel's last local subscriber.
+func (h *Hub) release(addr, ch string, l *local) {
+	h.mu.Lock()
+	if h.perAddr[addr]--; h.perAddr[addr] <= 0 {
+		delete(h.perAddr, addr)
+	}
+	l.refs--
+	last := l.refs == 0
+	if (last || l.err != nil) && h.channels[ch] == l {
+		delete(h.channels, ch)
+	}
+	h.mu.Unlock()
+	if last && l.cancel != nil {
+		l.cancel()
+	}
+}
+
+// deliver fans one message out to the channel's local subscribers. The
+// frame is encoded once; Send never blocks, so a slow subscriber delays
+// no one: one whose queue overflows is closed by the session (3009) and
+// counted here.
+func (h *Hub) deliver(l *local, m Message) {
+	frame := EncodeMessage(m.Channel, m.Seq, m.Data)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, s := range l.subs {
+		ok := true
+		if s.pending {
+			s.buf = append(s.buf, m)
+			s.bufBytes += len(m.Data)
+			if s.bufBytes > maxPendingBytes {
+				h.opts.Observer.SubscriberDropped(c.s.Transport())
+				c.s.CloseFor(session.CodeQueueFull, session.ReasonQueueFull, session.ReasonLimit)
+				ok = false
+			}
+		} else {
+			ok = h.deliverOne(c, s, m, frame)
+		}
+		if !ok {
+			// Closed, by overflow or otherwise: stop counting it now
+			// rather than when its handler gets round to leaving.
+			delete(l.subs, c)
+			h.opts.Broker.AddPresence(m.Channel, -1)
+		}
+	}
+}
+
+// deliverOne sends m to one active subscriber unless it already had it
+// (under local.mu). A new epoch (the broker forgot the channel, or Redis
+// restarted) is announced with a subscribed carrying recovered:false
+// before its first message.
+func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
+	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 {
+		s.epoch = m.Epoch // the channel's first life: nothing to announce
+	}
+	if m.Epoch != s.epoch {
+		no := false
+		s.epoch, s.last = m.Epoch, m.Seq-1
+		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, m.Seq - 1}, &no)) {
+			return false
+		}
+	}
+	if m.Seq <= s.last {
+		return true
+	}
+	s.last = m.Seq
+	if frame == "" {
+		frame = EncodeMessage(m.Channel, m.Seq, m.Data)
+	}
+	return h.send(c, frame)
+}

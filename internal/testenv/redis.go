@@ -1,0 +1,125 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Redis is a redis-server started for one test, without persistence, in
+// the test's temporary directory.
+type Redis struct {
+	Addr string // host:port
+	URL  string // redis://host:port/0
+
+	t    testing.TB
+	dir  string
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	exit chan struct{}
+}
+
+// StartRedis starts Debian's redis-server on a free loopback port and
+// stops it when the test ends. It skips the test under -short or when
+// redis-server is not installed.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server: skipped under -short")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("needs redis-server, not installed (apt-get install redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	r := &Redis{t: t, dir: t.TempDir(), port: port}
+	r.Addr = "127.0.0.1:" + strconv.Itoa(port)
+	r.URL = "redis://" + r.Addr + "/0"
+	r.start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func (r *Redis) start() {
+	r.t.Helper()
+	cmd := exec.Command("redis-server",
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
+	log, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	exit := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = log.Close(); close(exit) }()
+	r.mu.Lock()
+	r.cmd, r.exit = cmd, exit
+	r.mu.Unlock()
+	// Ready when it answers PING.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", r.Addr, time.Second); err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			n, _ := c.Read(buf)
+			_ = c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		select {
+		case <-exit:
+			r.t.Fatalf("redis-server exited at start (port %d taken?)", r.port)
+		case <-time.After(20 * time.Millisecond): // poll interval, bounded by the deadline
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("redis-server did not answer PING within 10s")
+		}
+	}
+}
+
+// Stop kills the server and waits for it to exit. Data is lost (no
+// persistence).
+func (r *Redis) Stop() {
+	r.mu.Lock()
+	cmd, exit := r.cmd, r.exit
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-exit:
+	case <-time.After(10 * time.Second):
+		r.t.Error("redis-server did not exit within 10s of SIGKILL")
+	}
+}
+
+// Restart stops the server and starts a new one on the same port, empty.
+func (r *Redis) Restart() {
+	r.t.Helper()
+	r.Stop()
+	r.start()
+}
+
+// Start starts a stopped server again on the same port.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.start()
+}

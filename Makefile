@@ -5,7 +5,7 @@ NPM       ?= npm
 ADDR      ?= 127.0.0.1:8081
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: run test deps deps-client deps-node deps-system vet bench soak build clean
+.PHONY: run test deps deps-client deps-node deps-system vet bench soak bench-profile build clean
 
 run: deps-client
 	$(GO) run ./cmd/server -addr $(ADDR)
@@ -66,6 +66,13 @@ bench: deps-node
 SOAK_D ?= 10m
 soak:
 	GO=$(GO) SOAK_D=$(SOAK_D) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh soak
+
+# Where the time goes: sockjsd, igm and the bare echo under the websocket
+# x1,000 load with perf counters, uprobes on the runtime's wake-ups and
+# pprof, then 5,000 idle sessions by component (bench-results/profile.md,
+# profiles in bench-results/profile/). Needs perf and root; ~3 minutes.
+bench-profile:
+	GO=$(GO) ./bench/run.sh profile
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules

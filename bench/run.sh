@@ -6,7 +6,7 @@
 # (3), BENCH_SOAK (0: no soak; e.g. 10m), BENCH_FLAGS (more benchrun flags,
 # e.g. "-skip-memory -skip-hub" or "-servers sockjsd,igm"), BENCH_MICRO (1:
 # Go micro-benchmarks first; 0: skip). `bench/run.sh soak` runs the soak
-# alone for SOAK_D (10m).
+# alone for SOAK_D (10m); `bench/run.sh profile` the profile (bench-results/profile.md).
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -20,6 +20,10 @@ $GO build -o bench-results/bin/loadgen ./cmd/loadgen
 $GO build -o bench-results/bin/igm ./bench/servers/igm
 $GO build -o bench-results/bin/rawws ./bench/servers/rawws
 $GO build -o bench-results/bin/benchrun ./bench/cmd/benchrun
+if [ "${1:-}" = profile ]; then
+	$GO build -o bench-results/bin/sockjsd-prof ./bench/servers/sockjsd-prof
+	exec bench-results/bin/benchrun -profile
+fi
 if [ "${1:-}" = soak ]; then
 	BENCH_COMMAND="make soak SOAK_D=${SOAK_D:-10m}" \
 		exec bench-results/bin/benchrun -soak-only -soak "${SOAK_D:-10m}" ${BENCH_FLAGS:-}

@@ -73,6 +73,7 @@ var (
 	hubStepD    = flag.Duration("hub-step", 4*time.Second, "time per hub publish rate")
 	soak        = flag.Duration("soak", 0, "also run the soak for this long (0: no soak; `make soak` runs it alone)")
 	soakOnly    = flag.Bool("soak-only", false, "run only the soak")
+	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load; needs perf and root), written to bench-results/profile.md")
 	soakWorkers = flag.Int("soak-sessions", 30, "soak sessions at a time per transport")
 	onlyServers = flag.String("servers", "", "comma-separated subset of servers (sockjsd, igm, sockjs-node, bare)")
 	pin         = flag.Bool("pin", true, "pin servers to CPU 0 and load generators to CPU 1 (taskset) when there are two or more CPUs")
@@ -111,6 +112,12 @@ func allServers() []server {
 
 func main() {
 	flag.Parse()
+	if *profileOnly {
+		text := profile()
+		fmt.Print(text)
+		_ = os.WriteFile("bench-results/profile.md", []byte(text), 0o644)
+		return
+	}
 	deadline := time.Now().Add(*timeout)
 	rep := &report{started: time.Now(), pinned: pinning(), load0: loadavg()}
 	list := servers()

@@ -11,8 +11,12 @@ import (
 )
 
 func main() {
+	debug := flag.String("debug-addr", "", "serve pprof and /debug/vars here (bench/profile.sh); empty: off")
 	addr := flag.String("addr", "127.0.0.1:8082", "listen address")
 	flag.Parse()
+	if *debug != "" {
+		go serveDebug(*debug)
+	}
 	h := sockjs.NewHandler("/echo", sockjs.DefaultOptions, func(s sockjs.Session) {
 		for {
 			m, err := s.Recv()

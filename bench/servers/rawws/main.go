@@ -14,8 +14,12 @@ import (
 )
 
 func main() {
+	debug := flag.String("debug-addr", "", "serve pprof and /debug/vars here (bench/profile.sh); empty: off")
 	addr := flag.String("addr", "127.0.0.1:8083", "listen address")
 	flag.Parse()
+	if *debug != "" {
+		go serveDebug(*debug)
+	}
 	up := websocket.Upgrader{}
 	http.HandleFunc("/echo/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")

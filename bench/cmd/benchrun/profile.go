@@ -147,7 +147,7 @@ func profile() string {
 	}
 	for _, r := range results {
 		if r.idleTop != "" {
-			fmt.Fprintf(&b, "\n%s, heap in use with 5,000 idle websocket sessions, by allocation site (`go tool pprof -sample_index=inuse_space -top`):\n\n```\n%s```\n", r.name, r.idleTop)
+			fmt.Fprintf(&b, "\n%s, heap in use per idle websocket session (5,000 held) by allocation site, every allocation profiled (`go tool pprof -sample_index=inuse_space -top`, divided by the sessions):\n\n```\n%s```\n", r.name, r.idleTop)
 		}
 	}
 	return b.String()
@@ -155,7 +155,7 @@ func profile() string {
 
 func profileOne(s profServer, dir string) profResult {
 	r := profResult{name: s.name}
-	srv, debug, err := startDebug(s)
+	srv, debug, err := startDebug(s, false)
 	if err != nil {
 		r.err = err.Error()
 		return r
@@ -225,8 +225,9 @@ func profileOne(s profServer, dir string) profResult {
 	cleanup()
 	srv.stop()
 
-	// Idle: 5,000 websocket sessions on a fresh process.
-	srv, debug, err = startDebug(s)
+	// Idle: 5,000 websocket sessions on a fresh process that records
+	// every allocation (exact heap profile by site).
+	srv, debug, err = startDebug(s, true)
 	if err != nil {
 		r.err = err.Error()
 		return r
@@ -258,38 +259,49 @@ func profileOne(s profServer, dir string) profResult {
 	r.idleGorout = float64(i1.Goroutines-i0.Goroutines) / o
 	hp := filepath.Join(dir, s.name+".idle-heap.pprof")
 	_ = os.WriteFile(hp, heap, 0o644)
-	top, _ := exec.Command("go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=12", hp).Output()
-	r.idleTop = trimTop(string(top))
+	top, _ := exec.Command("go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=14", "-unit=B", hp).Output()
+	r.idleTop = perSession(string(top), o)
 	return r
 }
 
-// trimTop keeps pprof -top's table, without its header lines.
-func trimTop(s string) string {
-	var out []string
+// perSession turns pprof -top's table (bytes, -unit=B) into bytes per
+// session by allocation site (flat: allocated by that function itself).
+func perSession(s string, sessions float64) string {
+	var b strings.Builder
 	keep := false
 	for _, l := range strings.Split(s, "\n") {
 		if strings.Contains(l, "flat%") {
 			keep = true
+			b.WriteString("bytes/session  allocated in\n")
+			continue
 		}
-		if keep && strings.TrimSpace(l) != "" {
-			out = append(out, l)
+		f := strings.Fields(l)
+		if !keep || len(f) < 6 {
+			continue
 		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "B"), 64)
+		if err != nil || v == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "%13.0f  %s\n", v/sessions, strings.Join(f[5:], " "))
 	}
-	if len(out) == 0 {
-		return ""
-	}
-	return strings.Join(out, "\n") + "\n"
+	return b.String()
 }
 
-// startDebug starts s pinned to CPU 0 with its debug listener.
-func startDebug(s profServer) (*running, string, error) {
+// startDebug starts s pinned to CPU 0 with its debug listener; every
+// allocation is profiled when exact.
+func startDebug(s profServer, exact bool) (*running, string, error) {
 	dport, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	debug := "127.0.0.1:" + dport
 	srv, err := start(server{name: s.name, cmd: func(p string) *exec.Cmd {
-		return pinned(0, s.binary, append([]string{"-addr", "127.0.0.1:" + p, "-debug-addr", debug}, s.args...)...)
+		args := []string{"-addr", "127.0.0.1:" + p, "-debug-addr", debug}
+		if exact {
+			args = append(args, "-mem-profile-rate", "1")
+		}
+		return pinned(0, s.binary, append(args, s.args...)...)
 	}})
 	return srv, debug, err
 }

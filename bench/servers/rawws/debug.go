@@ -9,7 +9,7 @@ import (
 )
 
 // serveDebug serves pprof and /debug/vars (memstats, goroutines) for
-// bench/profile.sh, on its own address.
+// `make bench-profile`, on its own address.
 func serveDebug(addr string) {
 	m := http.NewServeMux()
 	m.HandleFunc("/debug/pprof/", pprof.Index)

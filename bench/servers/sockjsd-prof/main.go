@@ -2,7 +2,7 @@
 // library path (transport.New with the default options, the metrics
 // observer, gorilla/mux) plus net/http/pprof and expvar's memstats on a
 // separate -debug-addr. cmd/server has no debug endpoints on purpose; this
-// binary exists for bench/profile.sh only.
+// binary exists for make bench-profile only.
 package main
 
 import (
@@ -24,7 +24,11 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8085", "listen address")
 	debug := flag.String("debug-addr", "127.0.0.1:6060", "pprof and /debug/vars listen address")
+	rate := flag.Int("mem-profile-rate", 0, "runtime.MemProfileRate (1: every allocation, exact heap profiles by site); 0: Go's default")
 	flag.Parse()
+	if *rate > 0 {
+		runtime.MemProfileRate = *rate
+	}
 	go serveDebug(*debug)
 	var opts transport.Options
 	opts.Session.Observer = metrics.New(prometheus.NewRegistry())

@@ -59,6 +59,10 @@ func (r *report) render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s, %s. Command: `%s`.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine(r.pinned), command())
 	fmt.Fprintf(&b, "Load average before / after: %s / %s (the machine is shared: other processes' load distorts absolute figures; compare the ratios, which come from the same run).\n\n", r.load0, r.load1)
+	if len(r.runs)+len(r.mem)+len(r.hub) == 0 {
+		r.details(&b) // the soak alone
+		return b.String()
+	}
 	if len(r.runs) > 0 {
 		fmt.Fprintf(&b, "64-byte echoes, one message in flight per session, %v measured per run after every session opened, median of %d interleaved round(s), a fresh server process per run, library defaults.\n\n", *duration, *rounds)
 	}

@@ -29,7 +29,9 @@ if [ "${1:-}" = soak ]; then
 		exec bench-results/bin/benchrun -soak-only -soak "${SOAK_D:-10m}" ${BENCH_FLAGS:-}
 fi
 if [ "${BENCH_MICRO:-1}" = 1 ]; then
-	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./session/ ./transport/
+	# Informative only: a failing micro-benchmark must not stop the table.
+	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./session/ ./transport/ ||
+		echo "bench: a micro-benchmark failed (above); going on with the table" >&2
 fi
 # shellcheck disable=SC2086
 BENCH_COMMAND="make bench BENCH_D=${BENCH_D:-5s} BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SOAK=${BENCH_SOAK:-0} BENCH_FLAGS=\"${BENCH_FLAGS:-}\"" \

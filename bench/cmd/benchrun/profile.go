@@ -97,6 +97,7 @@ type profResult struct {
 	ready, newproc, netready                 float64 // per message (uprobe window)
 	idleRSS, idleStack, idleHeap, idleGorout float64 // per idle session
 	idleTop                                  string
+	shares                                   map[string]float64 // CPU profile split
 	err                                      string
 }
 
@@ -134,6 +135,13 @@ func profile() string {
 	line("goroutines started (runtime.newproc1)", func(r profResult) float64 { return r.newproc }, "%.3f")
 	line("heap allocations", func(r profResult) float64 { return r.mallocs }, "%.2f")
 	line("heap bytes allocated", func(r profResult) float64 { return r.allocBytes }, "%.0f")
+	share := func(k string) func(profResult) float64 {
+		return func(r profResult) float64 { return 100 * r.shares[k] }
+	}
+	line("CPU profile: in syscalls (flat), %", share("syscalls"), "%.1f")
+	line("CPU profile: scheduler and channels (flat), %", share("scheduler"), "%.1f")
+	line("CPU profile: GC marking and assists, %", share("gc"), "%.1f")
+	line("CPU profile: allocation (mallocgc), %", share("malloc"), "%.1f")
 	b.WriteString("\nIdle websocket sessions (5,000 held), per session:\n\n")
 	b.WriteString("| per idle session | sockjsd | igm/sockjs-go 3.0.2 | bare gorilla echo |\n| --- | ---: | ---: | ---: |\n")
 	line("RSS growth, bytes", func(r profResult) float64 { return r.idleRSS }, "%.0f")
@@ -195,6 +203,7 @@ func profileOne(s profServer, dir string) profResult {
 	<-profDone
 	<-profDone
 	_ = os.WriteFile(filepath.Join(dir, s.name+".cpu.pprof"), cpuProf, 0o644)
+	r.shares = cpuShares(filepath.Join(dir, s.name+".cpu.pprof"))
 	_ = os.WriteFile(filepath.Join(dir, s.name+".allocs.pprof"), allocProf, 0o644)
 	if err != nil || res.Messages == 0 {
 		srv.stop()

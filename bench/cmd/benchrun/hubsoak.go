@@ -32,8 +32,11 @@ type hubResult struct {
 	Errors     int64     `json:"errors"`
 	FirstError string    `json:"first_error"`
 	// Filled in here.
-	cpuPer100k float64 // server CPU-s per 100k deliveries over all steps
-	err        string
+	cpuPer100k float64 // server CPU-s per 100k deliveries in the first step
+	// The server's own view of the first step: sockjs_delivery_delay_seconds
+	// (Send to written) on /metrics, p50 and p99 in ms.
+	srvP50, srvP99 float64
+	err            string
 }
 
 // hubRuns measures the hub's fan-out on a fresh sockjsd per transport:
@@ -53,23 +56,29 @@ func hubRuns(deadline time.Time) []hubResult {
 			continue
 		}
 		var cpu0, cpu float64
+		var h0, h1 buckets
+		metricsURL := "http://" + srv.addr + "/metrics"
+		const hist = "sockjs_delivery_delay_seconds"
 		err = runLoadgen([]string{"-mode", "hub", "-url", "http://" + srv.addr + "/hub", "-transport", l.transport,
 			"-n", strconv.Itoa(l.sessions), "-rates", *hubRates, "-d", hubStepD.String(), "-p99-limit", "100ms",
 			"-local-addrs", strconv.Itoa(localAddrs(l.sessions)), "-connect-timeout", "3m"},
-			10*time.Minute, func() { cpu0 = cpuSeconds(srv.pid()) }, func() { cpu = cpuSeconds(srv.pid()) - cpu0 }, &r)
+			10*time.Minute, func() {
+				h0 = scrapeHistogram(metricsURL, hist)
+				cpu0 = cpuSeconds(srv.pid())
+			}, func() {
+				cpu = cpuSeconds(srv.pid()) - cpu0
+				h1 = scrapeHistogram(metricsURL, hist)
+			}, &r)
 		srv.stop()
 		if err != nil {
 			r.err = err.Error()
 		} else if r.Errors > 0 {
 			r.err = fmt.Sprintf("%d errors: %s", r.Errors, r.FirstError)
 		}
-		var deliveries int64
-		for _, s := range r.Steps {
-			deliveries += s.Deliveries
+		if len(r.Steps) > 0 && r.Steps[0].Deliveries > 0 {
+			r.cpuPer100k = cpu / float64(r.Steps[0].Deliveries) * 100000
 		}
-		if deliveries > 0 {
-			r.cpuPer100k = cpu / float64(deliveries) * 100000
-		}
+		r.srvP50, r.srvP99 = 1000*quantile(h0, h1, .50), 1000*quantile(h0, h1, .99)
 		for _, s := range r.Steps {
 			fmt.Fprintf(os.Stderr, "hub %-14s %5d  %6.0f/s publishes: %9.0f deliveries/s p50 %6.1f ms p99 %6.1f ms lost %d dups %d\n",
 				l.transport, r.Subscribed, s.Rate, s.DeliveriesPS, s.P50ms, s.P99ms, s.Lost, s.Dups)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,3 +61,19 @@ func osRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+func TestQuantileInterpolates(t *testing.T) {
+	before := buckets{0.01: 0, 0.1: 0, 1: 0, inf(): 0}
+	after := buckets{0.01: 50, 0.1: 90, 1: 100, inf(): 100}
+	if q := quantile(before, after, .5); q != 0.01 {
+		t.Errorf("p50 = %v, want 0.01", q)
+	}
+	if q := quantile(before, after, .95); q < 0.1 || q > 1 {
+		t.Errorf("p95 = %v, want within (0.1, 1]", q)
+	}
+	if q := quantile(after, after, .5); q != 0 {
+		t.Errorf("no observations: %v, want 0", q)
+	}
+}
+
+func inf() float64 { f, _ := strconv.ParseFloat("+Inf", 64); return f }

@@ -147,7 +147,7 @@ func profile() string {
 	line("RSS growth, bytes", func(r profResult) float64 { return r.idleRSS }, "%.0f")
 	line("goroutines", func(r profResult) float64 { return r.idleGorout }, "%.2f")
 	line("goroutine stacks (StackInuse), bytes", func(r profResult) float64 { return r.idleStack }, "%.0f")
-	line("heap in use (HeapInuse), bytes", func(r profResult) float64 { return r.idleHeap }, "%.0f")
+	line("heap in use after a GC (HeapInuse), bytes", func(r profResult) float64 { return r.idleHeap }, "%.0f")
 	for _, r := range results {
 		if r.err != "" {
 			fmt.Fprintf(&b, "\n%s: %s\n", r.name, r.err)
@@ -180,7 +180,6 @@ func profileOne(s profServer, dir string) profResult {
 	var cpuProf, allocProf []byte
 	profDone := make(chan struct{}, 2)
 	get := func(path string, out *[]byte) {
-		defer func() { profDone <- struct{}{} }()
 		res, err := http.Get("http://" + debug + path)
 		if err == nil {
 			*out, _ = io.ReadAll(res.Body)
@@ -191,8 +190,8 @@ func profileOne(s profServer, dir string) profResult {
 	res, err := lg(d, func() {
 		v0, _ = readVars(debug)
 		stop, _ = perfStat(srv.pid(), "raw_syscalls:sys_enter", "context-switches", "task-clock")
-		go get("/debug/pprof/profile?seconds=6", &cpuProf)
-		go get("/debug/pprof/allocs?seconds=6", &allocProf)
+		go func() { get("/debug/pprof/profile?seconds=6", &cpuProf); profDone <- struct{}{} }()
+		go func() { get("/debug/pprof/allocs?seconds=6", &allocProf); profDone <- struct{}{} }()
 	}, func() {
 		v1, _ = readVars(debug)
 	})
@@ -244,6 +243,8 @@ func profileOne(s profServer, dir string) profResult {
 	defer srv.stop()
 	time.Sleep(500 * time.Millisecond) // let the fresh process settle before the baseline; nothing to wait on
 	rss0 := rssBytes(srv.pid())
+	var discard []byte
+	get("/debug/pprof/heap?gc=1", &discard) // the same GC before the baseline
 	i0, _ := readVars(debug)
 	var i1 debugVars
 	var rss1 int64
@@ -252,11 +253,11 @@ func profileOne(s profServer, dir string) profResult {
 	err = runLoadgen([]string{"-url", "http://" + srv.addr + "/echo", "-transport", "websocket", "-n", "5000",
 		"-d", "3s", "-mode", "idle", "-local-addrs", "4"}, 5*time.Minute, func() {
 		rss1 = rssBytes(srv.pid())
+		// gc=1: a GC first, so that the profile holds every session and
+		// HeapInuse (read after it) no garbage from the opening phase.
+		get("/debug/pprof/heap?gc=1", &heap)
 		i1, _ = readVars(debug)
-		profDone <- struct{}{}
-		get("/debug/pprof/heap", &heap)
 	}, func() {}, &idle)
-	<-profDone
 	if err != nil || idle.Opened == 0 {
 		r.err = fmt.Sprintf("idle: %v", err)
 		return r

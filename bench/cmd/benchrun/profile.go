@@ -196,11 +196,11 @@ func profileOne(s profServer, dir string) profResult {
 		v1, _ = readVars(debug)
 	})
 	var counts map[string]float64
-	if stop != nil {
+	if stop != nil { // the window began: both profiles were asked for
 		counts = stop()
+		<-profDone
+		<-profDone
 	}
-	<-profDone
-	<-profDone
 	_ = os.WriteFile(filepath.Join(dir, s.name+".cpu.pprof"), cpuProf, 0o644)
 	r.shares = cpuShares(filepath.Join(dir, s.name+".cpu.pprof"))
 	_ = os.WriteFile(filepath.Join(dir, s.name+".allocs.pprof"), allocProf, 0o644)

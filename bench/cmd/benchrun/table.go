@@ -95,6 +95,9 @@ func (r *report) render() string {
 	msgs := func(x *run) float64 { return x.msgsPerS }
 	cpu := func(x *run) float64 { return x.cpuPer100 }
 	for _, l := range echoLoads {
+		if len(r.runs) == 0 {
+			break // -rounds 0: no echo rows
+		}
 		name := l.transport
 		if l.transport == "websocket" {
 			row(fmt.Sprintf("%s, %s sessions, msgs/s", name, num(float64(l.sessions))), echo(l, msgs), num)
@@ -139,7 +142,7 @@ func (r *report) render() string {
 		period := fmt.Sprintf("%.0f ms", 1000/s.Rate)
 		row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: delivery p50 ms", period, num(float64(h.Subscribed)), h.Transport), only(s.P50ms), func(f float64) string { return fmt.Sprintf("%.1f", f) })
 		row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: delivery p99 ms", period, num(float64(h.Subscribed)), h.Transport), only(s.P99ms), func(f float64) string { return fmt.Sprintf("%.1f", f) })
-		row(fmt.Sprintf("hub, same: server's Send-to-written p99 ms (/metrics)"), only(h.srvP99), func(f float64) string { return fmt.Sprintf("%.1f", f) })
+		row(fmt.Sprintf("hub, same %s %s: server-side p99 ms, Send to written (/metrics)", num(float64(h.Subscribed)), h.Transport), only(h.srvP99), func(f float64) string { return fmt.Sprintf("%.1f", f) })
 		row(fmt.Sprintf("hub, %s %s subscribers: largest deliveries/s with p99 ≤ 100 ms", num(float64(h.Subscribed)), h.Transport), only(h.MaxDelivPS), num)
 	}
 	b.WriteString("\nsockjsd ÷ igm and ÷ bare: for msgs/s higher is better, for CPU and bytes lower is better. igm, sockjs-node and the bare echo have no hub: those rows are ours alone.\n")

@@ -48,9 +48,10 @@ deps-system:
 # echo loads against sockjsd, igm/sockjs-go, sockjs-node and a bare gorilla
 # echo (server on CPU 0, load generator on CPU 1), idle memory at 5,000
 # and 50,000 sessions, the hub's fan-out; the table goes to docs/bench.md.
-# About 13 minutes. BENCH_D is the time per load and server, BENCH_ROUNDS
-# the interleaved rounds (median), BENCH_SOAK a soak to add (e.g. 10m),
-# BENCH_FLAGS more bench/cmd/benchrun flags.
+# About 15 minutes (20 on a busy machine). BENCH_D is the time per load and
+# server, BENCH_ROUNDS the interleaved rounds (median), BENCH_SOAK a soak to
+# add (e.g. 10m), BENCH_MICRO=0 skips the micro-benchmarks, BENCH_FLAGS more
+# bench/cmd/benchrun flags.
 BENCH_D ?= 5s
 BENCH_ROUNDS ?= 3
 BENCH_SOAK ?= 0

@@ -10,8 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # apt waits this long for a lock another apt holds, then fails.
 APT_LOCK_TIMEOUT ?= 300
 
-.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench build clean
-.PHONY: run test deps deps-client deps-node deps-system vet bench build clean protocol-suite
+.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench soak bench-profile build clean protocol-suite
 
 run: build
 	./$(BIN) -addr $(ADDR)
@@ -67,15 +66,35 @@ deps-system:
 	fi
 
 # Benchmarks (not part of `make test`): Go micro-benchmarks, then the same
-# loads against our server, igm/sockjs-go, sockjs-node and the plain
-# gorilla / net/http ceilings, one table (also bench-results/latest.md).
-# About 6 minutes; BENCH_D is the time per load and server, BENCH_ROUNDS
-# the interleaved rounds (median), BENCH_FLAGS more bench/cmd/benchrun flags.
+# echo loads against sockjsd, igm/sockjs-go, sockjs-node and a bare gorilla
+# echo (server on CPU 0, load generator on CPU 1), idle memory at 5,000
+# and 50,000 sessions, the hub's fan-out; the table goes to docs/bench.md.
+# About 15 minutes (20 on a busy machine). BENCH_D is the time per load and
+# server, BENCH_ROUNDS the interleaved rounds (median), BENCH_SOAK a soak to
+# add (e.g. 10m), BENCH_MICRO=0 skips the micro-benchmarks, BENCH_FLAGS more
+# bench/cmd/benchrun flags.
 BENCH_D ?= 5s
-BENCH_ROUNDS ?= 1
+BENCH_ROUNDS ?= 3
+BENCH_SOAK ?= 0
 BENCH_FLAGS ?=
 bench: deps-node
-	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
+	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SOAK=$(BENCH_SOAK) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
+
+# The soak (not part of `make test`): SOAK_D of sessions opening, echoing
+# sequence-checked messages and being abandoned over every transport; fails
+# unless nothing was lost or duplicated and goroutines, heap and open
+# sessions (from /metrics) returned to their baseline. Figures go to
+# docs/bench.md.
+SOAK_D ?= 10m
+soak:
+	GO=$(GO) SOAK_D=$(SOAK_D) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh soak
+
+# Where the time goes: sockjsd, igm and the bare echo under the websocket
+# x1,000 load with perf counters, uprobes on the runtime's wake-ups and
+# pprof, then 5,000 idle sessions by component (bench-results/profile.md,
+# profiles in bench-results/profile/). Needs perf and root; ~3 minutes.
+bench-profile:
+	GO=$(GO) ./bench/run.sh profile
 
 # The official protocol suite, RUNS times against cmd/server (not part of
 # `make test`: bring your own copy of sockjs-protocol.py from

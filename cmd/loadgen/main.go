@@ -1,10 +1,23 @@
-// Command loadgen puts load on a SockJS echo service through the Go client:
-// N sessions over one transport, either echoing (K messages of S bytes in
-// flight per session, for D) or idle (holding N sessions for D). It
-// reports messages/s, round-trip p50/p95/p99 and errors, with a progress
-// line every second on stderr. Targets are loopback addresses only.
+// Command loadgen puts load on a SockJS service through the Go client, in
+// one of four modes:
+//
+//   - echo: N sessions over one transport echoing K messages of S bytes in
+//     flight each, for D; reports messages/s, round-trip p50/p95/p99, errors
+//     and the 2010 ("Another connection still open") answers it got;
+//   - idle: holds N sessions open for D (memory per idle session);
+//   - hub: N subscribers of one hub channel while the backend API publishes
+//     at each of -rates in turn; reports publish-to-delivery p50/p99,
+//     deliveries/s and lost or duplicated deliveries per rate (hub.go);
+//   - soak: sessions opening, echoing sequence-checked messages and being
+//     abandoned over every transport for D, then waits for the server's
+//     goroutines, heap and open sessions (read from /metrics) to return to
+//     their baseline (soak.go).
+//
+// Targets are loopback addresses only.
 //
 //	go run ./cmd/loadgen -url http://127.0.0.1:8081/echo -transport websocket -n 100 -k 1 -s 64 -d 10s
+//	go run ./cmd/loadgen -mode hub -url http://127.0.0.1:8081/hub -transport websocket -n 10000 -rates 10,20,50
+//	go run ./cmd/loadgen -mode soak -url http://127.0.0.1:8081/echo -n 50 -d 10m
 package main
 
 import (
@@ -38,6 +51,8 @@ type config struct {
 	localAddrs  int
 	quiet       bool
 	marks       bool
+	hub         hubConfig
+	soak        soakConfig
 }
 
 // Result is what a run measured (the -json output).
@@ -54,6 +69,9 @@ type Result struct {
 	P99ms      float64 `json:"p99_ms"`
 	Errors     int64   `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
+	// Busy2010 counts c[2010,"Another connection still open"] answers
+	// (the client retried them; a browser would have lost the session).
+	Busy2010 int64 `json:"busy_2010"`
 }
 
 func main() {
@@ -64,34 +82,48 @@ func main() {
 	flag.IntVar(&c.k, "k", 1, "messages in flight per session (echo mode)")
 	flag.IntVar(&c.s, "s", 64, "message size in bytes (echo mode)")
 	flag.DurationVar(&c.d, "d", 10*time.Second, "how long to measure, after every session opened")
-	flag.StringVar(&c.mode, "mode", "echo", "echo or idle")
+	flag.StringVar(&c.mode, "mode", "echo", "echo, idle, hub or soak")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON on stdout")
 	flag.IntVar(&c.connectRate, "connect-parallel", 200, "sessions opening at once")
 	flag.DurationVar(&c.connectMax, "connect-timeout", 2*time.Minute, "longest the whole opening phase may take")
 	flag.IntVar(&c.localAddrs, "local-addrs", 1, "spread sessions over source addresses 127.0.0.1..127.0.0.N (more ephemeral ports)")
 	flag.BoolVar(&c.quiet, "quiet", false, "no progress lines")
 	flag.BoolVar(&c.marks, "marks", false, "print \"measure start\" and \"measure end\" lines on stderr (for bench drivers sampling the server)")
+	c.hub.register()
+	c.soak.register()
 	flag.Parse()
 	if c.n <= 0 || c.k <= 0 || c.s < 0 || c.d <= 0 || c.connectRate <= 0 || c.localAddrs < 1 || c.localAddrs > 250 ||
-		(c.mode != "echo" && c.mode != "idle") {
-		fmt.Fprintln(os.Stderr, "loadgen: bad flags: need -n, -k, -d, -connect-parallel > 0, -s >= 0, 1 <= -local-addrs <= 250, -mode echo|idle")
+		(c.mode != "echo" && c.mode != "idle" && c.mode != "hub" && c.mode != "soak") {
+		fmt.Fprintln(os.Stderr, "loadgen: bad flags: need -n, -k, -d, -connect-parallel > 0, -s >= 0, 1 <= -local-addrs <= 250, -mode echo|idle|hub|soak")
 		os.Exit(2)
 	}
 	if err := checkLoopback(c.url); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
-	res, err := run(c)
+	var out any
+	var err error
+	switch c.mode {
+	case "hub":
+		out, err = runHub(c)
+	case "soak":
+		out, err = runSoak(c)
+	default:
+		out, err = run(c)
+	}
+	if out != nil && (c.jsonOut || c.mode == "hub" || c.mode == "soak") {
+		_ = json.NewEncoder(os.Stdout).Encode(out)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-	if c.jsonOut {
-		_ = json.NewEncoder(os.Stdout).Encode(res)
+	if c.jsonOut || c.mode == "hub" || c.mode == "soak" {
 		return
 	}
-	fmt.Printf("%s %s: %d sessions, %.0f msgs/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, %d errors\n",
-		res.Transport, res.Mode, res.Opened, res.MsgsPerSec, res.P50ms, res.P95ms, res.P99ms, res.Errors)
+	res := out.(*Result)
+	fmt.Printf("%s %s: %d sessions, %.0f msgs/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, %d errors, %d 2010 answers\n",
+		res.Transport, res.Mode, res.Opened, res.MsgsPerSec, res.P50ms, res.P95ms, res.P99ms, res.Errors, res.Busy2010)
 }
 
 // checkLoopback refuses targets that are not on this machine: a load
@@ -117,6 +149,7 @@ type stats struct {
 	messages atomic.Int64
 	errors   atomic.Int64
 	opened   atomic.Int64
+	busy     atomic.Int64 // 2010 answers
 	mu       sync.Mutex
 	samples  []time.Duration
 	firstErr string
@@ -136,25 +169,35 @@ const maxSamples = 1 << 20
 
 // clientOptions are the client options for the i-th of the local
 // addresses: its own HTTP client and dialer bound to 127.0.0.(i+1), so
-// that each source address has its own range of ephemeral ports.
-func clientOptions(c config, i int) client.Options {
+// that each source address has its own range of ephemeral ports. 2010
+// answers are counted in busy.
+func clientOptions(c config, i int, busy *atomic.Int64) client.Options {
 	d := &net.Dialer{Timeout: 30 * time.Second}
 	if c.localAddrs > 1 {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
 	}
 	per := c.n/c.localAddrs + 1
-	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext,
-		MaxIdleConnsPerHost: 2*per + 16, MaxIdleConns: 2*per + 16, IdleConnTimeout: time.Minute}}
+	tr := &http.Transport{DialContext: d.DialContext,
+		MaxIdleConnsPerHost: 2*per + 16, MaxIdleConns: 2*per + 16, IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: busyCounter{next: tr, n: busy}}
 	return client.Options{Transports: []string{c.transport}, HTTPClient: hc, ConnectTimeout: 30 * time.Second,
 		NetDialContext: d.DialContext}
 }
 
-func run(c config) (*Result, error) {
-	optsByAddr := make([]client.Options, c.localAddrs)
-	for i := range optsByAddr {
-		optsByAddr[i] = clientOptions(c, i)
+// closeIdle closes the idle keep-alive connections of every option's HTTP
+// client, so that the server's side of them ends too.
+func closeIdle(opts []client.Options) {
+	for _, o := range opts {
+		if bc, ok := o.HTTPClient.Transport.(busyCounter); ok {
+			bc.next.(*http.Transport).CloseIdleConnections()
+		}
 	}
-	st := &stats{}
+}
+
+// dialAll opens c.n sessions at c.url (c.connectRate at a time, within
+// c.connectMax); a session that fails to open is counted in st and left
+// nil.
+func dialAll(c config, url string, opts []client.Options, st *stats) []*client.Conn {
 	conns := make([]*client.Conn, c.n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.connectRate)
@@ -171,7 +214,7 @@ func run(c config) (*Result, error) {
 				return
 			}
 			defer func() { <-sem }()
-			conn, err := client.Dial(dialCtx, c.url, optsByAddr[i%c.localAddrs])
+			conn, err := client.Dial(dialCtx, url, opts[i%len(opts)])
 			if err != nil {
 				st.fail(err)
 				return
@@ -181,6 +224,17 @@ func run(c config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
+	return conns
+}
+
+func run(c config) (*Result, error) {
+	st := &stats{}
+	optsByAddr := make([]client.Options, c.localAddrs)
+	for i := range optsByAddr {
+		optsByAddr[i] = clientOptions(c, i, &st.busy)
+	}
+	conns := dialAll(c, c.url, optsByAddr, st)
+	var wg sync.WaitGroup
 	defer func() {
 		for _, conn := range conns {
 			if conn != nil {
@@ -221,7 +275,8 @@ func run(c config) (*Result, error) {
 	}
 
 	res := &Result{Transport: c.transport, Mode: c.mode, Sessions: c.n, Opened: st.opened.Load(),
-		Messages: st.messages.Load(), Seconds: elapsed.Seconds(), Errors: st.errors.Load(), FirstError: st.firstErr}
+		Messages: st.messages.Load(), Seconds: elapsed.Seconds(), Errors: st.errors.Load(), FirstError: st.firstErr,
+		Busy2010: st.busy.Load()}
 	res.MsgsPerSec = float64(res.Messages) / elapsed.Seconds()
 	if len(st.samples) > 0 {
 		sort.Slice(st.samples, func(i, j int) bool { return st.samples[i] < st.samples[j] })

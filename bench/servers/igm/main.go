@@ -6,13 +6,22 @@ import (
 	"flag"
 	"log"
 	"net/http"
+	"runtime"
 
 	"github.com/igm/sockjs-go/v3/sockjs"
 )
 
 func main() {
+	debug := flag.String("debug-addr", "", "serve pprof and /debug/vars here (make bench-profile); empty: off")
 	addr := flag.String("addr", "127.0.0.1:8082", "listen address")
+	rate := flag.Int("mem-profile-rate", 0, "runtime.MemProfileRate (1: every allocation, exact heap profiles by site); 0: Go's default")
 	flag.Parse()
+	if *rate > 0 {
+		runtime.MemProfileRate = *rate
+	}
+	if *debug != "" {
+		go serveDebug(*debug)
+	}
 	h := sockjs.NewHandler("/echo", sockjs.DefaultOptions, func(s sockjs.Session) {
 		for {
 			m, err := s.Recv()

@@ -8,14 +8,23 @@ import (
 	"flag"
 	"log"
 	"net/http"
+	"runtime"
 	"strings"
 
 	"github.com/gorilla/websocket"
 )
 
 func main() {
+	debug := flag.String("debug-addr", "", "serve pprof and /debug/vars here (make bench-profile); empty: off")
 	addr := flag.String("addr", "127.0.0.1:8083", "listen address")
+	rate := flag.Int("mem-profile-rate", 0, "runtime.MemProfileRate (1: every allocation, exact heap profiles by site); 0: Go's default")
 	flag.Parse()
+	if *rate > 0 {
+		runtime.MemProfileRate = *rate
+	}
+	if *debug != "" {
+		go serveDebug(*debug)
+	}
 	up := websocket.Upgrader{}
 	http.HandleFunc("/echo/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")

@@ -101,6 +101,10 @@ func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) 
 	var recovered *bool
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
+	buf := s.buf
+	// Live from now on, whatever happens below: a closed session stops
+	// buffering too (deliver drops it at its next failed send).
+	s.buf, s.bufBytes, s.pending = nil, 0, false
 	s.epoch, s.last = hist.Epoch, hist.Seq
 	if m.Since != nil {
 		ok := hist.Complete && (m.Epoch == "" || m.Epoch == hist.Epoch)
@@ -127,8 +131,6 @@ func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) 
 			}
 		}
 	}
-	buf := s.buf
-	s.buf, s.bufBytes, s.pending = nil, 0, false
 	for _, msg := range buf {
 		if !h.deliverOne(c, s, msg, "") {
 			return

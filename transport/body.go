@@ -29,10 +29,11 @@ const (
 // through decoding to delivery, across every session of the services
 // that share it. Safe for concurrent use.
 type BodyBudget struct {
-	mu    sync.Mutex
-	max   int64
-	used  int64
-	freed chan struct{} // closed and replaced whenever bytes are released
+	mu      sync.Mutex
+	max     int64
+	used    int64
+	waiters int
+	freed   chan struct{} // closed and replaced when bytes are released and someone waits
 }
 
 // NewBodyBudget returns a budget of max bytes (DefaultBodyBudgetBytes if
@@ -51,6 +52,19 @@ func (b *BodyBudget) InUse() int {
 	return int(b.used)
 }
 
+// tryAcquire reserves n bytes (at most the whole budget) if they are free
+// now.
+func (b *BodyBudget) tryAcquire(n int64) (int64, bool) {
+	n = min(n, b.max)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n <= b.max {
+		b.used += n
+		return n, true
+	}
+	return 0, false
+}
+
 // acquire reserves n bytes (at most the whole budget), waiting until ctx
 // ends for them to be free; it returns the amount to release, or false.
 func (b *BodyBudget) acquire(ctx context.Context, n int64) (int64, bool) {
@@ -63,10 +77,18 @@ func (b *BodyBudget) acquire(ctx context.Context, n int64) (int64, bool) {
 			return n, true
 		}
 		ch := b.freed
+		b.waiters++
 		b.mu.Unlock()
+		var done bool
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			done = true
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if done {
 			return 0, false
 		}
 	}
@@ -75,8 +97,10 @@ func (b *BodyBudget) acquire(ctx context.Context, n int64) (int64, bool) {
 func (b *BodyBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
-	close(b.freed)
-	b.freed = make(chan struct{})
+	if b.waiters > 0 { // wake them to try again
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 
@@ -114,9 +138,12 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Se
 		want = r.ContentLength
 	}
 	deadline := time.Now().Add(h.opts.BodyReadTimeout)
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
-	reserved, ok := h.opts.BodyBudget.acquire(ctx, want)
-	cancel()
+	reserved, ok := h.opts.BodyBudget.tryAcquire(want)
+	if !ok { // the budget is in use: wait, with a timer only then
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
+		reserved, ok = h.opts.BodyBudget.acquire(ctx, want)
+		cancel()
+	}
 	if !ok {
 		s.ReleaseSendSlot()
 		h.limitHit(t, session.LimitBodyBudget)

@@ -3,6 +3,7 @@ package session
 import (
 	"strconv"
 	"testing"
+	"time"
 )
 
 // discard is a streaming Receiver that drops frames.
@@ -52,7 +53,7 @@ func BenchmarkDeliverRecv(b *testing.B) {
 // BenchmarkRegistryGet: the lookup every xhr_send and poll makes, from
 // many goroutines at once over 100k sessions.
 func BenchmarkRegistryGet(b *testing.B) {
-	reg := NewRegistry(Options{}, 200_000)
+	reg := NewRegistry(Options{DisconnectDelay: time.Hour}, 200_000) // no expiry while measuring
 	ids := make([]string, 100_000)
 	for i := range ids {
 		ids[i] = "session-" + strconv.Itoa(i)

@@ -79,6 +79,10 @@ BENCH_SOAK ?= 0
 BENCH_FLAGS ?=
 bench: deps-node
 	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SOAK=$(BENCH_SOAK) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh
+	# Many nodes: a forwarded request through haproxy over three nodes
+	# against one node directly, and the hub over Redis against memory.
+	$(MAKE) cluster-bench
+	$(GO) test -count=1 -run '^TestMeasureCluster$$' -v ./hub/
 
 # The soak (not part of `make test`): SOAK_D of sessions opening, echoing
 # sequence-checked messages and being abandoned over every transport; fails

@@ -3,7 +3,22 @@ package session
 import (
 	"strconv"
 	"testing"
+	"time"
 )
+
+// benchRegistryOpts keeps the registry benchmarks' sessions alive for the
+// whole run: GetOrCreate arms the expiry clock of a session no receiver is
+// attached to, and on a loaded machine a run outlasted the default 5 s
+// disconnect delay, so sessions vanished under the benchmark ("missing").
+// benchRegistry ends them when the benchmark is done, which stops their
+// timers and lets the garbage collector have them.
+var benchRegistryOpts = Options{DisconnectDelay: time.Hour}
+
+func benchRegistry(b *testing.B) *Registry {
+	reg := NewRegistry(benchRegistryOpts, 200_000)
+	b.Cleanup(func() { reg.Range(func(s *Session) { s.End(ReasonShutdown) }) })
+	return reg
+}
 
 // discard is a streaming Receiver that drops frames.
 type discard struct{ gone chan struct{} }
@@ -52,7 +67,7 @@ func BenchmarkDeliverRecv(b *testing.B) {
 // BenchmarkRegistryGet: the lookup every xhr_send and poll makes, from
 // many goroutines at once over 100k sessions.
 func BenchmarkRegistryGet(b *testing.B) {
-	reg := NewRegistry(Options{}, 200_000)
+	reg := benchRegistry(b)
 	ids := make([]string, 100_000)
 	for i := range ids {
 		ids[i] = "session-" + strconv.Itoa(i)
@@ -76,7 +91,7 @@ func BenchmarkRegistryGet(b *testing.B) {
 // 100k sessions. Creation is left out: each new session arms a timer and
 // stays for the disconnect delay, so a loop of them measures the heap.
 func BenchmarkRegistryGetOrCreate(b *testing.B) {
-	reg := NewRegistry(Options{}, 200_000)
+	reg := benchRegistry(b)
 	ids := make([]string, 100_000)
 	req := func() Request { return Request{} }
 	for i := range ids {

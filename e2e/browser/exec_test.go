@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/bridge"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/web"
 )
@@ -92,9 +93,7 @@ func skipWithoutBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: skipped under -short")
 	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("chromium is not installed at %s (make deps-system)", chromiumPath)
-	}
+	testenv.Chromium(t) // skips, naming what is missing
 	if _, err := os.Stat(filepath.Join(repoRoot(t), web.DefaultDir, "node_modules", "sockjs-client", "dist", "sockjs.min.js")); err != nil {
 		t.Skip("sockjs-client is not installed (make deps-client)")
 	}

@@ -89,8 +89,10 @@ func TestRecvQueueBoundedInBytes(t *testing.T) {
 func TestSendSlots(t *testing.T) {
 	reg := testRegistry(Options{})
 	s, _, _ := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
-	if !s.acquireSendSlot(2) || !s.acquireSendSlot(2) {
-		t.Fatal("two slots of two")
+	for i := range 2 {
+		if !s.acquireSendSlot(2) {
+			t.Fatalf("slot %d of two refused", i+1)
+		}
 	}
 	if s.acquireSendSlot(2) {
 		t.Fatal("third slot of two")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sockjsd/sockjsd/bridge"
 	sockjs "github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
@@ -172,7 +173,7 @@ func TestBackpressure(t *testing.T) {
 			for end := time.Now().Add(time.Second); time.Now().Before(end); {
 				n, _ := sess.Buffered()
 				maxSeen = max(maxSeen, n)
-				if sess.Closed() {
+				if sessionapi.Closed(sess) {
 					code, reason, _ := sess.CloseInfo()
 					t.Fatalf("session closed while the client was not reading: %d %q", code, reason)
 				}

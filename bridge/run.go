@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -36,7 +37,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	if !b.opts.Procs.acquire() {
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedMaxProcs)
 		log.Warn("exec: session refused, too many programs running", "service", b.opts.Name, "session", s.ID())
-		s.CloseFor(CodeTooManyProcs, ReasonTooManyProcs, session.ReasonLimit)
+		sessionapi.CloseFor(s, CodeTooManyProcs, ReasonTooManyProcs, session.ReasonLimit)
 		return
 	}
 	defer b.opts.Procs.release()
@@ -48,7 +49,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	select {
 	case <-b.stop:
 		b.mu.Unlock()
-		s.CloseFor(session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
+		sessionapi.CloseFor(s, session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
 		return
 	default:
 	}
@@ -68,7 +69,7 @@ func (b *Bridge) Serve(s *session.Session) {
 		b.signalChanged()
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedStartFailed)
 		log.Error("exec: program failed to start", "service", b.opts.Name, "session", s.ID(), "err", err)
-		s.CloseFor(CodeStartFailed, ReasonStartFailed, session.ReasonError)
+		sessionapi.CloseFor(s, CodeStartFailed, ReasonStartFailed, session.ReasonError)
 		return
 	}
 	b.opts.Observer.ProcessStarted(b.opts.Name, time.Since(r.started))
@@ -175,7 +176,7 @@ func (r *run) supervise() {
 	switch {
 	case sessionGone:
 	case shutdown:
-		s.CloseFor(session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
+		sessionapi.CloseFor(s, session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
 	default:
 		_ = s.Close(CodeExited, reason)
 	}
@@ -206,7 +207,7 @@ func (r *run) pumpOut() {
 		line, err := lr.next()
 		if errors.Is(err, errLineTooLong) {
 			o.Logger.Warn("exec: program wrote a line over the limit, session closed", "service", o.Name, "session", r.s.ID(), "limit", o.MaxLineBytes)
-			r.s.CloseFor(CodeLineTooLong, ReasonLineTooLong, session.ReasonLimit)
+			sessionapi.CloseFor(r.s, CodeLineTooLong, ReasonLineTooLong, session.ReasonLimit)
 			break
 		}
 		if err != nil {
@@ -270,7 +271,7 @@ func (r *run) pumpIn() {
 		}
 		if strings.IndexByte(msg, '\n') >= 0 {
 			o.Logger.Info("exec: message with a newline refused, session closed", "service", o.Name, "session", r.s.ID())
-			r.s.CloseFor(CodeBadMessage, ReasonNewline, session.ReasonError)
+			sessionapi.CloseFor(r.s, CodeBadMessage, ReasonNewline, session.ReasonError)
 			return
 		}
 		buf = append(append(buf[:0], msg...), '\n')

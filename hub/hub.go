@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -166,7 +167,7 @@ func (h *Hub) Serve(s *session.Session) {
 	}()
 	var ping *time.Timer
 	ping = time.AfterFunc(h.opts.PingInterval, func() {
-		if !c.s.Closed() { // a stopped session must not re-arm it
+		if !sessionapi.Closed(c.s) { // a stopped session must not re-arm it
 			h.ping(c)
 			ping.Reset(h.opts.PingInterval)
 		}

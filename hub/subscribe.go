@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -242,7 +243,7 @@ func (h *Hub) deliver(l *local, m Message) {
 			s.bufBytes += len(m.Data)
 			if s.bufBytes > maxPendingBytes {
 				h.opts.Observer.SubscriberDropped(c.s.Transport())
-				c.s.CloseFor(session.CodeQueueFull, session.ReasonQueueFull, session.ReasonLimit)
+				sessionapi.CloseFor(c.s, session.CodeQueueFull, session.ReasonQueueFull, session.ReasonLimit)
 				ok = false
 			}
 		} else {

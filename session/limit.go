@@ -31,11 +31,11 @@ func (l Limit) String() string {
 	return "unknown"
 }
 
-// AcquireSendSlot reserves one of max concurrent send requests (xhr_send,
+// acquireSendSlot reserves one of max concurrent send requests (xhr_send,
 // jsonp_send) for this session and reports whether one was free; each
-// successful call must be paired with ReleaseSendSlot. A waiting send
+// successful call must be paired with releaseSendSlot. A waiting send
 // request holds its body, so their number is what bounds that memory.
-func (s *Session) AcquireSendSlot(max int) bool {
+func (s *Session) acquireSendSlot(max int) bool {
 	if s.sendSlots.Add(1) > int32(max) {
 		s.sendSlots.Add(-1)
 		return false
@@ -43,8 +43,8 @@ func (s *Session) AcquireSendSlot(max int) bool {
 	return true
 }
 
-// ReleaseSendSlot frees a slot taken by AcquireSendSlot.
-func (s *Session) ReleaseSendSlot() { s.sendSlots.Add(-1) }
+// releaseSendSlot frees a slot taken by acquireSendSlot.
+func (s *Session) releaseSendSlot() { s.sendSlots.Add(-1) }
 
 // Buffered returns the messages and bytes queued by Send and not yet
 // written to the client, counting a batch while it is being written: the

@@ -21,7 +21,7 @@ var (
 	anotherFrame   = Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother}
 )
 
-// Serve attaches r as the session's receiving connection and writes frames
+// serve attaches r as the session's receiving connection and writes frames
 // to it until r is done, r's connection goes away, or the session ends.
 //
 // Only one receiver may be attached at a time. A second one waits up to
@@ -30,7 +30,7 @@ var (
 // noticing the abort; if the first is still there after that, the second
 // gets c[2010,"Another connection still open"] and the first is not
 // disturbed. A closed session answers every receiver with its close frame.
-func (s *Session) Serve(r Receiver) {
+func (s *Session) serve(r Receiver) {
 	if !s.attach(r) {
 		return
 	}
@@ -235,8 +235,8 @@ func (s *Session) detach(r Receiver, carried bool) {
 	}
 }
 
-// Attached reports whether a receiving connection is attached now.
-func (s *Session) Attached() bool {
+// isAttached reports whether a receiving connection is attached now.
+func (s *Session) isAttached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attached

@@ -7,7 +7,9 @@
 // attaches a Receiver and calls Serve on its own goroutine; Serve takes
 // queued messages under the session lock, releases the lock, and only then
 // hands the frame to the Receiver. A slow client therefore slows down its
-// own Serve loop and nothing else, and Send never blocks.
+// own Serve loop and nothing else, and Send never blocks. Serve and the
+// rest of the transport side are not part of this package's API: this
+// module's transports reach them through internal/sessionapi.
 package session
 
 import (
@@ -102,8 +104,17 @@ var epoch = time.Now()
 // now is a cheap monotonic clock in nanoseconds since process start.
 func now() int64 { return int64(time.Since(epoch)) }
 
-// Session is one SockJS session, whatever its transport. Its methods are
-// safe for concurrent use.
+// Session is one SockJS session, whatever its transport, as an
+// application sees it: ID, Transport, Request and Context describe it;
+// Send, Recv and Close talk to the client; Buffered tells how far the
+// client lags behind; CloseInfo tells how it ended. Its methods are safe
+// for concurrent use.
+//
+// The transport side (attaching a receiving connection, delivering what
+// the client sent, closing for a limit) is unexported: this module's
+// transports reach it through internal/sessionapi, so an application
+// cannot bypass the protocol. TestSessionMethodSet keeps the exported
+// method set to exactly this list.
 type Session struct {
 	id        string
 	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
@@ -124,7 +135,7 @@ type Session struct {
 
 	notify chan struct{} // capacity 1: "something changed" for the Serve loop
 
-	sendSlots atomic.Int32 // send requests in flight (AcquireSendSlot)
+	sendSlots atomic.Int32 // send requests in flight (acquireSendSlot)
 
 	mu          sync.Mutex
 	state       state
@@ -277,13 +288,9 @@ func (s *Session) Close(code int, reason string) error {
 	return nil
 }
 
-// CloseFor closes the session for a reason other than the application's
+// closeWith closes the session for a reason other than the application's
 // request (a limit, a protocol error, shutdown), so that metrics can tell
 // them apart. It is a no-op on a closed session.
-func (s *Session) CloseFor(code int, reason string, why CloseReason) {
-	s.closeWith(code, reason, why)
-}
-
 func (s *Session) closeWith(code int, reason string, why CloseReason) {
 	s.mu.Lock()
 	if s.state < stateClosing {
@@ -300,10 +307,10 @@ func (s *Session) closeLocked(code int, reason string, why CloseReason) {
 	s.opts.Observer.SessionClosed(s.transport, why, time.Duration(now()-s.created))
 }
 
-// Deliver hands messages received from the client to the application, in
+// deliver hands messages received from the client to the application, in
 // order. It waits while the receive queue is full, which is how a client
 // that sends faster than the application reads is slowed down.
-func (s *Session) Deliver(ctx context.Context, msgs []string) error {
+func (s *Session) deliver(ctx context.Context, msgs []string) error {
 	t := now() // arrival: waiting for room counts as receive delay
 	for _, m := range msgs {
 		s.opts.Observer.MessageReceived(s.transport, len(m))
@@ -353,8 +360,8 @@ func signal(c chan struct{}) {
 	}
 }
 
-// Closed reports whether the session has been closed.
-func (s *Session) Closed() bool {
+// isClosed reports whether the session has been closed.
+func (s *Session) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state >= stateClosing
@@ -383,15 +390,11 @@ func (s *Session) expire() {
 	s.finish(ReasonTimeout)
 }
 
-// End finishes a session whose lifetime is its connection's (websockets):
-// it is closed if it was not, and leaves the registry at once instead of
-// after DisconnectDelay.
-func (s *Session) End(why CloseReason) {
-	s.finish(why)
-}
-
 // finish takes the session out of the registry and then, if it was still
-// open, closes it: whoever sees the context end finds it gone.
+// open, closes it: whoever sees the context end finds it gone. Transports
+// call it (as End) for a session whose lifetime is its connection's
+// (websockets): it leaves the registry at once instead of after
+// DisconnectDelay.
 func (s *Session) finish(why CloseReason) {
 	s.mu.Lock()
 	if s.state == stateExpired {
@@ -417,7 +420,12 @@ func (s *Session) finish(why CloseReason) {
 	s.wake()
 }
 
-// CloseInfo returns the close code and reason once the session is closed.
+// CloseInfo returns the close code and reason once the session is closed
+// (closed false and code 0 before). It is the one method beyond sending
+// and receiving an application needs: after Recv returns ErrClosed, or
+// Context is done, it tells the client's disappearance (1002) from a limit
+// (3009), a shutdown (1001) or the application's own Close, for logging
+// and for deciding whether to keep the user's state for a reconnect.
 func (s *Session) CloseInfo() (code int, reason string, closed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

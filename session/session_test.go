@@ -56,15 +56,15 @@ func TestPollingDeliversInOrderAcrossPolls(t *testing.T) {
 		t.Fatal(created, err)
 	}
 	r := newRecorder(true)
-	s.Serve(r) // open frame
+	s.serve(r) // open frame
 	for _, m := range []string{"1", "2", "3"} {
 		if err := s.Send(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Serve(r)
+	s.serve(r)
 	_ = s.Send("4")
-	s.Serve(r)
+	s.serve(r)
 	want := []string{"o", "a,1,2,3", "a,4"}
 	if got := r.all(); len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("frames %v, want %v", got, want)
@@ -86,7 +86,7 @@ func TestCloseFlushesThenCloseFrameForEveryLaterReceiver(t *testing.T) {
 	}
 	r := newRecorder(true)
 	for i := 0; i < 4; i++ {
-		s.Serve(r)
+		s.serve(r)
 	}
 	got := r.all()
 	want := []string{"o", "a,last words", "c,Go away!", "c,Go away!"}
@@ -105,10 +105,10 @@ func TestSecondReceiverRefused(t *testing.T) {
 	s, _, _ := reg.GetOrCreate("c", XHRStreaming, func() Request { return Request{} })
 	first := newRecorder(false)
 	done := make(chan struct{})
-	go func() { s.Serve(first); close(done) }()
+	go func() { s.serve(first); close(done) }()
 	<-first.wrote // open frame: attached
 	second := newRecorder(true)
-	s.Serve(second)
+	s.serve(second)
 	if got := second.all(); len(got) != 1 || got[0] != "c,"+ReasonAnother {
 		t.Fatalf("second receiver got %v", got)
 	}
@@ -124,7 +124,7 @@ func TestSecondReceiverRefused(t *testing.T) {
 func TestExpiryRemovesSession(t *testing.T) {
 	reg := testRegistry(Options{DisconnectDelay: 20 * time.Millisecond})
 	s, _, _ := reg.GetOrCreate("d", XHRPolling, func() Request { return Request{} })
-	s.Serve(newRecorder(true))
+	s.serve(newRecorder(true))
 	select {
 	case <-s.Context().Done():
 	case <-time.After(5 * time.Second):
@@ -153,7 +153,7 @@ func TestDeliverWaitsForRoomThenRecvInOrder(t *testing.T) {
 	reg := testRegistry(Options{RecvQueueMessages: 2})
 	s, _, _ := reg.GetOrCreate("f", XHRPolling, func() Request { return Request{} })
 	delivered := make(chan error, 1)
-	go func() { delivered <- s.Deliver(context.Background(), []string{"1", "2", "3", "4", "5"}) }()
+	go func() { delivered <- s.deliver(context.Background(), []string{"1", "2", "3", "4", "5"}) }()
 	for i := 1; i <= 5; i++ {
 		m, err := s.Recv(context.Background())
 		if err != nil || m != string(rune('0'+i)) {
@@ -176,9 +176,9 @@ func TestEndLeavesRegistryAtOnce(t *testing.T) {
 	if err != nil || reg.Len() != 1 {
 		t.Fatal(err, reg.Len())
 	}
-	s.End(ReasonClient)
-	if reg.Len() != 0 || !s.Closed() {
-		t.Fatalf("after End: len %d closed %v", reg.Len(), s.Closed())
+	s.finish(ReasonClient)
+	if reg.Len() != 0 || !s.isClosed() {
+		t.Fatalf("after End: len %d closed %v", reg.Len(), s.isClosed())
 	}
 }
 

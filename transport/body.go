@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -121,14 +122,14 @@ func (o *Options) bodyDefaults() {
 // success the caller must call release once it is done with the body.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Session) (body []byte, release func(), ok bool) {
 	t := s.Transport()
-	if !s.AcquireSendSlot(h.opts.MaxConcurrentSends) {
+	if !sessionapi.AcquireSendSlot(s, h.opts.MaxConcurrentSends) {
 		h.limitHit(t, session.LimitConcurrentSends)
 		plainError(w, http.StatusTooManyRequests, "Too many concurrent sends for this session.")
 		return nil, nil, false
 	}
 	limit := int64(h.opts.MaxMessageBytes)
 	if r.ContentLength > limit {
-		s.ReleaseSendSlot()
+		sessionapi.ReleaseSendSlot(s)
 		h.limitHit(t, session.LimitBodySize)
 		plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
 		return nil, nil, false
@@ -145,14 +146,14 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Se
 		cancel()
 	}
 	if !ok {
-		s.ReleaseSendSlot()
+		sessionapi.ReleaseSendSlot(s)
 		h.limitHit(t, session.LimitBodyBudget)
 		plainError(w, http.StatusServiceUnavailable, "Server busy, try again.")
 		return nil, nil, false
 	}
 	release = func() {
 		h.opts.BodyBudget.release(reserved)
-		s.ReleaseSendSlot()
+		sessionapi.ReleaseSendSlot(s)
 	}
 
 	rc := http.NewResponseController(w)

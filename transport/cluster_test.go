@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -261,7 +262,7 @@ func TestClusterOwnerGone(t *testing.T) {
 	if code, _ := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["x"]`, nil); code != 204 {
 		t.Fatalf("send to the new session: %d", code)
 	}
-	b.h.Registry().Get("abc").End(session.ReasonClient)
+	sessionapi.End(b.h.Registry().Get("abc"), session.ReasonClient)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if owners.get("/echo/abc") == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"unicode/utf8"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -44,9 +45,9 @@ func deliverValid[T string | []byte](ctx context.Context, s *session.Session, b 
 	var derr error
 	flush := func() bool {
 		if filter != nil {
-			derr = s.Deliver(ctx, filter(s, chunk))
+			derr = sessionapi.Deliver(s, ctx, filter(s, chunk))
 		} else {
-			derr = s.Deliver(ctx, chunk)
+			derr = sessionapi.Deliver(s, ctx, chunk)
 		}
 		clear(chunk)
 		chunk, size = chunk[:0], 0

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -260,14 +261,14 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		s.End(session.ReasonError)
+		sessionapi.End(s, session.ReasonError)
 		plainError(w, http.StatusInternalServerError, "websocket: cannot take over the connection")
 		return
 	}
 	if err := h.hixieHandshake(conn, brw, r, draft76, key1, key2); err != nil {
 		h.log.Info("sockjs: hixie handshake failed", "path", r.URL.Path, "err", err)
 		conn.Close()
-		s.End(session.ReasonError)
+		sessionapi.End(s, session.ReasonError)
 		return
 	}
 	go h.run(s)
@@ -276,7 +277,7 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	go h.readHixie(brw.Reader, s, rcv)
 	go func() {
 		defer h.active.Add(-1)
-		s.Serve(rcv)
+		sessionapi.Serve(s, rcv)
 		rcv.finish(h.opts.CloseWait)
 		why := session.ReasonServer
 		select {
@@ -284,7 +285,7 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 			why = session.ReasonClient
 		default:
 		}
-		s.End(why)
+		sessionapi.End(s, why)
 	}()
 }
 
@@ -351,7 +352,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		if !frame {
 			code = session.CodeInterrupted
 		}
-		s.CloseFor(code, reason, why)
+		sessionapi.CloseFor(s, code, reason, why)
 	}
 	for {
 		data, err := readHixieFrame(br, h.opts.MaxMessageBytes)
@@ -359,7 +360,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		case errors.Is(err, errTooBig):
 			// The rest of the stream cannot be framed any more: drop it
 			// until the connection ends, after the close frame is out.
-			if !s.Closed() {
+			if !sessionapi.Closed(s) {
 				fail("sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
 			}
 			_, _ = io.Copy(io.Discard, br)
@@ -370,7 +371,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		case err != nil:
 			return
 		}
-		if s.Closed() {
+		if sessionapi.Closed(s) {
 			continue // draining until the client's closing handshake
 		}
 		if !utf8.Valid(data) {
@@ -385,6 +386,6 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 			fail("sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
 			continue
 		}
-		_ = s.Deliver(ctx, msgs)
+		_ = sessionapi.Deliver(s, ctx, msgs)
 	}
 }

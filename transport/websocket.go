@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -229,7 +230,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	go h.readWebSocket(conn, s, rcv)
 	go func() {
 		defer h.active.Add(-1)
-		s.Serve(rcv)
+		sessionapi.Serve(s, rcv)
 		rcv.finish(h.opts.CloseWait)
 		why := session.ReasonServer
 		select {
@@ -237,7 +238,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 			why = session.ReasonClient
 		default:
 		}
-		s.End(why)
+		sessionapi.End(s, why)
 	}()
 }
 
@@ -271,7 +272,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 	for {
 		mt, data, err := readMessage(conn, h.opts.MaxMessageBytes)
 		if errors.Is(err, errTooBig) {
-			if s.Closed() {
+			if sessionapi.Closed(s) {
 				continue
 			}
 			h.limitHit(s.Transport(), session.LimitMessageSize)
@@ -281,7 +282,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 		if err != nil {
 			return
 		}
-		if s.Closed() {
+		if sessionapi.Closed(s) {
 			continue // draining until the client's close frame
 		}
 		if !utf8.Valid(data) {
@@ -296,7 +297,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 			// Deliver waits while the receive queue is full: this loop
 			// then stops reading the socket. After a close it returns at
 			// once and the loop drains until the client's close frame.
-			_ = s.Deliver(ctx, []string{string(data)})
+			_ = sessionapi.Deliver(s, ctx, []string{string(data)})
 			continue
 		}
 		if len(data) == 0 {
@@ -325,5 +326,5 @@ func (h *Handler) wsFail(s *session.Session, rcv *wsReceiver, msg string, code i
 	if !frame {
 		sessCode = session.CodeInterrupted
 	}
-	s.CloseFor(sessCode, reason, why)
+	sessionapi.CloseFor(s, sessCode, reason, why)
 }

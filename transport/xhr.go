@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -60,7 +61,7 @@ func (h *Handler) xhrStreaming(w http.ResponseWriter, r *http.Request, sid strin
 func (h *Handler) serve(s *session.Session, rcv session.Receiver) {
 	h.active.Add(1)
 	defer h.active.Add(-1)
-	s.Serve(rcv)
+	sessionapi.Serve(s, rcv)
 }
 
 func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {

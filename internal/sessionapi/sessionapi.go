@@ -1,0 +1,73 @@
+// Package sessionapi is the transport side of a session: what this
+// module's transports (and hub, bridge) call to feed a session and to take
+// frames out of it. Applications never see it: *session.Session exports
+// only the application API, and this package is internal.
+//
+// The functions are set once, by package session at init, before any
+// package importing this one runs; each call is one indirect call, with no
+// allocation and no interface conversion.
+package sessionapi
+
+import (
+	"context"
+
+	"github.com/sockjsd/sockjsd/internal/sessionapi/hook"
+	"github.com/sockjsd/sockjsd/session"
+)
+
+var (
+	serve           = hook.Serve.(func(*session.Session, session.Receiver))
+	deliver         = hook.Deliver.(func(*session.Session, context.Context, []string) error)
+	end             = hook.End.(func(*session.Session, session.CloseReason))
+	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseReason))
+	closed          = hook.Closed.(func(*session.Session) bool)
+	attached        = hook.Attached.(func(*session.Session) bool)
+	acquireSendSlot = hook.AcquireSendSlot.(func(*session.Session, int) bool)
+	releaseSendSlot = hook.ReleaseSendSlot.(func(*session.Session))
+)
+
+// Serve attaches r as s's receiving connection and writes frames to it
+// until r is done, r's connection goes away, or the session ends.
+//
+// Only one receiver may be attached at a time. A second one waits up to
+// Options.ReceiverWait for the first to leave, because a client that
+// aborted a request and sent a new one may be faster than the server's
+// noticing the abort; if the first is still there after that, the second
+// gets c[2010,"Another connection still open"] and the first is not
+// disturbed. A closed session answers every receiver with its close frame.
+func Serve(s *session.Session, r session.Receiver) { serve(s, r) }
+
+// Deliver hands messages received from the client to the application, in
+// order. It waits while the receive queue is full, which is how a client
+// that sends faster than the application reads is slowed down. It returns
+// session.ErrClosed once the session is closed, or ctx's error.
+func Deliver(s *session.Session, ctx context.Context, msgs []string) error {
+	return deliver(s, ctx, msgs)
+}
+
+// End finishes a session whose lifetime is its connection's (websockets):
+// it is closed if it was not, and leaves the registry at once instead of
+// after DisconnectDelay.
+func End(s *session.Session, why session.CloseReason) { end(s, why) }
+
+// CloseFor closes s for a reason other than the application's request (a
+// limit, a protocol error, shutdown), so that metrics can tell them apart.
+// It is a no-op on a closed session.
+func CloseFor(s *session.Session, code int, reason string, why session.CloseReason) {
+	closeFor(s, code, reason, why)
+}
+
+// Closed reports whether s has been closed.
+func Closed(s *session.Session) bool { return closed(s) }
+
+// Attached reports whether a receiving connection is attached to s now.
+func Attached(s *session.Session) bool { return attached(s) }
+
+// AcquireSendSlot reserves one of max concurrent send requests (xhr_send,
+// jsonp_send) for s and reports whether one was free; each successful call
+// must be paired with ReleaseSendSlot. A waiting send request holds its
+// body, so their number is what bounds that memory.
+func AcquireSendSlot(s *session.Session, max int) bool { return acquireSendSlot(s, max) }
+
+// ReleaseSendSlot frees a slot taken by AcquireSendSlot.
+func ReleaseSendSlot(s *session.Session) { releaseSendSlot(s) }

@@ -1,0 +1,18 @@
+package session
+
+import "github.com/sockjsd/sockjsd/internal/sessionapi/hook"
+
+// The transport side of a session is unexported, so that an application
+// sees only its API; this module's transports reach it through
+// internal/sessionapi, which these hooks feed. Package initialisation runs
+// this before any importer of session, so the hooks are never seen unset.
+func init() {
+	hook.Serve = (*Session).serve
+	hook.Deliver = (*Session).deliver
+	hook.End = (*Session).finish
+	hook.CloseFor = (*Session).closeWith
+	hook.Closed = (*Session).isClosed
+	hook.Attached = (*Session).isAttached
+	hook.AcquireSendSlot = (*Session).acquireSendSlot
+	hook.ReleaseSendSlot = (*Session).releaseSendSlot
+}

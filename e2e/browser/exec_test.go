@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/bridge"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/web"
 )
@@ -89,15 +90,8 @@ var execTransports = []string{"websocket", "xhr-streaming", "xhr-polling", "even
 // under -short.
 func skipWithoutBrowser(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("browser test: skipped under -short")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("chromium is not installed at %s (make deps-system)", chromiumPath)
-	}
-	if _, err := os.Stat(filepath.Join(repoRoot(t), web.DefaultDir, "node_modules", "sockjs-client", "dist", "sockjs.min.js")); err != nil {
-		t.Skip("sockjs-client is not installed (make deps-client)")
-	}
+	testenv.Chromium(t)
+	testenv.NPMPackage(t, filepath.Join(repoRoot(t), web.DefaultDir), "sockjs-client", "deps-client")
 }
 
 type execResult struct {

@@ -43,7 +43,7 @@ func get(t *testing.T, url string) (int, string) {
 // Redis, and publishes answer 503 while it is down; /healthz stays ok.
 func TestClusterReadiness(t *testing.T) {
 	rs := testenv.StartRedis(t)
-	cfg, err := parseConfig([]string{"-client-dir", t.TempDir(), "-redis", rs.URL, "-hub-presence-ttl", "600ms"})
+	cfg, err := parseConfig([]string{"-client-dir", t.TempDir(), "-redis", rs.URL, "-cluster-secret", "test-secret", "-hub-presence-ttl", "600ms"})
 	if err != nil {
 		t.Fatal(err)
 	}

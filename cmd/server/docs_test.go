@@ -298,3 +298,24 @@ func TestDocsErrorCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsExample: the README's library example is examples/echo/main.go
+// as it is (from its package clause), so the example shown builds.
+func TestDocsExample(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "echo", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(src), "package main")
+	if i < 0 {
+		t.Fatal("examples/echo/main.go has no package clause")
+	}
+	if !strings.Contains(string(readme), "```go\n"+string(src[i:])+"```\n") {
+		t.Error("README.md does not show examples/echo/main.go (from `package main`) verbatim in a go block")
+	}
+}

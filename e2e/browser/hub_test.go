@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/transport"
 )
 
 // testHub: two pages of the demo's hub panel on different transports chat
@@ -100,7 +101,15 @@ func testHubResume(t *testing.T, b *browser) {
 	waitFor[bool](t, p, `JSON.stringify(window.got) === `+jsArg(seqs(3)))
 	// The server ends the page's session; what is published before the
 	// client is back comes from history.
-	hubHandler := s.handlers[len(s.handlers)-1]
+	var hubHandler *transport.Handler
+	for _, h := range s.handlers {
+		if h.Prefix() == "/hub" {
+			hubHandler = h
+		}
+	}
+	if hubHandler == nil {
+		t.Fatal("no /hub service")
+	}
 	hubHandler.Registry().Range(func(ss *session.Session) { _ = ss.Close(3000, "test: go away") })
 	publish(4, 10)
 	waitFor[bool](t, p, `window.opens === 2 && JSON.stringify(window.got) === `+jsArg(seqs(10)))

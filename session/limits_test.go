@@ -89,7 +89,9 @@ func TestRecvQueueBoundedInBytes(t *testing.T) {
 func TestSendSlots(t *testing.T) {
 	reg := testRegistry(Options{})
 	s, _, _ := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
-	if !s.AcquireSendSlot(2) || !s.AcquireSendSlot(2) {
+	first := s.AcquireSendSlot(2)
+	second := s.AcquireSendSlot(2)
+	if !first || !second {
 		t.Fatal("two slots of two")
 	}
 	if s.AcquireSendSlot(2) {

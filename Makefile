@@ -55,10 +55,14 @@ e2e/node/node_modules/.package-lock.json: e2e/node/package-lock.json
 	cd e2e/node && $(NPM) ci --no-audit --no-fund
 
 # Chromium for the browser tests, from Debian, unless one is on PATH or
-# $$CHROME names one. apt waits (bounded) for a lock another apt holds.
+# $$CHROME names one; redis-server and haproxy for the hub's Redis broker
+# and cluster tests (e2e/cluster). apt waits (bounded) for a lock another
+# apt holds.
 deps-system:
 	@need=""; \
 	{ [ -n "$$CHROME" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; } || need="$$need chromium"; \
+	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
+	command -v haproxy >/dev/null 2>&1 || need="$$need haproxy"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT) update -qq && \

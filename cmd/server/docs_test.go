@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/metrics"
@@ -76,13 +81,68 @@ func docMetrics(text string) map[string]bool {
 	return out
 }
 
-// TestDocsMetrics: every metric the docs name exists, and docs/metrics.md
-// describes every metric there is.
-func TestDocsMetrics(t *testing.T) {
+// descRecorder is a prometheus.Registerer that keeps the names of what is
+// registered on it.
+type descRecorder struct{ names []string }
+
+func (r *descRecorder) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		if m := descName.FindStringSubmatch(d.String()); m != nil {
+			r.names = append(r.names, m[1])
+		}
+	}
+	return nil
+}
+
+func (r *descRecorder) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = r.Register(c)
+	}
+}
+
+func (r *descRecorder) Unregister(prometheus.Collector) bool { return true }
+
+var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// serverMetrics is every metric cmd/server can serve: metrics.Names() and
+// what cluster mode and the hub register on the server's registry.
+func serverMetrics(t *testing.T) map[string]bool {
+	t.Helper()
 	have := map[string]bool{}
 	for _, n := range metrics.Names() {
 		have[n] = true
 	}
+	cfg, err := parseConfig([]string{"-client-dir", t.TempDir(), "-addr", "127.0.0.1:8081",
+		"-redis", "redis://127.0.0.1:1/0", "-cluster-secret", "docs-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &descRecorder{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := cfg.transportOptions()
+	if _, err := setupCluster(cfg, &opts, rec, log); err != nil { // connects lazily: no Redis needed
+		t.Fatal(err)
+	}
+	cfg.RedisURL = "" // the hub registers the same metrics on either broker; the memory one needs no Redis
+	hm, err := mountHub(mux.NewRouter(), cfg, opts, metrics.New(rec), rec, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rec.names {
+		have[n] = true
+	}
+	return have
+}
+
+// TestDocsMetrics: every metric the docs name exists, and docs/metrics.md
+// describes every metric there is.
+func TestDocsMetrics(t *testing.T) {
+	have := serverMetrics(t)
 	for _, d := range docs(t) {
 		for n := range docMetrics(d.text) {
 			if !have[n] {
@@ -113,7 +173,15 @@ func otherFlags(t *testing.T) map[string]bool {
 		out["-"+f] = true
 	}
 	root := testenv.RepoRoot(t)
-	for _, dir := range []string{"cmd/loadgen", "bench/cmd/benchrun"} {
+	// The bench servers (bench/servers/*) are commands too: docs/bench.md
+	// shows their flags.
+	dirs := []string{"cmd/loadgen", "bench/cmd/benchrun"}
+	servers, _ := filepath.Glob(filepath.Join(root, "bench", "servers", "*"))
+	for _, s := range servers {
+		rel, _ := filepath.Rel(root, s)
+		dirs = append(dirs, rel)
+	}
+	for _, dir := range dirs {
 		files, _ := filepath.Glob(filepath.Join(root, dir, "*.go"))
 		for _, f := range files {
 			b, err := os.ReadFile(f)
@@ -193,8 +261,9 @@ func codesInSource(t *testing.T) (closeCodes, errCodes map[string]bool) {
 			}
 		}
 	}
-	// gorilla/websocket's close codes the transport uses by name.
-	for _, c := range []int{1001, 1002, 1009, 1011, 1013} {
+	// gorilla/websocket's close codes the transport uses by name (1003
+	// and 1007 through CodeUnsupportedData and CodeInvalidUTF8).
+	for _, c := range []int{1001, 1002, 1003, 1007, 1009, 1011, 1013} {
 		closeCodes[strconv.Itoa(c)] = true
 	}
 	return closeCodes, errCodes
@@ -227,5 +296,26 @@ func TestDocsErrorCodes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDocsExample: the README's library example is examples/echo/main.go
+// as it is (from its package clause), so the example shown builds.
+func TestDocsExample(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "echo", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(src), "package main")
+	if i < 0 {
+		t.Fatal("examples/echo/main.go has no package clause")
+	}
+	if !strings.Contains(string(readme), "```go\n"+string(src[i:])+"```\n") {
+		t.Error("README.md does not show examples/echo/main.go (from `package main`) verbatim in a go block")
 	}
 }

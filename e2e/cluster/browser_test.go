@@ -9,17 +9,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/sockjsd/sockjsd/internal/testenv"
+)
 
 // startChromium runs headless Chromium with a fresh profile (the flags of
 // e2e/browser) and returns a tab's context.
 func startChromium(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("chromium is not installed at %s: the browser cluster test needs it", chromiumPath)
-	}
+	chromiumPath := testenv.Chromium(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()),

@@ -159,21 +159,18 @@ func TestDeepAndBrokenPayloads(t *testing.T) {
 	if code := closeCode(ws); code != 3000 {
 		t.Errorf("deep JSON on a websocket: close %d, want 3000", code)
 	}
-	// Broken UTF-8 in a websocket text frame: replaced (as today) or
-	// refused with 1007 (RFC 6455); never a crash.
+	// Broken UTF-8 in a websocket text frame: refused with 1007 (RFC
+	// 6455), the session's close frame first; never a crash.
 	ws2, _, err := srv.WS(t, "/echo/000/"+sid()+"/websocket", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _, _ = ws2.ReadMessage()
 	_ = ws2.WriteMessage(websocket.TextMessage, []byte("[\"\xff ok\"]"))
-	_, m, err := ws2.ReadMessage()
-	if ce, ok := err.(*websocket.CloseError); ok {
-		if ce.Code != websocket.CloseInvalidFramePayloadData {
-			t.Errorf("broken UTF-8 on a websocket: close %d, want 1007", ce.Code)
-		}
-	} else if err != nil || string(m) != `a["\ufffd ok"]` {
-		t.Errorf("broken UTF-8 on a websocket: %q %v", m, err)
+	if _, m, err := ws2.ReadMessage(); err != nil || string(m) != `c[1007,"Invalid UTF-8"]` {
+		t.Errorf("broken UTF-8 on a websocket: %q %v, want the close frame c[1007,\"Invalid UTF-8\"]", m, err)
+	} else if code := closeCode(ws2); code != websocket.CloseInvalidFramePayloadData {
+		t.Errorf("broken UTF-8 on a websocket: close %d, want 1007", code)
 	}
 	srv.AssertGrowth(t, base, 64<<20)
 	p.Check(t)

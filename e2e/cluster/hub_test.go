@@ -93,8 +93,15 @@ func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Uint64, rea
 				s.err = err
 				return
 			}
+			// The balancer may still send a request to the dead node
+			// until its health check marks it down: try again shortly
+			// (a retry's pause, bounded by ctx and the dial count).
 			s.closes["dial failed"]++
-			continue // the balancer may still send a request to the dead node
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		sub := `{"op":"subscribe","channel":"feed"}`
 		if !first {

@@ -328,3 +328,30 @@ func TestRecvContext(t *testing.T) {
 		t.Fatalf("Recv: %v", err)
 	}
 }
+
+// TestLostSession: a second open frame means the server answered a new,
+// empty session under the same id (the owner node died, the session
+// expired); the client ends with 1006 instead of polling it for ever and
+// missing every message of the old one.
+func TestLostSession(t *testing.T) {
+	for _, tr := range []string{client.XHRPolling} {
+		t.Run(tr, func(t *testing.T) {
+			f := &fake{recv: func(w http.ResponseWriter, r *http.Request, first bool) {
+				fmt.Fprint(w, "o\n") // every receiving request opens a "new" session
+			}, sends: make(chan []string, 16)}
+			c, err := client.Dial(context.Background(), f.start(t), client.Options{Transports: []string{tr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := c.Recv(ctx); err == nil || ctx.Err() != nil {
+				t.Fatalf("Recv: %v (context %v), want the connection closed", err, ctx.Err())
+			}
+			if code, reason := c.CloseInfo(); code != 1006 || reason != "Server lost session" {
+				t.Fatalf("closed with %d %q, want 1006 \"Server lost session\"", code, reason)
+			}
+		})
+	}
+}

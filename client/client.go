@@ -359,7 +359,15 @@ func (c *Conn) handleFrame(f []byte) bool {
 		return true
 	}
 	switch f[0] {
-	case 'o', 'h':
+	case 'o':
+		// The open frame of the dial was read before this loop: another
+		// one means the server lost the session (its node died, it
+		// expired) and answered a new, empty one under the same id.
+		// Going on would hide every message of the old one, so end, as
+		// sockjs-client does.
+		c.shutdown(1006, "Server lost session")
+		return false
+	case 'h':
 		return true
 	case 'a':
 		var msgs []string

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -245,22 +247,39 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 // errTooBig: a message over MaxMessageBytes.
 var errTooBig = errors.New("message over the size limit")
 
-// readMessage reads the next message, at most limit bytes of it.
+// readBufs hold one websocket message while it is checked and delivered
+// (every message is copied out of it), so that reading does not allocate
+// per message; a buffer that grew past readBufKeep is left to the GC
+// rather than kept for the next small message.
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const readBufKeep = 64 << 10
+
+func putReadBuf(b *bytes.Buffer) {
+	if b.Cap() <= readBufKeep {
+		b.Reset()
+		readBufs.Put(b)
+	}
+}
+
+// readMessage reads the next message, at most limit bytes of it, into a
+// buffer from readBufs, taken only once a message has begun so that an
+// idle connection holds none; the caller gives buf back with putReadBuf.
 // gorilla's own read limit is not used: it sends its close frame, without
 // a reason, before the application can send its own.
-func readMessage(conn *websocket.Conn, limit int) (int, []byte, error) {
+func readMessage(conn *websocket.Conn, limit int) (mt int, data []byte, buf *bytes.Buffer, err error) {
 	mt, r, err := conn.NextReader()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return 0, nil, err
+	buf = readBufs.Get().(*bytes.Buffer)
+	if _, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1)); err != nil {
+		return 0, nil, buf, err
 	}
-	if len(data) > limit {
-		return mt, nil, errTooBig
+	if buf.Len() > limit {
+		return mt, nil, buf, errTooBig
 	}
-	return mt, data, nil
+	return mt, buf.Bytes(), buf, nil
 }
 
 // readWebSocket delivers the client's messages until the connection ends.
@@ -270,50 +289,62 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {
-		mt, data, err := readMessage(conn, h.opts.MaxMessageBytes)
-		if errors.Is(err, errTooBig) {
-			if sessionapi.Closed(s) {
-				continue
-			}
-			h.limitHit(s.Transport(), session.LimitMessageSize)
-			h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
-			continue
+		mt, data, buf, err := readMessage(conn, h.opts.MaxMessageBytes)
+		h.handleWSMessage(ctx, s, rcv, mt, data, err)
+		if buf != nil {
+			putReadBuf(buf) // every message was copied out of it
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errTooBig) {
 			return
 		}
-		if sessionapi.Closed(s) {
-			continue // draining until the client's close frame
-		}
-		if !utf8.Valid(data) {
-			if mt == websocket.TextMessage {
-				h.wsFail(s, rcv, "sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.ReasonError, true)
-			} else {
-				h.wsFail(s, rcv, "sockjs: websocket binary message not UTF-8, closing", CodeUnsupportedData, reasonBinary, session.ReasonError, true)
-			}
-			continue
-		}
-		if rcv.raw {
-			// Deliver waits while the receive queue is full: this loop
-			// then stops reading the socket. After a close it returns at
-			// once and the loop drains until the client's close frame.
-			_ = sessionapi.Deliver(s, ctx, []string{string(data)})
-			continue
-		}
-		if len(data) == 0 {
-			continue // the protocol says empty frames are ignored
-		}
-		if err := validPayload(data); err != nil {
-			// The protocol wants broken JSON to end the connection at
-			// once; like sockjs-node, say why in a close frame (and no
-			// SockJS frame) first.
-			h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
-			continue
-		}
-		// One message at a time, bounded by the receive queue's bytes:
-		// while it is full this loop stops reading the socket.
-		_ = deliverValid(ctx, s, data, h.withoutPongs)
 	}
+}
+
+// handleWSMessage applies one message read by readWebSocket (or the error
+// reading it) to the session.
+func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *wsReceiver, mt int, data []byte, err error) {
+	if errors.Is(err, errTooBig) {
+		if sessionapi.Closed(s) {
+			return
+		}
+		h.limitHit(s.Transport(), session.LimitMessageSize)
+		h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
+		return
+	}
+	if err != nil {
+		return
+	}
+	if sessionapi.Closed(s) {
+		return // draining until the client's close frame
+	}
+	if !utf8.Valid(data) {
+		if mt == websocket.TextMessage {
+			h.wsFail(s, rcv, "sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.ReasonError, true)
+		} else {
+			h.wsFail(s, rcv, "sockjs: websocket binary message not UTF-8, closing", CodeUnsupportedData, reasonBinary, session.ReasonError, true)
+		}
+		return
+	}
+	if rcv.raw {
+		// Deliver waits while the receive queue is full: this loop
+		// then stops reading the socket. After a close it returns at
+		// once and the loop drains until the client's close frame.
+		_ = sessionapi.Deliver(s, ctx, []string{string(data)})
+		return
+	}
+	if len(data) == 0 {
+		return // the protocol says empty frames are ignored
+	}
+	if err := validPayload(data); err != nil {
+		// The protocol wants broken JSON to end the connection at
+		// once; like sockjs-node, say why in a close frame (and no
+		// SockJS frame) first.
+		h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
+		return
+	}
+	// One message at a time, bounded by the receive queue's bytes:
+	// while it is full this loop stops reading the socket.
+	_ = deliverValid(ctx, s, data, h.withoutPongs)
 }
 
 // wsFail closes the session because the client broke a rule: the session's

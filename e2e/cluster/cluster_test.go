@@ -187,14 +187,14 @@ func TestClusterRedisRestart(t *testing.T) {
 		}
 		sids = append(sids, sid)
 	}
-	env.redis.stop()
+	env.redis.Stop()
 	for _, n := range env.nodes {
 		waitFor(t, 10*time.Second, n.name+"/readyz to say not ready", func() bool { return status(n.url+"/readyz") == 503 })
 		if status(n.url+"/healthz") != 200 {
 			t.Fatalf("%s/healthz failed while Redis is down: liveness must not depend on it", n.name)
 		}
 	}
-	env.redis.start()
+	env.redis.Start()
 	for _, n := range env.nodes {
 		waitFor(t, 15*time.Second, n.name+"/readyz to say ready again", func() bool { return status(n.url+"/readyz") == 200 })
 	}

@@ -325,7 +325,7 @@ func TestClusterHubRedisRestart(t *testing.T) {
 		h.expectNumbered(t, "news", 1, 10, 0)
 	}
 
-	env.redis.stop()
+	env.redis.Stop()
 	down := time.Now()
 	// Every publish while Redis is away: 503 unavailable, never anything
 	// else, until every node says it is not ready.
@@ -373,7 +373,7 @@ func TestClusterHubRedisRestart(t *testing.T) {
 	chat.expect(t, "error", "code", `"unavailable"`, "channel", `"chat.room"`)
 	t.Logf("%d API publishes refused with 503 while Redis was down (once every node said not ready, in %v at most)", refused, slowest.Round(time.Millisecond))
 
-	env.redis.start()
+	env.redis.Start()
 	up := time.Now()
 	for _, n := range env.nodes {
 		waitFor(t, 20*time.Second, n.name+" to be ready again", func() bool {

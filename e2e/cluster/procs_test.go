@@ -46,12 +46,10 @@ func TestMain(m *testing.M) {
 // need skips the test under -short or when a program is missing.
 func need(t *testing.T, programs ...string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("cluster tests start redis-server, haproxy and three nodes: skipped under -short")
-	}
+	testenv.SkipIfShort(t, "redis-server, haproxy and three nodes")
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s is not installed: the cluster tests need it", p)
+			testenv.Missing(t, p+" on PATH (the cluster tests need it)")
 		}
 	}
 }
@@ -171,37 +169,17 @@ func status(url string) int {
 	return resp.StatusCode
 }
 
-// redisServer is a redis-server without persistence on a fixed port, so it
-// can be stopped and started again where the nodes expect it.
-type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	p    *proc
-}
+// redisServer is testenv's redis-server (no persistence, a fixed port, so
+// it can be stopped and started again where the nodes expect it) with a
+// raw command for reading what the nodes wrote.
+type redisServer struct{ *testenv.Redis }
 
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	r := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
-	r.start()
-	return r
-}
-
-func (r *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.p = startProc(r.t, "redis-server", "redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir)
-	waitFor(r.t, 10*time.Second, "redis-server to answer", func() bool { return r.do("PING") == "+PONG" })
-}
-
-func (r *redisServer) stop() { r.p.kill() }
+func startRedis(t *testing.T) *redisServer { return &redisServer{testenv.StartRedis(t)} }
 
 // do sends one inline command and returns the first line of the answer
 // ("" when redis-server cannot be reached).
 func (r *redisServer) do(args ...string) string {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
 	if err != nil {
 		return ""
 	}
@@ -249,7 +227,7 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 	root := testenv.RepoRoot(t)
 	env := &clusterEnv{t: t, redis: startRedis(t)}
 	env.args = append([]string{
-		"-redis", env.redis.URL(), "-cluster-secret", secret, "-client-dir", filepath.Join(root, "web", "sockjs-client"),
+		"-redis", env.redis.URL, "-cluster-secret", secret, "-client-dir", filepath.Join(root, "web", "sockjs-client"),
 		// Short enough that the tests see keys restored and released
 		// within seconds; long enough for a loaded machine.
 		"-cluster-owner-ttl", "3s",

@@ -31,11 +31,9 @@ type Redis struct {
 // redis-server is not installed.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs redis-server: skipped under -short")
-	}
+	SkipIfShort(t, "redis-server")
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("needs redis-server, not installed (apt-get install redis-server)")
+		Missing(t, "redis-server on PATH (Debian: apt-get install redis-server)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

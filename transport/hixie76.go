@@ -275,18 +275,7 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	rcv := &hixieReceiver{conn: conn, draft76: draft76, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: session.WebSocket, obs: h.obs}
 	h.active.Add(1)
 	go h.readHixie(brw.Reader, s, rcv)
-	go func() {
-		defer h.active.Add(-1)
-		sessionapi.Serve(s, rcv)
-		rcv.finish(h.opts.CloseWait)
-		why := session.ReasonServer
-		select {
-		case <-rcv.gone:
-			why = session.ReasonClient
-		default:
-		}
-		sessionapi.End(s, why)
-	}()
+	go h.serveConnection(s, rcv)
 }
 
 // hixieHandshake answers the upgrade on the hijacked connection: headers

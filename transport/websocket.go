@@ -230,18 +230,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	// websocket session would otherwise cost.
 	h.active.Add(1)
 	go h.readWebSocket(conn, s, rcv)
-	go func() {
-		defer h.active.Add(-1)
-		sessionapi.Serve(s, rcv)
-		rcv.finish(h.opts.CloseWait)
-		why := session.ReasonServer
-		select {
-		case <-rcv.gone:
-			why = session.ReasonClient
-		default:
-		}
-		sessionapi.End(s, why)
-	}()
+	go h.serveConnection(s, rcv)
 }
 
 // errTooBig: a message over MaxMessageBytes.
@@ -280,6 +269,31 @@ func readMessage(conn *websocket.Conn, limit int) (mt int, data []byte, buf *byt
 		return mt, nil, buf, errTooBig
 	}
 	return mt, buf.Bytes(), buf, nil
+}
+
+// connReceiver is a receiver whose session lives as long as its connection
+// (RFC 6455 and Hixie websockets): after the close frame it waits, up to
+// CloseWait, for the client's close before the connection ends.
+type connReceiver interface {
+	session.Receiver
+	finish(wait time.Duration)
+}
+
+// serveConnection writes the session's frames to rcv until either side
+// ends it, then takes the session out of the registry at once (no
+// disconnect delay: a websocket session cannot be resumed). It runs on its
+// own goroutine, counted in h.active since before it started.
+func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
+	defer h.active.Add(-1)
+	sessionapi.Serve(s, rcv)
+	rcv.finish(h.opts.CloseWait)
+	why := session.ReasonServer
+	select {
+	case <-rcv.Gone():
+		why = session.ReasonClient
+	default:
+	}
+	sessionapi.End(s, why)
 }
 
 // readWebSocket delivers the client's messages until the connection ends.

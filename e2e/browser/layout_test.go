@@ -38,7 +38,8 @@ const overflowJS = `(function () {
 	return bad;
 })()`
 
-// testLayout: the demo page at a phone's 390 px and a laptop's 1280 px,
+// testLayout: the demo page at a phone's 390 px, a small laptop's 920 px
+// (two narrow columns) and a laptop's 1280 px,
 // in use (an echo session with a full log, the all-transports grid, a hub
 // session): nothing overflows sideways, the logs keep 100 lines and
 // scroll inside their box, the hub's transport is locked once joined and
@@ -52,6 +53,7 @@ func testLayout(t *testing.T, b *browser) {
 		mobile        bool
 	}{
 		{"390px", 390, 844, true},
+		{"920px", 920, 800, false}, // the narrowest two-column layout
 		{"1280px", 1280, 800, false},
 	} {
 		t.Run(vp.name, func(t *testing.T) {
@@ -101,6 +103,20 @@ func testLayout(t *testing.T, b *browser) {
 
 			if bad := mustEval[[]string](p, stepTimeout, overflowJS); len(bad) > 0 {
 				t.Errorf("overflows at %s: %s", vp.name, strings.Join(bad, "; "))
+			}
+			// What the grid shows depends on the machine (a loaded one
+			// connects in seconds) and on how sessions end: the widest
+			// values a cell can take must fit too.
+			if bad := mustEval[[]string](p, stepTimeout, `(function () {
+				document.querySelectorAll("#all-rows tr").forEach(function (tr) {
+					tr.cells[0].textContent = "iframe-xhr-polling";
+					tr.cells[1].textContent = "closed (1006 Server lost session)";
+					for (var i = 2; i < 6; i++) { tr.cells[i].textContent = "12345"; }
+					tr.cells[6].textContent = "99999";
+				});
+				return `+overflowJS+`;
+			})()`); len(bad) > 0 {
+				t.Errorf("overflows at %s with the widest grid values: %s", vp.name, strings.Join(bad, "; "))
 			}
 			shot, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 			if err != nil {

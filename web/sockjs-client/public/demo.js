@@ -19,7 +19,8 @@
 
   function $(id) { return document.getElementById(id); }
   function text(id, s) { $(id).textContent = s; }
-  function ms(v) { return v == null ? '–' : (v < 10 ? v.toFixed(1) : Math.round(v)) + ' ms'; }
+  function num(v) { return v == null ? '–' : String(v < 10 ? v.toFixed(1) : Math.round(v)); }
+  function ms(v) { return v == null ? '–' : num(v) + ' ms'; }
 
   function percentile(values, p) {
     if (!values.length) { return null; }
@@ -192,7 +193,7 @@
       timeout: FORCED_TIMEOUT,
       onopen: function (info) {
         cell('state', 'open' + (info.transport === name ? '' : ' (' + info.transport + ')'));
-        cell('connect', ms(info.connectMs));
+        cell('connect', num(info.connectMs));
         ping();
         c.timer = setInterval(ping, 1000);
       },
@@ -202,9 +203,9 @@
         c.t0 = null;
         c.rtts.push(rtt);
         if (c.rtts.length > KEEP) { c.rtts.shift(); }
-        cell('last', ms(rtt));
-        cell('p50', ms(percentile(c.rtts, 50)));
-        cell('p95', ms(percentile(c.rtts, 95)));
+        cell('last', num(rtt));
+        cell('p50', num(percentile(c.rtts, 50)));
+        cell('p95', num(percentile(c.rtts, 95)));
         cell('pings', String(+tr.querySelector('.pings').textContent + 1));
       },
       onclose: function (ev) {

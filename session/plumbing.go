@@ -8,6 +8,7 @@ import "github.com/sockjsd/sockjsd/internal/sessionapi/hook"
 // this before any importer of session, so the hooks are never seen unset.
 func init() {
 	hook.Serve = (*Session).serve
+	hook.ServeConn = (*Session).serveConn
 	hook.Deliver = (*Session).deliver
 	hook.End = (*Session).finish
 	hook.CloseFor = (*Session).closeWith

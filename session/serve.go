@@ -51,20 +51,9 @@ func (s *Session) serve(r Receiver) {
 		}
 	}
 
-	s.mu.Lock()
-	// The open frame comes first even when the application closed the
-	// session before any receiver came (the /close service does).
-	opening := !s.opened
-	s.opened = true
-	if s.state == stateNew {
-		s.state = stateOpen
-	}
-	s.mu.Unlock()
-
-	if opening {
+	if s.opening() {
 		carried = true
-		done, err := r.WriteFrame(&openFrame)
-		s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
+		done, err := s.writeOpen(r)
 		if err != nil {
 			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
 			return
@@ -80,29 +69,10 @@ func (s *Session) serve(r Receiver) {
 	for {
 		s.mu.Lock()
 		if len(s.out) > 0 {
-			batch := s.out
-			s.writing, s.writingB = len(batch), s.outBytes // Buffered counts them until written
-			s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
+			batch := s.takeBatchLocked()
 			s.mu.Unlock()
 			carried = true
-
-			f.Messages = f.Messages[:0]
-			for i := range batch {
-				f.Messages = append(f.Messages, batch[i].msg)
-			}
-			done, err := r.WriteFrame(&f)
-			t := now()
-			for i := range batch {
-				s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
-				batch[i].msg = "" // let the garbage collector have it
-			}
-			clear(f.Messages)
-			s.mu.Lock()
-			s.writing, s.writingB = 0, 0
-			if s.spare == nil && cap(batch) <= 1024 {
-				s.spare = batch[:0]
-			}
-			s.mu.Unlock()
+			done, err := s.writeBatch(r, &f, batch)
 			if err != nil {
 				s.closeLost(ReasonError)
 				return
@@ -141,6 +111,60 @@ func (s *Session) serve(r Receiver) {
 			return
 		}
 	}
+}
+
+// takeBatchLocked takes every queued message for one frame; Buffered
+// counts them until writeBatch wrote them. s.mu must be held.
+func (s *Session) takeBatchLocked() []queued {
+	batch := s.out
+	s.writing, s.writingB = len(batch), s.outBytes
+	s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
+	return batch
+}
+
+// writeBatch writes batch to r as the frame f (whose array it reuses),
+// with s.mu not held, and gives the batch's array back for the next one.
+func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, err error) {
+	f.Messages = f.Messages[:0]
+	for i := range batch {
+		f.Messages = append(f.Messages, batch[i].msg)
+	}
+	done, err = r.WriteFrame(f)
+	t := now()
+	for i := range batch {
+		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
+		batch[i].msg = "" // let the garbage collector have it
+	}
+	clear(f.Messages)
+	s.mu.Lock()
+	s.writing, s.writingB = 0, 0
+	s.lastWrite = t
+	if s.spare == nil && cap(batch) <= 1024 {
+		s.spare = batch[:0]
+	}
+	s.mu.Unlock()
+	return done, err
+}
+
+// opening reports whether the open frame is still to be written, and
+// marks it written: it comes first even when the application closed the
+// session before any receiver came (the /close service does).
+func (s *Session) opening() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := !s.opened
+	s.opened = true
+	if s.state == stateNew {
+		s.state = stateOpen
+	}
+	return o
+}
+
+// writeOpen writes the open frame to r.
+func (s *Session) writeOpen(r Receiver) (done bool, err error) {
+	done, err = r.WriteFrame(&openFrame)
+	s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
+	return done, err
 }
 
 // attach makes r the attached receiver, waiting (bounded) for another one

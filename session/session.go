@@ -3,13 +3,16 @@
 // heartbeat and expiry timers, and the registry that finds a session by the
 // id in its URL.
 //
-// A session never writes to a network connection itself. A transport
-// attaches a Receiver and calls Serve on its own goroutine; Serve takes
-// queued messages under the session lock, releases the lock, and only then
-// hands the frame to the Receiver. A slow client therefore slows down its
-// own Serve loop and nothing else, and Send never blocks. Serve and the
-// rest of the transport side are not part of this package's API: this
-// module's transports reach them through internal/sessionapi.
+// A session never writes to a network connection itself. An HTTP
+// transport attaches a Receiver and calls Serve on its request's
+// goroutine; a websocket transport attaches its connection with ServeConn
+// and returns, and frames are then written by a goroutine that exists only
+// while there is something to write (pump.go). Either way queued messages
+// are taken under the session lock, the lock is released, and only then is
+// the frame handed to the Receiver. A slow client therefore slows down its
+// own writer and nothing else, and Send never blocks. Serve and the rest
+// of the transport side are not part of this package's API: this module's
+// transports reach them through internal/sessionapi.
 package session
 
 import (
@@ -157,6 +160,15 @@ type Session struct {
 	// when the last polling answer was sent or failed (see Finisher).
 	detached chan struct{}
 	settling chan struct{}
+
+	// A connection receiver served by pumps (serveConn, pump.go).
+	conn      Receiver
+	connEnd   func()
+	pumping   bool        // a pump runs (or the close frame is written)
+	hbDue     bool        // the heartbeat timer asks for a heartbeat frame
+	lastWrite int64       // when the last frame was written (now)
+	hb        *time.Timer // heartbeat timer
+	pumpMsgs  []string    // the pump's frame array, reused (one pump at a time)
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
@@ -225,8 +237,14 @@ func (s *Session) Send(msg string) error {
 	}
 	s.out = append(s.out, queued{msg: msg, at: now()})
 	s.outBytes += len(msg)
+	served := s.conn == nil // by a Serve loop, if any
+	start := s.startPumpLocked()
 	s.mu.Unlock()
-	s.wake()
+	if start {
+		go s.pump()
+	} else if served {
+		signal(s.notify)
+	}
 	return nil
 }
 
@@ -366,8 +384,6 @@ func (s *Session) isClosed() bool {
 	defer s.mu.Unlock()
 	return s.state >= stateClosing
 }
-
-func (s *Session) wake() { signal(s.notify) }
 
 // armExpiry starts the expiry clock of a session no receiver is attached
 // to yet, so that one whose first request failed before Serve still goes.

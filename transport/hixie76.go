@@ -275,7 +275,7 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	rcv := &hixieReceiver{conn: conn, draft76: draft76, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: session.WebSocket, obs: h.obs}
 	h.active.Add(1)
 	go h.readHixie(brw.Reader, s, rcv)
-	go h.serveConnection(s, rcv)
+	h.serveConnection(s, rcv)
 }
 
 // hixieHandshake answers the upgrade on the hijacked connection: headers
@@ -333,6 +333,7 @@ func validHeaderValue(v string) bool {
 // readHixie delivers the client's messages until the connection ends, like
 // readWebSocket.
 func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieReceiver) {
+	defer connGone(s)
 	defer rcv.markGone()
 	ctx := s.Context()
 	fail := func(msg string, code int, reason string, why session.CloseReason, frame bool) {

@@ -224,13 +224,14 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
 		return nil
 	})
-	// The session runs on two fresh goroutines and this handler returns:
-	// net/http then lets go of the request, its 4 KiB read and write
-	// buffers and this goroutine's deep stack, about half of what an idle
-	// websocket session would otherwise cost.
+	// The session runs on a reader goroutine (and a writer only while
+	// there is something to write) and this handler returns: net/http
+	// then lets go of the request, its 4 KiB read and write buffers and
+	// this goroutine's deep stack, about half of what an idle websocket
+	// session would otherwise cost.
 	h.active.Add(1)
 	go h.readWebSocket(conn, s, rcv)
-	go h.serveConnection(s, rcv)
+	h.serveConnection(s, rcv)
 }
 
 // errTooBig: a message over MaxMessageBytes.
@@ -279,27 +280,38 @@ type connReceiver interface {
 	finish(wait time.Duration)
 }
 
-// serveConnection writes the session's frames to rcv until either side
-// ends it, then takes the session out of the registry at once (no
-// disconnect delay: a websocket session cannot be resumed). It runs on its
-// own goroutine, counted in h.active since before it started.
+// serveConnection writes the open frame to rcv and leaves the session's
+// frames to be written as they come (sessionapi.ServeConn): no goroutine
+// waits for them. Once the close frame was written, the connection is
+// finished and the session taken out of the registry at once (no
+// disconnect delay: a websocket session cannot be resumed). The session
+// is counted in h.active from before this call until then.
 func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
-	defer h.active.Add(-1)
-	sessionapi.Serve(s, rcv)
-	rcv.finish(h.opts.CloseWait)
-	why := session.ReasonServer
-	select {
-	case <-rcv.Gone():
-		why = session.ReasonClient
-	default:
-	}
-	sessionapi.End(s, why)
+	sessionapi.ServeConn(s, rcv, func() {
+		defer h.active.Add(-1)
+		rcv.finish(h.opts.CloseWait)
+		why := session.ReasonServer
+		select {
+		case <-rcv.Gone():
+			why = session.ReasonClient
+		default:
+		}
+		sessionapi.End(s, why)
+	})
+}
+
+// connGone closes the session of a connection the client left (or that
+// broke): the close frame is written, if it still can be, and the
+// connection finished.
+func connGone(s *session.Session) {
+	sessionapi.CloseFor(s, session.CodeInterrupted, session.ReasonInterrupt, session.ReasonClient)
 }
 
 // readWebSocket delivers the client's messages until the connection ends.
 // After the session closed it goes on reading (and dropping) until the
 // client's close frame, so that the close handshake completes.
 func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *wsReceiver) {
+	defer connGone(s)
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {

@@ -17,6 +17,7 @@ import (
 
 var (
 	serve           = hook.Serve.(func(*session.Session, session.Receiver))
+	serveConn       = hook.ServeConn.(func(*session.Session, session.Receiver, func()))
 	deliver         = hook.Deliver.(func(*session.Session, context.Context, []string) error)
 	end             = hook.End.(func(*session.Session, session.CloseReason))
 	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseReason))
@@ -36,6 +37,15 @@ var (
 // gets c[2010,"Another connection still open"] and the first is not
 // disturbed. A closed session answers every receiver with its close frame.
 func Serve(s *session.Session, r session.Receiver) { serve(s, r) }
+
+// ServeConn attaches r, a connection that lives as long as its session
+// (a websocket), writes the open frame and returns: from then on frames
+// are written by a goroutine started only while there is something to
+// write, and heartbeats by a timer, so that an idle session holds no
+// writer goroutine. r's Gone is not watched: when the connection goes
+// away the transport closes the session (CloseFor). onEnd runs once the
+// close frame was written to r (or failed), on the writing goroutine.
+func ServeConn(s *session.Session, r session.Receiver, onEnd func()) { serveConn(s, r, onEnd) }
 
 // Deliver hands messages received from the client to the application, in
 // order. It waits while the receive queue is full, which is how a client

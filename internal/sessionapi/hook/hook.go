@@ -9,6 +9,7 @@ package hook
 // function of the same name in package sessionapi for what it does.
 var (
 	Serve           any
+	ServeConn       any
 	Deliver         any
 	End             any
 	CloseFor        any

@@ -1,0 +1,162 @@
+package session
+
+import "time"
+
+// Connection receivers (websockets) are served without a goroutine of
+// their own: an idle websocket session holds no writer goroutine, only its
+// transport's reader and a heartbeat timer. Frames are written by a pump
+// that runs only while there is something to write: started by Send (or a
+// close, or the heartbeat timer) when none is running, it writes batches
+// until the queue is empty and then ends. One pump at a time, so frames
+// keep their order and the receiver sees one writer; the session lock is
+// never held across a write.
+//
+// Measured (docs/bench.md): a parked Serve goroutine per websocket session
+// was about 4 KB of the idle session's stack, and waking it cost as much
+// as starting a pump.
+
+// serveConn attaches r, writes the open frame on the caller's goroutine,
+// and returns; from then on pumps write to r. onEnd runs once the close
+// frame was written to r (or failed), on the pump's goroutine: the
+// transport finishes the connection there. r's Gone is not watched: a
+// transport whose connection went away closes the session (CloseFor), and
+// the pump that writes the close frame then calls onEnd.
+func (s *Session) serveConn(r Receiver, onEnd func()) {
+	if !s.attach(r) {
+		onEnd()
+		return
+	}
+	if s.opening() {
+		if _, err := s.writeOpen(r); err != nil {
+			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+		}
+	}
+	s.mu.Lock()
+	s.conn, s.connEnd = r, onEnd
+	s.lastWrite = now()
+	s.hb = time.AfterFunc(s.opts.HeartbeatDelay, s.heartbeat)
+	// Messages sent (or a close) before the connection was set found no
+	// one to start a pump: start one now.
+	start := (len(s.out) > 0 || s.state >= stateClosing) && s.startPumpLocked()
+	s.mu.Unlock()
+	if start {
+		go s.pump()
+	}
+}
+
+// startPumpLocked claims the pump when a connection receiver is set and
+// no pump runs; the caller then runs s.pump (on a new goroutine unless it
+// may block on this client's connection). s.mu must be held.
+func (s *Session) startPumpLocked() bool {
+	if s.conn == nil || s.pumping {
+		return false
+	}
+	s.pumping = true
+	return true
+}
+
+// wake tells whoever writes for the session that something changed (a
+// message, a close): the Serve loop, or a pump, started if none runs.
+func (s *Session) wake() {
+	signal(s.notify)
+	s.mu.Lock()
+	start := s.startPumpLocked()
+	s.mu.Unlock()
+	if start {
+		go s.pump()
+	}
+}
+
+// heartbeat runs on the timer's goroutine: it writes a heartbeat frame
+// when nothing was written for HeartbeatDelay, and otherwise re-arms for
+// the rest of the delay.
+func (s *Session) heartbeat() {
+	s.mu.Lock()
+	if s.conn == nil {
+		s.mu.Unlock()
+		return
+	}
+	if idle := time.Duration(now() - s.lastWrite); idle < s.opts.HeartbeatDelay {
+		s.hb.Reset(s.opts.HeartbeatDelay - idle)
+		s.mu.Unlock()
+		return
+	}
+	s.hbDue = true
+	s.hb.Reset(s.opts.HeartbeatDelay)
+	start := s.startPumpLocked()
+	s.mu.Unlock()
+	if start {
+		s.pump() // the timer's goroutine is already a fresh one
+	}
+}
+
+// pump writes what the session has for its connection receiver, then
+// ends: messages, a due heartbeat, and finally the close frame, after
+// which the receiver is detached and the transport's onEnd runs. The
+// caller claimed the pump (startPumpLocked).
+func (s *Session) pump() {
+	s.mu.Lock()
+	f := Frame{Kind: FrameMessages, Messages: s.pumpMsgs}
+	s.pumpMsgs = nil
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		r := s.conn
+		switch {
+		case len(s.out) > 0 && s.state < stateClosed:
+			batch := s.takeBatchLocked()
+			s.mu.Unlock()
+			if _, err := s.writeBatch(r, &f, batch); err != nil {
+				s.closeLost(ReasonError) // this pump writes the close frame next
+			}
+
+		case s.state >= stateClosing:
+			if s.state < stateClosed {
+				s.state = stateClosed
+			}
+			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
+			onEnd := s.connEnd
+			s.conn, s.connEnd = nil, nil
+			s.hbDue = false
+			if s.hb != nil {
+				s.hb.Stop()
+				s.hb = nil
+			}
+			// s.pumping stays true: no pump may start for this
+			// receiver again.
+			s.mu.Unlock()
+			select {
+			case <-r.Gone():
+				// The client left (its close is answered by the
+				// transport): there is no one to write to.
+			default:
+				_, _ = r.WriteFrame(&cf)
+			}
+			s.detach(r, true)
+			s.mu.Lock()
+			s.pumping = false
+			s.mu.Unlock()
+			onEnd()
+			return
+
+		case s.hbDue:
+			s.hbDue = false
+			s.mu.Unlock()
+			_, err := r.WriteFrame(&heartbeatFrame)
+			s.mu.Lock()
+			s.lastWrite = now()
+			s.mu.Unlock()
+			if err != nil {
+				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			}
+
+		default:
+			if cap(f.Messages) <= 64 {
+				s.pumpMsgs = f.Messages[:0] // for the next pump
+			}
+			s.pumping = false
+			s.mu.Unlock()
+			return
+		}
+	}
+}

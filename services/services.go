@@ -4,7 +4,6 @@
 package services
 
 import (
-	"context"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -13,18 +12,13 @@ import (
 	"github.com/sockjsd/sockjsd/transport"
 )
 
-// Echo sends every message back to its session.
+// Echo sends every message back to its session. It answers on the
+// goroutine that received the message (OnMessage): no goroutine per
+// session waits for messages, and a websocket echo is written by its
+// reader without a hand-off. A client that does not read its echoes is
+// closed with 3009 when its send queue is full, as with Recv and Send.
 func Echo(s *session.Session) {
-	ctx := context.Background()
-	for {
-		m, err := s.Recv(ctx)
-		if err != nil {
-			return
-		}
-		if s.Send(m) != nil {
-			return
-		}
-	}
+	s.OnMessage(func(m string) { _ = s.Send(m) })
 }
 
 // Close closes every session as soon as it opens, with c[3000,"Go away!"].

@@ -11,7 +11,7 @@ import (
 // accident: the transport side belongs in internal/sessionapi.
 func TestSessionMethodSet(t *testing.T) {
 	want := []string{
-		"Buffered", "Close", "CloseInfo", "Context", "ID", "Recv", "Request", "Send", "Transport",
+		"Buffered", "Close", "CloseInfo", "Context", "ID", "OnMessage", "Recv", "Request", "Send", "Transport",
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[*Session](), reflect.TypeFor[Session]()} {
 		var got []string

@@ -13,6 +13,7 @@ func init() {
 	hook.End = (*Session).finish
 	hook.CloseFor = (*Session).closeWith
 	hook.Closed = (*Session).isClosed
+	hook.HasOnMessage = (*Session).hasOnMessage
 	hook.Attached = (*Session).isAttached
 	hook.AcquireSendSlot = (*Session).acquireSendSlot
 	hook.ReleaseSendSlot = (*Session).releaseSendSlot

@@ -51,6 +51,12 @@ func (s *Session) startPumpLocked() bool {
 	if s.conn == nil || s.pumping {
 		return false
 	}
+	if s.holdPump > 0 {
+		// An OnMessage callback runs: its goroutine writes when it
+		// returns (releasePump), without a hand-off.
+		s.pumpWanted = true
+		return false
+	}
 	s.pumping = true
 	return true
 }
@@ -94,7 +100,12 @@ func (s *Session) heartbeat() {
 // ends: messages, a due heartbeat, and finally the close frame, after
 // which the receiver is detached and the transport's onEnd runs. The
 // caller claimed the pump (startPumpLocked).
-func (s *Session) pump() {
+func (s *Session) pump() { s.pumpOn(false) }
+
+// pumpOn is pump; inline says it runs on a goroutine that must not wait
+// for the connection's end (a websocket's reader, after an OnMessage
+// callback): the close frame and onEnd are then left to a new goroutine.
+func (s *Session) pumpOn(inline bool) {
 	s.mu.Lock()
 	f := Frame{Kind: FrameMessages, Messages: s.pumpMsgs}
 	s.pumpMsgs = nil
@@ -109,6 +120,11 @@ func (s *Session) pump() {
 			if _, err := s.writeBatch(r, &f, batch); err != nil {
 				s.closeLost(ReasonError) // this pump writes the close frame next
 			}
+
+		case s.state >= stateClosing && inline:
+			s.mu.Unlock()
+			go s.pump() // the pump is still claimed: it passes on
+			return
 
 		case s.state >= stateClosing:
 			if s.state < stateClosed {

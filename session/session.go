@@ -109,8 +109,8 @@ func now() int64 { return int64(time.Since(epoch)) }
 
 // Session is one SockJS session, whatever its transport, as an
 // application sees it: ID, Transport, Request and Context describe it;
-// Send, Recv and Close talk to the client; Buffered tells how far the
-// client lags behind; CloseInfo tells how it ended. Its methods are safe
+// Send, Recv (or OnMessage) and Close talk to the client; Buffered tells
+// how far the client lags behind; CloseInfo tells how it ended. Its methods are safe
 // for concurrent use.
 //
 // The transport side (attaching a receiving connection, delivering what
@@ -169,6 +169,14 @@ type Session struct {
 	lastWrite int64       // when the last frame was written (now)
 	hb        *time.Timer // heartbeat timer
 	pumpMsgs  []string    // the pump's frame array, reused (one pump at a time)
+
+	// OnMessage (callback.go): the callback, set once under mu; cbMu
+	// runs it for one message at a time. While holdPump > 0 a callback
+	// runs and pumps wait for it (pumpWanted) to write on its goroutine.
+	onMsg      func(string)
+	cbMu       sync.Mutex
+	holdPump   int
+	pumpWanted bool
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
@@ -338,6 +346,10 @@ func (s *Session) deliver(ctx context.Context, msgs []string) error {
 		if s.state >= stateClosing {
 			s.mu.Unlock()
 			return ErrClosed
+		}
+		if f := s.onMsg; f != nil {
+			s.mu.Unlock()
+			return s.deliverTo(f, msgs, t)
 		}
 		// Take what fits in both bounds; an empty queue takes at least
 		// one message, so that no message is too big to ever fit.

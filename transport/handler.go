@@ -4,6 +4,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/fallback"
+	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -442,11 +444,26 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 // is logged and closes that session only.
 func (h *Handler) run(s *session.Session) {
 	defer func() {
-		if p := recover(); p != nil {
+		p := recover()
+		if p != nil {
 			h.log.Error("sockjs: session handler panicked", "prefix", h.prefix, "session", s.ID(), "panic", p, "stack", string(debug.Stack()))
 		}
-		_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
+		// A handler that set OnMessage has handed the session to its
+		// callback: the session outlives it.
+		if p != nil || !sessionapi.HasOnMessage(s) {
+			_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
+		}
 	}()
 	h.startPing(s)
 	h.app(s)
+}
+
+// delivered logs, once, an OnMessage callback's panic that delivering a
+// message met (the session closed itself); other errors mean the session
+// was closed or the request ended, which the caller handles.
+func (h *Handler) delivered(s *session.Session, err error) {
+	var pe *session.PanicError
+	if errors.As(err, &pe) {
+		h.log.Error("sockjs: OnMessage callback panicked", "prefix", h.prefix, "session", s.ID(), "panic", pe.Value, "stack", string(pe.Stack))
+	}
 }

@@ -376,6 +376,6 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 			fail("sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
 			continue
 		}
-		_ = sessionapi.Deliver(s, ctx, msgs)
+		h.delivered(s, sessionapi.Deliver(s, ctx, msgs))
 	}
 }

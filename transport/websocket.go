@@ -355,7 +355,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 		// Deliver waits while the receive queue is full: this loop
 		// then stops reading the socket. After a close it returns at
 		// once and the loop drains until the client's close frame.
-		_ = sessionapi.Deliver(s, ctx, []string{string(data)})
+		h.delivered(s, sessionapi.Deliver(s, ctx, []string{string(data)}))
 		return
 	}
 	if len(data) == 0 {
@@ -370,7 +370,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 	}
 	// One message at a time, bounded by the receive queue's bytes:
 	// while it is full this loop stops reading the socket.
-	_ = deliverValid(ctx, s, data, h.withoutPongs)
+	h.delivered(s, deliverValid(ctx, s, data, h.withoutPongs))
 }
 
 // wsFail closes the session because the client broke a rule: the session's

@@ -103,5 +103,6 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Ses
 		return false
 	}
 	// A closed session drops what it is sent, as a closed websocket does.
+	h.delivered(s, err)
 	return true
 }

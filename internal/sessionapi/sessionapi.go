@@ -22,6 +22,7 @@ var (
 	end             = hook.End.(func(*session.Session, session.CloseReason))
 	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseReason))
 	closed          = hook.Closed.(func(*session.Session) bool)
+	hasOnMessage    = hook.HasOnMessage.(func(*session.Session) bool)
 	attached        = hook.Attached.(func(*session.Session) bool)
 	acquireSendSlot = hook.AcquireSendSlot.(func(*session.Session, int) bool)
 	releaseSendSlot = hook.ReleaseSendSlot.(func(*session.Session))
@@ -69,6 +70,10 @@ func CloseFor(s *session.Session, code int, reason string, why session.CloseReas
 
 // Closed reports whether s has been closed.
 func Closed(s *session.Session) bool { return closed(s) }
+
+// HasOnMessage reports whether the application called s.OnMessage: the
+// session then outlives its handler.
+func HasOnMessage(s *session.Session) bool { return hasOnMessage(s) }
 
 // Attached reports whether a receiving connection is attached to s now.
 func Attached(s *session.Session) bool { return attached(s) }

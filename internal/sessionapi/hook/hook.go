@@ -14,6 +14,7 @@ var (
 	End             any
 	CloseFor        any
 	Closed          any
+	HasOnMessage    any
 	Attached        any
 	AcquireSendSlot any
 	ReleaseSendSlot any

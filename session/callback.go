@@ -1,0 +1,124 @@
+package session
+
+import (
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// OnMessage makes the session hand each message from the client to f, in
+// order, one at a time, on the goroutine that received it (a websocket's
+// reader, an xhr_send request), instead of queueing it for Recv. No
+// goroutine then waits for the session's messages and none is woken for
+// each one: an echo answers on the goroutine that read the message, and a
+// websocket session's frames are written by that goroutine when it is
+// idle (see pump.go).
+//
+// Messages received before OnMessage are handed to f first, in order. A
+// handler that calls OnMessage may return at once: the session then stays
+// open until the client leaves or Close is called. Recv must not be used
+// with OnMessage (it waits until the session closes).
+//
+// f must not block for long: while it runs the client's connection is not
+// read, which is how a client is slowed down to the speed of its handler.
+// Messages sent while f runs (by f or anyone else) are written when it
+// returns. A panic in f closes the session with c[3000,"Go away!"], as a
+// panic in a handler does; the transport logs it.
+func (s *Session) OnMessage(f func(msg string)) {
+	if f == nil {
+		panic("sockjs: OnMessage(nil)")
+	}
+	s.cbMu.Lock()
+	defer s.cbMu.Unlock()
+	s.mu.Lock()
+	if s.onMsg != nil {
+		s.mu.Unlock()
+		panic("sockjs: OnMessage called twice")
+	}
+	s.onMsg = f
+	var pending []string
+	for _, q := range s.inQ[s.inHead:] {
+		pending = append(pending, q.msg)
+	}
+	s.inQ, s.inHead, s.inBytes = nil, 0, 0
+	s.mu.Unlock()
+	signal(s.inSpace) // a Deliver waiting for room goes to f instead
+	_ = s.callLocked(f, pending, now())
+}
+
+// PanicError is what Deliver returns when the OnMessage callback
+// panicked: the session is closed, and the transport logs it.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("sockjs: OnMessage callback panicked: %v", e.Value)
+}
+
+// hasOnMessage reports whether OnMessage was called: the transport then
+// leaves the session open when the handler returns.
+func (s *Session) hasOnMessage() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.onMsg != nil
+}
+
+// deliverTo hands msgs to the OnMessage callback.
+func (s *Session) deliverTo(f func(string), msgs []string, at int64) error {
+	s.cbMu.Lock()
+	defer s.cbMu.Unlock()
+	return s.callLocked(f, msgs, at)
+}
+
+// callLocked calls f with each message while s.cbMu is held. Pumps are
+// held back meanwhile: what is sent during the calls is written
+// afterwards, on this goroutine, if no pump runs.
+func (s *Session) callLocked(f func(string), msgs []string, at int64) (err error) {
+	if len(msgs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	s.holdPump++
+	s.mu.Unlock()
+	defer s.releasePump()
+	for _, m := range msgs {
+		if s.isClosed() {
+			return ErrClosed
+		}
+		s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-at))
+		if err := s.call(f, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// call runs f(m), turning a panic into a closed session and a PanicError.
+func (s *Session) call(f func(string), m string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+			s.closeWith(CodeGoAway, ReasonGoAway, ReasonServer)
+		}
+	}()
+	f(m)
+	return nil
+}
+
+// releasePump ends a hold (callLocked) and writes, on this goroutine,
+// what was sent during it.
+func (s *Session) releasePump() {
+	s.mu.Lock()
+	s.holdPump--
+	start := false
+	if s.holdPump == 0 {
+		start = s.pumpWanted && s.startPumpLocked()
+		s.pumpWanted = false
+	}
+	s.mu.Unlock()
+	if start {
+		s.pumpOn(true)
+	}
+}

@@ -9,6 +9,7 @@ import "github.com/sockjsd/sockjsd/internal/sessionapi/hook"
 func init() {
 	hook.Serve = (*Session).serve
 	hook.ServeConn = (*Session).serveConn
+	hook.ConnLost = (*Session).connLost
 	hook.Deliver = (*Session).deliver
 	hook.End = (*Session).finish
 	hook.CloseFor = (*Session).closeWith

@@ -27,12 +27,29 @@ func (s *Session) serveConn(r Receiver, onEnd func()) {
 		return
 	}
 	if s.opening() {
-		if _, err := s.writeOpen(r); err != nil {
+		done, err := s.writeOpen(r)
+		switch {
+		case err != nil:
 			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+		case done:
+			// A streaming response whose limit the open frame
+			// reached: the client comes back with a new one.
+			s.detach(r, true)
+			onEnd()
+			return
 		}
 	}
 	s.mu.Lock()
 	s.conn, s.connEnd = r, onEnd
+	select {
+	case <-r.Gone():
+		// The client left before it was attached: ConnLost found no
+		// connection to close the session for.
+		if s.state < stateClosing {
+			s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonClient)
+		}
+	default:
+	}
 	s.lastWrite = now()
 	s.hb = time.AfterFunc(s.opts.HeartbeatDelay, s.heartbeat)
 	// Messages sent (or a close) before the connection was set found no
@@ -117,8 +134,12 @@ func (s *Session) pumpOn(inline bool) {
 		case len(s.out) > 0 && s.state < stateClosed:
 			batch := s.takeBatchLocked()
 			s.mu.Unlock()
-			if _, err := s.writeBatch(r, &f, batch); err != nil {
+			done, err := s.writeBatch(r, &f, batch)
+			if err != nil {
 				s.closeLost(ReasonError) // this pump writes the close frame next
+			} else if done {
+				s.connDone(r, &f)
+				return
 			}
 
 		case s.state >= stateClosing && inline:
@@ -131,15 +152,7 @@ func (s *Session) pumpOn(inline bool) {
 				s.state = stateClosed
 			}
 			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-			onEnd := s.connEnd
-			s.conn, s.connEnd = nil, nil
-			s.hbDue = false
-			if s.hb != nil {
-				s.hb.Stop()
-				s.hb = nil
-			}
-			// s.pumping stays true: no pump may start for this
-			// receiver again.
+			onEnd := s.releaseConnLocked(nil)
 			s.mu.Unlock()
 			select {
 			case <-r.Gone():
@@ -149,21 +162,21 @@ func (s *Session) pumpOn(inline bool) {
 				_, _ = r.WriteFrame(&cf)
 			}
 			s.detach(r, true)
-			s.mu.Lock()
-			s.pumping = false
-			s.mu.Unlock()
 			onEnd()
 			return
 
 		case s.hbDue:
 			s.hbDue = false
 			s.mu.Unlock()
-			_, err := r.WriteFrame(&heartbeatFrame)
+			done, err := r.WriteFrame(&heartbeatFrame)
 			s.mu.Lock()
 			s.lastWrite = now()
 			s.mu.Unlock()
 			if err != nil {
 				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			} else if done {
+				s.connDone(r, &f)
+				return
 			}
 
 		default:
@@ -174,5 +187,50 @@ func (s *Session) pumpOn(inline bool) {
 			s.mu.Unlock()
 			return
 		}
+	}
+}
+
+// releaseConnLocked detaches the connection receiver from the pumps and
+// returns its onEnd: no pump starts for it again, and one may start for
+// the next receiver as soon as that attaches. f, when not nil, is the
+// pump's frame, whose array is kept for the next pump. s.mu must be held.
+func (s *Session) releaseConnLocked(f *Frame) func() {
+	onEnd := s.connEnd
+	s.conn, s.connEnd = nil, nil
+	s.hbDue = false
+	if s.hb != nil {
+		s.hb.Stop()
+		s.hb = nil
+	}
+	if f != nil && cap(f.Messages) <= 64 {
+		s.pumpMsgs = f.Messages[:0]
+	}
+	s.pumping = false
+	return onEnd
+}
+
+// connDone lets go of a receiver that takes no more frames (a streaming
+// response that reached its limit) while the session goes on: the client
+// comes back with a new request.
+func (s *Session) connDone(r Receiver, f *Frame) {
+	s.mu.Lock()
+	onEnd := s.releaseConnLocked(f)
+	s.mu.Unlock()
+	s.detach(r, true)
+	onEnd()
+}
+
+// connLost closes the session when r, its connection receiver, broke or
+// the client left; a receiver already let go (connDone) or not attached
+// yet changes nothing (serveConn checks Gone when it attaches).
+func (s *Session) connLost(r Receiver) {
+	s.mu.Lock()
+	lost := s.conn == r && s.state < stateClosing
+	if lost {
+		s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonClient)
+	}
+	s.mu.Unlock()
+	if lost {
+		s.wake()
 	}
 }

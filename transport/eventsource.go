@@ -28,11 +28,6 @@ func (h *Handler) eventSource(w http.ResponseWriter, r *http.Request, sid string
 	if s == nil {
 		return
 	}
-	startStream(w, "text/event-stream")
-	rcv := h.newHTTPReceiver(w, r, session.EventSource, encodeEventSource, true)
 	// A leading newline works around an old Opera bug.
-	if rcv.writeRaw([]byte("\r\n")) != nil {
-		return
-	}
-	h.serve(s, rcv)
+	h.stream(w, r, s, session.EventSource, "text/event-stream", encodeEventSource, []byte("\r\n"))
 }

@@ -45,6 +45,12 @@ type Options struct {
 	// what it buffered. Default 128 KiB.
 	ResponseLimit int
 
+	// NoHijack keeps streaming answers (xhr-streaming, eventsource,
+	// htmlfile) with net/http instead of taking over their HTTP/1.1
+	// connection: for middleware that must see the whole answer. It
+	// costs about 20 KB more per idle streaming session. Default false.
+	NoHijack bool
+
 	// MaxMessageBytes bounds one message from the client: a websocket
 	// message (close 1009 past it) and an xhr_send/jsonp_send body (413
 	// past it). Default 1 MiB.

@@ -58,10 +58,5 @@ func (h *Handler) htmlFile(w http.ResponseWriter, r *http.Request, sid string) {
 	if s == nil {
 		return
 	}
-	startStream(w, "text/html; charset=UTF-8")
-	rcv := h.newHTTPReceiver(w, r, session.HTMLFile, encodeHTMLFile, true)
-	if rcv.writeRaw(htmlfilePrelude(cb)) != nil {
-		return
-	}
-	h.serve(s, rcv)
+	h.stream(w, r, s, session.HTMLFile, "text/html; charset=UTF-8", encodeHTMLFile, htmlfilePrelude(cb))
 }

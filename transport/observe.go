@@ -13,6 +13,28 @@ import (
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	e      session.Endpoint
+	start  time.Time
+	// takenOver: the answer went on past the handler on its own
+	// connection (stream.go), which reports it when it ends.
+	takenOver bool
+}
+
+// takeOverReport marks the answer behind w as taken over from net/http
+// and returns what reports it, with its whole duration, when it ends.
+func (h *Handler) takeOverReport(w http.ResponseWriter) func() {
+	for {
+		switch x := w.(type) {
+		case *statusRecorder:
+			x.takenOver = true
+			e, start := x.e, x.start // not x: it holds the request
+			return func() { h.obs.HTTPRequest(e, http.StatusOK, time.Since(start)) }
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return func() {}
+		}
+	}
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -45,8 +67,11 @@ var endpoints = map[string]session.Endpoint{
 // the observer.
 func (h *Handler) observed(w http.ResponseWriter, r *http.Request, e session.Endpoint, serve func(http.ResponseWriter, *http.Request)) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, e: e, start: start}
 	serve(rec, r)
+	if rec.takenOver {
+		return
+	}
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

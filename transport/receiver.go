@@ -117,14 +117,3 @@ func (hr *httpReceiver) writeRaw(b []byte) error {
 	}
 	return hr.rc.Flush()
 }
-
-// startStream sends the headers every streaming response needs. Proxies
-// such as nginx buffer responses unless told not to, which would make
-// streaming transports time out on the client.
-func startStream(w http.ResponseWriter, contentType string) {
-	hd := w.Header()
-	hd.Set("Content-Type", contentType)
-	hd.Set("X-Accel-Buffering", "no")
-	noCache(w)
-	w.WriteHeader(http.StatusOK)
-}

@@ -49,12 +49,7 @@ func (h *Handler) xhrStreaming(w http.ResponseWriter, r *http.Request, sid strin
 	if s == nil {
 		return
 	}
-	startStream(w, "application/javascript; charset=UTF-8")
-	rcv := h.newHTTPReceiver(w, r, session.XHRStreaming, encodeXHR, true)
-	if rcv.writeRaw(xhrPrelude) != nil {
-		return
-	}
-	h.serve(s, rcv)
+	h.stream(w, r, s, session.XHRStreaming, "application/javascript; charset=UTF-8", encodeXHR, xhrPrelude)
 }
 
 // serve runs a receiver to completion, counted for Shutdown.

@@ -18,6 +18,7 @@ import (
 var (
 	serve           = hook.Serve.(func(*session.Session, session.Receiver))
 	serveConn       = hook.ServeConn.(func(*session.Session, session.Receiver, func()))
+	connLost        = hook.ConnLost.(func(*session.Session, session.Receiver))
 	deliver         = hook.Deliver.(func(*session.Session, context.Context, []string) error)
 	end             = hook.End.(func(*session.Session, session.CloseReason))
 	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseReason))
@@ -47,6 +48,12 @@ func Serve(s *session.Session, r session.Receiver) { serve(s, r) }
 // away the transport closes the session (CloseFor). onEnd runs once the
 // close frame was written to r (or failed), on the writing goroutine.
 func ServeConn(s *session.Session, r session.Receiver, onEnd func()) { serveConn(s, r, onEnd) }
+
+// ConnLost closes s with c[1002,"Connection interrupted"] because r, its
+// connection receiver, broke or its client left. A receiver the session
+// already let go (a streaming response that reached its limit) changes
+// nothing.
+func ConnLost(s *session.Session, r session.Receiver) { connLost(s, r) }
 
 // Deliver hands messages received from the client to the application, in
 // order. It waits while the receive queue is full, which is how a client

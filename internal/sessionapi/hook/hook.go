@@ -10,6 +10,7 @@ package hook
 var (
 	Serve           any
 	ServeConn       any
+	ConnLost        any
 	Deliver         any
 	End             any
 	CloseFor        any

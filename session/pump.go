@@ -123,10 +123,11 @@ func (s *Session) pump() { s.pumpOn(false) }
 // for the connection's end (a websocket's reader, after an OnMessage
 // callback): the close frame and onEnd are then left to a new goroutine.
 func (s *Session) pumpOn(inline bool) {
-	s.mu.Lock()
-	f := Frame{Kind: FrameMessages, Messages: s.pumpMsgs}
-	s.pumpMsgs = nil
-	s.mu.Unlock()
+	// The frame is the session's: one pump at a time uses it, and a
+	// frame on this stack would escape (WriteFrame is an interface
+	// call) and cost an allocation per pump.
+	f := &s.pumpFrame
+	f.Kind = FrameMessages
 	for {
 		s.mu.Lock()
 		r := s.conn
@@ -134,11 +135,11 @@ func (s *Session) pumpOn(inline bool) {
 		case len(s.out) > 0 && s.state < stateClosed:
 			batch := s.takeBatchLocked()
 			s.mu.Unlock()
-			done, err := s.writeBatch(r, &f, batch)
+			done, err := s.writeBatch(r, f, batch)
 			if err != nil {
 				s.closeLost(ReasonError) // this pump writes the close frame next
 			} else if done {
-				s.connDone(r, &f)
+				s.connDone(r, f)
 				return
 			}
 
@@ -175,13 +176,13 @@ func (s *Session) pumpOn(inline bool) {
 			if err != nil {
 				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
 			} else if done {
-				s.connDone(r, &f)
+				s.connDone(r, f)
 				return
 			}
 
 		default:
-			if cap(f.Messages) <= 64 {
-				s.pumpMsgs = f.Messages[:0] // for the next pump
+			if cap(f.Messages) > 64 {
+				f.Messages = nil // do not keep a large batch's array
 			}
 			s.pumping = false
 			s.mu.Unlock()
@@ -193,7 +194,8 @@ func (s *Session) pumpOn(inline bool) {
 // releaseConnLocked detaches the connection receiver from the pumps and
 // returns its onEnd: no pump starts for it again, and one may start for
 // the next receiver as soon as that attaches. f, when not nil, is the
-// pump's frame, whose array is kept for the next pump. s.mu must be held.
+// pump's frame, whose array is kept for the next pump unless large. s.mu
+// must be held.
 func (s *Session) releaseConnLocked(f *Frame) func() {
 	onEnd := s.connEnd
 	s.conn, s.connEnd = nil, nil
@@ -202,8 +204,8 @@ func (s *Session) releaseConnLocked(f *Frame) func() {
 		s.hb.Stop()
 		s.hb = nil
 	}
-	if f != nil && cap(f.Messages) <= 64 {
-		s.pumpMsgs = f.Messages[:0]
+	if f != nil && cap(f.Messages) > 64 {
+		f.Messages = nil
 	}
 	s.pumping = false
 	return onEnd

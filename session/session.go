@@ -168,7 +168,7 @@ type Session struct {
 	hbDue     bool        // the heartbeat timer asks for a heartbeat frame
 	lastWrite int64       // when the last frame was written (now)
 	hb        *time.Timer // heartbeat timer
-	pumpMsgs  []string    // the pump's frame array, reused (one pump at a time)
+	pumpFrame Frame       // the pump's frame, reused (one pump at a time)
 
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
 	// runs it for one message at a time. While holdPump > 0 a callback

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/sockjsd/sockjsd/internal/sessionapi"
@@ -38,9 +39,19 @@ func deliverPayload[T string | []byte](ctx context.Context, s *session.Session, 
 // ping's pongs) out of a chunk before the session gets it.
 type msgFilter func(*session.Session, []string) []string
 
+// chunkPool holds deliverValid's chunks (1 KiB each), so that delivering a
+// websocket message does not allocate one: Deliver keeps the messages,
+// never the slice. Chunks go back cleared.
+var chunkPool = sync.Pool{New: func() any { c := make([]string, 0, chunkMessages); return &c }}
+
 // deliverValid is deliverPayload for a payload validPayload accepted.
 func deliverValid[T string | []byte](ctx context.Context, s *session.Session, b T, filter msgFilter) error {
-	chunk := make([]string, 0, chunkMessages)
+	cp := chunkPool.Get().(*[]string)
+	defer func() {
+		clear((*cp)[:cap(*cp)]) // a failed delivery may leave messages in it
+		chunkPool.Put(cp)
+	}()
+	chunk := (*cp)[:0]
 	size := 0
 	var derr error
 	flush := func() bool {
@@ -178,9 +189,13 @@ func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, err
 			return 0, ErrBrokenJSON
 		}
 	default:
-		if err := json.Unmarshal([]byte(tok), &m); err != nil {
+		// Its own variable: one whose address goes to Unmarshal lives
+		// on the heap, and m would then cost an allocation per message.
+		var u string
+		if err := json.Unmarshal([]byte(tok), &u); err != nil {
 			return 0, ErrBrokenJSON
 		}
+		m = u
 	}
 	if emit != nil && !emit(m) {
 		return -1, nil

@@ -468,6 +468,9 @@ func (h *Handler) run(s *session.Session) {
 // message met (the session closed itself); other errors mean the session
 // was closed or the request ended, which the caller handles.
 func (h *Handler) delivered(s *session.Session, err error) {
+	if err == nil {
+		return // before pe: its address escapes, it would cost an allocation per message
+	}
 	var pe *session.PanicError
 	if errors.As(err, &pe) {
 		h.log.Error("sockjs: OnMessage callback panicked", "prefix", h.prefix, "session", s.ID(), "panic", pe.Value, "stack", string(pe.Stack))

@@ -61,6 +61,7 @@ type wsReceiver struct {
 	obs       session.Observer
 	failure   atomic.Pointer[wsFailure]
 	closeSent atomic.Bool
+	lim       io.LimitedReader // the reader goroutine's (readMessage)
 }
 
 func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
@@ -257,13 +258,17 @@ func putReadBuf(b *bytes.Buffer) {
 // idle connection holds none; the caller gives buf back with putReadBuf.
 // gorilla's own read limit is not used: it sends its close frame, without
 // a reason, before the application can send its own.
-func readMessage(conn *websocket.Conn, limit int) (mt int, data []byte, buf *bytes.Buffer, err error) {
+func readMessage(conn *websocket.Conn, limit int, lr *io.LimitedReader) (mt int, data []byte, buf *bytes.Buffer, err error) {
 	mt, r, err := conn.NextReader()
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	buf = readBufs.Get().(*bytes.Buffer)
-	if _, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1)); err != nil {
+	// lr is the connection's own, so that limiting a read costs no
+	// allocation per message.
+	lr.R, lr.N = r, int64(limit)+1
+	defer func() { lr.R = nil }()
+	if _, err := buf.ReadFrom(lr); err != nil {
 		return 0, nil, buf, err
 	}
 	if buf.Len() > limit {
@@ -315,7 +320,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {
-		mt, data, buf, err := readMessage(conn, h.opts.MaxMessageBytes)
+		mt, data, buf, err := readMessage(conn, h.opts.MaxMessageBytes, &rcv.lim)
 		h.handleWSMessage(ctx, s, rcv, mt, data, err)
 		if buf != nil {
 			putReadBuf(buf) // every message was copied out of it

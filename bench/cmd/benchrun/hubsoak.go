@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"time"
 )
@@ -39,6 +40,20 @@ type hubResult struct {
 	err            string
 }
 
+// hubServer is sockjsd for a fan-out of n subscribers: the load generator
+// is a handful of addresses, so the per-address subscription limit (1,000
+// by default, against one client opening thousands) is raised to n.
+func hubServer(n int) server {
+	s := sockjsd()
+	base := s.cmd
+	s.cmd = func(p string) *exec.Cmd {
+		c := base(p)
+		c.Args = append(c.Args, "-hub-max-subscriptions-per-address", strconv.Itoa(n))
+		return c
+	}
+	return s
+}
+
 // hubRuns measures the hub's fan-out on a fresh sockjsd per transport:
 // every subscriber on one channel, the backend API publishing at each of
 // -hub-rates in turn.
@@ -49,7 +64,7 @@ func hubRuns(deadline time.Time) []hubResult {
 			break
 		}
 		r := hubResult{Transport: l.transport, Sessions: l.sessions}
-		srv, err := start(sockjsd())
+		srv, err := start(hubServer(l.sessions))
 		if err != nil {
 			r.err = err.Error()
 			out = append(out, r)

@@ -140,7 +140,12 @@ func (h *Hub) Rules() Rules { return h.opts.Rules }
 type client struct {
 	s    *session.Session
 	addr string
-	subs map[string]*sub // touched by the session's handler only
+
+	// mu is held while a message is handled and while the session's
+	// subscriptions are released at its end, which may overlap.
+	mu    sync.Mutex
+	subs  map[string]*sub
+	ended bool // the subscriptions were released: handle nothing more
 
 	pingMu   sync.Mutex
 	pingID   int64
@@ -156,15 +161,14 @@ func addrOf(remote string) string {
 	return remote
 }
 
-// Serve is the SockJS session handler: mount it with transport.New.
+// Serve is the SockJS session handler: mount it with transport.New. It
+// returns at once: the session's messages are handled on the goroutine
+// that received them (session.OnMessage), so that an idle hub session
+// holds no goroutine of its own, and its subscriptions are released when
+// the session ends.
 func (h *Hub) Serve(s *session.Session) {
 	req := s.Request()
 	c := &client{s: s, addr: addrOf(req.RemoteAddr), subs: map[string]*sub{}}
-	defer func() {
-		for ch := range c.subs {
-			h.leave(c, ch)
-		}
-	}()
 	var ping *time.Timer
 	ping = time.AfterFunc(h.opts.PingInterval, func() {
 		if !sessionapi.Closed(c.s) { // a stopped session must not re-arm it
@@ -172,41 +176,55 @@ func (h *Hub) Serve(s *session.Session) {
 			ping.Reset(h.opts.PingInterval)
 		}
 	})
-	defer ping.Stop()
 	token := req.Query.Get("token")
 	ctx := s.Context()
-	for {
-		raw, err := s.Recv(ctx)
-		if err != nil {
+	s.OnMessage(func(raw string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended {
+			return // the session ended while this message waited
+		}
+		h.handle(ctx, c, raw, token)
+	})
+	context.AfterFunc(ctx, func() {
+		ping.Stop()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.ended = true
+		for ch := range c.subs {
+			h.leave(c, ch)
+		}
+	})
+}
+
+// handle is one message from the client, with c.mu held.
+func (h *Hub) handle(ctx context.Context, c *client, raw, token string) {
+	var m clientMsg
+	if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Op == "" {
+		h.send(c, encodeError(CodeBadRequest, "expected a JSON object with an op", ""))
+		return
+	}
+	switch m.Op {
+	case "subscribe":
+		h.handleSubscribe(ctx, c, m, token)
+	case "unsubscribe":
+		if c.subs[m.Channel] == nil {
+			h.send(c, encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
 			return
 		}
-		var m clientMsg
-		if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Op == "" {
-			h.send(c, encodeError(CodeBadRequest, "expected a JSON object with an op", ""))
-			continue
+		h.leave(c, m.Channel)
+		h.send(c, encodeChannelOp("unsubscribed", m.Channel, 0))
+	case "publish":
+		h.handlePublish(ctx, c, m, token)
+	case "pong":
+		c.pingMu.Lock()
+		if m.ID == c.pingID && !c.pingSent.IsZero() {
+			h.opts.Observer.ObservePingRTT(c.s.Transport(), time.Since(c.pingSent))
+			c.pingSent = time.Time{}
 		}
-		switch m.Op {
-		case "subscribe":
-			h.handleSubscribe(ctx, c, m, token)
-		case "unsubscribe":
-			if c.subs[m.Channel] == nil {
-				h.send(c, encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
-				continue
-			}
-			h.leave(c, m.Channel)
-			h.send(c, encodeChannelOp("unsubscribed", m.Channel, 0))
-		case "publish":
-			h.handlePublish(ctx, c, m, token)
-		case "pong":
-			c.pingMu.Lock()
-			if m.ID == c.pingID && !c.pingSent.IsZero() {
-				h.opts.Observer.ObservePingRTT(s.Transport(), time.Since(c.pingSent))
-				c.pingSent = time.Time{}
-			}
-			c.pingMu.Unlock()
-		default:
-			h.send(c, encodeError(CodeUnknownOp, "unknown op "+jsonString(m.Op), ""))
-		}
+		c.pingMu.Unlock()
+	default:
+		h.send(c, encodeError(CodeUnknownOp, "unknown op "+jsonString(m.Op), ""))
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 func TestNoLeaks(t *testing.T) {
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	h := transport.New("/echo", transport.Options{Session: session.Options{DisconnectDelay: 50 * time.Millisecond}}, services.Echo)
+	h := transport.New("/echo", transport.Options{Session: session.Options{DisconnectDelay: 500 * time.Millisecond}}, services.Echo)
 	h.Mount(r)
 	srv := httptest.NewServer(r)
 	defer srv.Close()

@@ -225,34 +225,24 @@ func (r *run) pumpOut() {
 }
 
 // waitRoom waits until one more line of n bytes fits in the bounds of
-// queued output, or the session is gone. The session has no "drained"
-// event, so it re-checks with a backoff from 1 to 16 ms; it only waits
-// while the client is behind, and a client that just drained a batch has
-// taken a whole window of messages.
+// queued output, or the session is gone: it re-checks each time the
+// session has written a batch to the client (sessionapi.Written), so a
+// program is held back exactly as long as its client is behind.
 func (r *run) waitRoom(n int) bool {
 	o := r.b.opts
-	var t *time.Timer
-	d := time.Millisecond
 	for {
+		// The signal first: a batch written between reading Buffered
+		// and waiting would otherwise go unnoticed.
+		written := sessionapi.Written(r.s)
 		msgs, bytes := r.s.Buffered()
 		if msgs == 0 || (msgs < o.MaxQueuedMessages && bytes+n <= o.MaxQueuedBytes) {
-			if t != nil {
-				t.Stop()
-			}
 			return true
 		}
-		if t == nil {
-			t = time.NewTimer(d)
-		} else {
-			t.Reset(d)
-		}
 		select {
-		case <-t.C:
+		case <-written:
 		case <-r.s.Context().Done():
-			t.Stop()
 			return false
 		}
-		d = min(2*d, 16*time.Millisecond)
 	}
 }
 

@@ -51,7 +51,7 @@ func serveConnTest(t *testing.T, o Options) (*Session, *connRecorder, chan struc
 	return s, c, ended
 }
 
-func waitClosed(t *testing.T, ch chan struct{}, what string) {
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
@@ -197,4 +197,30 @@ func TestServeConnClosedBeforeAttach(t *testing.T) {
 	if got := c.all(); strings.Join(got, "|") != "o|a,first|c,bye" {
 		t.Fatalf("frames %v", got)
 	}
+}
+
+// TestWrittenSignal: the signal taken before a write is closed once the
+// batch is written, on a Serve loop and on a pump alike.
+func TestWrittenSignal(t *testing.T) {
+	s, c, _ := serveConnTest(t, Options{})
+	waitWrote(t, &c.recorder) // open
+	sig := s.writtenSignal()
+	select {
+	case <-sig:
+		t.Fatal("closed before anything was written")
+	default:
+	}
+	if err := s.Send("x"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, sig, "the written signal after a pumped batch")
+
+	reg := testRegistry(Options{})
+	p, _, _ := reg.GetOrCreate("w", XHRStreaming, func() Request { return Request{} })
+	sig = p.writtenSignal()
+	_ = p.Send("y")
+	r := newRecorder(false) // streaming: the open frame, then the batch
+	go p.serve(r)
+	waitClosed(t, sig, "the written signal after a served batch")
+	close(r.gone)
 }

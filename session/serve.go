@@ -139,11 +139,29 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	s.mu.Lock()
 	s.writing, s.writingB = 0, 0
 	s.lastWrite = t
+	if s.written != nil {
+		close(s.written) // writtenSignal
+		s.written = nil
+	}
 	if s.spare == nil && cap(batch) <= 1024 {
 		s.spare = batch[:0]
 	}
 	s.mu.Unlock()
 	return done, err
+}
+
+// writtenSignal returns a channel closed once the next batch has been
+// written: who waits for Buffered to go down (the exec bridge's
+// back-pressure) waits on it instead of polling. Take it before reading
+// Buffered, so that a write in between is not missed. It is not closed
+// when the session ends: wait on the session's context too.
+func (s *Session) writtenSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = make(chan struct{})
+	}
+	return s.written
 }
 
 // opening reports whether the open frame is still to be written, and

@@ -173,6 +173,7 @@ type Session struct {
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
 	// runs it for one message at a time. While holdPump > 0 a callback
 	// runs and pumps wait for it (pumpWanted) to write on its goroutine.
+	written    chan struct{} // writtenSignal: closed after the next batch is written
 	onMsg      func(string)
 	cbMu       sync.Mutex
 	holdPump   int

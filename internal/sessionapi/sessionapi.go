@@ -25,6 +25,7 @@ var (
 	closed          = hook.Closed.(func(*session.Session) bool)
 	hasOnMessage    = hook.HasOnMessage.(func(*session.Session) bool)
 	attached        = hook.Attached.(func(*session.Session) bool)
+	written         = hook.Written.(func(*session.Session) <-chan struct{})
 	acquireSendSlot = hook.AcquireSendSlot.(func(*session.Session, int) bool)
 	releaseSendSlot = hook.ReleaseSendSlot.(func(*session.Session))
 )
@@ -84,6 +85,12 @@ func HasOnMessage(s *session.Session) bool { return hasOnMessage(s) }
 
 // Attached reports whether a receiving connection is attached to s now.
 func Attached(s *session.Session) bool { return attached(s) }
+
+// Written returns a channel closed once s has written its next batch of
+// messages to the client: what waits for s.Buffered() to go down waits on
+// it (taken before reading Buffered, so that no write is missed) and on
+// s.Context(), since the session's end does not close it.
+func Written(s *session.Session) <-chan struct{} { return written(s) }
 
 // AcquireSendSlot reserves one of max concurrent send requests (xhr_send,
 // jsonp_send) for s and reports whether one was free; each successful call

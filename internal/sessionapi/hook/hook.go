@@ -17,6 +17,7 @@ var (
 	Closed          any
 	HasOnMessage    any
 	Attached        any
+	Written         any
 	AcquireSendSlot any
 	ReleaseSendSlot any
 )

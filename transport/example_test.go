@@ -48,3 +48,35 @@ func Example() {
 	// 204 ""
 	// 200 "a[\"HELLO\",\"YOU\"]\n"
 }
+
+// An echo with Session.OnMessage: no goroutine waits for the session's
+// messages; each is answered on the goroutine that received it (here the
+// xhr_send request's), so the answer is queued before xhr_send returns.
+func Example_onMessage() {
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	transport.New("/echo", transport.Options{}, func(s *session.Session) {
+		s.OnMessage(func(msg string) { _ = s.Send(strings.ToUpper(msg)) })
+		// Returning leaves the session open: it ends when the client
+		// leaves or Close is called.
+	}).Mount(r)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	post := func(path, body string) string {
+		res, err := http.Post(srv.URL+"/echo/000/onmessage"+path, "text/plain", strings.NewReader(body))
+		if err != nil {
+			return err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Sprintf("%d %q", res.StatusCode, b)
+	}
+	fmt.Println(post("/xhr", ""))
+	fmt.Println(post("/xhr_send", `["hello","you"]`))
+	fmt.Println(post("/xhr", ""))
+	// Output:
+	// 200 "o\n"
+	// 204 ""
+	// 200 "a[\"HELLO\",\"YOU\"]\n"
+}

@@ -1,16 +1,15 @@
 package bridge_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sockjsd/sockjsd/bridge"
 	sockjs "github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
@@ -184,28 +183,10 @@ func TestNewChecksCommand(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStderrLogged: stderr lines go to the log with the session's opaque
 // id, never to the client; a long one is truncated.
 func TestStderrLogged(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	lg := slog.New(slog.NewTextHandler(&buf, nil))
 	s := startServer(t, bridge.Options{Logger: lg, Argv: sh(`echo oops >&2; head -c 10000 /dev/zero | tr '\0' e >&2; echo >&2; echo $SOCKJS_SESSION_ID`)}, transport.Options{})
 	c := dial(t, s.URL, sockjs.XHRPolling)

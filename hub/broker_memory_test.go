@@ -3,11 +3,12 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
 // fakeClock is a settable clock for history expiry.
@@ -21,14 +22,6 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-}
-
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestMemoryBrokerBoundedByNames: 500,000 publishes to distinct names and
@@ -48,7 +41,7 @@ func TestMemoryBrokerBoundedByNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := NewMemoryBroker(MemoryBrokerOptions{History: tc.hist, MaxHistoryBytes: budget})
 			defer b.Close()
-			before := heapAfterGC()
+			before := testenv.HeapAfterGC()
 			for i := 0; i < 500_000; i++ {
 				if _, err := b.Publish(ctx, "chat."+strconv.Itoa(i), data); err != nil {
 					t.Fatal(err)
@@ -64,7 +57,7 @@ func TestMemoryBrokerBoundedByNames(t *testing.T) {
 				b.AddPresence(ch, -1)
 				cancel()
 			}
-			after := heapAfterGC()
+			after := testenv.HeapAfterGC()
 			n, bytes := b.stats()
 			grown := int64(after) - int64(before)
 			t.Logf("%d channel states kept, %d history bytes accounted, heap grew %.1f MB", n, bytes, float64(grown)/1e6)

@@ -6,15 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
+	"github.com/sockjsd/sockjsd/internal/testenv"
+)
 
 // TestOverflowReleasesDroppedMessages: the messages a send-queue overflow
 // drops are garbage at once, not when the closed session expires.
@@ -25,19 +19,19 @@ func TestOverflowReleasesDroppedMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := heapInUse()
+	before := testenv.HeapAfterGC()
 	for i := 0; i < n; i++ {
 		if err := s.Send(strings.Repeat(string(rune('a'+i%26)), size)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if full := heapInUse(); full < before+n*size/2 {
+	if full := testenv.HeapAfterGC(); full < before+n*size/2 {
 		t.Fatalf("the queued messages should be on the heap: %d -> %d", before, full)
 	}
 	if err := s.Send("one too many"); err != ErrQueueFull {
 		t.Fatalf("overflow: %v", err)
 	}
-	after := heapInUse()
+	after := testenv.HeapAfterGC()
 	if after > before+4<<20 {
 		t.Fatalf("after the overflow %d MiB are still held (before %d MiB): the dropped messages are still referenced",
 			after>>20, before>>20)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -49,14 +50,6 @@ func TestLongIDsAre404(t *testing.T) {
 	}
 }
 
-func heapAlloc() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // TestSessionKeepsOnlyAllowedRequestInfo: a 60 KB header the application
 // did not ask for costs a session nothing; one it asked for is bounded.
 func TestSessionKeepsOnlyAllowedRequestInfo(t *testing.T) {
@@ -70,13 +63,13 @@ func TestSessionKeepsOnlyAllowedRequestInfo(t *testing.T) {
 	})
 	junk := strings.Repeat("j", 60<<10)
 	const n = 300
-	before := heapAlloc()
+	before := testenv.HeapAfterGC()
 	for i := 0; i < n; i++ {
 		if r := do(t, "POST", base+"/000/"+newSID()+"/xhr?token=abc", "", "X-Junk", junk, "User-Agent", "ua"); r.code != 200 {
 			t.Fatalf("session %d: %d", i, r.code)
 		}
 	}
-	per := (int64(heapAlloc()) - int64(before)) / n
+	per := (int64(testenv.HeapAfterGC()) - int64(before)) / n
 	t.Logf("heap per session with a 60 KB header: %d bytes", per)
 	if per > 16<<10 {
 		t.Fatalf("each session holds %d bytes: the 60 KB header is kept", per)
@@ -166,7 +159,7 @@ func TestDecodePeakBounded(t *testing.T) {
 		urls[i] = base + "/000/" + newSID()
 		do(t, "POST", urls[i]+"/xhr", "")
 	}
-	before := heapAlloc()
+	before := testenv.HeapAfterGC()
 	var peak atomic.Uint64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})

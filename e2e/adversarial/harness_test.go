@@ -31,7 +31,6 @@ package adversarial
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -116,28 +115,8 @@ type Server struct {
 	Pid  int
 
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 8<<20 { // keep the head: a panic's first lines are there
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listenRE = regexp.MustCompile(`msg="sockjs server listening" addr=(\S+)`)
@@ -163,7 +142,7 @@ func Start(t *testing.T, cfg Config) *Server {
 	for k, v := range cfg.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	s := &Server{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = io.Discard

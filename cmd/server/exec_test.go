@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -64,21 +63,7 @@ func TestExecConfig(t *testing.T) {
 // counts it in /metrics, and shutdown closes the session with 1001 and
 // reaps the program.
 func TestExecServer(t *testing.T) {
-	cfg, err := parseConfig([]string{"-client-dir", t.TempDir(), "-exec", `sh -c 'echo "hi $SOCKJS_TRANSPORT"; exec cat'`, "-exec", "/cat=cat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.http.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.http.Close() })
-	addr := ln.Addr().String()
+	srv, addr := startServer(t, "-exec", `sh -c 'echo "hi $SOCKJS_TRANSPORT"; exec cat'`, "-exec", "/cat=cat")
 
 	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	ws, _, err := dialer.Dial("ws://"+addr+"/exec/000/a/websocket", nil)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,21 +41,8 @@ func get(t *testing.T, url string) (int, string) {
 // Redis, and publishes answer 503 while it is down; /healthz stays ok.
 func TestClusterReadiness(t *testing.T) {
 	rs := testenv.StartRedis(t)
-	cfg, err := parseConfig([]string{"-client-dir", t.TempDir(), "-redis", rs.URL, "-cluster-secret", "test-secret", "-hub-presence-ttl", "600ms"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.http.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.http.Close(); _ = srv.hub.Close() })
-	base := "http://" + ln.Addr().String()
+	_, addr := startServer(t, "-redis", rs.URL, "-cluster-secret", "test-secret", "-hub-presence-ttl", "600ms")
+	base := "http://" + addr
 
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()

@@ -18,10 +18,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// startServer runs the server's wiring in-process on a loopback port.
-func startServer(t *testing.T) (*server, string) {
+// startServer runs the server's wiring in-process on a loopback port,
+// with these flags besides -client-dir.
+func startServer(t *testing.T, flags ...string) (*server, string) {
 	t.Helper()
-	cfg, err := parseConfig([]string{"-client-dir", t.TempDir()})
+	cfg, err := parseConfig(append([]string{"-client-dir", t.TempDir()}, flags...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,12 @@ func startServer(t *testing.T) (*server, string) {
 		t.Fatal(err)
 	}
 	go func() { _ = srv.http.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.http.Close() })
+	t.Cleanup(func() {
+		_ = srv.http.Close()
+		if srv.hub != nil && srv.hub.Close != nil {
+			_ = srv.hub.Close()
+		}
+	})
 	return srv, ln.Addr().String()
 }
 

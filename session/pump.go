@@ -19,8 +19,8 @@ import "time"
 // and returns; from then on pumps write to r. onEnd runs once the close
 // frame was written to r (or failed), on the pump's goroutine: the
 // transport finishes the connection there. r's Gone is not watched: a
-// transport whose connection went away closes the session (CloseFor), and
-// the pump that writes the close frame then calls onEnd.
+// transport whose connection went away says so (connLost), and the pump
+// that writes the close frame then calls onEnd.
 func (s *Session) serveConn(r Receiver, onEnd func()) {
 	if !s.attach(r) {
 		onEnd()

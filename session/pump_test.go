@@ -142,21 +142,31 @@ func TestServeConnHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, ended, "onEnd")
-	n := len(c.all())
-	// No timer may write after the close: give it five delays to try
-	// (a negative check cannot wait for an event).
-	time.Sleep(5 * 20 * time.Millisecond)
-	if got := c.all(); len(got) != n || got[n-1] != "c,bye" {
-		t.Fatalf("frames after the close: %v", got[n-1:])
+	if got := c.all(); got[len(got)-1] != "c,bye" {
+		t.Fatalf("last frame %q, want the close frame", got[len(got)-1])
+	}
+	// No timer may write after the close: the heartbeat timer is stopped
+	// and the connection let go, which a firing timer checks first.
+	s.mu.Lock()
+	hb, conn := s.hb, s.conn
+	s.mu.Unlock()
+	if hb != nil || conn != nil {
+		t.Fatalf("after the end: heartbeat timer %v, connection %v; want both gone", hb, conn)
 	}
 }
 
-// TestServeConnGone: the transport closes a session whose connection
-// went away; no close frame is written to it, and onEnd runs.
+// TestServeConnGone: the transport reports a connection that went away
+// (connLost); the session closes with 1002, no close frame is written to
+// the connection, and onEnd runs. Another receiver's loss changes nothing.
 func TestServeConnGone(t *testing.T) {
 	s, c, ended := serveConnTest(t, Options{})
+	other := newConnRecorder()
+	s.connLost(other) // not this session's connection: nothing happens
+	if _, _, closed := s.CloseInfo(); closed {
+		t.Fatal("a receiver that is not attached closed the session")
+	}
 	close(c.gone)
-	s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+	s.connLost(c)
 	waitClosed(t, ended, "onEnd")
 	if got := c.all(); len(got) != 1 || got[0] != "o" {
 		t.Fatalf("frames %v, want the open frame only", got)

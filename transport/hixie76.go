@@ -333,7 +333,7 @@ func validHeaderValue(v string) bool {
 // readHixie delivers the client's messages until the connection ends, like
 // readWebSocket.
 func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieReceiver) {
-	defer connGone(s)
+	defer sessionapi.ConnLost(s, rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
 	fail := func(msg string, code int, reason string, why session.CloseReason, frame bool) {

@@ -305,18 +305,14 @@ func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
 	})
 }
 
-// connGone closes the session of a connection the client left (or that
-// broke): the close frame is written, if it still can be, and the
-// connection finished.
-func connGone(s *session.Session) {
-	sessionapi.CloseFor(s, session.CodeInterrupted, session.ReasonInterrupt, session.ReasonClient)
-}
-
 // readWebSocket delivers the client's messages until the connection ends.
 // After the session closed it goes on reading (and dropping) until the
 // client's close frame, so that the close handshake completes.
 func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *wsReceiver) {
-	defer connGone(s)
+	// The client left or the connection broke: the session closes with
+	// 1002 (ConnLost, as for a streaming answer), and the pump finishes
+	// the connection.
+	defer sessionapi.ConnLost(s, rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {

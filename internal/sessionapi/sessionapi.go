@@ -46,7 +46,7 @@ func Serve(s *session.Session, r session.Receiver) { serve(s, r) }
 // are written by a goroutine started only while there is something to
 // write, and heartbeats by a timer, so that an idle session holds no
 // writer goroutine. r's Gone is not watched: when the connection goes
-// away the transport closes the session (CloseFor). onEnd runs once the
+// away the transport says so with ConnLost. onEnd runs once the
 // close frame was written to r (or failed), on the writing goroutine.
 func ServeConn(s *session.Session, r session.Receiver, onEnd func()) { serveConn(s, r, onEnd) }
 

@@ -37,13 +37,21 @@ func (s *Session) OnMessage(f func(msg string)) {
 	}
 	s.onMsg = f
 	var pending []string
-	for _, q := range s.inQ[s.inHead:] {
-		pending = append(pending, q.msg)
+	at := now()
+	if s.inHead < len(s.inQ) && s.state < stateClosing {
+		at = s.inQ[s.inHead].at // the oldest: the delay is at least that
+		for _, q := range s.inQ[s.inHead:] {
+			pending = append(pending, q.msg)
+		}
 	}
 	s.inQ, s.inHead, s.inBytes = nil, 0, 0
+	if len(pending) > 0 {
+		s.holdPump++
+		defer s.releasePump() // before cbMu is let go (defers run last first)
+	}
 	s.mu.Unlock()
 	signal(s.inSpace) // a Deliver waiting for room goes to f instead
-	_ = s.callLocked(f, pending, now())
+	_ = s.callHeld(f, pending, at)
 }
 
 // PanicError is what Deliver returns when the OnMessage callback
@@ -65,26 +73,23 @@ func (s *Session) hasOnMessage() bool {
 	return s.onMsg != nil
 }
 
-// deliverTo hands msgs to the OnMessage callback.
+// deliverTo hands msgs to the OnMessage callback. The caller (deliver)
+// found the session open and took a hold (holdPump) under s.mu; this
+// releases it.
 func (s *Session) deliverTo(f func(string), msgs []string, at int64) error {
 	s.cbMu.Lock()
 	defer s.cbMu.Unlock()
-	return s.callLocked(f, msgs, at)
+	defer s.releasePump()
+	return s.callHeld(f, msgs, at)
 }
 
-// callLocked calls f with each message while s.cbMu is held. Pumps are
-// held back meanwhile: what is sent during the calls is written
-// afterwards, on this goroutine, if no pump runs.
-func (s *Session) callLocked(f func(string), msgs []string, at int64) (err error) {
-	if len(msgs) == 0 {
-		return nil
-	}
-	s.mu.Lock()
-	s.holdPump++
-	s.mu.Unlock()
-	defer s.releasePump()
-	for _, m := range msgs {
-		if s.isClosed() {
+// callHeld calls f with each message while s.cbMu and a hold are held:
+// what is sent during the calls is written afterwards, by releasePump on
+// this goroutine, if no pump runs. The caller saw the session open; a
+// callback may close it, so later messages check again.
+func (s *Session) callHeld(f func(string), msgs []string, at int64) (err error) {
+	for i, m := range msgs {
+		if i > 0 && s.isClosed() {
 			return ErrClosed
 		}
 		s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-at))
@@ -107,7 +112,7 @@ func (s *Session) call(f func(string), m string) (err error) {
 	return nil
 }
 
-// releasePump ends a hold (callLocked) and writes, on this goroutine,
+// releasePump ends a hold (holdPump) and writes, on this goroutine,
 // what was sent during it.
 func (s *Session) releasePump() {
 	s.mu.Lock()

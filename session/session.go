@@ -349,6 +349,7 @@ func (s *Session) deliver(ctx context.Context, msgs []string) error {
 			return ErrClosed
 		}
 		if f := s.onMsg; f != nil {
+			s.holdPump++ // released by deliverTo
 			s.mu.Unlock()
 			return s.deliverTo(f, msgs, t)
 		}

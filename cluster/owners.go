@@ -5,11 +5,16 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sockjsd/sockjsd/transport"
 )
 
 // Options configure Owners. Zero values mean the documented defaults.
@@ -22,20 +27,40 @@ type Options struct {
 	// (requests for them meanwhile find it unreachable and treat them as
 	// unknown). The transport refreshes every TTL/3. Default 30s.
 	TTL time.Duration
+	// RecoveryGrace is how long after Redis lost the records (a restart
+	// without persistence) a key without an owner is not taken as free:
+	// the time every live node has to put its records back (each checks
+	// every transport.ClusterOptions.CheckInterval, 500ms by default).
+	// Requests for such keys wait meanwhile. Default 3s.
+	RecoveryGrace time.Duration
 }
 
 // Defaults for Options.
 const (
-	DefaultKeyPrefix = "sockjsd:owner:"
-	DefaultTTL       = 30 * time.Second
+	DefaultKeyPrefix     = "sockjsd:owner:"
+	DefaultTTL           = 30 * time.Second
+	DefaultRecoveryGrace = 3 * time.Second
 )
 
 // Owners implements transport.Owners on Redis: one string key per HTTP
 // session, holding its owner's URL, with a TTL.
+//
+// Beside the session keys it keeps a generation: a random value at
+// "<prefix>{gen}" that lives as long as Redis keeps its data. Its absence
+// means Redis lost every record; the first node to notice writes a new
+// one and starts the recovery grace ("<prefix>{gen}:grace", expiring after
+// RecoveryGrace), during which a missing key is reported as
+// transport.ErrOwnersRecovering rather than as free.
+//
+// A node that never saw a generation (a cluster's first start) writes
+// the first one without a grace: there were no records to lose, and new
+// sessions need not wait.
 type Owners struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+	grace  time.Duration
+	seen   atomic.Bool // this node read a generation before
 }
 
 // NewOwners returns the owner store on rdb.
@@ -46,7 +71,10 @@ func NewOwners(rdb redis.UniversalClient, o Options) *Owners {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
 	}
-	return &Owners{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL}
+	if o.RecoveryGrace <= 0 {
+		o.RecoveryGrace = DefaultRecoveryGrace
+	}
+	return &Owners{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL, grace: o.RecoveryGrace}
 }
 
 // TTL is the keys' time to live.
@@ -64,13 +92,29 @@ if (not cur) or cur == ARGV[1] or (ARGV[2] ~= '' and cur == ARGV[2]) then
 end
 return cur`)
 	// Refresh, or restore a key Redis lost (a restart without
-	// persistence), unless another node owns it now.
+	// persistence), unless another node owns it now; returns the owner
+	// after the call.
 	keepScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
 end
-return 0`)
+return cur`)
+	// KEYS gen, grace; ARGV a new generation, grace ms (0: none).
+	// Returns the generation and the grace left in ms (<= 0: none),
+	// writing a new generation, and starting the grace, when Redis has
+	// none.
+	genScript = redis.NewScript(`
+local g = redis.call('GET', KEYS[1])
+if not g then
+  g = ARGV[1]
+  redis.call('SET', KEYS[1], g)
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  end
+end
+return {g, redis.call('PTTL', KEYS[2])}`)
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -78,21 +122,32 @@ end
 return 0`)
 )
 
-// Owner returns the node owning key, or "".
+// Owner returns the node owning key, or "" (transport.RecoveringError
+// during the recovery grace).
 func (o *Owners) Owner(ctx context.Context, key string) (string, error) {
 	v, err := o.rdb.Get(ctx, o.prefix+key).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
+	if err == nil {
+		return v, nil
 	}
-	if err != nil {
+	if !errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("redis: owner of %s: %w", key, err)
 	}
-	return v, nil
+	// A missing key: free, unless Redis lost it with everything else
+	// and its owner has yet to put it back. A second round trip, but
+	// only for ids nobody owns (new sessions, unknown ids).
+	if err := o.settled(ctx); err != nil {
+		return "", err
+	}
+	return "", nil
 }
 
 // Claim makes node the owner of key unless a node other than node or
-// stale owns it, and returns the owner after the call.
+// stale owns it, and returns the owner after the call. During the
+// recovery grace it claims nothing (transport.RecoveringError).
 func (o *Owners) Claim(ctx context.Context, key, node, stale string) (string, error) {
+	if err := o.settled(ctx); err != nil {
+		return "", err
+	}
 	v, err := claimScript.Run(ctx, o.rdb, []string{o.prefix + key}, node, stale, o.ttl.Milliseconds()).Text()
 	if err != nil {
 		return "", fmt.Errorf("redis: claim %s: %w", key, err)
@@ -100,22 +155,75 @@ func (o *Owners) Claim(ctx context.Context, key, node, stale string) (string, er
 	return v, nil
 }
 
+// Generation implements transport.Owners: it reads (or, when Redis lost
+// it, writes) the generation.
+func (o *Owners) Generation(ctx context.Context) (string, error) {
+	g, _, err := o.generation(ctx)
+	return g, err
+}
+
+func (o *Owners) generation(ctx context.Context) (string, time.Duration, error) {
+	gen := o.prefix + "{gen}"
+	grace := int64(0)
+	if o.seen.Load() {
+		grace = o.grace.Milliseconds()
+	}
+	v, err := genScript.Run(ctx, o.rdb, []string{gen, gen + ":grace"}, randomID(), grace).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("redis: owner store generation: %w", err)
+	}
+	if len(v) != 2 {
+		return "", 0, fmt.Errorf("redis: owner store generation: unexpected answer %v", v)
+	}
+	g, _ := v[0].(string)
+	left, _ := v[1].(int64)
+	o.seen.Store(true)
+	return g, time.Duration(left) * time.Millisecond, nil
+}
+
+// settled returns a transport.RecoveringError during the recovery grace.
+func (o *Owners) settled(ctx context.Context) error {
+	_, left, err := o.generation(ctx)
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		return &transport.RecoveringError{Left: left}
+	}
+	return nil
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // batch bounds the commands of one pipeline.
 const batch = 500
 
-// Keep refreshes the keys node owns. One script call per key (not one
+// Keep refreshes the keys node owns, restores those Redis lost, and
+// returns those another node owns now. One script call per key (not one
 // call over many keys) keeps it valid on Redis Cluster, where keys live
 // in different slots.
-func (o *Owners) Keep(ctx context.Context, keys []string, node string) error {
-	return o.each(ctx, keepScript, keys, node, o.ttl.Milliseconds())
+func (o *Owners) Keep(ctx context.Context, keys []string, node string) ([]string, error) {
+	var lost []string
+	err := o.each(ctx, keepScript, keys, func(key string, c *redis.Cmd) {
+		if v, err := c.Text(); err == nil && v != node {
+			lost = append(lost, key)
+		}
+	}, node, o.ttl.Milliseconds())
+	return lost, err
 }
 
 // Release deletes the keys node still owns.
 func (o *Owners) Release(ctx context.Context, keys []string, node string) error {
-	return o.each(ctx, releaseScript, keys, node)
+	return o.each(ctx, releaseScript, keys, nil, node)
 }
 
-func (o *Owners) each(ctx context.Context, s *redis.Script, keys []string, args ...any) error {
+// each runs s on every key in pipelines of at most batch, handing each
+// key's result to got (when not nil).
+func (o *Owners) each(ctx context.Context, s *redis.Script, keys []string, got func(string, *redis.Cmd), args ...any) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -127,11 +235,17 @@ func (o *Owners) each(ctx context.Context, s *redis.Script, keys []string, args 
 	for len(keys) > 0 {
 		n := min(len(keys), batch)
 		pipe := o.rdb.Pipeline()
-		for _, k := range keys[:n] {
-			s.EvalSha(ctx, pipe, []string{o.prefix + k}, args...)
+		cmds := make([]*redis.Cmd, n)
+		for i, k := range keys[:n] {
+			cmds[i] = s.EvalSha(ctx, pipe, []string{o.prefix + k}, args...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("redis: %d keys: %w", n, err)
+		}
+		if got != nil {
+			for i, k := range keys[:n] {
+				got(k, cmds[i])
+			}
 		}
 		keys = keys[n:]
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -68,8 +69,12 @@ func TestOwnersKeepManyKeys(t *testing.T) {
 	for _, k := range keys[2:] {
 		rdb.Set(ctx, DefaultKeyPrefix+k, "http://a", time.Second)
 	}
-	if err := o.Keep(ctx, keys, "http://a"); err != nil {
+	lost, err := o.Keep(ctx, keys, "http://a")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if fmt.Sprint(lost) != fmt.Sprint(keys[:1]) {
+		t.Fatalf("Keep reported %v lost, want %v (b's)", lost, keys[:1])
 	}
 	if v := rdb.Get(ctx, DefaultKeyPrefix+keys[0]).Val(); v != "http://b" {
 		t.Fatalf("another node's key: %q", v)
@@ -88,8 +93,77 @@ func TestOwnersKeepManyKeys(t *testing.T) {
 	if err := o.Release(ctx, keys, "http://a"); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.DBSize(ctx).Val(); n != 1 {
-		t.Fatalf("%d keys left after Release, want b's only", n)
+	if v := rdb.Keys(ctx, DefaultKeyPrefix+"/*").Val(); len(v) != 1 {
+		t.Fatalf("keys left after Release: %v, want b's only", v)
+	}
+}
+
+// TestOwnersRecovery: when Redis loses its records (FLUSHALL stands in for
+// a restart without persistence), a missing key is not free during the
+// recovery grace: Owner and Claim say so, with the time left, while Keep
+// puts the owners' records back. After the grace a missing key is free
+// again, and the generation stays the same until the next loss.
+func TestOwnersRecovery(t *testing.T) {
+	rdb := startRedis(t)
+	ctx := context.Background()
+	o := NewOwners(rdb, Options{TTL: time.Minute, RecoveryGrace: 300 * time.Millisecond})
+	g1, err := o.Generation(ctx)
+	if err != nil || g1 == "" {
+		t.Fatalf("generation: %q, %v", g1, err)
+	}
+	// The cluster's first generation comes with no grace: there was
+	// nothing to lose.
+	if _, err := o.Owner(ctx, "/echo/s0"); err != nil {
+		t.Fatalf("Owner on a new cluster: %v", err)
+	}
+	if _, err := o.Claim(ctx, "/echo/s1", "http://a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := o.Generation(ctx); g != g1 {
+		t.Fatalf("generation changed without a loss: %q -> %q", g1, g)
+	}
+
+	rdb.FlushAll(ctx)
+	g2, err := o.Generation(ctx)
+	if err != nil || g2 == g1 || g2 == "" {
+		t.Fatalf("generation after the loss: %q (was %q), %v", g2, g1, err)
+	}
+	var re *transport.RecoveringError
+	if _, err := o.Owner(ctx, "/echo/s1"); !errors.As(err, &re) || re.Left <= 0 || re.Left > 300*time.Millisecond {
+		t.Fatalf("Owner during the grace: %v, want a RecoveringError with the time left", err)
+	}
+	if _, err := o.Claim(ctx, "/echo/s1", "http://b", ""); !errors.Is(err, transport.ErrOwnersRecovering) {
+		t.Fatalf("Claim during the grace: %v, want ErrOwnersRecovering", err)
+	}
+	// The owner puts its record back within the grace; b then sees it.
+	if lost, err := o.Keep(ctx, []string{"/echo/s1"}, "http://a"); err != nil || len(lost) != 0 {
+		t.Fatalf("Keep during the grace: lost %v, %v", lost, err)
+	}
+	if owner, err := o.Owner(ctx, "/echo/s1"); err != nil || owner != "http://a" {
+		t.Fatalf("Owner after Keep: %q, %v", owner, err)
+	}
+	waitGrace(t, o)
+	if owner, err := o.Claim(ctx, "/echo/s2", "http://b", ""); err != nil || owner != "http://b" {
+		t.Fatalf("Claim of a free key after the grace: %q, %v", owner, err)
+	}
+}
+
+// waitGrace waits (bounded) for o's recovery grace to end.
+func waitGrace(t *testing.T, o *Owners) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, left, err := o.generation(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left <= 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grace still on after 5s (%s left)", left)
+		}
+		time.Sleep(left)
 	}
 }
 

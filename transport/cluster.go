@@ -2,9 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	hexenc "encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,34 +21,79 @@ import (
 // without sticky sessions. The node that creates an HTTP session records
 // itself as the session's owner in a shared store; a request for the
 // session that lands on another node is forwarded to the owner over HTTP,
-// signed with the cluster secret. Websocket sessions live and die with
-// their one connection, so they never need forwarding.
+// signed with the cluster secret (cluster_forward.go). The owner keeps its
+// records alive and puts them back as soon as the store returns from a
+// restart or an outage; a node that finds another owner recorded for a
+// session it holds closes its copy (cluster_keep.go), so that once the
+// store is reachable at most one node serves a session id. Websocket
+// sessions live and die with their one connection, so they never need
+// forwarding.
 
 // Owners records which node owns each session. Keys are "<prefix>/<session
 // id>"; nodes are the base URLs other nodes reach them at. cluster.Owners
-// implements it on Redis; any store with an atomic compare-and-set and
-// expiring keys can.
+// implements it on Redis; any store with an atomic compare-and-set,
+// expiring keys and a way to tell that it lost its records can.
 type Owners interface {
-	// Owner returns the node owning key, or "" when there is none.
+	// Owner returns the node owning key, or "" when there is none. While
+	// the store is recovering from the loss of its records (see
+	// ErrOwnersRecovering) a key without an owner is reported as that
+	// error instead of "".
 	Owner(ctx context.Context, key string) (string, error)
 	// Claim makes node the owner of key if key has no owner, is owned by
 	// node already, or (when stale is not "") is owned by stale. It
-	// returns the owner after the call: node on success.
+	// returns the owner after the call: node on success. While the store
+	// is recovering it claims nothing and returns ErrOwnersRecovering.
 	Claim(ctx context.Context, key, node, stale string) (string, error)
-	// Keep extends the life of the keys node owns (and restores those
-	// the store lost, for example after a restart).
-	Keep(ctx context.Context, keys []string, node string) error
+	// Keep extends the life of the keys node owns, restores those the
+	// store lost (for example after a restart), and returns the keys
+	// another node owns now: node must stop serving those.
+	Keep(ctx context.Context, keys []string, node string) (lost []string, err error)
 	// Release deletes the keys that node still owns.
 	Release(ctx context.Context, keys []string, node string) error
+	// Generation names the store's current set of records. It changes
+	// when the store lost them (a restart without persistence), which
+	// starts the store's recovery grace; every node then puts its
+	// records back at once. Called every ClusterOptions.CheckInterval.
+	Generation(ctx context.Context) (string, error)
 }
+
+// ErrOwnersRecovering is returned (possibly wrapped in a
+// RecoveringError) by Owners.Owner and Owners.Claim during the store's
+// recovery grace: the store lost its records recently and the owners are
+// putting theirs back, so a key without an owner may still have one. A
+// request waits for the grace to end rather than taking a live session
+// from its owner.
+var ErrOwnersRecovering = errors.New("session owner store is recovering its records")
+
+// RecoveringError is ErrOwnersRecovering with the time left in the grace.
+type RecoveringError struct{ Left time.Duration }
+
+func (e *RecoveringError) Error() string {
+	return fmt.Sprintf("%v (%s left)", ErrOwnersRecovering, e.Left.Round(time.Millisecond))
+}
+
+// Unwrap makes errors.Is(err, ErrOwnersRecovering) true.
+func (e *RecoveringError) Unwrap() error { return ErrOwnersRecovering }
+
+// CodeOwnerConflict closes a node's copy of a session when the store says
+// another node owns the session id: two copies can only arise while the
+// store was unreachable, and the client then sees this clean close rather
+// than two sessions answering in turn.
+const (
+	CodeOwnerConflict   = 3012
+	ReasonOwnerConflict = "Session owned by another node"
+)
 
 // ForwardObserver is told about every forwarded request. endpoint is one
 // of the seven HTTP session endpoints; result is "ok" (the owner
-// answered), "owner_gone" (it could not be reached, the request was served
-// here as for an unknown session), "client_gone" (the client left first,
-// as streaming clients do) or "error" (the owner failed after being
-// reached; the client got 502 or a cut response). d is the time until the
-// owner's response headers arrived.
+// answered), "owner_gone" (nothing listens at the owner's address: the
+// request was served here as for an unknown session), "timeout" (the
+// owner was reached but did not begin its answer within ForwardTimeout,
+// or the connection could not be set up in time: the client got 504),
+// "client_gone" (the client left first, as streaming clients do) or
+// "error" (the owner failed after being reached; the client got 502 or a
+// cut response). d is the time until the owner's response headers
+// arrived.
 type ForwardObserver interface {
 	Forwarded(endpoint, result string, d time.Duration)
 }
@@ -65,12 +106,24 @@ type ClusterOptions struct {
 	// ("http://10.0.0.5:8081"). Required.
 	Self string
 	// Secret authenticates requests between nodes (HMAC-SHA256 of the
-	// method, URL and a timestamp). Required; every node uses the same.
+	// method, URL, client address and a timestamp). Required; every node
+	// uses the same.
 	Secret []byte
 	// KeepInterval is how often owned keys are refreshed and those of
 	// ended sessions released. The store's TTL must be several times
 	// longer. Default 10s.
 	KeepInterval time.Duration
+	// CheckInterval is how often the store's Generation is read: how
+	// soon after the store comes back from a restart or an outage this
+	// node puts its records back and closes copies another node owns.
+	// It must be well inside the store's recovery grace. Default 500ms.
+	CheckInterval time.Duration
+	// ForwardTimeout bounds how long the owner of a session may take to
+	// begin answering a forwarded request, beyond the heartbeat delay a
+	// poll may wait there for data. Past it the client gets 504 and the
+	// session stays with its owner: a slow owner is not a gone one (see
+	// docs/cluster.md). Default 10s.
+	ForwardTimeout time.Duration
 	// MaxSkew bounds the age of a forwarded request's signature (and
 	// the clock difference between nodes). Default 30s.
 	MaxSkew time.Duration
@@ -87,14 +140,31 @@ type ClusterOptions struct {
 }
 
 // ForwardHeader carries a forwarded request's signature: "<unix
-// seconds>:<hex HMAC>".
-const ForwardHeader = "X-Sockjsd-Forward"
-
+// seconds>:<hex HMAC>". RemoteHeader carries the client's address as the
+// forwarding node saw it (covered by the signature).
 const (
-	defaultKeepInterval  = 10 * time.Second
-	defaultMaxSkew       = 30 * time.Second
-	defaultStoreTimeout  = 2 * time.Second
-	defaultOwnerCacheTTL = 5 * time.Second
+	ForwardHeader = "X-Sockjsd-Forward"
+	RemoteHeader  = "X-Sockjsd-Remote"
+	// OwnerHeader comes with a 421 answer to a forwarded request: the
+	// node it reached does not own the session, the store names this
+	// owner instead, and the forwarding node tries there.
+	OwnerHeader = "X-Sockjsd-Owner"
+)
+
+// Defaults of ClusterOptions.
+const (
+	DefaultKeepInterval   = 10 * time.Second
+	DefaultCheckInterval  = 500 * time.Millisecond
+	DefaultForwardTimeout = 10 * time.Second
+	defaultMaxSkew        = 30 * time.Second
+	defaultStoreTimeout   = 2 * time.Second
+	defaultOwnerCacheTTL  = 5 * time.Second
+	// maxRecoveryWait caps how long a request waits out the store's
+	// recovery grace, whatever the store says is left.
+	maxRecoveryWait = 10 * time.Second
+	// forwardTries bounds the owners one request is tried at: an owner
+	// gone or moved is followed at most this many times.
+	forwardTries = 3
 )
 
 // validate reports a configuration that cannot work, for New's caller.
@@ -119,12 +189,17 @@ type cluster struct {
 	proxy    *httputil.ReverseProxy
 	cache    ownerCache
 	lastWarn atomic.Int64
+	// pollWait is how long a poll may wait at its owner for data before
+	// the owner answers anyway (a heartbeat): added to ForwardTimeout
+	// for polling endpoints.
+	pollWait time.Duration
 
-	mu      sync.Mutex
-	owned   map[string]*session.Session // URL session id -> the session we own under it
-	started bool
-	stop    chan struct{}
-	done    chan struct{}
+	mu    sync.Mutex
+	owned map[string]*session.Session // URL session id -> the session we own under it
+
+	stop     chan struct{} // closed by shutdown: keepLoop returns
+	stopOnce sync.Once
+	done     chan struct{} // closed when keepLoop returned
 }
 
 type nopForwardObserver struct{}
@@ -142,7 +217,13 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 		panic("sockjs: " + err.Error())
 	}
 	if o.KeepInterval <= 0 {
-		o.KeepInterval = defaultKeepInterval
+		o.KeepInterval = DefaultKeepInterval
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = DefaultCheckInterval
+	}
+	if o.ForwardTimeout <= 0 {
+		o.ForwardTimeout = DefaultForwardTimeout
 	}
 	if o.MaxSkew <= 0 {
 		o.MaxSkew = defaultMaxSkew
@@ -164,7 +245,9 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 		}
 	}
 	c := &cluster{h: h, opts: o, obs: o.Observer, owned: make(map[string]*session.Session),
-		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}}
+		cache:    ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)},
+		pollWait: h.opts.Session.HeartbeatDelay + h.opts.Session.ReceiverWait,
+		stop:     make(chan struct{}), done: make(chan struct{})}
 	if c.obs == nil {
 		c.obs = nopForwardObserver{}
 	}
@@ -176,6 +259,7 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 		ModifyResponse: c.gotResponse,
 		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
+	go c.keepLoop()
 	return c
 }
 
@@ -184,6 +268,10 @@ func newCluster(h *Handler, o ClusterOptions) *cluster {
 func receiving(endpoint string) bool {
 	return endpoint != "xhr_send" && endpoint != "jsonp_send"
 }
+
+// polling endpoints are answered by the owner only when it has data or a
+// heartbeat is due.
+func polling(endpoint string) bool { return endpoint == "xhr" || endpoint == "jsonp" }
 
 // forwardable: the method each endpoint serves. Anything else (preflights,
 // wrong methods) is answered here, the same on every node.
@@ -203,21 +291,7 @@ func (c *cluster) key(sid string) string { return c.h.prefix + "/" + sid }
 // serves it.
 func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoint string) bool {
 	if sig := r.Header.Get(ForwardHeader); sig != "" {
-		if err := c.verify(r, sig); err != nil {
-			c.h.log.Warn("sockjs: forwarded request refused", "prefix", c.h.prefix, "remote", r.RemoteAddr, "err", err)
-			plainError(w, http.StatusForbidden, "Bad cluster signature")
-			return true
-		}
-		// A forwarded request is always served here, never forwarded
-		// again, so two nodes that disagree about the owner cannot loop.
-		r.Header.Del(ForwardHeader)
-		if ip := lastForwardedFor(r); ip != "" {
-			r.RemoteAddr = net.JoinHostPort(ip, "0")
-		}
-		if receiving(endpoint) && c.h.reg.Get(sid) == nil && !c.h.closing.Load() {
-			c.claim(r.Context(), sid, "")
-		}
-		return false
+		return c.forwarded(w, r, sig, sid, endpoint)
 	}
 	if !forwardable(endpoint, r.Method) || c.h.reg.Get(sid) != nil {
 		return false
@@ -227,13 +301,14 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 	closing := c.h.closing.Load()
 	owner, cached := c.cache.get(sid)
 	if !cached {
-		ctx, cancel := context.WithTimeout(r.Context(), c.opts.StoreTimeout)
 		var err error
-		owner, err = c.opts.Owners.Owner(ctx, c.key(sid))
-		cancel()
+		owner, err = c.settled(r.Context(), func(ctx context.Context) (string, error) {
+			return c.opts.Owners.Owner(ctx, c.key(sid))
+		})
 		if err != nil {
 			// Without the store this node can only act alone: a send
-			// gets 404, a receive starts a session here.
+			// gets 404, a receive starts a session here. Once the
+			// store is back the owners reconcile (cluster_keep.go).
 			c.warn("owner lookup failed", err)
 			return false
 		}
@@ -241,9 +316,7 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 	if (owner == "" || owner == c.opts.Self) && receiving(endpoint) && !closing {
 		owner = c.claim(r.Context(), sid, "")
 	}
-	// Two tries: when the owner is gone, a receive takes the session over,
-	// unless another node did so first; that one gets the request then.
-	for range 2 {
+	for range forwardTries {
 		if owner == "" || owner == c.opts.Self {
 			return false
 		}
@@ -252,23 +325,115 @@ func (c *cluster) intercept(w http.ResponseWriter, r *http.Request, sid, endpoin
 			// often they are used.
 			c.cache.put(sid, owner)
 		}
-		if c.forward(w, r, owner, endpoint) {
+		res := c.forward(w, r, owner, endpoint)
+		switch {
+		case res.answered:
 			return true
+		case res.moved != "":
+			// The node we reached does not own the session: the
+			// store names another owner there, which we follow.
+			c.cache.drop(sid)
+			owner, cached = res.moved, false
+			continue
 		}
+		// Nothing listens at the owner's address: its sessions are
+		// unknown ids now. A receive takes the session over, unless
+		// another node did so first; that one gets the request then.
 		c.cache.drop(sid)
 		if !receiving(endpoint) || closing {
-			return false // the owner is gone: its sessions are unknown ids now
+			return false
 		}
 		owner, cached = c.claim(r.Context(), sid, owner), false
+	}
+	// Owners that kept moving or vanishing: answer rather than serve a
+	// session another node may hold.
+	plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	return true
+}
+
+// forwarded handles a request another node forwarded here: it is always
+// served here, never forwarded again, so that two nodes that disagree
+// about the owner cannot loop. A receive for an unknown id claims it
+// first; when the store names another owner, the answer is 421 with that
+// owner, for the forwarding node to try there.
+func (c *cluster) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, endpoint string) bool {
+	if err := c.verify(r, sig); err != nil {
+		c.h.log.Warn("sockjs: forwarded request refused", "prefix", c.h.prefix, "remote", r.RemoteAddr, "err", err)
+		plainError(w, http.StatusForbidden, "Bad cluster signature")
+		return true
+	}
+	// The client's address as the first node saw it: the session sees
+	// the same request whichever node the client reached first.
+	r.RemoteAddr = r.Header.Get(RemoteHeader)
+	r.Header.Del(ForwardHeader)
+	r.Header.Del(RemoteHeader)
+	if !receiving(endpoint) || c.h.reg.Get(sid) != nil || c.h.closing.Load() {
+		return false
+	}
+	if owner := c.claim(r.Context(), sid, ""); owner != "" && owner != c.opts.Self {
+		w.Header().Set(OwnerHeader, owner)
+		plainError(w, http.StatusMisdirectedRequest, "Session owned by another node")
+		return true
 	}
 	return false
 }
 
+// settled runs a store call, waiting out the store's recovery grace:
+// during it a key without an owner may belong to a live session whose
+// owner has not put its record back yet, and taking the id over would
+// serve the session twice. Each try is bounded by StoreTimeout; tries
+// repeat every CheckInterval until the store settles (at most
+// maxRecoveryWait).
+func (c *cluster) settled(ctx context.Context, call func(context.Context) (string, error)) (string, error) {
+	deadline := time.Now().Add(maxRecoveryWait)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+		v, err := call(sctx)
+		cancel()
+		if !errors.Is(err, ErrOwnersRecovering) {
+			return v, err
+		}
+		// Owners put their records back within a CheckInterval of
+		// noticing: ask again after one, or when the grace ends.
+		wait := c.opts.CheckInterval
+		var re *RecoveringError
+		if errors.As(err, &re) && re.Left > 0 && re.Left < wait {
+			wait = re.Left
+		}
+		if left := time.Until(deadline); left <= 0 {
+			return "", err
+		} else if wait > left {
+			wait = left
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// claim records this node as sid's owner and returns the owner after the
+// call ("" if the store failed: the session is then served here alone).
+func (c *cluster) claim(ctx context.Context, sid, stale string) string {
+	owner, err := c.settled(ctx, func(ctx context.Context) (string, error) {
+		return c.opts.Owners.Claim(ctx, c.key(sid), c.opts.Self, stale)
+	})
+	if err != nil {
+		c.warn("owner claim failed", err)
+		return ""
+	}
+	return owner
+}
+
 // ownerCache remembers where sessions of other nodes live for a few
 // seconds, sparing the store a lookup on most forwarded requests. A stale
-// entry costs little: an owner that is gone fails the dial and the entry
-// is dropped; an owner whose session ended answers as for an unknown id,
-// as the store would have made this node do.
+// entry costs little: an owner that is gone refuses the connection and
+// the entry is dropped; an owner that no longer holds the session answers
+// 421 with the store's owner, or as for an unknown id, as the store would
+// have made this node do.
 type ownerCache struct {
 	mu  sync.Mutex
 	ttl time.Duration
@@ -316,19 +481,6 @@ func (oc *ownerCache) drop(sid string) {
 	oc.mu.Unlock()
 }
 
-// claim records this node as sid's owner and returns the owner after the
-// call ("" if the store failed: the session is then served here alone).
-func (c *cluster) claim(ctx context.Context, sid, stale string) string {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
-	defer cancel()
-	owner, err := c.opts.Owners.Claim(ctx, c.key(sid), c.opts.Self, stale)
-	if err != nil {
-		c.warn("owner claim failed", err)
-		return ""
-	}
-	return owner
-}
-
 // warn logs store failures at most once every 10 seconds: when the store
 // is down every request would log otherwise. /readyz shows the outage.
 func (c *cluster) warn(msg string, err error) {
@@ -338,214 +490,4 @@ func (c *cluster) warn(msg string, err error) {
 		return
 	}
 	c.h.log.Warn("sockjs: cluster: "+msg, "prefix", c.h.prefix, "err", err)
-}
-
-type forwardKey struct{}
-
-// forwardState travels with one forwarded request through the proxy's
-// callbacks.
-type forwardState struct {
-	owner    *url.URL
-	start    time.Time
-	headers  time.Duration
-	dialErr  error
-	otherErr error
-}
-
-// forward proxies r to owner. It returns false, having written nothing,
-// when owner cannot be reached.
-func (c *cluster) forward(w http.ResponseWriter, r *http.Request, owner, endpoint string) bool {
-	u, err := url.Parse(owner)
-	if err != nil || u.Host == "" {
-		c.warn("owner is not a URL", fmt.Errorf("%q: %v", owner, err))
-		return false
-	}
-	st := &forwardState{owner: u, start: time.Now()}
-	result := "error"
-	defer func() {
-		// ReverseProxy aborts the handler with http.ErrAbortHandler
-		// when the owner's response breaks off: count it, then let
-		// net/http cut the client's connection as one node would.
-		if result != "ok" && result != "owner_gone" && r.Context().Err() != nil {
-			result = "client_gone"
-		}
-		c.obs.Forwarded(endpoint, result, st.headers)
-	}()
-	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
-	switch {
-	case st.dialErr != nil:
-		result = "owner_gone"
-		c.h.log.Debug("sockjs: session owner unreachable", "prefix", c.h.prefix, "owner", owner, "err", st.dialErr)
-		return false
-	case st.otherErr != nil:
-		result = "error"
-	default:
-		result = "ok"
-	}
-	return true
-}
-
-func (c *cluster) rewrite(pr *httputil.ProxyRequest) {
-	st := pr.In.Context().Value(forwardKey{}).(*forwardState)
-	pr.SetURL(st.owner)
-	pr.Out.Host = pr.In.Host // the application sees the Host the client used
-	// Keep the chain the balancer started; SetXForwarded appends the
-	// address this node saw.
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
-		pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
-	}
-	pr.SetXForwarded()
-	pr.Out.Header.Set(ForwardHeader, c.sign(pr.Out.Method, pr.Out.URL.RequestURI(), time.Now()))
-}
-
-func (c *cluster) gotResponse(resp *http.Response) error {
-	if st, ok := resp.Request.Context().Value(forwardKey{}).(*forwardState); ok {
-		st.headers = time.Since(st.start)
-	}
-	return nil
-}
-
-func (c *cluster) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	st := r.Context().Value(forwardKey{}).(*forwardState)
-	st.headers = time.Since(st.start)
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		st.dialErr = err // nothing was written: the caller serves it here
-		return
-	}
-	st.otherErr = err
-	if r.Context().Err() != nil {
-		return // the client left; nobody reads an answer
-	}
-	c.h.log.Warn("sockjs: forwarding to session owner failed", "prefix", c.h.prefix, "owner", st.owner.Host, "err", err)
-	plainError(w, http.StatusBadGateway, "Session owner unavailable")
-}
-
-// sign returns the ForwardHeader value for a request.
-func (c *cluster) sign(method, requestURI string, at time.Time) string {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	return ts + ":" + hexenc.EncodeToString(c.mac(ts, method, requestURI))
-}
-
-func (c *cluster) mac(ts, method, requestURI string) []byte {
-	m := hmac.New(sha256.New, c.opts.Secret)
-	m.Write([]byte("sockjsd-forward\n" + ts + "\n" + method + "\n" + requestURI))
-	return m.Sum(nil)
-}
-
-func (c *cluster) verify(r *http.Request, sig string) error {
-	ts, hexMAC, ok := strings.Cut(sig, ":")
-	if !ok {
-		return errors.New("malformed signature")
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return errors.New("malformed signature time")
-	}
-	if d := time.Since(time.Unix(sec, 0)); d > c.opts.MaxSkew || d < -c.opts.MaxSkew {
-		return fmt.Errorf("signature time %s off by %s", time.Unix(sec, 0).UTC().Format(time.RFC3339), d.Round(time.Second))
-	}
-	got, err := hexenc.DecodeString(hexMAC)
-	if err != nil || !hmac.Equal(got, c.mac(ts, r.Method, r.URL.RequestURI())) {
-		return errors.New("signature mismatch")
-	}
-	return nil
-}
-
-// lastForwardedFor is the address the forwarding node saw: the last entry
-// of X-Forwarded-For, which that node appended itself.
-func lastForwardedFor(r *http.Request) string {
-	v := r.Header.Values("X-Forwarded-For")
-	if len(v) == 0 {
-		return ""
-	}
-	last := v[len(v)-1]
-	if i := strings.LastIndexByte(last, ','); i >= 0 {
-		last = last[i+1:]
-	}
-	last = strings.TrimSpace(last)
-	if net.ParseIP(last) == nil {
-		return ""
-	}
-	return last
-}
-
-// track remembers a session this node created, so that its key is kept
-// alive while it lives and released when it ends.
-func (c *cluster) track(sid string, s *session.Session) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.owned[sid] = s
-	if !c.started {
-		c.started = true
-		c.stop, c.done = make(chan struct{}), make(chan struct{})
-		go c.keepLoop(c.stop, c.done)
-	}
-	c.mu.Unlock()
-}
-
-// keepLoop refreshes owned keys and releases those of ended sessions. One
-// goroutine per service, not per session.
-func (c *cluster) keepLoop(stop, done chan struct{}) {
-	defer close(done)
-	t := time.NewTicker(c.opts.KeepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			c.sweep()
-		}
-	}
-}
-
-// sweep runs once per KeepInterval.
-func (c *cluster) sweep() {
-	var keep, release []string
-	c.mu.Lock()
-	for sid, s := range c.owned {
-		if c.h.reg.Get(sid) == s {
-			keep = append(keep, c.key(sid))
-		} else {
-			release = append(release, c.key(sid))
-			delete(c.owned, sid)
-		}
-	}
-	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.KeepInterval)
-	defer cancel()
-	if err := c.opts.Owners.Keep(ctx, keep, c.opts.Self); err != nil {
-		c.warn("keeping owned sessions failed", err)
-	}
-	if err := c.opts.Owners.Release(ctx, release, c.opts.Self); err != nil {
-		c.warn("releasing ended sessions failed", err)
-	}
-}
-
-// shutdown stops the keep loop and releases every key this node holds.
-func (c *cluster) shutdown() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	stop, done := c.stop, c.done
-	c.started, c.stop = false, nil
-	keys := make([]string, 0, len(c.owned))
-	for sid := range c.owned {
-		keys = append(keys, c.key(sid))
-	}
-	clear(c.owned)
-	c.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
-	defer cancel()
-	if err := c.opts.Owners.Release(ctx, keys, c.opts.Self); err != nil {
-		c.warn("releasing sessions at shutdown failed", err)
-	}
 }

@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,38 +20,116 @@ import (
 )
 
 // memOwners is the Owners contract on a map: the reference the Redis
-// implementation is tested against too (see cluster/owners_test.go).
+// implementation is tested against too (see cluster/owners_test.go). It
+// can be taken down (every call fails) and restarted empty, which starts
+// a recovery grace as Redis's store does.
 type memOwners struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu         sync.Mutex
+	m          map[string]string
+	gen        int
+	down       bool
+	graceUntil time.Time
+}
+
+var errStoreDown = errors.New("store down")
+
+// check is every call's first step (under o.mu).
+func (o *memOwners) check() error {
+	if o.down {
+		return errStoreDown
+	}
+	return nil
+}
+
+// settled is Owner's and Claim's check of the recovery grace (under o.mu).
+func (o *memOwners) settled() error {
+	if left := time.Until(o.graceUntil); left > 0 {
+		return &RecoveringError{Left: left}
+	}
+	return nil
 }
 
 func (o *memOwners) Owner(_ context.Context, key string) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.m[key], nil
+	if err := o.check(); err != nil {
+		return "", err
+	}
+	if v := o.m[key]; v != "" {
+		return v, nil
+	}
+	return "", o.settled()
 }
 
 func (o *memOwners) Claim(_ context.Context, key, node, stale string) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if err := o.check(); err != nil {
+		return "", err
+	}
+	if err := o.settled(); err != nil {
+		return "", err
+	}
 	if cur := o.m[key]; cur == "" || cur == node || (stale != "" && cur == stale) {
 		o.m[key] = node
 	}
 	return o.m[key], nil
 }
 
-func (o *memOwners) Keep(context.Context, []string, string) error { return nil }
+func (o *memOwners) Keep(_ context.Context, keys []string, node string) ([]string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	var lost []string
+	for _, k := range keys {
+		switch cur := o.m[k]; cur {
+		case "", node:
+			o.m[k] = node
+		default:
+			lost = append(lost, k)
+		}
+	}
+	return lost, nil
+}
 
 func (o *memOwners) Release(_ context.Context, keys []string, node string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if err := o.check(); err != nil {
+		return err
+	}
 	for _, k := range keys {
 		if o.m[k] == node {
 			delete(o.m, k)
 		}
 	}
 	return nil
+}
+
+func (o *memOwners) Generation(context.Context) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.check(); err != nil {
+		return "", err
+	}
+	return fmt.Sprint(o.gen), nil
+}
+
+// restart loses every record and starts a recovery grace.
+func (o *memOwners) restart(grace time.Duration) {
+	o.mu.Lock()
+	clear(o.m)
+	o.gen++
+	o.graceUntil = time.Now().Add(grace)
+	o.mu.Unlock()
+}
+
+func (o *memOwners) setDown(down bool) {
+	o.mu.Lock()
+	o.down = down
+	o.mu.Unlock()
 }
 
 func (o *memOwners) get(k string) string {
@@ -104,10 +184,10 @@ func (c *countingObserver) waitCounts(t *testing.T, want map[string]int) {
 }
 
 type testNode struct {
-	srv     *httptest.Server
-	h       *Handler
-	obs     *countingObserver
-	remotes chan string // RemoteAddr of every session the app sees
+	srv  *httptest.Server
+	h    *Handler
+	obs  *countingObserver
+	reqs chan session.Request // the request of every session the app sees
 }
 
 // startNodes runs n nodes of an echo service sharing one owner store.
@@ -115,7 +195,7 @@ func startNodes(t *testing.T, n int, owners Owners, secret string) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		tn := &testNode{obs: &countingObserver{results: map[string]int{}}, remotes: make(chan string, 100)}
+		tn := &testNode{obs: &countingObserver{results: map[string]int{}}, reqs: make(chan session.Request, 100)}
 		r := mux.NewRouter()
 		r.SkipClean(true)
 		tn.srv = httptest.NewUnstartedServer(r)
@@ -123,7 +203,7 @@ func startNodes(t *testing.T, n int, owners Owners, secret string) []*testNode {
 		tn.h = New("/echo", Options{Cluster: ClusterOptions{
 			Owners: owners, Self: tn.srv.URL, Secret: []byte(secret), Observer: tn.obs, KeepInterval: 50 * time.Millisecond,
 		}}, func(s *session.Session) {
-			tn.remotes <- s.Request().RemoteAddr
+			tn.reqs <- s.Request()
 			for {
 				m, err := s.Recv(context.Background())
 				if err != nil || s.Send(m) != nil {
@@ -183,20 +263,45 @@ func TestClusterForwardsToOwner(t *testing.T) {
 	}
 	b.obs.waitCounts(t, map[string]int{"xhr_send/ok": 1, "xhr/ok": 1})
 	a.obs.waitCounts(t, map[string]int{})
-	// The client opened on A directly: A saw the balancer's address only.
-	if got := <-a.remotes; !strings.HasPrefix(got, "127.0.0.1:") {
-		t.Fatalf("remote address: %q", got)
+	// The client opened on A directly: A saw the balancer's address and
+	// its X-Forwarded-For.
+	if got := <-a.reqs; !strings.HasPrefix(got.RemoteAddr, "127.0.0.1:") || got.Header.Get("X-Forwarded-For") != "203.0.113.7" {
+		t.Fatalf("request of a direct session: %+v", got)
 	}
+}
 
-	// A session opened through B (owner A per the store) keeps the
-	// client's address: B appends it to X-Forwarded-For, A trusts that
-	// because the request is signed.
+// TestClusterForwardKeepsClientView: a session opened through a node that
+// is not its owner sees the request the first node received: the same
+// remote address and the balancer's X-Forwarded-* headers untouched (not
+// rewritten with the forwarding node's view), on every node alike.
+func TestClusterForwardKeepsClientView(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodes(t, 2, owners, "s3cret")
+	a, b := nodes[0], nodes[1]
+	hdr := map[string]string{"X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https"}
+
+	if code, body := post(t, a.srv.URL+"/echo/000/direct/xhr", "", hdr); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	direct := <-a.reqs
 	owners.set("/echo/fwd", a.srv.URL)
-	if code, body := post(t, b.srv.URL+"/echo/000/fwd/xhr", "", nil); code != 200 || body != "o\n" {
+	if code, body := post(t, b.srv.URL+"/echo/000/fwd/xhr", "", hdr); code != 200 || body != "o\n" {
 		t.Fatalf("open via B: %d %q", code, body)
 	}
-	if got := <-a.remotes; got != "127.0.0.1:0" {
-		t.Fatalf("remote address of a forwarded session: %q, want the forwarding node's view 127.0.0.1:0", got)
+	fwd := <-a.reqs
+	for _, r := range []session.Request{direct, fwd} {
+		if r.Header.Get("X-Forwarded-For") != hdr["X-Forwarded-For"] || r.Header.Get("X-Forwarded-Proto") != "https" {
+			t.Errorf("X-Forwarded-* seen by the session: %v", r.Header)
+		}
+		if !strings.HasPrefix(r.RemoteAddr, "127.0.0.1:") || strings.HasSuffix(r.RemoteAddr, ":0") {
+			t.Errorf("remote address %q, want the client's as the first node saw it", r.RemoteAddr)
+		}
+		if r.Header.Get(ForwardHeader) != "" || r.Header.Get(RemoteHeader) != "" {
+			t.Errorf("cluster headers reached the session: %v", r.Header)
+		}
+	}
+	if want := strings.TrimPrefix(b.srv.URL, "http://"); fwd.Host != want {
+		t.Errorf("host of the forwarded session %q, want the one the client used, %q", fwd.Host, want)
 	}
 }
 
@@ -216,14 +321,14 @@ func TestClusterSignature(t *testing.T) {
 	}{
 		{"garbage", "nonsense", 403},
 		{"bad time", "x:00", 403},
-		{"wrong secret", wrong.sign("POST", uri, now), 403},
-		{"too old", signer.sign("POST", uri, now.Add(-time.Minute)), 403},
-		{"from the future", signer.sign("POST", uri, now.Add(time.Minute)), 403},
-		{"other URL", signer.sign("POST", "/echo/000/other/xhr_send", now), 403},
-		{"other method", signer.sign("GET", uri, now), 403},
+		{"wrong secret", wrong.sign("POST", uri, "", now), 403},
+		{"too old", signer.sign("POST", uri, "", now.Add(-time.Minute)), 403},
+		{"from the future", signer.sign("POST", uri, "", now.Add(time.Minute)), 403},
+		{"other URL", signer.sign("POST", "/echo/000/other/xhr_send", "", now), 403},
+		{"other method", signer.sign("GET", uri, "", now), 403},
 		// Valid: served by B itself, never forwarded again, so the
 		// unknown session gets 404 although the store names A.
-		{"valid", signer.sign("POST", uri, now), 404},
+		{"valid", signer.sign("POST", uri, "", now), 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _ := post(t, b.srv.URL+uri, `["x"]`, map[string]string{ForwardHeader: tc.sig})
@@ -355,5 +460,240 @@ func TestOwnerCache(t *testing.T) {
 	}
 	if n := len(live.m); n > maxCachedOwners {
 		t.Fatalf("%d entries, bound %d", n, maxCachedOwners)
+	}
+}
+
+// frozenOwner is a node that accepts connections and never answers, as a
+// stopped (SIGSTOP) or deadlocked process does: the kernel completes the
+// handshake, nothing reads. It returns the node's URL.
+func frozenOwner(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// startNodesWith is startNodes with cluster options of the test's own.
+func startNodesWith(t *testing.T, n int, owners Owners, adjust func(*Options)) []*testNode {
+	t.Helper()
+	nodes := startNodes(t, 0, owners, "s3cret")
+	for range n {
+		tn := &testNode{obs: &countingObserver{results: map[string]int{}}, reqs: make(chan session.Request, 100)}
+		r := mux.NewRouter()
+		r.SkipClean(true)
+		tn.srv = httptest.NewServer(r)
+		o := Options{Cluster: ClusterOptions{Owners: owners, Self: tn.srv.URL, Secret: []byte("s3cret"), Observer: tn.obs,
+			KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond}}
+		adjust(&o)
+		tn.h = New("/echo", o, func(s *session.Session) {
+			s.OnMessage(func(m string) { _ = s.Send(m) })
+		})
+		tn.h.Mount(r)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tn.h.Shutdown(ctx.Done())
+			tn.srv.Close()
+		})
+		nodes = append(nodes, tn)
+	}
+	return nodes
+}
+
+// TestClusterForwardTimeout: an owner that accepts connections but never
+// answers (frozen) costs a forwarded request ForwardTimeout, not for ever:
+// the client gets 504, the request is counted as "timeout", and the
+// session stays with its owner (a slow owner is not a gone one: no second
+// session is opened here). A poll may wait at its owner for a heartbeat,
+// so its bound is ForwardTimeout plus the heartbeat delay.
+func TestClusterForwardTimeout(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	const timeout = 300 * time.Millisecond
+	b := startNodesWith(t, 1, owners, func(o *Options) { o.Cluster.ForwardTimeout = timeout })[0]
+	frozen := frozenOwner(t)
+	owners.set("/echo/abc", frozen)
+	for _, ep := range []string{"xhr_send", "xhr_streaming"} {
+		start := time.Now()
+		code, body := post(t, b.srv.URL+"/echo/000/abc/"+ep, `["x"]`, nil)
+		took := time.Since(start)
+		if code != http.StatusGatewayTimeout {
+			t.Fatalf("%s to a frozen owner: %d %q, want 504", ep, code, body)
+		}
+		if took < timeout || took > timeout+2*time.Second {
+			t.Fatalf("%s answered after %v, want about %v", ep, took, timeout)
+		}
+	}
+	if got := owners.get("/echo/abc"); got != frozen {
+		t.Fatalf("owner after timeouts: %q, want the frozen owner still", got)
+	}
+	if n := b.h.Registry().Len(); n != 0 {
+		t.Fatalf("%d sessions opened here for a slow owner's id", n)
+	}
+	b.obs.waitCounts(t, map[string]int{"xhr_send/timeout": 1, "xhr_streaming/timeout": 1})
+}
+
+// TestClusterForwardPollWaitsForHeartbeat: a forwarded poll may wait at
+// its owner for data up to the heartbeat delay; ForwardTimeout counts
+// beyond that, so a quiet session's poll is not cut at ForwardTimeout.
+func TestClusterForwardPollWaitsForHeartbeat(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodesWith(t, 2, owners, func(o *Options) {
+		o.Cluster.ForwardTimeout = 100 * time.Millisecond
+		o.Session.HeartbeatDelay = 400 * time.Millisecond
+	})
+	a, b := nodes[0], nodes[1]
+	if code, body := post(t, a.srv.URL+"/echo/000/quiet/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	if code, body := post(t, b.srv.URL+"/echo/000/quiet/xhr", "", nil); code != 200 || body != "h\n" {
+		t.Fatalf("quiet poll via B: %d %q, want the owner's heartbeat", code, body)
+	}
+}
+
+// TestClusterDialTimeoutIsNotDeath: a connection to the owner that cannot
+// be set up in time (a SYN backlog under load) is a slow owner, not a dead
+// one: 504, and no other node takes the live session over. Only a refused
+// connection (nothing listens there) counts as the owner gone.
+func TestClusterDialTimeoutIsNotDeath(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	b := startNodesWith(t, 1, owners, func(o *Options) {
+		o.Cluster.Transport = &http.Transport{DialContext: (&net.Dialer{Timeout: time.Nanosecond}).DialContext}
+	})[0]
+	live := frozenOwner(t)
+	owners.set("/echo/abc", live)
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != http.StatusGatewayTimeout {
+		t.Fatalf("poll with a dial timeout: %d %q, want 504", code, body)
+	}
+	if got := owners.get("/echo/abc"); got != live {
+		t.Fatalf("owner %q after a dial timeout, want %q: a slow owner was taken for a dead one", got, live)
+	}
+	if n := b.h.Registry().Len(); n != 0 {
+		t.Fatalf("a second session was opened for a live owner's id")
+	}
+	b.obs.waitCounts(t, map[string]int{"xhr/timeout": 1})
+}
+
+// TestClusterForwardedClaimLost: a node reached by a forwarded receive for
+// a session it does not hold claims the id, and when the store names
+// another owner (taken over in between) it says so with 421 instead of
+// opening a second session; the forwarding node follows to that owner.
+func TestClusterForwardedClaimLost(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodesWith(t, 3, owners, func(*Options) {})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if code, body := post(t, c.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on C: %d %q", code, body)
+	}
+	if code, _ := post(t, c.srv.URL+"/echo/000/abc/xhr_send", `["kept"]`, nil); code != 204 {
+		t.Fatalf("send on C: %d", code)
+	}
+	// B still believes A owns the session (its cache, before C took
+	// it over).
+	b.h.cluster.cache.put("abc", a.srv.URL)
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"kept\"]\n" {
+		t.Fatalf("poll via B: %d %q", code, body)
+	}
+	if n := a.h.Registry().Len(); n != 0 {
+		t.Fatalf("A opened a second session for C's id")
+	}
+	if got := owners.get("/echo/abc"); got != c.srv.URL {
+		t.Fatalf("owner %q, want C", got)
+	}
+	b.obs.waitCounts(t, map[string]int{"xhr/moved": 1, "xhr/ok": 1})
+}
+
+// TestClusterStoreRestart: the store loses every record (a Redis restart
+// without persistence). A request for a live session through another node
+// waits out the recovery grace instead of taking the empty key: the owner
+// notices the new generation within CheckInterval and puts its records
+// back, and the request reaches it. No second session is opened.
+func TestClusterStoreRestart(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodesWith(t, 2, owners, func(*Options) {})
+	a, b := nodes[0], nodes[1]
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	if code, _ := post(t, a.srv.URL+"/echo/000/abc/xhr_send", `["before"]`, nil); code != 204 {
+		t.Fatalf("send on A: %d", code)
+	}
+	owners.restart(2 * time.Second)
+	start := time.Now()
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["after"]`, nil); code != 204 {
+		t.Fatalf("send via B right after the restart: %d %q, want 204 from the owner", code, body)
+	}
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"before\",\"after\"]\n" {
+		t.Fatalf("poll via B after the restart: %d %q", code, body)
+	}
+	t.Logf("requests through another node reached the owner %v after the restart", time.Since(start).Round(time.Millisecond))
+	if n := b.h.Registry().Len(); n != 0 {
+		t.Fatal("B opened a second session with A's id")
+	}
+	if got := owners.get("/echo/abc"); got != a.srv.URL {
+		t.Fatalf("owner after the restart %q, want A", got)
+	}
+}
+
+// TestClusterOutageReconciles: while the store is unreachable every node
+// serves alone, so a poll through B opens a second copy of A's session.
+// Once the store is back, B finds A recorded as the owner and closes its
+// copy with 3012; A's copy goes on. At most one node serves the id.
+func TestClusterOutageReconciles(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodesWith(t, 2, owners, func(*Options) {})
+	a, b := nodes[0], nodes[1]
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	owners.setDown(true)
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("poll via B during the outage: %d %q (served alone, a second copy)", code, body)
+	}
+	owners.setDown(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := b.h.Registry().Get("abc")
+		if s == nil || sessionapi.Closed(s) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B's copy still open 5s after the store came back")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "c[3012,\"Session owned by another node\"]\n" {
+		t.Fatalf("poll via B after the outage: %d %q, want the close frame of its copy", code, body)
+	}
+	if code, _ := post(t, a.srv.URL+"/echo/000/abc/xhr_send", `["alive"]`, nil); code != 204 {
+		t.Fatalf("send to A's copy: %d", code)
+	}
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"alive\"]\n" {
+		t.Fatalf("poll on A after the outage: %d %q", code, body)
+	}
+	if got := owners.get("/echo/abc"); got != a.srv.URL {
+		t.Fatalf("owner %q, want A", got)
 	}
 }

@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// openOn opens session sid on n directly (not through the balancer), so
+// the test knows its owner.
+func openOn(t *testing.T, n *node, sid string) {
+	t.Helper()
+	if code, body := rawPost(t, n.url+"/echo/000/"+sid+"/xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open %s on %s: %d %q", sid, n.name, code, body)
+	}
+}
+
+// ownerOf is the owner record of an /echo session in Redis.
+func (e *clusterEnv) ownerOf(sid string) string {
+	return e.redis.do("GET", "sockjsd:owner:/echo/"+sid)
+}
+
+// TestClusterRedisRestartOneOwner: Redis restarts empty while node1 holds
+// a session. A poll through node2 right after Redis answers again must not
+// take the empty key and open a second session: it waits out the recovery
+// grace, node1 puts its record back within a check interval, and the poll
+// reaches node1's session with what was queued before the restart.
+func TestClusterRedisRestartOneOwner(t *testing.T) {
+	env := startCluster(t, "-disconnect-delay", "60s")
+	n1, n2, n3 := env.nodes[0], env.nodes[1], env.nodes[2]
+	openOn(t, n1, "rr1")
+	if code, _ := rawPost(t, n1.url+"/echo/000/rr1/xhr_send", `["before"]`); code != 204 {
+		t.Fatalf("send on node1: %d", code)
+	}
+	env.redis.Stop()
+	env.redis.Start() // empty: no persistence
+	start := time.Now()
+	code, body := rawPost(t, n2.url+"/echo/000/rr1/xhr", "")
+	took := time.Since(start)
+	if code != 200 || body != "a[\"before\"]\n" {
+		t.Fatalf("poll through node2 right after the restart: %d %q, want node1's session (a second session opened: split brain)", code, body)
+	}
+	t.Logf("the first poll after the restart reached the owner in %v", took.Round(time.Millisecond))
+	if got := env.ownerOf("rr1"); got != n1.url {
+		t.Fatalf("owner record after the restart: %q, want %s", got, n1.url)
+	}
+	// A send through the third node also reaches node1, not a 404.
+	if code, _ := rawPost(t, n3.url+"/echo/000/rr1/xhr_send", `["after"]`); code != 204 {
+		t.Fatalf("send through node3 after the restart: %d", code)
+	}
+	if code, body := rawPost(t, n2.url+"/echo/000/rr1/xhr", ""); code != 200 || body != "a[\"after\"]\n" {
+		t.Fatalf("poll through node2: %d %q", code, body)
+	}
+	for _, n := range env.nodes[1:] {
+		if v := n.metric(t, "sockjs_sessions_opened_total"); v != 0 {
+			t.Fatalf("%s opened %v sessions; only node1 may hold rr1", n.name, v)
+		}
+	}
+}
+
+// TestClusterRedisOutageOneOwner: during a Redis outage node2 cannot find
+// the owner of node1's session and serves it alone, a second copy (the
+// client is told: a second open frame). Once Redis is back (here empty, as
+// after a restart) the nodes put their records back and exactly one copy
+// survives: the other is closed with c[3012,"Session owned by another
+// node"], and the store names the survivor.
+func TestClusterRedisOutageOneOwner(t *testing.T) {
+	env := startCluster(t, "-disconnect-delay", "60s", "-heartbeat", "1s")
+	n1, n2 := env.nodes[0], env.nodes[1]
+	openOn(t, n1, "ro1")
+	env.redis.Stop()
+	waitFor(t, 10*time.Second, "node2 to see Redis down", func() bool { return status(n2.url+"/readyz") == 503 })
+	if code, body := rawPost(t, n2.url+"/echo/000/ro1/xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("poll through node2 during the outage: %d %q (served alone)", code, body)
+	}
+	env.redis.Start()
+	// Each copy answers a poll on its own node: a heartbeat (or a message)
+	// while open, the close frame once closed.
+	pollOn := func(n *node) string {
+		_, body := rawPost(t, n.url+"/echo/000/ro1/xhr", "")
+		return body
+	}
+	conflict := "c[3012,\"Session owned by another node\"]\n"
+	var closed, live *node
+	waitFor(t, 15*time.Second, "one copy to be closed", func() bool {
+		b1, b2 := pollOn(n1), pollOn(n2)
+		switch {
+		case b1 == conflict && b2 != conflict:
+			closed, live = n1, n2
+		case b2 == conflict && b1 != conflict:
+			closed, live = n2, n1
+		case b1 == conflict && b2 == conflict:
+			t.Fatal("both copies were closed")
+		}
+		return closed != nil
+	})
+	if got := env.ownerOf("ro1"); got != live.url {
+		t.Fatalf("owner record %q, want the surviving copy's node %s", got, live.url)
+	}
+	// The survivor goes on, reached through any node, the closed copy's
+	// included: that one now forwards once its copy expires, and until
+	// then answers with the close frame.
+	if code, _ := rawPost(t, live.url+"/echo/000/ro1/xhr_send", `["alive"]`); code != 204 {
+		t.Fatalf("send to the surviving copy on %s: %d", live.name, code)
+	}
+	if body := pollOn(live); body != "a[\"alive\"]\n" {
+		t.Fatalf("poll of the surviving copy: %q", body)
+	}
+	t.Logf("%s kept the session, %s closed its copy", live.name, closed.name)
+}
+
+// TestClusterFrozenOwner: node1 is stopped (SIGSTOP) while it owns a
+// session: the kernel still accepts connections to it, nothing answers. A
+// send through node2 is answered 504 within -cluster-forward-timeout (not
+// left hanging), counted as result="timeout", and does not take the
+// session over: after SIGCONT node1 serves it again.
+func TestClusterFrozenOwner(t *testing.T) {
+	const timeout = time.Second
+	env := startCluster(t, "-disconnect-delay", "60s", "-cluster-forward-timeout", timeout.String())
+	n1, n2 := env.nodes[0], env.nodes[1]
+	openOn(t, n1, "fz1")
+	if err := n1.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = n1.p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	start := time.Now()
+	code, body := rawPost(t, n2.url+"/echo/000/fz1/xhr_send", `["while frozen"]`)
+	took := time.Since(start)
+	if code != 504 {
+		t.Fatalf("send through node2 to a frozen owner: %d %q after %v, want 504", code, body, took)
+	}
+	if took > timeout+time.Second {
+		t.Fatalf("504 after %v, want within the forward timeout (%v) + 1s", took, timeout)
+	}
+	if v := n2.metric(t, "sockjs_cluster_forwarded_requests_total", `endpoint="xhr_send"`, `result="timeout"`); v != 1 {
+		t.Fatalf("timeouts counted on node2: %v, want 1", v)
+	}
+	_ = n1.p.cmd.Process.Signal(syscall.SIGCONT)
+	stopped = false
+	if got := env.ownerOf("fz1"); got != n1.url {
+		t.Fatalf("owner after the freeze: %q, want node1", got)
+	}
+	if code, _ := rawPost(t, n2.url+"/echo/000/fz1/xhr_send", `["thawed"]`); code != 204 {
+		t.Fatalf("send through node2 after SIGCONT: %d", code)
+	}
+	code, body = rawPost(t, n2.url+"/echo/000/fz1/xhr", "")
+	if code != 200 || !strings.Contains(body, `"thawed"`) {
+		t.Fatalf("poll through node2 after SIGCONT: %d %q", code, body)
+	}
+	if v := n2.metric(t, "sockjs_sessions_opened_total"); v != 0 {
+		t.Fatalf("node2 opened %v sessions for a frozen owner's id", v)
+	}
+}

@@ -119,6 +119,10 @@ type Hub struct {
 	mu       sync.Mutex
 	channels map[string]*local
 	perAddr  map[string]int // subscriptions by client address
+
+	// subscribing counts the broker subscriptions being made
+	// (subscribeShared), each bounded by the broker's own timeout.
+	subscribing sync.WaitGroup
 }
 
 // New returns a Hub.

@@ -312,9 +312,7 @@ func (b *RedisBroker) History(ctx context.Context, channel string, since uint64,
 		}
 	}
 	h.Complete = since <= h.Seq && since+1 >= first
-	if h.Complete {
-		h.Messages = msgs
-	}
+	h.Messages = msgs
 	return h, nil
 }
 

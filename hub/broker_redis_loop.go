@@ -97,17 +97,34 @@ func (b *RedisBroker) confirmed(topic string) {
 	b.catchUp(ctx, topic, rc, 0)
 }
 
-// catchUp delivers from the stream the messages after rc.last (of its
-// epoch, or of the channel's current epoch if it changed), up to seq
-// `upTo` exclusive when not 0.
+// catchUp delivers from the stream the messages after rc.last, up to seq
+// upTo exclusive when not 0 (a gap before the live message upTo, of
+// rc.epoch). It asks for what follows rc.last, not for the whole
+// history: once the channel published more than history holds, seq 1 is
+// gone and history since 0 is never complete, yet what it still holds
+// after rc.last is exactly what was missed. When history no longer
+// reaches back to rc.last, what it holds is delivered all the same: the
+// seq jumps, and the hub tells its subscribers (recovered:false).
+//
+// After a reconnect (upTo 0) the channel may have started a new epoch
+// meanwhile: then all the stream holds of it is new. A gap before a live
+// message whose epoch is no longer the channel's is left to the hub to
+// announce: that epoch's history is gone.
 func (b *RedisBroker) catchUp(ctx context.Context, topic string, rc *redisChan, upTo uint64) {
-	h, err := b.History(ctx, rc.name, 0, b.opts.History.Size)
+	h, err := b.History(ctx, rc.name, rc.last, b.opts.History.Size)
+	if err == nil && h.Epoch != rc.epoch && upTo == 0 {
+		since := rc.last
+		rc.epoch, rc.last = h.Epoch, 0
+		if since != 0 {
+			h, err = b.History(ctx, rc.name, 0, b.opts.History.Size)
+		}
+	}
 	if err != nil {
 		b.opts.Logger.Warn("hub: redis catch-up", "channel", rc.name, "err", err)
 		return
 	}
 	if h.Epoch != rc.epoch {
-		rc.epoch, rc.last = h.Epoch, 0
+		return
 	}
 	for _, m := range h.Messages {
 		if m.Seq > rc.last && (upTo == 0 || m.Seq < upTo) {
@@ -138,11 +155,8 @@ func (b *RedisBroker) onMessage(topic, payload string) {
 	}
 	if seq > rc.last+1 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		b.catchUp(ctx, topic, rc, seq)
+		b.catchUp(ctx, topic, rc, seq) // keeps rc.epoch: it fills before seq only
 		cancel()
-		if rc.epoch != epoch {
-			rc.epoch, rc.last = epoch, 0
-		}
 	}
 	b.deliver(topic, rc, Message{Channel: rc.name, Epoch: epoch, Seq: seq, Data: json.RawMessage(data)})
 }

@@ -288,16 +288,29 @@ func (h *Hub) deliver(l *local, m Message) {
 }
 
 // deliverOne sends m to one active subscriber unless it already had it
-// (under local.mu). A new epoch (the broker forgot the channel, or Redis
-// restarted) is announced with a subscribed carrying recovered:false
-// before its first message.
+// (under local.mu). Whenever the channel's sequence does not continue
+// where this subscriber stands, it is told with a subscribed carrying
+// recovered:false and the position just before m, before m itself: a new
+// epoch (the broker forgot the channel, or Redis restarted), or a gap
+// within the epoch (the broker could not deliver some messages: its
+// history no longer held them after a reconnect). The gap check is the
+// hub's own, whatever the broker promises, so that no broker fault can
+// skip messages silently.
 func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
 	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 {
 		s.epoch = m.Epoch // the channel's first life: nothing to announce
 	}
-	if m.Epoch != s.epoch {
+	reason := ""
+	switch {
+	case m.Epoch != s.epoch:
+		reason = ResetEpoch
+	case m.Seq > s.last+1:
+		reason = ResetGap
+	}
+	if reason != "" {
 		no := false
 		s.epoch, s.last = m.Epoch, m.Seq-1
+		h.reset(c.s.Transport(), reason)
 		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, m.Seq - 1}, &no)) {
 			return false
 		}

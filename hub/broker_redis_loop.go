@@ -243,10 +243,7 @@ func (b *RedisBroker) beat() {
 			p.HSet(ctx, key, set)
 		}
 		p.PExpire(ctx, key, ttl)
-		now := time.Now()
-		p.ZAdd(ctx, b.nodesKey(), redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: b.opts.NodeID})
-		p.ZRemRangeByScore(ctx, b.nodesKey(), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
-		p.PExpire(ctx, b.nodesKey(), 2*ttl)
+		beatScript.Eval(ctx, p, []string{b.nodesKey()}, b.opts.NodeID, ttl.Milliseconds())
 		return nil
 	})
 	if err != nil || (!full && !alive.Val()) {
@@ -262,6 +259,29 @@ func (b *RedisBroker) beat() {
 		}
 	}
 }
+
+// redisNowMs is Redis's clock in ms, inside a script. Heartbeats are
+// scored, and read, by the one clock every node shares: a node whose own
+// clock is off would otherwise be counted dead (behind) or, ahead, count
+// every other node dead and remove their entries.
+const redisNowMs = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// beatScript: KEYS nodes; ARGV node, ttl ms. This node's entry expires
+// ttl after now, by Redis's clock; entries expired by it go.
+var beatScript = redis.NewScript(redisNowMs + `
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
+return 1
+`)
+
+// liveNodesScript: KEYS nodes. The nodes whose entry has not expired by
+// Redis's clock.
+var liveNodesScript = redis.NewScript(redisNowMs + `
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+`)
 
 // keepChannels renews the sequence keys of the channels this node has
 // subscribers on, so that a quiet channel someone reads keeps its epoch.
@@ -284,8 +304,7 @@ func (b *RedisBroker) keepChannels() {
 
 // liveNodes are the nodes whose heartbeat is recent, this one excluded.
 func (b *RedisBroker) liveNodes(ctx context.Context) ([]string, error) {
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	nodes, err := b.rdb.ZRangeByScore(ctx, b.nodesKey(), &redis.ZRangeBy{Min: now, Max: "+inf"}).Result()
+	nodes, err := liveNodesScript.Run(ctx, b.rdb, []string{b.nodesKey()}).StringSlice()
 	if err != nil {
 		return nil, err
 	}

@@ -253,9 +253,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	msgs := make([]historyMessage, len(hist.Messages))
-	for i, m := range hist.Messages {
-		msgs[i] = historyMessage{m.Seq, m.Data}
+	// An incomplete history answers no messages, as documented: a
+	// backend that reads only messages cannot mistake what is left after
+	// a gap for everything since its seq.
+	msgs := []historyMessage{}
+	if hist.Complete {
+		for _, m := range hist.Messages {
+			msgs = append(msgs, historyMessage{m.Seq, m.Data})
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"channel": ch, "epoch": hist.Epoch, "seq": hist.Seq, "complete": hist.Complete, "messages": msgs,

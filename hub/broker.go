@@ -27,9 +27,12 @@ type Position struct {
 
 // History is what a broker still holds of a channel after some seq.
 type History struct {
-	Position           // the channel's position when History was read
-	Messages []Message // seq > since, in order, at most limit
-	Complete bool      // Messages start right after since: nothing in between was forgotten
+	Position // the channel's position when History was read
+	// Messages are the messages with seq > since still held, in order, at
+	// most limit: when Complete is false, some before the first of them
+	// were forgotten (a caller that must not skip any checks Complete).
+	Messages []Message
+	Complete bool // Messages start right after since: nothing in between was forgotten
 }
 
 // Broker carries publishes between the hub's nodes. The memory broker is
@@ -42,14 +45,17 @@ type Broker interface {
 	// subscribed to the channel, in sequence order.
 	Publish(ctx context.Context, channel string, data json.RawMessage) (uint64, error)
 	// Subscribe delivers the channel's messages to fn on this node, one
-	// at a time, in order, with no gap and no duplicate within an epoch,
-	// until the returned cancel is called. Every message published after
-	// Subscribe returns is delivered. fn must not block.
+	// at a time, in order, with no duplicate within an epoch, until the
+	// returned cancel is called. Every message published after Subscribe
+	// returns is delivered, except when the broker could not receive some
+	// and its history no longer holds them (the Redis broker after a
+	// reconnect): then the seq jumps, and the hub tells its subscribers
+	// (recovered:false). fn must not block.
 	Subscribe(ctx context.Context, channel string, fn func(Message)) (cancel func(), err error)
 	// Position is the channel's epoch and latest sequence number.
 	Position(ctx context.Context, channel string) (Position, error)
 	// History returns up to limit messages with seq > since still held,
-	// oldest first.
+	// oldest first, and whether they reach back to since (Complete).
 	History(ctx context.Context, channel string, since uint64, limit int) (History, error)
 	// AddPresence adds delta to this node's subscriber count for channel.
 	AddPresence(channel string, delta int)

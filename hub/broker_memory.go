@@ -313,9 +313,6 @@ func (b *MemoryBroker) History(_ context.Context, channel string, since uint64, 
 		}
 	}
 	h.Complete = since <= c.seq && since+1 >= first
-	if !h.Complete {
-		return h, nil
-	}
 	for i := 0; i < c.n && len(h.Messages) < limit; i++ {
 		if e := c.ring[(c.head+i)%len(c.ring)]; e.seq > since && e.seq >= first {
 			h.Messages = append(h.Messages, Message{Channel: channel, Epoch: c.epoch, Seq: e.seq, Data: e.data})

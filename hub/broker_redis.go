@@ -85,7 +85,16 @@ type RedisBroker struct {
 	// psMu orders SUBSCRIBE and UNSUBSCRIBE of a topic with the decisions
 	// to send them, so that an unsubscribe cannot overtake a later
 	// subscribe. Only those two paths take it (bounded by timeouts), never
-	// with the hub's locks held.
+	// with the hub's locks held. It is held across the command's write
+	// only: go-redis's PubSub.Subscribe and Unsubscribe write and return
+	// (the confirmation is read by the receive loop, and Subscribe waits
+	// for it after releasing psMu), so a slow Redis does not serialize
+	// new channels behind psMu. What it can be held across is a reconnect
+	// of the pub/sub connection (a dial, bounded by the client's
+	// DialTimeout, or a write stalled on a full socket buffer); but then
+	// every subscribe waits for that one connection anyway, under
+	// go-redis's own PubSub mutex, so a per-topic ordering would buy
+	// nothing.
 	psMu sync.Mutex
 
 	mu    sync.RWMutex
@@ -312,9 +321,7 @@ func (b *RedisBroker) History(ctx context.Context, channel string, since uint64,
 		}
 	}
 	h.Complete = since <= h.Seq && since+1 >= first
-	if h.Complete {
-		h.Messages = msgs
-	}
+	h.Messages = msgs
 	return h, nil
 }
 

@@ -35,7 +35,12 @@ type node struct {
 
 func startNode(t *testing.T, b hub.Broker) *node {
 	t.Helper()
-	h := hub.New(hub.Options{Rules: defaultRules, Broker: b, PingInterval: time.Hour, HistorySize: 100})
+	return startNodeObserved(t, b, nil)
+}
+
+func startNodeObserved(t *testing.T, b hub.Broker, obs hub.Observer) *node {
+	t.Helper()
+	h := hub.New(hub.Options{Rules: defaultRules, Broker: b, PingInterval: time.Hour, HistorySize: 100, Observer: obs})
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
@@ -73,7 +78,13 @@ var redisKind = brokerKind{"redis", func(t *testing.T, n int, hist hub.HistoryOp
 
 func newRedisBroker(t *testing.T, rs *testenv.Redis, opts hub.RedisBrokerOptions) *hub.RedisBroker {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	return newRedisBrokerAt(t, rs.Addr, opts)
+}
+
+// newRedisBrokerAt is a broker on the Redis at addr (a proxy's, say).
+func newRedisBrokerAt(t *testing.T, addr string, opts hub.RedisBrokerOptions) *hub.RedisBroker {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	b, err := hub.NewRedisBroker(rdb, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,19 @@ const (
 	RefusedForbidden    = "forbidden"     // no right to subscribe or publish
 )
 
+// ResetObserver, when the Observer implements it too, counts the live
+// subscribers told recovered:false because their channel's sequence did
+// not continue: reason is ResetEpoch or ResetGap (fit for a metric label).
+type ResetObserver interface {
+	SubscriberReset(t session.Transport, reason string)
+}
+
+// Reset reasons.
+const (
+	ResetEpoch = "epoch" // the channel started a new epoch
+	ResetGap   = "gap"   // messages of the epoch were lost (history no longer held them)
+)
+
 type nopObserver struct{}
 
 func (nopObserver) ObservePingRTT(session.Transport, time.Duration) {}
@@ -115,10 +128,15 @@ func (o Options) withDefaults() Options {
 type Hub struct {
 	opts    Options
 	refused func(string)
+	reset   func(session.Transport, string)
 
 	mu       sync.Mutex
 	channels map[string]*local
 	perAddr  map[string]int // subscriptions by client address
+
+	// subscribing counts the broker subscriptions being made
+	// (subscribeShared), each bounded by the broker's own timeout.
+	subscribing sync.WaitGroup
 }
 
 // New returns a Hub.
@@ -127,6 +145,10 @@ func New(opts Options) *Hub {
 	h.refused = func(string) {}
 	if r, ok := h.opts.Observer.(RefusalObserver); ok {
 		h.refused = r.Refused
+	}
+	h.reset = func(session.Transport, string) {}
+	if r, ok := h.opts.Observer.(ResetObserver); ok {
+		h.reset = r.SubscriberReset
 	}
 	return h
 }

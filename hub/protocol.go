@@ -22,7 +22,10 @@ import (
 //	{"op":"subscribed",...,"recovered":true}   with since: the messages after since follow, then live ones
 //	{"op":"subscribed",...,"recovered":false}  with since: history no longer reaches back to since (or the
 //	                                           channel's epoch changed): reload state; live messages follow.
-//	                                           Also sent, unasked, when a live channel's epoch changes.
+//	                                           Also sent, unasked, before a live message that does not
+//	                                           continue the subscriber's sequence (a new epoch, or
+//	                                           messages lost that history no longer held), with the
+//	                                           position just before that message.
 //	{"op":"unsubscribed","channel":"news"}
 //	{"op":"published","channel":"news","seq":N}                  acknowledges a browser publish
 //	{"op":"error","code":"...","message":"...","channel":"news"}

@@ -12,10 +12,14 @@ import (
 
 // local is one channel's subscribers on this node.
 type local struct {
-	ready  chan struct{} // closed once the broker subscription is made (or failed)
-	err    error         // set before ready is closed
-	cancel func()        // set before ready is closed
-	refs   int           // clients joined or joining (under Hub.mu)
+	ready chan struct{} // closed once the broker subscription is made (or failed)
+	// err and cancel are the broker subscription's outcome: written under
+	// Hub.mu before ready is closed, read under Hub.mu (release) or after
+	// ready (join), so that a joiner giving up early never reads them
+	// while the subscription is being made.
+	err    error
+	cancel func()
+	refs   int // clients joined or joining (under Hub.mu)
 
 	mu   sync.Mutex
 	subs map[*client]*sub
@@ -141,8 +145,13 @@ func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) 
 
 // join adds c to channel ch, subscribing this node to the broker for the
 // first local subscriber, and counts the subscription against c's
-// address. The broker subscription is made without the hub's lock held:
-// it is a network round trip on the Redis broker.
+// address. The broker subscription is shared by every local subscriber of
+// the channel, so it is made on its own goroutine with no client's
+// cancellation (context.WithoutCancel; the broker bounds it: Redis's
+// SubscribeTimeout): the first subscriber leaving must not fail the
+// others waiting for it. Each joiner, the first included, stops waiting
+// when its own ctx ends. Nothing here holds the hub's lock across the
+// broker's network round trip.
 func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 	h.mu.Lock()
 	if h.perAddr[c.addr] >= h.opts.MaxSubscriptionsPerAddress {
@@ -151,8 +160,7 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 		return nil, errAddressLimit
 	}
 	l := h.channels[ch]
-	creator := l == nil
-	if creator {
+	if l == nil {
 		if len(h.channels) >= h.opts.MaxChannels {
 			h.mu.Unlock()
 			h.refused(RefusedChannelLimit)
@@ -160,25 +168,20 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 		}
 		l = &local{ready: make(chan struct{}), subs: map[*client]*sub{}}
 		h.channels[ch] = l
+		h.subscribing.Add(1)
+		go h.subscribeShared(context.WithoutCancel(ctx), ch, l)
 	}
 	l.refs++
 	h.perAddr[c.addr]++
 	h.mu.Unlock()
 
-	if creator {
-		l.cancel, l.err = h.opts.Broker.Subscribe(ctx, ch, func(m Message) { h.deliver(l, m) })
-		if l.err != nil {
-			l.err = fmt.Errorf("subscribe to the broker: %w", l.err)
-		}
-		close(l.ready)
-	} else {
-		select {
-		case <-l.ready:
-		case <-ctx.Done():
-			h.release(c.addr, ch, l)
-			return nil, ctx.Err()
-		}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		h.release(c.addr, ch, l)
+		return nil, ctx.Err()
 	}
+	// Written before ready was closed: no lock needed to read it now.
 	if l.err != nil {
 		h.release(c.addr, ch, l)
 		return nil, l.err
@@ -192,6 +195,29 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 	l.mu.Unlock()
 	c.subs[ch] = s
 	return s, nil
+}
+
+// subscribeShared makes l's broker subscription and publishes its outcome
+// under the hub's lock. When every joiner gave up meanwhile (refs 0:
+// release found no cancel to call and forgot l), the subscription is
+// cancelled here, so that it does not outlive them.
+func (h *Hub) subscribeShared(ctx context.Context, ch string, l *local) {
+	defer h.subscribing.Done()
+	cancel, err := h.opts.Broker.Subscribe(ctx, ch, func(m Message) { h.deliver(l, m) })
+	if err != nil {
+		err = fmt.Errorf("subscribe to the broker: %w", err)
+	}
+	h.mu.Lock()
+	l.cancel, l.err = cancel, err
+	orphan := err == nil && l.refs == 0
+	if err != nil && h.channels[ch] == l {
+		delete(h.channels, ch) // the next subscribe tries again
+	}
+	h.mu.Unlock()
+	close(l.ready)
+	if orphan {
+		cancel()
+	}
 }
 
 // leave removes c from ch.
@@ -222,9 +248,12 @@ func (h *Hub) release(addr, ch string, l *local) {
 	if (last || l.err != nil) && h.channels[ch] == l {
 		delete(h.channels, ch)
 	}
+	// nil while the subscription is still being made: subscribeShared
+	// then sees refs 0 and cancels it itself.
+	cancel := l.cancel
 	h.mu.Unlock()
-	if last && l.cancel != nil {
-		l.cancel()
+	if last && cancel != nil {
+		cancel()
 	}
 }
 
@@ -259,16 +288,29 @@ func (h *Hub) deliver(l *local, m Message) {
 }
 
 // deliverOne sends m to one active subscriber unless it already had it
-// (under local.mu). A new epoch (the broker forgot the channel, or Redis
-// restarted) is announced with a subscribed carrying recovered:false
-// before its first message.
+// (under local.mu). Whenever the channel's sequence does not continue
+// where this subscriber stands, it is told with a subscribed carrying
+// recovered:false and the position just before m, before m itself: a new
+// epoch (the broker forgot the channel, or Redis restarted), or a gap
+// within the epoch (the broker could not deliver some messages: its
+// history no longer held them after a reconnect). The gap check is the
+// hub's own, whatever the broker promises, so that no broker fault can
+// skip messages silently.
 func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
 	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 {
 		s.epoch = m.Epoch // the channel's first life: nothing to announce
 	}
-	if m.Epoch != s.epoch {
+	reason := ""
+	switch {
+	case m.Epoch != s.epoch:
+		reason = ResetEpoch
+	case m.Seq > s.last+1:
+		reason = ResetGap
+	}
+	if reason != "" {
 		no := false
 		s.epoch, s.last = m.Epoch, m.Seq-1
+		h.reset(c.s.Transport(), reason)
 		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, m.Seq - 1}, &no)) {
 			return false
 		}

@@ -81,6 +81,7 @@ type Metrics struct {
 	rttMu      sync.RWMutex
 	rttBy      map[string]*[nt]prometheus.Observer // pingRTT's children by service
 	dropped    [nt]prometheus.Counter
+	resets     [nt][len(resetReasons)]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
 
@@ -118,6 +119,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	receive := histogram("receive_delay_seconds", "From a message being read off the client's connection to the application's Recv returning it.", LatencyBuckets, tl...)
 	m.pingRTT = histogram("ping_rtt_seconds", "Round trip browsers get: from the server writing a ping to it reading the pong (the service ping answered by sockjsd.js, and the hub's ping under service=\"hub\").", LatencyBuckets, "service", "transport")
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
+	resets := counter("hub_subscriber_resets_total", "Live hub subscribers told recovered:false because their channel's sequence did not continue, by reason: epoch (the channel started again), gap (messages lost: history no longer held them).", "transport", "reason")
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
 
@@ -146,6 +148,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.delivery[t] = delivery.WithLabelValues(n)
 		m.receive[t] = receive.WithLabelValues(n)
 		m.dropped[t] = dropped.WithLabelValues(n)
+		for i, r := range resetReasons {
+			m.resets[t][i] = resets.WithLabelValues(n, r)
+		}
 	}
 	for e := session.Endpoint(0); e < session.NumEndpoints; e++ {
 		for c := range statusClasses {
@@ -279,5 +284,22 @@ func (m *Metrics) rttFor(service string) *[nt]prometheus.Observer {
 func (m *Metrics) SubscriberDropped(t session.Transport) {
 	if ok(t) {
 		m.dropped[t].Inc()
+	}
+}
+
+// resetReasons are hub.ResetEpoch and hub.ResetGap (spelled out: metrics
+// does not import the hub).
+var resetReasons = [...]string{"epoch", "gap"}
+
+// SubscriberReset counts a live hub subscriber told recovered:false
+// (hub.ResetObserver): reason is "epoch" or "gap".
+func (m *Metrics) SubscriberReset(t session.Transport, reason string) {
+	if !ok(t) {
+		return
+	}
+	for i, r := range resetReasons {
+		if r == reason {
+			m.resets[t][i].Inc()
+		}
 	}
 }

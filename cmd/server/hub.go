@@ -80,6 +80,13 @@ type hubMetrics struct {
 
 func (m hubMetrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
+// The hub finds these by type assertion: a compile-time check that the
+// server's observer counts refusals and resets.
+var (
+	_ hub.RefusalObserver = hubMetrics{}
+	_ hub.ResetObserver   = hubMetrics{}
+)
+
 // mountHub mounts the hub's SockJS service at /hub and its HTTP API at
 // /api/, on the Redis broker when cfg.RedisURL is set, else in memory.
 func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metrics, reg prometheus.Registerer, log *slog.Logger) (*hubMount, error) {

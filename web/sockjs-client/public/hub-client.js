@@ -9,8 +9,10 @@
  *     onopen: function (info) {},     // {transport, connectMs}
  *     onmessage: function (m) {},     // {channel, seq, data}
  *     onevent: function (m) {},       // every other server message: subscribed, published, error…
- *     onreset: function (r) {},       // {channel, seq}: messages may have been missed (history did not
- *                                     // reach back far enough): reload the channel's state
+ *     onreset: function (r) {},       // {channel, seq}: messages were missed (history did not reach
+ *                                     // back far enough, or the channel started again): reload the
+ *                                     // channel's state; the messages after seq follow. Called on a
+ *                                     // resubscribe and, unasked, in the middle of a live channel
  *     onclose: function (ev) {}
  *   });
  *   hub.subscribe('chat.lobby');
@@ -94,7 +96,8 @@
     if (m.op === 'subscribed' && st) {
       if (m.epoch) { st.epoch = m.epoch; }
       // recovered:true: the missed messages follow and move seq on;
-      // otherwise start from the channel's position now.
+      // otherwise start from the position given: the channel's now, or
+      // (unasked, mid-stream) the one just before the next message.
       if (m.recovered !== true) { st.seq = m.seq; }
       if (m.recovered === false && this._opts.onreset) { this._opts.onreset({channel: m.channel, seq: m.seq}); }
     }

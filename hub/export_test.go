@@ -1,0 +1,12 @@
+package hub
+
+// ChannelRefs is how many clients have joined or are joining ch on this
+// node: tests wait on it to know a subscribe reached the broker.
+func (h *Hub) ChannelRefs(ch string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.channels[ch]; l != nil {
+		return l.refs
+	}
+	return 0
+}

@@ -239,6 +239,8 @@ func (e *clusterEnv) startHAProxy(nodes []*node) string {
 	for i, n := range nodes {
 		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
 	}
+	// Every response names the node it came from (see lbServerHeader).
+	s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    http-response set-header "+lbServerHeader+" %[srv_name]\n", 1)
 	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

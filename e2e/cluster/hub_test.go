@@ -70,7 +70,8 @@ type feedSub struct {
 	tr       string
 	channel  string // "feed" when empty
 	lenient  bool
-	maxDials int // sessions it may open; 100 when 0
+	maxDials int       // sessions it may open; 100 when 0
+	start    time.Time // lenient: anomalies say when they came, from this
 
 	epoch  string
 	last   uint64
@@ -185,7 +186,7 @@ func (s *feedSub) anomaly(format string, args ...any) error {
 	if !s.lenient {
 		return err
 	}
-	s.anomalies = append(s.anomalies, err.Error())
+	s.anomalies = append(s.anomalies, fmt.Sprintf("%s +%.2fs", err, time.Since(s.start).Seconds()))
 	return nil
 }
 

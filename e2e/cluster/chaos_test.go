@@ -190,7 +190,7 @@ func TestClusterChaos(t *testing.T) {
 	defer stopPublishers()
 
 	// The chaos: each kind of event, more than once, in a random order.
-	kinds := []string{"pubsub-kill", "pubsub-kill", "pubsub-kill", "pubsub-kill", "redis-restart", "redis-restart",
+	kinds := []string{"pubsub-kill", "pubsub-kill", "pubsub-outage", "pubsub-outage", "redis-restart", "redis-restart",
 		"node-stop", "node-stop", "node-kill", "node-kill"}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	kills := map[string][]time.Time{} // when each node was killed
@@ -205,6 +205,20 @@ func TestClusterChaos(t *testing.T) {
 		switch kind {
 		case "pubsub-kill":
 			what += " (" + env.redis.do("CLIENT", "KILL", "TYPE", "pubsub") + " connections)"
+		case "pubsub-outage":
+			// The pub/sub connections are killed and new connections
+			// refused for half a second: the nodes' subscriptions stay
+			// down that long (a plain kill is over in a millisecond, as
+			// go-redis reconnects at once), and must catch up after.
+			c, err := env.redis.dial()
+			if err != nil {
+				t.Fatalf("redis-server: %v", err)
+			}
+			what += " (" + c.do("CONFIG", "SET", "maxclients", "1") + ", " + c.do("CLIENT", "KILL", "TYPE", "pubsub") + " connections"
+			outage := time.NewTimer(500 * time.Millisecond) // the outage's length, not a synchronisation
+			<-outage.C
+			what += ", " + c.do("CONFIG", "SET", "maxclients", "10000") + ")"
+			c.Close()
 		case "redis-restart":
 			lives.stops.Add(1)
 			env.redis.Restart()

@@ -351,7 +351,10 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 		epochLife[e] = best
 	}
 
-	type stats struct{ delivered, resets, reconnects, dialFailed, lostOK, servedTwice, bad int }
+	type stats struct {
+		delivered, resets, reconnects, dialFailed, lostOK, servedTwice, bad int
+		gaps, gapped, backwards, missing, dups                              int
+	}
 	per := map[string]*stats{}
 	kindCount := map[string]int{}
 	var firsts []string
@@ -361,6 +364,9 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 			st = &stats{}
 			per[s.tr] = st
 		}
+		st.gaps += s.gaps
+		st.gapped += int(s.gapped)
+		st.backwards += s.backwards
 		var found []chaosFinding
 		for _, a := range s.anomalies {
 			kind := "protocol"
@@ -388,6 +394,7 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 			} else {
 				st.delivered++
 				if prev, dup := seen[ev.data]; dup {
+					st.dups++
 					found = append(found, chaosFinding{"duplicate delivery", fmt.Sprintf("%s %s: publish %s delivered twice (seq %d, then seq %d)", s.tr, since(ev.at), ev.data, prev, ev.seq)})
 				}
 				seen[ev.data] = ev.seq
@@ -435,6 +442,7 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 				firstMissing = fmt.Sprintf("acknowledged seq %d (%s, Redis life %d) never delivered: %s", a.seq, a.data, a.life, why)
 			}
 		}
+		st.missing += missing
 		if missing > 0 {
 			found = append(found, chaosFinding{"acknowledged publish missing", fmt.Sprintf("%s: %s (%d such)", s.tr, firstMissing, missing)})
 		}
@@ -477,8 +485,10 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 	}
 	for _, tr := range hubTransports {
 		st := per[tr]
-		t.Logf("%-13s delivered %d, recovered:false resets %d, reconnects %d (dial/subscribe retries %d), sessions lost with their killed owner %d, served twice %d; %d subscribers with findings",
-			tr, st.delivered, st.resets, st.reconnects, st.dialFailed, st.lostOK, st.servedTwice, st.bad)
+		t.Logf("%-13s delivered %d, recovered:false resets %d, reconnects %d (dial/subscribe retries %d), sessions lost with their killed owner %d; "+
+			"FINDINGS: sessions served twice %d, unannounced gaps %d (%d messages), seqs seen again %d, publishes delivered twice %d, acknowledged publishes never delivered %d; %d subscribers with findings",
+			tr, st.delivered, st.resets, st.reconnects, st.dialFailed, st.lostOK,
+			st.servedTwice, st.gaps, st.gapped, st.backwards, st.dups, st.missing, st.bad)
 	}
 	if len(firsts) == 0 {
 		return

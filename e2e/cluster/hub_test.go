@@ -82,6 +82,9 @@ type feedSub struct {
 	events    []feedEvent   // lenient: every position and message, in order
 	anomalies []string      // lenient: what was wrong, in order
 	lost      []lostSession // sessions that showed a second open frame
+	gaps      int           // lenient: unannounced seq jumps
+	gapped    uint64        // lenient: messages they skipped
+	backwards int           // lenient: seqs seen again (duplicates or unannounced new epochs)
 }
 
 // feedEvent is a subscribed that set a lenient subscriber's position (its
@@ -257,8 +260,10 @@ func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *a
 			case !subscribed:
 				err = s.anomaly("message seq %d before subscribed (at seq %d)", seq, s.last)
 			case seq <= s.last:
+				s.backwards++
 				err = s.anomaly("seq %d again after seq %d of epoch %q (duplicate or unannounced new epoch)", seq, s.last, s.epoch)
 			case seq > s.last+1:
+				s.gaps, s.gapped = s.gaps+1, s.gapped+seq-s.last-1
 				err = s.anomaly("seq %d after seq %d of epoch %q: %d missing, unannounced", seq, s.last, s.epoch, seq-s.last-1)
 			}
 			if err != nil {

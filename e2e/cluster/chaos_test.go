@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -357,6 +358,7 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 	}
 	per := map[string]*stats{}
 	kindCount := map[string]int{}
+	examples := map[string][]string{} // a few findings of each kind, whatever came first
 	var firsts []string
 	for i, s := range subs {
 		st := per[s.tr]
@@ -474,13 +476,18 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 		if len(found) > 0 {
 			st.bad++
 			kinds := map[string]bool{}
+			var names []string
 			for _, f := range found {
 				if !kinds[f.kind] {
 					kinds[f.kind] = true
 					kindCount[f.kind]++
+					names = append(names, f.kind)
+					if len(examples[f.kind]) < 8 {
+						examples[f.kind] = append(examples[f.kind], fmt.Sprintf("subscriber %d (%s): %s", i, s.channel, f.what))
+					}
 				}
 			}
-			firsts = append(firsts, fmt.Sprintf("subscriber %d (%s, %s): %s [%d findings]", i, s.tr, s.channel, found[0].what, len(found)))
+			firsts = append(firsts, fmt.Sprintf("subscriber %d (%s, %s): %s [%d findings: %s]", i, s.tr, s.channel, found[0].what, len(found), strings.Join(names, ", ")))
 		}
 	}
 	for _, tr := range hubTransports {
@@ -506,4 +513,7 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 	}
 	t.Errorf("%d of %d subscribers saw the cluster break a promise (subscribers per kind of finding: %s); each one's first finding:\n  %s%s",
 		bad, len(subs), strings.Join(kinds, ", "), strings.Join(firsts, "\n  "), more)
+	for _, k := range slices.Sorted(maps.Keys(examples)) {
+		t.Logf("first findings of kind %q:\n  %s", k, strings.Join(examples[k], "\n  "))
+	}
 }

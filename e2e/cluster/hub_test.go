@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,23 +60,65 @@ func TestClusterHubFanOut(t *testing.T) {
 	}
 }
 
-// feedSub is one subscriber of the kill test: it follows channel "feed"
-// through the balancer, and whenever its session dies it reconnects
-// through the balancer and resubscribes with since and epoch.
+// feedSub is one subscriber that follows a channel through the balancer,
+// and whenever its session dies reconnects through the balancer and
+// resubscribes with since and epoch. A strict one (the kill test) stops
+// with err at the first reset or seq out of order; a lenient one (the
+// chaos test) takes recovered:false as the new position, notes what is
+// wrong in anomalies, records everything it saw in events and carries on.
 type feedSub struct {
-	tr     string
+	tr       string
+	channel  string // "feed" when empty
+	lenient  bool
+	maxDials int       // sessions it may open; 100 when 0
+	start    time.Time // lenient: anomalies say when they came, from this
+
 	epoch  string
 	last   uint64
-	data   map[uint64]string // data by seq
+	data   map[uint64]string // strict: data by seq
 	closes map[string]int    // why its sessions ended
 	err    error
+
+	events    []feedEvent   // lenient: every position and message, in order
+	anomalies []string      // lenient: what was wrong, in order
+	lost      []lostSession // sessions that showed a second open frame
+	gaps      int           // lenient: unannounced seq jumps
+	gapped    uint64        // lenient: messages they skipped
+	backwards int           // lenient: seqs seen again (duplicates or unannounced new epochs)
 }
 
-var errGone = errors.New("session gone")
+// feedEvent is a subscribed that set a lenient subscriber's position (its
+// first, or one with recovered:false), or a message.
+type feedEvent struct {
+	at    time.Time
+	reset bool
+	epoch string
+	seq   uint64
+	data  string // a message's
+}
+
+// lostSession is a session of an xhr transport whose receiving requests
+// brought a second open frame: the client saw two sessions under one id.
+type lostSession struct {
+	sid   string
+	opens []openSeen
+}
+
+// feedTarget is where a subscriber may stop: seq in epoch ("": any).
+type feedTarget struct {
+	epoch string
+	seq   uint64
+}
+
+var (
+	errGone  = errors.New("session gone")
+	errRetry = errors.New("subscribe refused for now")
+)
 
 // run subscribes, reports the first subscribe on ready, and follows the
-// channel until it has seen seq target (0: not known yet) or ctx ends.
-func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Uint64, ready chan<- error) {
+// channel until it has reached target (nil: not known yet) or ctx ends.
+func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Pointer[feedTarget], ready chan<- error) {
+	channel, maxDials := cmp.Or(s.channel, "feed"), cmp.Or(s.maxDials, 100)
 	first := true
 	defer func() {
 		if first {
@@ -83,13 +126,13 @@ func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Uint64, rea
 		}
 	}()
 	for dials := 0; ; dials++ {
-		if ctx.Err() != nil || dials > 100 {
-			s.err = fmt.Errorf("%s: gave up at seq %d after %d dials: %v", s.tr, s.last, dials, ctx.Err())
+		if ctx.Err() != nil || dials > maxDials {
+			s.err = fmt.Errorf("%s: gave up at seq %d of epoch %q after %d dials: %v", s.tr, s.last, s.epoch, dials, ctx.Err())
 			return
 		}
 		h, err := dialHub(ctx, lb, s.tr)
 		if err != nil {
-			if first {
+			if first && !s.lenient {
 				s.err = err
 				return
 			}
@@ -97,26 +140,28 @@ func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Uint64, rea
 			// until its health check marks it down: try again shortly
 			// (a retry's pause, bounded by ctx and the dial count).
 			s.closes["dial failed"]++
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
+			pause(ctx, 100*time.Millisecond)
 			continue
 		}
-		sub := `{"op":"subscribe","channel":"feed"}`
+		sub := fmt.Sprintf(`{"op":"subscribe","channel":%q}`, channel)
 		if !first {
-			sub = fmt.Sprintf(`{"op":"subscribe","channel":"feed","since":%d,"epoch":%q}`, s.last, s.epoch)
+			sub = fmt.Sprintf(`{"op":"subscribe","channel":%q,"since":%d,"epoch":%q}`, channel, s.last, s.epoch)
 		}
 		err = h.send(sub)
 		if err == nil {
 			err = s.follow(ctx, h, &first, target, ready)
 		}
 		h.close()
+		if sid, opens := h.watch.seen(); len(opens) > 1 {
+			s.lost = append(s.lost, lostSession{sid, opens})
+		}
 		switch {
 		case err == nil:
 			return
+		case errors.Is(err, errRetry):
+			pause(ctx, 100*time.Millisecond)
 		case errors.Is(err, errGone), errors.Is(err, client.ErrClosed):
-			if first {
+			if first && !s.lenient {
 				s.err = fmt.Errorf("%s: session gone before the first subscribe: %w", s.tr, err)
 				return
 			}
@@ -127,10 +172,38 @@ func (s *feedSub) run(ctx context.Context, lb string, target *atomic.Uint64, rea
 	}
 }
 
-func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *atomic.Uint64, ready chan<- error) error {
+// pause waits d or until ctx ends: a retry's pause, not a synchronisation.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// anomaly stops a strict subscriber with what went wrong (the error it
+// returns); a lenient one notes it and goes on (nil).
+func (s *feedSub) anomaly(format string, args ...any) error {
+	err := fmt.Errorf("%s: "+format, append([]any{s.tr}, args...)...)
+	if !s.lenient {
+		return err
+	}
+	s.anomalies = append(s.anomalies, fmt.Sprintf("%s +%.2fs", err, time.Since(s.start).Seconds()))
+	return nil
+}
+
+func (s *feedSub) record(ev feedEvent) {
+	if s.lenient {
+		ev.at = time.Now()
+		s.events = append(s.events, ev)
+	}
+}
+
+func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *atomic.Pointer[feedTarget], ready chan<- error) error {
 	subscribed := false
 	for {
-		if t := target.Load(); subscribed && t > 0 && s.last >= t {
+		if t := target.Load(); subscribed && t != nil && (t.epoch == "" || t.epoch == s.epoch) && s.last >= t.seq {
 			return nil
 		}
 		// Short reads, so that the target set meanwhile is seen.
@@ -152,27 +225,68 @@ func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *a
 		}
 		switch v["op"] {
 		case "subscribed":
-			if subscribed {
-				return fmt.Errorf("%s: unasked %v at seq %d", s.tr, v, s.last)
-			}
-			subscribed = true
-			if *first {
-				s.epoch, _ = v["epoch"].(string)
-				s.last = uint64(v["seq"].(float64))
+			epoch, _ := v["epoch"].(string)
+			seq := uint64(v["seq"].(float64))
+			switch {
+			case *first && !subscribed:
+				s.epoch, s.last = epoch, seq
+				s.record(feedEvent{reset: true, epoch: epoch, seq: seq})
 				*first = false
 				ready <- nil
-			} else if v["recovered"] != true || v["epoch"] != s.epoch {
-				return fmt.Errorf("%s: resubscribed with since %d: %v", s.tr, s.last, v)
+			case !subscribed && v["recovered"] == true && epoch == s.epoch:
+				// Resumed: the messages after since follow.
+			case s.lenient && v["recovered"] == false:
+				// History no longer reaches back (asked), or the
+				// channel's epoch changed (unasked): a new position.
+				s.epoch, s.last = epoch, seq
+				s.record(feedEvent{reset: true, epoch: epoch, seq: seq})
+			case subscribed:
+				if err := s.anomaly("unasked %v at seq %d", v, s.last); err != nil {
+					return err
+				}
+			default:
+				if err := s.anomaly("resubscribed with since %d of epoch %q: %v", s.last, s.epoch, v); err != nil {
+					return err
+				}
+				s.epoch, s.last = epoch, seq
+				s.record(feedEvent{reset: true, epoch: epoch, seq: seq})
 			}
+			subscribed = true
 		case "message":
 			seq := uint64(v["seq"].(float64))
-			if !subscribed || seq != s.last+1 {
-				return fmt.Errorf("%s: message seq %d after seq %d (subscribed: %v)", s.tr, seq, s.last, subscribed)
+			data := jsonOf(v["data"])
+			var err error
+			switch {
+			case !subscribed:
+				err = s.anomaly("message seq %d before subscribed (at seq %d)", seq, s.last)
+			case seq <= s.last:
+				s.backwards++
+				err = s.anomaly("seq %d again after seq %d of epoch %q (duplicate or unannounced new epoch)", seq, s.last, s.epoch)
+			case seq > s.last+1:
+				s.gaps, s.gapped = s.gaps+1, s.gapped+seq-s.last-1
+				err = s.anomaly("seq %d after seq %d of epoch %q: %d missing, unannounced", seq, s.last, s.epoch, seq-s.last-1)
 			}
-			s.last = seq
-			s.data[seq] = jsonOf(v["data"])
+			if err != nil {
+				return err
+			}
+			s.last = max(s.last, seq)
+			s.record(feedEvent{epoch: s.epoch, seq: seq, data: data})
+			if s.data != nil {
+				s.data[seq] = data
+			}
+		case "error":
+			if s.lenient && v["code"] == "unavailable" && !subscribed {
+				// The broker is down: the subscribe is refused, try again.
+				s.closes["subscribe unavailable"]++
+				return errRetry
+			}
+			if err := s.anomaly("unexpected %v", v); err != nil {
+				return err
+			}
 		default:
-			return fmt.Errorf("%s: unexpected %v", s.tr, v)
+			if err := s.anomaly("unexpected %v", v); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -193,7 +307,7 @@ func TestClusterHubNodeKilled(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var target atomic.Uint64
+	var target atomic.Pointer[feedTarget]
 	ready := make(chan error, 3*perTransport)
 	var subs []*feedSub
 	var wg sync.WaitGroup
@@ -248,7 +362,7 @@ func TestClusterHubNodeKilled(t *testing.T) {
 		}
 		acked[seq], maxAcked = fmt.Sprintf(`{"n":%d}`, n), seq
 	}
-	target.Store(maxAcked)
+	target.Store(&feedTarget{seq: maxAcked})
 	t.Logf("%d publishes acknowledged, up to seq %d; failed: %v", len(acked), maxAcked, failed)
 	if len(acked) < publishes-10 {
 		t.Fatalf("only %d of %d publishes acknowledged", len(acked), publishes)

@@ -34,13 +34,27 @@ var errSessionLost = errors.New("server lost the session (second open frame)")
 
 // sessionWatch spots open frames in the responses of a connection's
 // receiving requests (/xhr, /xhr_streaming), and flags the second one.
+// It notes which node the balancer sent each of them to (lbServerHeader):
+// the first is the session's owner, the node that created it.
 type sessionWatch struct {
 	base   http.RoundTripper
 	mu     sync.Mutex
-	opens  int
+	sid    string          // the session id, from the first receiving request
+	opens  []openSeen      // every open frame seen, in order
 	lost   context.Context // done once the session is lost
 	cancel context.CancelFunc
 }
+
+// openSeen is an open frame: when it came and from which node (the
+// balancer's server name, "" without the header).
+type openSeen struct {
+	at     time.Time
+	server string
+}
+
+// lbServerHeader names the node that haproxy sent a request to; the tests'
+// haproxy adds it to every response (startHAProxy).
+const lbServerHeader = "X-Sockjsd-Lb-Server"
 
 func newSessionWatch() *sessionWatch {
 	w := &sessionWatch{base: hubHTTP}
@@ -51,19 +65,33 @@ func newSessionWatch() *sessionWatch {
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := w.base.RoundTrip(req)
 	if err == nil && (strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
-		res.Body = &openSpotter{ReadCloser: res.Body, w: w, lineStart: true}
+		w.mu.Lock()
+		if w.sid == "" {
+			// .../<server>/<session>/<endpoint>
+			parts := strings.Split(req.URL.Path, "/")
+			w.sid = parts[len(parts)-2]
+		}
+		w.mu.Unlock()
+		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true}
 	}
 	return res, err
 }
 
-func (w *sessionWatch) opened() {
+func (w *sessionWatch) opened(server string) {
 	w.mu.Lock()
-	w.opens++
-	second := w.opens > 1
+	w.opens = append(w.opens, openSeen{time.Now(), server})
+	second := len(w.opens) > 1
 	w.mu.Unlock()
 	if second {
 		w.cancel()
 	}
+}
+
+// seen returns the session id and the open frames seen so far.
+func (w *sessionWatch) seen() (string, []openSeen) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sid, append([]openSeen(nil), w.opens...)
 }
 
 // openSpotter finds lines that are exactly "o" in a response body: the
@@ -71,6 +99,7 @@ func (w *sessionWatch) opened() {
 type openSpotter struct {
 	io.ReadCloser
 	w         *sessionWatch
+	server    string // the node the balancer sent the request to
 	lineStart bool
 	candidate bool
 }
@@ -79,7 +108,7 @@ func (o *openSpotter) Read(p []byte) (int, error) {
 	n, err := o.ReadCloser.Read(p)
 	for _, b := range p[:n] {
 		if o.candidate && b == '\n' {
-			o.w.opened()
+			o.w.opened(o.server)
 		}
 		o.candidate = o.lineStart && b == 'o'
 		o.lineStart = b == '\n'

@@ -157,14 +157,35 @@ type redisServer struct{ *testenv.Redis }
 
 func startRedis(t *testing.T) *redisServer { return &redisServer{testenv.StartRedis(t)} }
 
-// do sends one inline command and returns the first line of the answer
-// ("" when redis-server cannot be reached).
+// do sends one command on a connection of its own and returns the first
+// line of the answer ("" when redis-server cannot be reached).
 func (r *redisServer) do(args ...string) string {
-	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	c, err := r.dial()
 	if err != nil {
 		return ""
 	}
 	defer c.Close()
+	return c.do(args...)
+}
+
+// redisConn is one connection to redis-server, for commands that must
+// not need a new one (while new connections are refused).
+type redisConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (r *redisServer) dial() (*redisConn, error) {
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &redisConn{c, bufio.NewReader(c)}, nil
+}
+
+// do sends one command and returns the first line of the answer ("" when
+// the connection failed).
+func (c *redisConn) do(args ...string) string {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
@@ -174,12 +195,17 @@ func (r *redisServer) do(args ...string) string {
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		return ""
 	}
-	br := bufio.NewReader(c)
-	line, _ := br.ReadString('\n')
+	line, _ := c.br.ReadString('\n')
 	line = strings.TrimRight(line, "\r\n")
 	if strings.HasPrefix(line, "$") && line != "$-1" {
-		v, _ := br.ReadString('\n')
-		return strings.TrimRight(v, "\r\n")
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return line
+		}
+		v := make([]byte, n+2)
+		_, _ = io.ReadFull(c.br, v)
+		first, _, _ := strings.Cut(string(v[:n]), "\n")
+		return strings.TrimRight(first, "\r")
 	}
 	return line
 }
@@ -239,6 +265,8 @@ func (e *clusterEnv) startHAProxy(nodes []*node) string {
 	for i, n := range nodes {
 		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
 	}
+	// Every response names the node it came from (see lbServerHeader).
+	s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    http-response set-header "+lbServerHeader+" %[srv_name]\n", 1)
 	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

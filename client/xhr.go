@@ -133,8 +133,17 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 				c.shutdown(1009, "Frame too big")
 				return
 			}
-			if err != nil {
+			if errors.Is(err, io.EOF) {
 				break // response ended: reconnect (rollover or next poll)
+			}
+			if err != nil {
+				// Cut off (a reset, a truncated chunked body): frames the
+				// server wrote may be lost, and the protocol has no way to
+				// ask again. The session is over for us, as for
+				// sockjs-client; carrying on would skip them silently.
+				body.Close()
+				c.shutdown(1006, "Connection lost")
+				return
 			}
 			if string(f) == anotherConnection && busy < maxBusyRetries {
 				// Some servers (igm/sockjs-go) release a receiver only

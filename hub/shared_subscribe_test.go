@@ -34,6 +34,9 @@ func TestFirstSubscriberLeavingDoesNotFailOthers(t *testing.T) {
 
 	second.expect("subscribed", "seq", "0")
 	publish(t, nd, "news", 1, 3)
+	// The channel's first publish starts its epoch: the subscriber is
+	// told, then gets the messages.
+	second.expect("subscribed", "seq", "0", "recovered", "true")
 	second.expectSeqs("news", 1, 3)
 }
 

@@ -297,8 +297,17 @@ func (h *Hub) deliver(l *local, m Message) {
 // hub's own, whatever the broker promises, so that no broker fault can
 // skip messages silently.
 func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
-	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 {
-		s.epoch = m.Epoch // the channel's first life: nothing to announce
+	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 && m.Seq == 1 {
+		// The channel had no epoch when this client subscribed (nothing
+		// published yet, or Redis lost it) and its first message starts
+		// one: nothing was missed, but the client must learn the epoch,
+		// or a later resume with since and no epoch would be taken for
+		// whatever epoch the channel has by then.
+		yes := true
+		s.epoch = m.Epoch
+		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, 0}, &yes)) {
+			return false
+		}
 	}
 	reason := ""
 	switch {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
@@ -36,6 +37,11 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel()}))
 	slog.SetDefault(log)
+	// go-redis logs every failed dial of its pools itself; while Redis is
+	// down that is several lines a second. Our own code says once that
+	// Redis is gone and once that it is back (hub, cluster, /readyz), so
+	// go-redis's lines go to debug.
+	redis.SetLogger(redisLog{log})
 	if err := run(cfg, log); err != nil {
 		log.Error("server stopped", "err", err)
 		os.Exit(1)
@@ -192,4 +198,11 @@ func (s *server) shutdown(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	return err
+}
+
+// redisLog hands go-redis's internal log lines to slog at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -73,7 +73,11 @@ func TestClusterChaos(t *testing.T) {
 	t.Logf("chaos seed %d (replay with %s=%d)", seed, chaosSeedEnv, seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>32|1))
 
-	env := startCluster(t, "-hub-history-size", strconv.Itoa(chaosHistory))
+	// Owner records outlive a 3 s freeze: a stopped node is slow, not gone
+	// (docs/cluster.md), and must find its sessions still its own when it
+	// resumes. A killed node's sessions are taken over at once anyway:
+	// nothing listens at its address.
+	env := startCluster(t, "-hub-history-size", strconv.Itoa(chaosHistory), "-cluster-owner-ttl", "10s")
 	t0 := time.Now()
 	since := func(at time.Time) string { return fmt.Sprintf("+%.2fs", at.Sub(t0).Seconds()) }
 	closeIdle := func() {

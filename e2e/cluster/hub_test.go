@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ func TestClusterHubFanOut(t *testing.T) {
 		mustPublish(t, env.nodes[0].url, "news", i, i)
 	}
 	for _, h := range subs {
+		// The channel had no epoch at subscribe: its first publish
+		// starts one, and each subscriber is told which.
+		h.expect(t, "subscribed", "seq", "0", "recovered", "true")
 		h.expectNumbered(t, "news", 1, 50, 0)
 	}
 	env.nodes[2].p.kill()
@@ -235,6 +239,10 @@ func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *a
 				ready <- nil
 			case !subscribed && v["recovered"] == true && epoch == s.epoch:
 				// Resumed: the messages after since follow.
+			case subscribed && v["recovered"] == true && s.epoch == "" && s.last == 0 && seq == 0:
+				// The channel had no epoch when we subscribed; its
+				// first publish starts one, and we are told which.
+				s.epoch = epoch
 			case s.lenient && v["recovered"] == false:
 				// History no longer reaches back (asked), or the
 				// channel's epoch changed (unasked): a new position.
@@ -436,6 +444,7 @@ func TestClusterHubRedisRestart(t *testing.T) {
 		mustPublish(t, api, "news", i, i)
 	}
 	for _, h := range subs {
+		h.expect(t, "subscribed", "seq", "0", "recovered", "true") // the epoch the first publish started
 		h.expectNumbered(t, "news", 1, 10, 0)
 	}
 
@@ -519,20 +528,29 @@ func TestClusterHubRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The browser's own publish: acknowledged, and delivered to it (in
-	// either order). The channel had no message before the outage, so
-	// there is no epoch change to announce.
+	// either order). The channel had no message before the outage, so it
+	// had no epoch: its first publish starts one, announced to the
+	// subscriber (recovered:true, nothing missed) right before message 1.
 	got := map[string]string{}
-	for range 2 {
+	var order []string
+	for range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		v, err := chat.recv(ctx)
 		cancel()
 		if err != nil {
-			t.Fatalf("after the browser's publish: %v", err)
+			t.Fatalf("after the browser's publish: %v (so far %v)", err, got)
 		}
-		got[jsonOf(v["op"])] = jsonOf(v)
+		op, _ := v["op"].(string)
+		if op == "subscribed" {
+			delete(v, "epoch") // random
+		}
+		got[op] = jsonOf(v)
+		order = append(order, op)
 	}
-	if got[`"published"`] != `{"channel":"chat.room","op":"published","seq":1}` ||
-		got[`"message"`] != `{"channel":"chat.room","data":"after","op":"message","seq":1}` {
+	if got["published"] != `{"channel":"chat.room","op":"published","seq":1}` ||
+		got["subscribed"] != `{"channel":"chat.room","op":"subscribed","recovered":true,"seq":0}` ||
+		got["message"] != `{"channel":"chat.room","data":"after","op":"message","seq":1}` ||
+		slices.Index(order, "subscribed") > slices.Index(order, "message") {
 		t.Fatalf("after the browser's publish: %v", got)
 	}
 }

@@ -104,13 +104,16 @@ soak:
 bench-profile:
 	GO=$(GO) ./bench/run.sh profile
 
-# The official protocol suite, RUNS times against cmd/server (not part of
-# `make test`: bring your own copy of sockjs-protocol.py from
-# sockjs/sockjs-protocol, it is not ours to commit; needs python3-websocket).
+# The official protocol suite, RUNS times against the binary `make build`
+# ships ($(BIN), sockjs-client built in, so the iframe page is the
+# protocol's byte for byte). Not part of `make test`: bring your own copy of
+# sockjs-protocol.py from sockjs/sockjs-protocol, it is not ours to commit;
+# needs python3-websocket and python3-lib2to3. SOCKJS_URL tests a running
+# server instead, SERVER_FLAGS adds flags (e2e/protocol-suite.sh).
 SUITE ?= sockjs-protocol.py
 RUNS ?= 1
-protocol-suite:
-	GO=$(GO) ./e2e/protocol-suite.sh $(SUITE) $(RUNS)
+protocol-suite: build
+	GO=$(GO) SOCKJSD=$(BIN) ./e2e/protocol-suite.sh $(SUITE) $(RUNS)
 
 clean:
 	rm -rf web/sockjs-client/node_modules e2e/node/node_modules web/clientdist bin

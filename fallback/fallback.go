@@ -114,9 +114,11 @@ func NewIframePage(sockjsURL string) *IframePage {
 }
 
 // NewIframePageIntegrity is NewIframePage with a Subresource Integrity
-// hash ("sha384-...") on the script tag, so a client loaded from a CDN
-// runs only if it is byte for byte the pinned one. Empty integrity gives
-// the protocol's exact page.
+// hash ("sha384-...") and crossorigin="anonymous" on the script tag, so a
+// client loaded from a CDN runs only if it is byte for byte the pinned
+// one. That is for a cross-origin copy only: the attributes make the page
+// differ from the protocol's, which the official suite's IframePage tests
+// reject. Empty integrity gives the protocol's exact page.
 func NewIframePageIntegrity(sockjsURL, integrity string) *IframePage {
 	attrs := ""
 	if integrity != "" {

@@ -10,9 +10,10 @@ import (
 	"github.com/sockjsd/sockjsd/transport"
 )
 
-// TestIframeClient: the iframe page loads the application's URL as given,
-// else the service's own copy under its prefix (which it serves), else
-// the pinned CDN copy, always with an integrity hash when one is known.
+// TestIframeClient: the iframe page loads the application's URL as given
+// (with its hash if the application gives one), else the service's own
+// copy under its prefix (which it serves) with no hash, else the pinned
+// CDN copy with its hash. TestIframePage checks the whole pages.
 func TestIframeClient(t *testing.T) {
 	script := []byte("/* a sockjs-client */")
 	cases := []struct {
@@ -24,7 +25,7 @@ func TestIframeClient(t *testing.T) {
 		{"default CDN", transport.Options{},
 			`<script src="` + transport.DefaultSockJSURL + `" integrity="` + transport.DefaultSockJSIntegrity + `" crossorigin="anonymous"></script>`, 404},
 		{"own copy", transport.Options{ClientScript: script},
-			`<script src="/echo/sockjs.min.js" integrity="` + transport.Integrity(script) + `" crossorigin="anonymous"></script>`, 200},
+			`<script src="/echo/sockjs.min.js"></script>`, 200},
 		{"application URL", transport.Options{SockJSURL: "/static/sockjs.js", ClientScript: script},
 			`<script src="/static/sockjs.js"></script>`, 200},
 		{"application URL and hash", transport.Options{SockJSURL: "/static/sockjs.js", SockJSIntegrity: "sha384-x"},

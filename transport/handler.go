@@ -72,15 +72,20 @@ type Options struct {
 
 	// SockJSURL is the sockjs-client script the iframe page loads. It
 	// must be the client version the application's pages use. Default:
-	// <prefix>/sockjs.min.js when ClientScript is set, else
-	// DefaultSockJSURL with DefaultSockJSIntegrity.
+	// <prefix>/sockjs.min.js when ClientScript is set (the protocol's
+	// exact page), else DefaultSockJSURL with DefaultSockJSIntegrity.
 	SockJSURL string
 	// SockJSIntegrity is the Subresource Integrity hash ("sha384-...")
-	// of SockJSURL, put on the iframe page's script tag. Empty: none.
+	// of SockJSURL, put on the iframe page's script tag with
+	// crossorigin="anonymous". Empty: none, and the page is the
+	// protocol's byte for byte; with a hash the official suite's
+	// IframePage body checks fail by design.
 	SockJSIntegrity string
 	// ClientScript is a copy of sockjs-client's dist/sockjs.min.js that
 	// the service serves itself at <prefix>/sockjs.min.js, so that the
-	// iframe transports need no CDN. Default none.
+	// iframe transports need no CDN. The iframe page loads it without an
+	// integrity hash: it comes from the same server as the page. Default
+	// none.
 	ClientScript []byte
 
 	// PingInterval, when set, pings every session (not raw websockets)

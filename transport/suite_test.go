@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -150,6 +151,9 @@ func TestGreetingAndNotFound(t *testing.T) {
 	}
 }
 
+// iframeBody is the suite's own check of the page (IframePage.iframe_body,
+// matched against the trimmed body), kept beside the byte-for-byte
+// comparison so that the table says which configurations the suite accepts.
 var iframeBody = regexp.MustCompile(`^<!DOCTYPE html>
 <html>
 <head>
@@ -167,8 +171,40 @@ var iframeBody = regexp.MustCompile(`^<!DOCTYPE html>
 </body>
 </html>$`)
 
+// TestIframePage: the suite's IframePage tests, against the exact page each
+// way of giving the client produces. A client served by the service itself
+// (ClientScript, what cmd/server ships with) or named by the application
+// without a hash gets the protocol's page byte for byte; only a
+// cross-origin copy pinned by its integrity hash (the default CDN copy, or
+// SockJSURL with SockJSIntegrity) gets integrity and crossorigin on its
+// script tag, which the suite's body check rejects by design. Caching,
+// ETag, 304 and the 404s hold for every configuration.
 func TestIframePage(t *testing.T) {
-	base := newSuiteServer(t, transport.Options{SockJSURL: "/static/sockjs.min.js"}) + "/echo"
+	script := []byte("/* a sockjs-client */")
+	cases := []struct {
+		name         string
+		opts         transport.Options
+		want         string // the whole body
+		suiteAccepts bool
+	}{
+		{"default options: CDN copy with integrity", transport.Options{},
+			testenv.IframePageWithIntegrity(transport.DefaultSockJSURL, transport.DefaultSockJSIntegrity), false},
+		{"own copy, as cmd/server ships", transport.Options{ClientScript: script},
+			testenv.ProtocolIframePage("/echo/sockjs.min.js"), true},
+		{"application URL", transport.Options{SockJSURL: "/static/sockjs.min.js", ClientScript: script},
+			testenv.ProtocolIframePage("/static/sockjs.min.js"), true},
+		{"application URL with integrity", transport.Options{SockJSURL: "https://cdn.example/sockjs.min.js", SockJSIntegrity: "sha384-x"},
+			testenv.IframePageWithIntegrity("https://cdn.example/sockjs.min.js", "sha384-x"), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			verifyIframePage(t, newSuiteServer(t, c.opts)+"/echo", c.want, c.suiteAccepts)
+		})
+	}
+}
+
+func verifyIframePage(t *testing.T, base, want string, suiteAccepts bool) {
+	t.Helper()
 	for _, suffix := range []string{"/iframe.html", "/iframe-a.html", "/iframe-.html", "/iframe-0.1.2.html",
 		"/iframe-0.1.2abc-dirty.2144.html", "/iframe-a.html?t=1234", "/iframe-0.1.2.html?t=123414",
 		"/iframe-0.1.2abc-dirty.2144.html?t=qweqweq123"} {
@@ -181,9 +217,15 @@ func TestIframePage(t *testing.T) {
 		if !strings.Contains(cc, "public") || !longMaxAge.MatchString(cc) || r.get("Expires") == "" || r.get("ETag") == "" || r.get("Last-Modified") != "" {
 			t.Errorf("%s caching: cc=%q expires=%q etag=%q lm=%q", suffix, cc, r.get("Expires"), r.get("ETag"), r.get("Last-Modified"))
 		}
+		if r.body != want {
+			t.Errorf("%s body:\n%s\nwant byte for byte:\n%s", suffix, r.body, want)
+		}
 		m := iframeBody.FindStringSubmatch(strings.TrimSpace(r.body))
-		if m == nil || m[1] != "/static/sockjs.min.js" {
-			t.Errorf("%s body does not match the protocol's page:\n%s", suffix, r.body)
+		if (m != nil) != suiteAccepts {
+			t.Errorf("%s: the suite's check matches: %v, want %v", suffix, m != nil, suiteAccepts)
+		}
+		if m != nil && !strings.HasPrefix(m[1], "/") && !strings.HasPrefix(m[1], "http") {
+			t.Errorf("%s: sockjs_url %q is neither a path nor an http URL", suffix, m[1])
 		}
 		if r.get("Set-Cookie") != "" {
 			t.Errorf("%s sets a cookie", suffix)

@@ -15,14 +15,13 @@ import (
 	"time"
 
 	"github.com/sockjsd/sockjsd/internal/testenv"
-	"github.com/sockjsd/sockjsd/transport"
 )
 
 // TestSelfContainedBinary builds the binary as `make build` does (the npm
 // sockjs-client embedded by the sockjsd_embed tag; an -overlay puts the
 // npm file where make copies it) and runs it from an empty directory: the
 // demo page, our scripts and the client all come from inside it, and the
-// iframe page loads the service's own copy.
+// iframe page loads the service's own copy with the protocol's exact page.
 func TestSelfContainedBinary(t *testing.T) {
 	testenv.SkipIfShort(t, "the npm sockjs-client and a build")
 	root := testenv.RepoRoot(t)
@@ -85,7 +84,6 @@ func TestSelfContainedBinary(t *testing.T) {
 		{"/hub-client.js", "SockJSD"},
 		{"/sockjs-client/sockjs.min.js", string(client[:200])},
 		{"/echo/sockjs.min.js", string(client[:200])},
-		{"/echo/iframe.html", `<script src="/echo/sockjs.min.js" integrity="` + transport.Integrity(client) + `"`},
 	} {
 		res, err := hc.Get("http://" + addr + c.path)
 		if err != nil {
@@ -97,7 +95,58 @@ func TestSelfContainedBinary(t *testing.T) {
 			t.Errorf("GET %s: %d, want a body containing %.60q", c.path, res.StatusCode, c.want)
 		}
 	}
+	// The page the official suite checks, byte for byte: the built-in
+	// client is served by the binary itself, so no integrity attribute.
+	res, err := hc.Get("http://" + addr + "/echo/iframe.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if want := testenv.ProtocolIframePage("/echo/sockjs.min.js"); res.StatusCode != 200 || string(b) != want {
+		t.Errorf("GET /echo/iframe.html: %d\n%s\nwant the protocol's page byte for byte:\n%s", res.StatusCode, b, want)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIframePageAsShipped: with the client that cmd/server serves itself
+// (here from -client-dir, as the binary `make build` ships has it built
+// in), every protocol service's iframe page is the protocol's page byte for
+// byte, loading the copy under its own prefix: no integrity attribute, so
+// the official suite's IframePage tests pass against the shipped binary.
+func TestIframePageAsShipped(t *testing.T) {
+	dir := t.TempDir()
+	client := []byte("/* sockjs-client */")
+	dist := filepath.Join(dir, "node_modules", "sockjs-client", "dist")
+	if err := os.MkdirAll(dist, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dist, "sockjs.min.js"), client, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, "-client-dir", dir)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	get := func(path string) (int, string) {
+		t.Helper()
+		res, err := hc.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Body.Close() }()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, string(b)
+	}
+	for _, svc := range []string{"/echo", "/close", "/disabled_websocket_echo", "/cookie_needed_echo"} {
+		if code, body := get(svc + "/iframe.html"); code != 200 || body != testenv.ProtocolIframePage(svc+"/sockjs.min.js") {
+			t.Errorf("GET %s/iframe.html: %d\n%s\nwant the protocol's page byte for byte:\n%s", svc, code, body, testenv.ProtocolIframePage(svc+"/sockjs.min.js"))
+		}
+		if code, body := get(svc + "/sockjs.min.js"); code != 200 || body != string(client) {
+			t.Errorf("GET %s/sockjs.min.js: %d %.60q, want the client", svc, code, body)
+		}
 	}
 }

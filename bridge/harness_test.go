@@ -90,7 +90,7 @@ func startServer(t testing.TB, o bridge.Options, to transport.Options) *server {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		_ = h.Shutdown(ctx.Done())
+		_ = h.Shutdown(ctx)
 		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("bridge shutdown: %v", err)
 		}

@@ -7,7 +7,7 @@ import (
 )
 
 // Metrics counts forwarded requests; it implements
-// transport.ForwardObserver. Labels take bounded values only: the seven
+// Observer. Labels take bounded values only: the seven
 // HTTP session endpoints and the results ok, owner_gone, moved, timeout,
 // client_gone and error.
 type Metrics struct {
@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Forwarded implements transport.ForwardObserver.
+// Forwarded implements Observer.
 func (m *Metrics) Forwarded(endpoint, result string, d time.Duration) {
 	m.requests.WithLabelValues(endpoint, result).Inc()
 	if result == "ok" {

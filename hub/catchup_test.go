@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -290,5 +291,44 @@ func TestHistoryAfterWrap(t *testing.T) {
 				t.Fatalf("history since 0: %d %v", code, v)
 			}
 		})
+	}
+}
+
+// TestRedisEpochAnnouncedToEarlySubscriber: a client that subscribed
+// before its channel had an epoch (nothing published yet on Redis) is told
+// the epoch the first publish starts, so that it can resume with it. A
+// resume with that epoch after Redis lost the channel (a new epoch) is
+// then answered recovered:false, where one with no epoch would have been
+// taken for the new epoch's continuation.
+func TestRedisEpochAnnouncedToEarlySubscriber(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	opts := hub.RedisBrokerOptions{History: hub.HistoryOptions{Size: 100, TTL: time.Minute}, Logger: quiet}
+	nd := startNode(t, newRedisBroker(t, rs, opts))
+	pub := newRedisBroker(t, rs, opts)
+	c := dialHub(t, nd.url+"/hub", client.XHRStreaming)
+	c.send(`{"op":"subscribe","channel":"news"}`)
+	if v := c.expect("subscribed", "seq", "0"); v["epoch"] != nil {
+		t.Fatalf("a channel nothing was published to has an epoch on Redis: %v", v)
+	}
+	brokerPublish(t, pub, "news", 1, 3)
+	c.expectSeqs("news", 1, 3) // asserts the announcement before message 1
+	first := c.epochs["news"]
+
+	back := dialHub(t, nd.url+"/hub", client.WebSocket)
+	back.send(fmt.Sprintf(`{"op":"subscribe","channel":"news","since":2,"epoch":%q}`, first))
+	back.expect("subscribed", "seq", "3", "recovered", "true")
+	back.expect("message", "seq", "3")
+
+	// Redis forgets the channel; it lives again under a new epoch.
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	brokerPublish(t, pub, "news", 1, 5)
+	late := dialHub(t, nd.url+"/hub", client.XHRPolling)
+	late.send(fmt.Sprintf(`{"op":"subscribe","channel":"news","since":3,"epoch":%q}`, first))
+	if v := late.expect("subscribed", "seq", "5", "recovered", "false"); v["epoch"] == first {
+		t.Fatalf("the new life of the channel kept the old epoch: %v", v)
 	}
 }

@@ -128,6 +128,14 @@ func tryPublish(nd *node, channel string, from, to int) error {
 // expectSeqs reads messages on channel with seq from..to, in order.
 func (h *hubConn) expectSeqs(channel string, from, to uint64) {
 	h.t.Helper()
+	if from == 1 && h.epochs[channel] == "" {
+		// Subscribed before the channel had an epoch (Redis, nothing
+		// published yet): the first publish starts one, and the
+		// subscriber is told which before message 1.
+		if v := h.expect("subscribed", "channel", strconv.Quote(channel), "seq", "0", "recovered", "true"); v["epoch"] == "" {
+			h.t.Fatalf("epoch announcement without an epoch: %v", v)
+		}
+	}
 	for want := from; want <= to; want++ {
 		h.expect("message", "channel", strconv.Quote(channel), "seq", strconv.FormatUint(want, 10))
 	}

@@ -70,6 +70,8 @@ var defaultRules = hub.Rules{Channels: []string{"news", "chat.*", "big"}, Browse
 type hubConn struct {
 	t *testing.T
 	c *client.Conn
+	// epochs: each channel's epoch as the last subscribed said.
+	epochs map[string]string
 }
 
 func dialHub(t *testing.T, url, tr string) *hubConn {
@@ -79,7 +81,7 @@ func dialHub(t *testing.T, url, tr string) *hubConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &hubConn{t, c}
+	return &hubConn{t: t, c: c}
 }
 
 func (h *hubConn) send(v string) {
@@ -118,6 +120,12 @@ func (h *hubConn) expect(op string, fields ...string) map[string]any {
 	v := h.next()
 	if v["op"] != op {
 		h.t.Fatalf("got %v, want op %q", v, op)
+	}
+	if ch, ok := v["channel"].(string); ok && op == "subscribed" {
+		if h.epochs == nil {
+			h.epochs = map[string]string{}
+		}
+		h.epochs[ch], _ = v["epoch"].(string)
 	}
 	for i := 0; i+1 < len(fields); i += 2 {
 		if got := jsonNum(v[fields[i]]); got != fields[i+1] {

@@ -4,6 +4,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -111,10 +112,10 @@ type Options struct {
 	// hole; pass a token in the query string or the first message.
 	ExposeCookies bool
 
-	// Cluster turns on cluster mode (see ClusterOptions): sessions
-	// served by any node behind a balancer without sticky sessions.
-	// Default: off, one node.
-	Cluster ClusterOptions
+	// Cluster turns on cluster mode: sessions served by any node behind
+	// a balancer without sticky sessions (cluster.New is the Redis one).
+	// Default nil: one node.
+	Cluster Cluster
 
 	// Logger receives one line per rejected request or failed session.
 	// Default slog.Default().
@@ -198,8 +199,8 @@ type Handler struct {
 	limits limitLog // limits.go
 
 	closing atomic.Bool
-	active  atomic.Int64 // receiving connections, for Shutdown
-	cluster *cluster     // nil on a single node
+	active  atomic.Int64  // receiving connections, for Shutdown
+	cluster ClusterMember // nil on a single node
 }
 
 // New returns a Handler serving the SockJS service at prefix (for example
@@ -221,7 +222,9 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		log:     opts.Logger,
 		keep:    keepList(opts),
 	}
-	h.cluster = newCluster(h, opts.Cluster)
+	if opts.Cluster != nil {
+		h.cluster = opts.Cluster.Join(clusterService{h})
+	}
 	h.policy = fallback.Policy{
 		WebSocket:        !opts.DisableWebSocket,
 		RawWebSocket:     !opts.DisableWebSocket && !opts.DisableRawWebSocket,
@@ -263,10 +266,17 @@ func (h *Handler) Mount(r *mux.Router) {
 // Shutdown closes every session with c[1001,"Going away"] (a close frame
 // with code 1001 on raw websockets) and waits, until ctx is done, for the
 // close frames to be written to connected clients. New sessions are
-// refused from the moment it is called.
-func (h *Handler) Shutdown(ctxDone <-chan struct{}) error {
+// refused from the moment it is called. In cluster mode the service then
+// leaves the cluster, releasing its sessions' records.
+func (h *Handler) Shutdown(ctx context.Context) error {
 	h.closing.Store(true)
-	defer h.cluster.shutdown()
+	if h.cluster != nil {
+		defer func() {
+			if err := h.cluster.Leave(ctx); err != nil {
+				h.log.Warn("sockjs: leaving the cluster", "prefix", h.prefix, "err", err)
+			}
+		}()
+	}
 	h.reg.CloseAll(session.CodeGoingAway, session.ReasonGoingAway)
 	// Receivers end as soon as their close frame is written; poll for
 	// that instead of a WaitGroup, which may not be added to while
@@ -276,7 +286,7 @@ func (h *Handler) Shutdown(ctxDone <-chan struct{}) error {
 	for h.active.Load() > 0 {
 		select {
 		case <-tick.C:
-		case <-ctxDone:
+		case <-ctx.Done():
 			return fmt.Errorf("sockjs %s: shutdown: %d connections still open", h.prefix, h.active.Load())
 		}
 	}
@@ -340,7 +350,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.webSocket(w, r) // hijacked: gorilla needs the bare ResponseWriter
 		return
 	}
-	if h.cluster != nil && h.cluster.intercept(w, r, sid, endpoint) {
+	if h.cluster != nil && h.cluster.Route(w, r, sid, endpoint) {
 		return // forwarded to the session's owner
 	}
 	h.observed(w, r, endpoints[endpoint], func(w http.ResponseWriter, r *http.Request) { h.route(w, r, sid, endpoint) })
@@ -445,7 +455,9 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		return nil
 	}
 	if created {
-		h.cluster.track(sid, s)
+		if h.cluster != nil {
+			h.cluster.Opened(sid, s)
+		}
 		go h.run(s)
 	}
 	return s

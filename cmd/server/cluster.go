@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -33,7 +34,7 @@ func (c *ClusterConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Advertise, "cluster-advertise", "", "base URL other nodes reach this one at (default: http://<-addr>, with the host name when -addr has no host)")
 	fs.StringVar(&c.Secret, "cluster-secret", "", "shared secret authenticating requests between nodes; required with -redis, never logged")
 	fs.DurationVar(&c.OwnerTTL, "cluster-owner-ttl", cluster.DefaultTTL, "how long a session's owner record outlives its last refresh (refreshed every third of it)")
-	fs.DurationVar(&c.ForwardTimeout, "cluster-forward-timeout", transport.DefaultForwardTimeout, "how long a session's owner may take to begin answering a forwarded request (beyond a poll's heartbeat wait); past it the client gets 504 and the session stays with its owner")
+	fs.DurationVar(&c.ForwardTimeout, "cluster-forward-timeout", cluster.DefaultForwardTimeout, "how long a session's owner may take to begin answering a forwarded request (beyond a poll's heartbeat wait); past it the client gets 504 and the session stays with its owner")
 	fs.DurationVar(&c.RecoveryGrace, "cluster-recovery-grace", cluster.DefaultRecoveryGrace, "after Redis lost its records (restarted empty), how long a session id without an owner is not taken as free, so that live owners put their records back first")
 }
 
@@ -69,16 +70,21 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	if ttl <= 0 {
 		ttl = cluster.DefaultTTL
 	}
-	opts.Cluster = transport.ClusterOptions{
-		Owners:         cluster.NewOwners(rdb, cluster.Options{TTL: ttl, RecoveryGrace: cc.RecoveryGrace}),
+	node, err := cluster.New(cluster.Options{
+		Store:          cluster.NewRedisStore(rdb, cluster.RedisStoreOptions{TTL: ttl, RecoveryGrace: cc.RecoveryGrace}),
 		Self:           self,
 		Secret:         []byte(cc.Secret),
 		KeepInterval:   ttl / 3,
 		ForwardTimeout: cc.ForwardTimeout,
 		Observer:       cluster.NewMetrics(reg),
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
 	}
+	opts.Cluster = node
 	log.Info("cluster mode", "redis", ropts.Addr, "db", ropts.DB, "advertise", self, "owner_ttl", ttl,
-		"forward_timeout", opts.Cluster.ForwardTimeout, "recovery_grace", cc.RecoveryGrace)
+		"forward_timeout", cmp.Or(cc.ForwardTimeout, cluster.DefaultForwardTimeout), "recovery_grace", cc.RecoveryGrace)
 	return []readyCheck{cluster.Ping(rdb)}, nil
 }
 

@@ -183,7 +183,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i+1] = h.Shutdown(ctx.Done())
+			errs[i+1] = h.Shutdown(ctx)
 		}()
 	}
 	wg.Add(1)

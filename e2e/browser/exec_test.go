@@ -69,7 +69,7 @@ func startExecServer(t *testing.T) *execServer {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, h := range handlers {
-			_ = h.Shutdown(ctx.Done())
+			_ = h.Shutdown(ctx)
 		}
 		for _, b := range bridges {
 			if err := b.Shutdown(ctx); err != nil {

@@ -201,7 +201,7 @@ func (s *server) stop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = h.Shutdown(ctx.Done())
+			_ = h.Shutdown(ctx)
 		}()
 	}
 	wg.Wait()
@@ -219,7 +219,7 @@ func (s *server) crash() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, h := range s.handlers {
-		_ = h.Shutdown(ctx.Done()) // ends the sessions left behind, so no goroutine outlives the test
+		_ = h.Shutdown(ctx) // ends the sessions left behind, so no goroutine outlives the test
 	}
 }
 

@@ -13,13 +13,17 @@ import (
 	"github.com/sockjsd/sockjsd/transport"
 )
 
-var _ transport.Owners = (*Owners)(nil)
-var _ transport.ForwardObserver = (*Metrics)(nil)
+var (
+	_ Store                   = (*RedisStore)(nil)
+	_ Observer                = (*Metrics)(nil)
+	_ transport.Cluster       = (*Node)(nil)
+	_ transport.ClusterMember = (*member)(nil)
+)
 
 func TestOwners(t *testing.T) {
 	rdb := startRedis(t)
 	ctx := context.Background()
-	o := NewOwners(rdb, Options{TTL: 5 * time.Second})
+	o := NewRedisStore(rdb, RedisStoreOptions{TTL: 5 * time.Second})
 	const a, b, c = "http://a", "http://b", "http://c"
 
 	steps := []struct {
@@ -58,7 +62,7 @@ func TestOwners(t *testing.T) {
 func TestOwnersKeepManyKeys(t *testing.T) {
 	rdb := startRedis(t)
 	ctx := context.Background()
-	o := NewOwners(rdb, Options{TTL: time.Minute})
+	o := NewRedisStore(rdb, RedisStoreOptions{TTL: time.Minute})
 	var keys []string
 	for i := range 1200 { // more than two pipelines
 		keys = append(keys, fmt.Sprintf("/echo/k%d", i))
@@ -106,7 +110,7 @@ func TestOwnersKeepManyKeys(t *testing.T) {
 func TestOwnersRecovery(t *testing.T) {
 	rdb := startRedis(t)
 	ctx := context.Background()
-	o := NewOwners(rdb, Options{TTL: time.Minute, RecoveryGrace: 300 * time.Millisecond})
+	o := NewRedisStore(rdb, RedisStoreOptions{TTL: time.Minute, RecoveryGrace: 300 * time.Millisecond})
 	g1, err := o.Generation(ctx)
 	if err != nil || g1 == "" {
 		t.Fatalf("generation: %q, %v", g1, err)
@@ -128,11 +132,11 @@ func TestOwnersRecovery(t *testing.T) {
 	if err != nil || g2 == g1 || g2 == "" {
 		t.Fatalf("generation after the loss: %q (was %q), %v", g2, g1, err)
 	}
-	var re *transport.RecoveringError
+	var re *RecoveringError
 	if _, err := o.Owner(ctx, "/echo/s1"); !errors.As(err, &re) || re.Left <= 0 || re.Left > 300*time.Millisecond {
 		t.Fatalf("Owner during the grace: %v, want a RecoveringError with the time left", err)
 	}
-	if _, err := o.Claim(ctx, "/echo/s1", "http://b", ""); !errors.Is(err, transport.ErrOwnersRecovering) {
+	if _, err := o.Claim(ctx, "/echo/s1", "http://b", ""); !errors.Is(err, ErrRecovering) {
 		t.Fatalf("Claim during the grace: %v, want ErrOwnersRecovering", err)
 	}
 	// The owner puts its record back within the grace; b then sees it.
@@ -149,7 +153,7 @@ func TestOwnersRecovery(t *testing.T) {
 }
 
 // waitGrace waits (bounded) for o's recovery grace to end.
-func waitGrace(t *testing.T, o *Owners) {
+func waitGrace(t *testing.T, o *RedisStore) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

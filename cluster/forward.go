@@ -1,4 +1,4 @@
-package transport
+package cluster
 
 import (
 	"context"
@@ -24,6 +24,7 @@ type forwardKey struct{}
 // forwardState travels with one forwarded request through the proxy's
 // callbacks.
 type forwardState struct {
+	m        *member
 	owner    *url.URL
 	client   context.Context // the client's request: done when it left
 	start    time.Time
@@ -51,19 +52,20 @@ var errMoved = errors.New("session owner moved")
 // ForwardTimeout (plus pollWait for polls); a slow owner gets the client a
 // 504 and keeps its session, since an owner that is merely slow would
 // otherwise lose a live session to a second copy.
-func (c *cluster) forward(w http.ResponseWriter, r *http.Request, owner, endpoint string) forwardResult {
+func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint string) forwardResult {
+	n := m.n
 	u, err := url.Parse(owner)
 	if err != nil || u.Host == "" {
-		c.warn("owner is not a URL", fmt.Errorf("%q: %v", owner, err))
+		m.warn("owner is not a URL", fmt.Errorf("%q: %v", owner, err))
 		return forwardResult{}
 	}
-	timeout := c.opts.ForwardTimeout
+	timeout := n.opts.ForwardTimeout
 	if polling(endpoint) {
-		timeout += c.pollWait
+		timeout += m.svc.PollWait()
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st := &forwardState{owner: u, client: r.Context(), start: time.Now()}
+	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now()}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
 	result := "error"
@@ -74,13 +76,13 @@ func (c *cluster) forward(w http.ResponseWriter, r *http.Request, owner, endpoin
 		if result == "error" && r.Context().Err() != nil {
 			result = "client_gone"
 		}
-		c.obs.Forwarded(endpoint, result, st.headers)
+		n.obs.Forwarded(endpoint, result, st.headers)
 	}()
-	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
+	n.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
 	switch {
 	case st.gone != nil:
 		result = "owner_gone"
-		c.h.log.Debug("sockjs: session owner unreachable", "prefix", c.h.prefix, "owner", owner, "err", st.gone)
+		m.svc.Logger().Debug("sockjs: session owner unreachable", "prefix", m.prefix, "owner", owner, "err", st.gone)
 		return forwardResult{}
 	case st.moved != "":
 		result = "moved"
@@ -100,7 +102,7 @@ func (c *cluster) forward(w http.ResponseWriter, r *http.Request, owner, endpoin
 // them, and SetXForwarded would rewrite them with this node's view.
 var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
 
-func (c *cluster) rewrite(pr *httputil.ProxyRequest) {
+func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(forwardKey{}).(*forwardState)
 	pr.SetURL(st.owner)
 	pr.Out.Host = pr.In.Host // the application sees the Host the client used
@@ -111,10 +113,10 @@ func (c *cluster) rewrite(pr *httputil.ProxyRequest) {
 	}
 	remote := pr.In.RemoteAddr
 	pr.Out.Header.Set(RemoteHeader, remote)
-	pr.Out.Header.Set(ForwardHeader, c.sign(pr.Out.Method, pr.Out.URL.RequestURI(), remote, time.Now()))
+	pr.Out.Header.Set(ForwardHeader, n.sign(pr.Out.Method, pr.Out.URL.RequestURI(), remote, time.Now()))
 }
 
-func (c *cluster) gotResponse(resp *http.Response) error {
+func (n *Node) gotResponse(resp *http.Response) error {
 	st, ok := resp.Request.Context().Value(forwardKey{}).(*forwardState)
 	if !ok {
 		return nil
@@ -145,7 +147,7 @@ func ownerGone(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &dns) && dns.IsNotFound)
 }
 
-func (c *cluster) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(forwardKey{}).(*forwardState)
 	if st.headers == 0 {
 		st.headers = time.Since(st.start)
@@ -161,12 +163,12 @@ func (c *cluster) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return // the client left; nobody reads an answer
 	case st.timedOut.Load() || isTimeout(err):
 		st.timeout = err
-		c.h.log.Warn("sockjs: session owner did not answer in time", "prefix", c.h.prefix, "owner", st.owner.Host, "err", err)
+		st.m.svc.Logger().Warn("sockjs: session owner did not answer in time", "prefix", st.m.prefix, "owner", st.owner.Host, "err", err)
 		plainError(w, http.StatusGatewayTimeout, "Session owner did not answer in time")
 		return
 	}
 	st.otherErr = err
-	c.h.log.Warn("sockjs: forwarding to session owner failed", "prefix", c.h.prefix, "owner", st.owner.Host, "err", err)
+	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "err", err)
 	plainError(w, http.StatusBadGateway, "Session owner unavailable")
 }
 
@@ -176,18 +178,18 @@ func isTimeout(err error) bool {
 }
 
 // sign returns the ForwardHeader value for a request.
-func (c *cluster) sign(method, requestURI, remote string, at time.Time) string {
+func (n *Node) sign(method, requestURI, remote string, at time.Time) string {
 	ts := strconv.FormatInt(at.Unix(), 10)
-	return ts + ":" + hexenc.EncodeToString(c.mac(ts, method, requestURI, remote))
+	return ts + ":" + hexenc.EncodeToString(n.mac(ts, method, requestURI, remote))
 }
 
-func (c *cluster) mac(ts, method, requestURI, remote string) []byte {
-	m := hmac.New(sha256.New, c.opts.Secret)
+func (n *Node) mac(ts, method, requestURI, remote string) []byte {
+	m := hmac.New(sha256.New, n.opts.Secret)
 	m.Write([]byte("sockjsd-forward\n" + ts + "\n" + method + "\n" + requestURI + "\n" + remote))
 	return m.Sum(nil)
 }
 
-func (c *cluster) verify(r *http.Request, sig string) error {
+func (n *Node) verify(r *http.Request, sig string) error {
 	ts, hexMAC, ok := strings.Cut(sig, ":")
 	if !ok {
 		return errors.New("malformed signature")
@@ -196,11 +198,11 @@ func (c *cluster) verify(r *http.Request, sig string) error {
 	if err != nil {
 		return errors.New("malformed signature time")
 	}
-	if d := time.Since(time.Unix(sec, 0)); d > c.opts.MaxSkew || d < -c.opts.MaxSkew {
+	if d := time.Since(time.Unix(sec, 0)); d > n.opts.MaxSkew || d < -n.opts.MaxSkew {
 		return fmt.Errorf("signature time %s off by %s", time.Unix(sec, 0).UTC().Format(time.RFC3339), d.Round(time.Second))
 	}
 	got, err := hexenc.DecodeString(hexMAC)
-	if err != nil || !hmac.Equal(got, c.mac(ts, r.Method, r.URL.RequestURI(), r.Header.Get(RemoteHeader))) {
+	if err != nil || !hmac.Equal(got, n.mac(ts, r.Method, r.URL.RequestURI(), r.Header.Get(RemoteHeader))) {
 		return errors.New("signature mismatch")
 	}
 	return nil

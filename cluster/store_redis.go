@@ -1,6 +1,3 @@
-// Package cluster holds the Redis side of cluster mode: the session owner
-// store the transport package forwards by (transport.Owners), the
-// Prometheus metrics of forwarded requests, and a readiness check.
 package cluster
 
 import (
@@ -13,24 +10,23 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/sockjsd/sockjsd/transport"
 )
 
-// Options configure Owners. Zero values mean the documented defaults.
-type Options struct {
+// RedisStoreOptions configure a RedisStore. Zero values mean the
+// documented defaults.
+type RedisStoreOptions struct {
 	// KeyPrefix starts every key. Default "sockjsd:owner:", so a key is
 	// "sockjsd:owner:/echo/<session id>".
 	KeyPrefix string
 	// TTL is how long a key outlives its last refresh: how long the
 	// sessions of a node that died without a word keep pointing at it
 	// (requests for them meanwhile find it unreachable and treat them as
-	// unknown). The transport refreshes every TTL/3. Default 30s.
+	// unknown). Set Options.KeepInterval to TTL/3. Default 30s.
 	TTL time.Duration
 	// RecoveryGrace is how long after Redis lost the records (a restart
 	// without persistence) a key without an owner is not taken as free:
 	// the time every live node has to put its records back (each checks
-	// every transport.ClusterOptions.CheckInterval, 500ms by default).
+	// every Options.CheckInterval, 500ms by default).
 	// Requests for such keys wait meanwhile. Default 3s.
 	RecoveryGrace time.Duration
 }
@@ -42,7 +38,7 @@ const (
 	DefaultRecoveryGrace = 3 * time.Second
 )
 
-// Owners implements transport.Owners on Redis: one string key per HTTP
+// RedisStore is the Store on Redis: one string key per HTTP
 // session, holding its owner's URL, with a TTL.
 //
 // Beside the session keys it keeps a generation: a random value at
@@ -50,12 +46,12 @@ const (
 // means Redis lost every record; the first node to notice writes a new
 // one and starts the recovery grace ("<prefix>{gen}:grace", expiring after
 // RecoveryGrace), during which a missing key is reported as
-// transport.ErrOwnersRecovering rather than as free.
+// ErrRecovering rather than as free.
 //
 // A node that never saw a generation (a cluster's first start) writes
 // the first one without a grace: there were no records to lose, and new
 // sessions need not wait.
-type Owners struct {
+type RedisStore struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
@@ -63,8 +59,8 @@ type Owners struct {
 	seen   atomic.Bool // this node read a generation before
 }
 
-// NewOwners returns the owner store on rdb.
-func NewOwners(rdb redis.UniversalClient, o Options) *Owners {
+// NewRedisStore returns the owner store on rdb.
+func NewRedisStore(rdb redis.UniversalClient, o RedisStoreOptions) *RedisStore {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = DefaultKeyPrefix
 	}
@@ -74,11 +70,11 @@ func NewOwners(rdb redis.UniversalClient, o Options) *Owners {
 	if o.RecoveryGrace <= 0 {
 		o.RecoveryGrace = DefaultRecoveryGrace
 	}
-	return &Owners{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL, grace: o.RecoveryGrace}
+	return &RedisStore{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL, grace: o.RecoveryGrace}
 }
 
 // TTL is the keys' time to live.
-func (o *Owners) TTL() time.Duration { return o.ttl }
+func (o *RedisStore) TTL() time.Duration { return o.ttl }
 
 // Every multi-step change is a script, so it is atomic: a node never
 // overwrites or deletes a key another node took over in between.
@@ -122,9 +118,9 @@ end
 return 0`)
 )
 
-// Owner returns the node owning key, or "" (transport.RecoveringError
+// Owner returns the node owning key, or "" (RecoveringError
 // during the recovery grace).
-func (o *Owners) Owner(ctx context.Context, key string) (string, error) {
+func (o *RedisStore) Owner(ctx context.Context, key string) (string, error) {
 	v, err := o.rdb.Get(ctx, o.prefix+key).Result()
 	if err == nil {
 		return v, nil
@@ -143,8 +139,8 @@ func (o *Owners) Owner(ctx context.Context, key string) (string, error) {
 
 // Claim makes node the owner of key unless a node other than node or
 // stale owns it, and returns the owner after the call. During the
-// recovery grace it claims nothing (transport.RecoveringError).
-func (o *Owners) Claim(ctx context.Context, key, node, stale string) (string, error) {
+// recovery grace it claims nothing (RecoveringError).
+func (o *RedisStore) Claim(ctx context.Context, key, node, stale string) (string, error) {
 	if err := o.settled(ctx); err != nil {
 		return "", err
 	}
@@ -155,14 +151,14 @@ func (o *Owners) Claim(ctx context.Context, key, node, stale string) (string, er
 	return v, nil
 }
 
-// Generation implements transport.Owners: it reads (or, when Redis lost
+// Generation implements Store: it reads (or, when Redis lost
 // it, writes) the generation.
-func (o *Owners) Generation(ctx context.Context) (string, error) {
+func (o *RedisStore) Generation(ctx context.Context) (string, error) {
 	g, _, err := o.generation(ctx)
 	return g, err
 }
 
-func (o *Owners) generation(ctx context.Context) (string, time.Duration, error) {
+func (o *RedisStore) generation(ctx context.Context) (string, time.Duration, error) {
 	gen := o.prefix + "{gen}"
 	grace := int64(0)
 	if o.seen.Load() {
@@ -181,14 +177,14 @@ func (o *Owners) generation(ctx context.Context) (string, time.Duration, error) 
 	return g, time.Duration(left) * time.Millisecond, nil
 }
 
-// settled returns a transport.RecoveringError during the recovery grace.
-func (o *Owners) settled(ctx context.Context) error {
+// settled returns a RecoveringError during the recovery grace.
+func (o *RedisStore) settled(ctx context.Context) error {
 	_, left, err := o.generation(ctx)
 	if err != nil {
 		return err
 	}
 	if left > 0 {
-		return &transport.RecoveringError{Left: left}
+		return &RecoveringError{Left: left}
 	}
 	return nil
 }
@@ -206,7 +202,7 @@ const batch = 500
 // returns those another node owns now. One script call per key (not one
 // call over many keys) keeps it valid on Redis Cluster, where keys live
 // in different slots.
-func (o *Owners) Keep(ctx context.Context, keys []string, node string) ([]string, error) {
+func (o *RedisStore) Keep(ctx context.Context, keys []string, node string) ([]string, error) {
 	var lost []string
 	err := o.each(ctx, keepScript, keys, func(key string, c *redis.Cmd) {
 		if v, err := c.Text(); err == nil && v != node {
@@ -217,13 +213,13 @@ func (o *Owners) Keep(ctx context.Context, keys []string, node string) ([]string
 }
 
 // Release deletes the keys node still owns.
-func (o *Owners) Release(ctx context.Context, keys []string, node string) error {
+func (o *RedisStore) Release(ctx context.Context, keys []string, node string) error {
 	return o.each(ctx, releaseScript, keys, nil, node)
 }
 
 // each runs s on every key in pipelines of at most batch, handing each
 // key's result to got (when not nil).
-func (o *Owners) each(ctx context.Context, s *redis.Script, keys []string, got func(string, *redis.Cmd), args ...any) error {
+func (o *RedisStore) each(ctx context.Context, s *redis.Script, keys []string, got func(string, *redis.Cmd), args ...any) error {
 	if len(keys) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package transport
+package cluster
 
 import (
 	"context"
@@ -17,10 +17,11 @@ import (
 
 	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/transport"
 )
 
-// memOwners is the Owners contract on a map: the reference the Redis
-// implementation is tested against too (see cluster/owners_test.go). It
+// memOwners is the Store contract on a map: the reference the Redis
+// implementation is tested against too (see store_redis_test.go). It
 // can be taken down (every call fails) and restarted empty, which starts
 // a recovery grace as Redis's store does.
 type memOwners struct {
@@ -185,13 +186,14 @@ func (c *countingObserver) waitCounts(t *testing.T, want map[string]int) {
 
 type testNode struct {
 	srv  *httptest.Server
-	h    *Handler
+	node *Node
+	h    *transport.Handler
 	obs  *countingObserver
 	reqs chan session.Request // the request of every session the app sees
 }
 
 // startNodes runs n nodes of an echo service sharing one owner store.
-func startNodes(t *testing.T, n int, owners Owners, secret string) []*testNode {
+func startNodes(t *testing.T, n int, owners Store, secret string) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
@@ -200,9 +202,10 @@ func startNodes(t *testing.T, n int, owners Owners, secret string) []*testNode {
 		r.SkipClean(true)
 		tn.srv = httptest.NewUnstartedServer(r)
 		tn.srv.Start()
-		tn.h = New("/echo", Options{Cluster: ClusterOptions{
-			Owners: owners, Self: tn.srv.URL, Secret: []byte(secret), Observer: tn.obs, KeepInterval: 50 * time.Millisecond,
-		}}, func(s *session.Session) {
+		tn.node = mustNode(t, Options{
+			Store: owners, Self: tn.srv.URL, Secret: []byte(secret), Observer: tn.obs, KeepInterval: 50 * time.Millisecond,
+		})
+		tn.h = transport.New("/echo", transport.Options{Cluster: tn.node}, func(s *session.Session) {
 			tn.reqs <- s.Request()
 			for {
 				m, err := s.Recv(context.Background())
@@ -215,7 +218,7 @@ func startNodes(t *testing.T, n int, owners Owners, secret string) []*testNode {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = tn.h.Shutdown(ctx.Done())
+			_ = tn.h.Shutdown(ctx)
 			tn.srv.Close()
 		})
 		nodes[i] = tn
@@ -310,8 +313,8 @@ func TestClusterSignature(t *testing.T) {
 	nodes := startNodes(t, 2, owners, "s3cret")
 	a, b := nodes[0], nodes[1]
 	owners.set("/echo/abc", a.srv.URL)
-	signer := &cluster{opts: ClusterOptions{Secret: []byte("s3cret")}}
-	wrong := &cluster{opts: ClusterOptions{Secret: []byte("other")}}
+	signer := &Node{opts: Options{Secret: []byte("s3cret")}}
+	wrong := &Node{opts: Options{Secret: []byte("other")}}
 	uri := "/echo/000/abc/xhr_send"
 	now := time.Now()
 	for _, tc := range []struct {
@@ -380,18 +383,18 @@ func TestClusterOwnerGone(t *testing.T) {
 	}
 }
 
-func TestClusterOptionsValidate(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	for _, tc := range []struct {
-		o  ClusterOptions
+		o  Options
 		ok bool
 	}{
-		{ClusterOptions{}, true},
-		{ClusterOptions{Owners: &memOwners{}, Self: "http://10.0.0.1:8081", Secret: []byte("s")}, true},
-		{ClusterOptions{Owners: &memOwners{}, Self: "http://10.0.0.1:8081"}, false},
-		{ClusterOptions{Owners: &memOwners{}, Self: "10.0.0.1:8081", Secret: []byte("s")}, false},
-		{ClusterOptions{Owners: &memOwners{}, Secret: []byte("s")}, false},
+		{Options{Store: &memOwners{}, Self: "http://10.0.0.1:8081", Secret: []byte("s")}, true},
+		{Options{Self: "http://10.0.0.1:8081", Secret: []byte("s")}, false},
+		{Options{Store: &memOwners{}, Self: "http://10.0.0.1:8081"}, false},
+		{Options{Store: &memOwners{}, Self: "10.0.0.1:8081", Secret: []byte("s")}, false},
+		{Options{Store: &memOwners{}, Secret: []byte("s")}, false},
 	} {
-		if err := tc.o.validate(); (err == nil) != tc.ok {
+		if _, err := New(tc.o); (err == nil) != tc.ok {
 			t.Errorf("%+v: err %v", tc.o, err)
 		}
 	}
@@ -497,7 +500,7 @@ func frozenOwner(t *testing.T) string {
 }
 
 // startNodesWith is startNodes with cluster options of the test's own.
-func startNodesWith(t *testing.T, n int, owners Owners, adjust func(*Options)) []*testNode {
+func startNodesWith(t *testing.T, n int, owners Store, adjust func(*transport.Options, *Options)) []*testNode {
 	t.Helper()
 	nodes := startNodes(t, 0, owners, "s3cret")
 	for range n {
@@ -505,17 +508,20 @@ func startNodesWith(t *testing.T, n int, owners Owners, adjust func(*Options)) [
 		r := mux.NewRouter()
 		r.SkipClean(true)
 		tn.srv = httptest.NewServer(r)
-		o := Options{Cluster: ClusterOptions{Owners: owners, Self: tn.srv.URL, Secret: []byte("s3cret"), Observer: tn.obs,
-			KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond}}
-		adjust(&o)
-		tn.h = New("/echo", o, func(s *session.Session) {
+		co := Options{Store: owners, Self: tn.srv.URL, Secret: []byte("s3cret"), Observer: tn.obs,
+			KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond}
+		var o transport.Options
+		adjust(&o, &co)
+		tn.node = mustNode(t, co)
+		o.Cluster = tn.node
+		tn.h = transport.New("/echo", o, func(s *session.Session) {
 			s.OnMessage(func(m string) { _ = s.Send(m) })
 		})
 		tn.h.Mount(r)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = tn.h.Shutdown(ctx.Done())
+			_ = tn.h.Shutdown(ctx)
 			tn.srv.Close()
 		})
 		nodes = append(nodes, tn)
@@ -532,7 +538,7 @@ func startNodesWith(t *testing.T, n int, owners Owners, adjust func(*Options)) [
 func TestClusterForwardTimeout(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
 	const timeout = 300 * time.Millisecond
-	b := startNodesWith(t, 1, owners, func(o *Options) { o.Cluster.ForwardTimeout = timeout })[0]
+	b := startNodesWith(t, 1, owners, func(_ *transport.Options, c *Options) { c.ForwardTimeout = timeout })[0]
 	frozen := frozenOwner(t)
 	owners.set("/echo/abc", frozen)
 	for _, ep := range []string{"xhr_send", "xhr_streaming"} {
@@ -560,8 +566,8 @@ func TestClusterForwardTimeout(t *testing.T) {
 // beyond that, so a quiet session's poll is not cut at ForwardTimeout.
 func TestClusterForwardPollWaitsForHeartbeat(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
-	nodes := startNodesWith(t, 2, owners, func(o *Options) {
-		o.Cluster.ForwardTimeout = 100 * time.Millisecond
+	nodes := startNodesWith(t, 2, owners, func(o *transport.Options, c *Options) {
+		c.ForwardTimeout = 100 * time.Millisecond
 		o.Session.HeartbeatDelay = 400 * time.Millisecond
 	})
 	a, b := nodes[0], nodes[1]
@@ -579,8 +585,8 @@ func TestClusterForwardPollWaitsForHeartbeat(t *testing.T) {
 // connection (nothing listens there) counts as the owner gone.
 func TestClusterDialTimeoutIsNotDeath(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
-	b := startNodesWith(t, 1, owners, func(o *Options) {
-		o.Cluster.Transport = &http.Transport{DialContext: (&net.Dialer{Timeout: time.Nanosecond}).DialContext}
+	b := startNodesWith(t, 1, owners, func(_ *transport.Options, c *Options) {
+		c.Transport = &http.Transport{DialContext: (&net.Dialer{Timeout: time.Nanosecond}).DialContext}
 	})[0]
 	live := frozenOwner(t)
 	owners.set("/echo/abc", live)
@@ -602,7 +608,7 @@ func TestClusterDialTimeoutIsNotDeath(t *testing.T) {
 // opening a second session; the forwarding node follows to that owner.
 func TestClusterForwardedClaimLost(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
-	nodes := startNodesWith(t, 3, owners, func(*Options) {})
+	nodes := startNodesWith(t, 3, owners, func(*transport.Options, *Options) {})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	if code, body := post(t, c.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
 		t.Fatalf("open on C: %d %q", code, body)
@@ -612,7 +618,7 @@ func TestClusterForwardedClaimLost(t *testing.T) {
 	}
 	// B still believes A owns the session (its cache, before C took
 	// it over).
-	b.h.cluster.cache.put("abc", a.srv.URL)
+	b.node.cache.put("/echo/abc", a.srv.URL)
 	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"kept\"]\n" {
 		t.Fatalf("poll via B: %d %q", code, body)
 	}
@@ -632,7 +638,7 @@ func TestClusterForwardedClaimLost(t *testing.T) {
 // back, and the request reaches it. No second session is opened.
 func TestClusterStoreRestart(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
-	nodes := startNodesWith(t, 2, owners, func(*Options) {})
+	nodes := startNodesWith(t, 2, owners, func(*transport.Options, *Options) {})
 	a, b := nodes[0], nodes[1]
 	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
 		t.Fatalf("open on A: %d %q", code, body)
@@ -663,7 +669,7 @@ func TestClusterStoreRestart(t *testing.T) {
 // copy with 3012; A's copy goes on. At most one node serves the id.
 func TestClusterOutageReconciles(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
-	nodes := startNodesWith(t, 2, owners, func(*Options) {})
+	nodes := startNodesWith(t, 2, owners, func(*transport.Options, *Options) {})
 	a, b := nodes[0], nodes[1]
 	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
 		t.Fatalf("open on A: %d %q", code, body)
@@ -696,4 +702,14 @@ func TestClusterOutageReconciles(t *testing.T) {
 	if got := owners.get("/echo/abc"); got != a.srv.URL {
 		t.Fatalf("owner %q, want A", got)
 	}
+}
+
+// mustNode is New for tests.
+func mustNode(t *testing.T, o Options) *Node {
+	t.Helper()
+	n, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

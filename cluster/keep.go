@@ -1,0 +1,166 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// keepLoop refreshes owned records every KeepInterval and releases those
+// of ended sessions. Between refreshes it reads the store's generation
+// every CheckInterval: when the store comes back from an outage, or lost
+// its records (a restart), the node refreshes at once, within the store's
+// recovery grace, so that no other node takes a live session over in the
+// meantime. It runs while the node has members, sessions or not: a node
+// that never read the generation could not tell a Redis that lost its
+// records from a new one. One goroutine per node, not per session.
+func (n *Node) keepLoop(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(n.opts.CheckInterval)
+	defer t.Stop()
+	var gen string
+	up := true
+	last := time.Now()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.opts.StoreTimeout)
+		g, err := n.opts.Store.Generation(ctx)
+		cancel()
+		if err != nil {
+			if up {
+				n.warn("session owner store unreachable", err)
+			}
+			up = false
+			continue
+		}
+		changed := gen != "" && g != gen
+		if changed || !up || time.Since(last) >= n.opts.KeepInterval {
+			if changed || !up {
+				n.log.Info("sockjs: cluster: session owner store is back, putting records back", "lost_records", changed)
+			}
+			if n.sweep() {
+				gen, up, last = g, true, time.Now()
+			} else {
+				up = false // try again at the next check
+			}
+			continue
+		}
+		gen = g
+	}
+}
+
+// sweep runs every member's sweep and reports whether the store took all
+// of them.
+func (n *Node) sweep() bool {
+	n.mu.Lock()
+	members := make([]*member, 0, len(n.members))
+	for m := range n.members {
+		members = append(members, m)
+	}
+	n.mu.Unlock()
+	ok := true
+	for _, m := range members {
+		ok = m.sweep() && ok
+	}
+	return ok
+}
+
+// sweep refreshes the records of the member's live sessions, releases
+// those of ended ones, and closes the copies another node owns now. It
+// reports whether the store took the refresh.
+func (m *member) sweep() bool {
+	n := m.n
+	var keep, release []string
+	sids := map[string]string{} // key -> session id, of the keys kept
+	m.mu.Lock()
+	for sid, s := range m.owned {
+		if m.svc.Session(sid) == s {
+			keep = append(keep, m.key(sid))
+			sids[m.key(sid)] = sid
+		} else {
+			release = append(release, m.key(sid))
+			delete(m.owned, sid)
+		}
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.KeepInterval)
+	defer cancel()
+	lost, keepErr := n.opts.Store.Keep(ctx, keep, n.opts.Self)
+	if keepErr != nil {
+		m.warn("keeping owned sessions failed", keepErr)
+	}
+	for _, k := range lost {
+		m.mu.Lock()
+		sid := sids[k]
+		s := m.owned[sid]
+		delete(m.owned, sid) // the record is another node's: never kept or released here again
+		m.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		// Both nodes served this id while the store could not tell
+		// them apart (an outage). The store's owner keeps it; our copy
+		// ends cleanly, and requests that still land here get its
+		// close frame until it expires.
+		m.svc.Logger().Warn("sockjs: cluster: another node owns a session served here; closing this copy", "prefix", m.prefix, "session", s.ID())
+		_ = s.Close(CodeOwnerConflict, ReasonOwnerConflict)
+	}
+	if err := n.opts.Store.Release(ctx, release, n.opts.Self); err != nil {
+		m.warn("releasing ended sessions failed", err)
+	}
+	return keepErr == nil
+}
+
+// Leave implements transport.ClusterMember: it releases the records of
+// every session the member holds, and stops the node's keep loop with the
+// last member. The store calls are bounded by StoreTimeout even when ctx
+// is already done (a shutdown that ran out of time still releases).
+func (m *member) Leave(ctx context.Context) error {
+	n := m.n
+	n.mu.Lock()
+	_, was := n.members[m]
+	delete(n.members, m)
+	var stop, done chan struct{}
+	if was && len(n.members) == 0 {
+		stop, done = n.stop, n.done
+	}
+	n.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.owned))
+	for sid := range m.owned {
+		keys = append(keys, m.key(sid))
+	}
+	clear(m.owned)
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.StoreTimeout)
+	defer cancel()
+	if err := n.opts.Store.Release(ctx, keys, n.opts.Self); err != nil {
+		return errors.Join(errors.New("cluster: releasing this node's sessions"), err)
+	}
+	return nil
+}
+
+// warn logs store failures at most once every 10 seconds for the whole
+// node: when the store is down every request would log otherwise.
+// /readyz shows the outage.
+func (n *Node) warn(msg string, err error, attrs ...any) {
+	now := time.Now().UnixNano()
+	last := n.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !n.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("sockjs: cluster: "+msg, append(attrs, "err", err)...)
+}
+
+// warn is the node's warn naming the member's service.
+func (m *member) warn(msg string, err error) { m.n.warn(msg, err, "prefix", m.prefix) }

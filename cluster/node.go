@@ -1,0 +1,463 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+// A Node is this process's membership of a cluster: every service that
+// joins it (transport.Options.Cluster) has its HTTP sessions recorded in
+// the Store as owned by this node, and requests for other nodes' sessions
+// forwarded there.
+//
+// The node that creates an HTTP session records itself as the session's
+// owner; a request for the session that lands on another node is
+// forwarded to the owner over HTTP, signed with the cluster secret
+// (forward.go). The owner keeps its records alive and puts them back as
+// soon as the store returns from a restart or an outage; a node that finds
+// another owner recorded for a session it holds closes its copy
+// (keep.go), so that once the store is reachable at most one node serves a
+// session id.
+type Node struct {
+	opts     Options
+	obs      Observer
+	log      *slog.Logger
+	proxy    *httputil.ReverseProxy
+	cache    ownerCache
+	lastWarn atomic.Int64
+
+	mu      sync.Mutex
+	members map[*member]struct{}
+	stop    chan struct{} // closed when the last member leaves: keepLoop returns
+	done    chan struct{} // closed when keepLoop returned
+}
+
+// member is one service's membership (transport.ClusterMember).
+type member struct {
+	n      *Node
+	svc    transport.ClusterService
+	prefix string
+
+	mu    sync.Mutex
+	owned map[string]*session.Session // URL session id -> the session we own under it
+}
+
+// Observer is told about every forwarded request. endpoint is one of the
+// seven HTTP session endpoints; result is "ok" (the owner answered),
+// "owner_gone" (nothing listens at the owner's address: the request was
+// served here as for an unknown session), "moved" (the node reached
+// answered 421 naming another owner, tried next), "timeout" (the owner was
+// reached but did not begin its answer within ForwardTimeout, or the
+// connection could not be set up in time: the client got 504),
+// "client_gone" (the client left first, as streaming clients do) or
+// "error" (the owner failed after being reached; the client got 502 or a
+// cut response). d is the time until the owner's response headers
+// arrived. Metrics implements it.
+type Observer interface {
+	Forwarded(endpoint, result string, d time.Duration)
+}
+
+// Options configure a Node. Store, Self and Secret are required; zero
+// values of the others mean the documented defaults.
+type Options struct {
+	// Store is the shared record of session owners (NewRedisStore).
+	Store Store
+	// Self is this node's base URL as the other nodes reach it
+	// ("http://10.0.0.5:8081").
+	Self string
+	// Secret authenticates requests between nodes (HMAC-SHA256 of the
+	// method, URL, client address and a timestamp); every node uses the
+	// same.
+	Secret []byte
+	// KeepInterval is how often owned records are refreshed and those
+	// of ended sessions released. The store's TTL must be several times
+	// longer. Default 10s.
+	KeepInterval time.Duration
+	// CheckInterval is how often the store's Generation is read: how
+	// soon after the store comes back from a restart or an outage this
+	// node puts its records back and closes copies another node owns.
+	// It must be well inside the store's recovery grace. Default 500ms.
+	CheckInterval time.Duration
+	// ForwardTimeout bounds how long the owner of a session may take to
+	// begin answering a forwarded request, beyond the time a poll may
+	// wait there for data. Past it the client gets 504 and the session
+	// stays with its owner: a slow owner is not a gone one (see
+	// docs/cluster.md). Default 10s.
+	ForwardTimeout time.Duration
+	// MaxSkew bounds the age of a forwarded request's signature (and
+	// the clock difference between nodes). Default 30s.
+	MaxSkew time.Duration
+	// OwnerCacheTTL is how long a node remembers another node's session
+	// owner before asking the store again. Default 5s.
+	OwnerCacheTTL time.Duration
+	// StoreTimeout bounds one store call on the request path. Default 2s.
+	StoreTimeout time.Duration
+	// Transport carries forwarded requests. Default: keep-alive
+	// connections, a 2s dial timeout, no proxy from the environment.
+	Transport http.RoundTripper
+	// Observer receives forwarded-request events. Default: none.
+	Observer Observer
+	// Logger receives what goes wrong between nodes, at most one line
+	// every 10 s for store failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ForwardHeader carries a forwarded request's signature: "<unix
+// seconds>:<hex HMAC>". RemoteHeader carries the client's address as the
+// forwarding node saw it (covered by the signature).
+const (
+	ForwardHeader = "X-Sockjsd-Forward"
+	RemoteHeader  = "X-Sockjsd-Remote"
+	// OwnerHeader comes with a 421 answer to a forwarded request: the
+	// node it reached does not own the session, the store names this
+	// owner instead, and the forwarding node tries there.
+	OwnerHeader = "X-Sockjsd-Owner"
+)
+
+// CodeOwnerConflict closes a node's copy of a session when the store says
+// another node owns the session id: two copies can only arise while the
+// store was unreachable, and the client then sees this clean close rather
+// than two sessions answering in turn.
+const (
+	CodeOwnerConflict   = 3012
+	ReasonOwnerConflict = "Session owned by another node"
+)
+
+// Defaults of Options.
+const (
+	DefaultKeepInterval   = 10 * time.Second
+	DefaultCheckInterval  = 500 * time.Millisecond
+	DefaultForwardTimeout = 10 * time.Second
+	DefaultMaxSkew        = 30 * time.Second
+	DefaultStoreTimeout   = 2 * time.Second
+	DefaultOwnerCacheTTL  = 5 * time.Second
+	// maxRecoveryWait caps how long a request waits out the store's
+	// recovery grace, whatever the store says is left.
+	maxRecoveryWait = 10 * time.Second
+	// forwardTries bounds the owners one request is tried at: an owner
+	// gone or moved is followed at most this many times.
+	forwardTries = 3
+)
+
+// New returns a Node, or an error naming what in opts cannot work.
+func New(o Options) (*Node, error) {
+	if o.Store == nil {
+		return nil, errors.New("cluster: no Store")
+	}
+	if len(o.Secret) == 0 {
+		return nil, errors.New("cluster: no secret")
+	}
+	u, err := url.Parse(o.Self)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("cluster: self URL %q is not an http(s) base URL", o.Self)
+	}
+	if o.KeepInterval <= 0 {
+		o.KeepInterval = DefaultKeepInterval
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = DefaultCheckInterval
+	}
+	if o.ForwardTimeout <= 0 {
+		o.ForwardTimeout = DefaultForwardTimeout
+	}
+	if o.MaxSkew <= 0 {
+		o.MaxSkew = DefaultMaxSkew
+	}
+	if o.OwnerCacheTTL <= 0 {
+		o.OwnerCacheTTL = DefaultOwnerCacheTTL
+	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = DefaultStoreTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.Self = strings.TrimSuffix(o.Self, "/")
+	if o.Transport == nil {
+		o.Transport = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}
+	}
+	n := &Node{opts: o, obs: o.Observer, log: o.Logger, members: map[*member]struct{}{},
+		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}}
+	if n.obs == nil {
+		n.obs = nopObserver{}
+	}
+	n.proxy = &httputil.ReverseProxy{
+		Rewrite:        n.rewrite,
+		Transport:      o.Transport,
+		FlushInterval:  -1, // streaming frames reach the client as they come
+		ErrorHandler:   n.proxyError,
+		ModifyResponse: n.gotResponse,
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+	}
+	return n, nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Forwarded(string, string, time.Duration) {}
+
+// Join implements transport.Cluster. The node's keep loop runs while it
+// has members: from the first Join to the last Leave.
+func (n *Node) Join(svc transport.ClusterService) transport.ClusterMember {
+	m := &member{n: n, svc: svc, prefix: svc.Prefix(), owned: map[string]*session.Session{}}
+	n.mu.Lock()
+	n.members[m] = struct{}{}
+	if len(n.members) == 1 {
+		n.stop, n.done = make(chan struct{}), make(chan struct{})
+		go n.keepLoop(n.stop, n.done)
+	}
+	n.mu.Unlock()
+	return m
+}
+
+// receiving endpoints create a session for an unknown id; sending ones
+// answer 404.
+func receiving(endpoint string) bool {
+	return endpoint != "xhr_send" && endpoint != "jsonp_send"
+}
+
+// polling endpoints are answered by the owner only when it has data or a
+// heartbeat is due.
+func polling(endpoint string) bool { return endpoint == "xhr" || endpoint == "jsonp" }
+
+// forwardable: the method each endpoint serves. Anything else (preflights,
+// wrong methods) is answered here, the same on every node.
+func forwardable(endpoint, method string) bool {
+	switch endpoint {
+	case "eventsource", "htmlfile", "jsonp":
+		return method == http.MethodGet
+	default:
+		return method == http.MethodPost
+	}
+}
+
+func (m *member) key(sid string) string { return m.prefix + "/" + sid }
+
+// Route implements transport.ClusterMember.
+func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint string) bool {
+	if sig := r.Header.Get(ForwardHeader); sig != "" {
+		return m.forwarded(w, r, sig, sid, endpoint)
+	}
+	if !forwardable(endpoint, r.Method) || m.svc.Session(sid) != nil {
+		return false
+	}
+	n, key := m.n, m.key(sid)
+	// A node shutting down still forwards to live owners (the balancer
+	// may send it requests until it notices) but takes no new sessions.
+	closing := !m.svc.Accepting()
+	owner, cached := n.cache.get(key)
+	if !cached {
+		var err error
+		owner, err = n.settled(r.Context(), func(ctx context.Context) (string, error) {
+			return n.opts.Store.Owner(ctx, key)
+		})
+		if err != nil {
+			// Without the store this node can only act alone: a send
+			// gets 404, a receive starts a session here. Once the
+			// store is back the owners reconcile (keep.go).
+			m.warn("owner lookup failed", err)
+			return false
+		}
+	}
+	if (owner == "" || owner == n.opts.Self) && receiving(endpoint) && !closing {
+		owner = m.claim(r.Context(), sid, "")
+	}
+	for range forwardTries {
+		if owner == "" || owner == n.opts.Self {
+			return false
+		}
+		if !cached {
+			// Entries expire OwnerCacheTTL after the lookup, however
+			// often they are used.
+			n.cache.put(key, owner)
+		}
+		res := m.forward(w, r, owner, endpoint)
+		switch {
+		case res.answered:
+			return true
+		case res.moved != "":
+			// The node we reached does not own the session: the
+			// store names another owner there, which we follow.
+			n.cache.drop(key)
+			owner, cached = res.moved, false
+			continue
+		}
+		// Nothing listens at the owner's address: its sessions are
+		// unknown ids now. A receive takes the session over, unless
+		// another node did so first; that one gets the request then.
+		n.cache.drop(key)
+		if !receiving(endpoint) || closing {
+			return false
+		}
+		owner, cached = m.claim(r.Context(), sid, owner), false
+	}
+	// Owners that kept moving or vanishing: answer rather than serve a
+	// session another node may hold.
+	plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	return true
+}
+
+// forwarded handles a request another node forwarded here: it is always
+// served here, never forwarded again, so that two nodes that disagree
+// about the owner cannot loop. A receive for an unknown id claims it
+// first; when the store names another owner, the answer is 421 with that
+// owner, for the forwarding node to try there.
+func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, endpoint string) bool {
+	if err := m.n.verify(r, sig); err != nil {
+		m.svc.Logger().Warn("sockjs: forwarded request refused", "prefix", m.prefix, "remote", r.RemoteAddr, "err", err)
+		plainError(w, http.StatusForbidden, "Bad cluster signature")
+		return true
+	}
+	// The client's address as the first node saw it: the session sees
+	// the same request whichever node the client reached first.
+	r.RemoteAddr = r.Header.Get(RemoteHeader)
+	r.Header.Del(ForwardHeader)
+	r.Header.Del(RemoteHeader)
+	if !receiving(endpoint) || m.svc.Session(sid) != nil || !m.svc.Accepting() {
+		return false
+	}
+	if owner := m.claim(r.Context(), sid, ""); owner != "" && owner != m.n.opts.Self {
+		w.Header().Set(OwnerHeader, owner)
+		plainError(w, http.StatusMisdirectedRequest, "Session owned by another node")
+		return true
+	}
+	return false
+}
+
+// Opened implements transport.ClusterMember: the session's record is kept
+// alive while it lives and released when it ends.
+func (m *member) Opened(sid string, s *session.Session) {
+	m.mu.Lock()
+	m.owned[sid] = s
+	m.mu.Unlock()
+}
+
+// settled runs a store call, waiting out the store's recovery grace:
+// during it a key without an owner may belong to a live session whose
+// owner has not put its record back yet, and taking the id over would
+// serve the session twice. Each try is bounded by StoreTimeout; tries
+// repeat every CheckInterval until the store settles (at most
+// maxRecoveryWait).
+func (n *Node) settled(ctx context.Context, call func(context.Context) (string, error)) (string, error) {
+	deadline := time.Now().Add(maxRecoveryWait)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, n.opts.StoreTimeout)
+		v, err := call(sctx)
+		cancel()
+		if !errors.Is(err, ErrRecovering) {
+			return v, err
+		}
+		// Owners put their records back within a CheckInterval of
+		// noticing: ask again after one, or when the grace ends.
+		wait := n.opts.CheckInterval
+		var re *RecoveringError
+		if errors.As(err, &re) && re.Left > 0 && re.Left < wait {
+			wait = re.Left
+		}
+		if left := time.Until(deadline); left <= 0 {
+			return "", err
+		} else if wait > left {
+			wait = left
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// claim records this node as sid's owner and returns the owner after the
+// call ("" if the store failed: the session is then served here alone).
+func (m *member) claim(ctx context.Context, sid, stale string) string {
+	n := m.n
+	owner, err := n.settled(ctx, func(ctx context.Context) (string, error) {
+		return n.opts.Store.Claim(ctx, m.key(sid), n.opts.Self, stale)
+	})
+	if err != nil {
+		m.warn("owner claim failed", err)
+		return ""
+	}
+	return owner
+}
+
+// plainError answers status with a short text body, as transport does.
+func plainError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg))
+}
+
+// ownerCache remembers where sessions of other nodes live for a few
+// seconds, sparing the store a lookup on most forwarded requests. A stale
+// entry costs little: an owner that is gone refuses the connection and
+// the entry is dropped; an owner that no longer holds the session answers
+// 421 with the store's owner, or as for an unknown id, as the store would
+// have made this node do.
+type ownerCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]cachedOwner
+}
+
+type cachedOwner struct {
+	owner   string
+	expires time.Time
+}
+
+// maxCachedOwners bounds the cache's memory (about 100 bytes an entry).
+const maxCachedOwners = 1 << 16
+
+func (oc *ownerCache) get(sid string) (string, bool) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	e, ok := oc.m[sid]
+	if !ok || time.Now().After(e.expires) {
+		return "", false
+	}
+	return e.owner, true
+}
+
+func (oc *ownerCache) put(sid, owner string) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if len(oc.m) >= maxCachedOwners {
+		now := time.Now()
+		for k, e := range oc.m {
+			if now.After(e.expires) {
+				delete(oc.m, k)
+			}
+		}
+		if len(oc.m) >= maxCachedOwners {
+			clear(oc.m)
+		}
+	}
+	oc.m[sid] = cachedOwner{owner, time.Now().Add(oc.ttl)}
+}
+
+func (oc *ownerCache) drop(sid string) {
+	oc.mu.Lock()
+	delete(oc.m, sid)
+	oc.mu.Unlock()
+}

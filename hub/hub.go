@@ -68,8 +68,9 @@ type Options struct {
 	// (the broker's own history settings bound what it keeps). Default
 	// 100; negative: none.
 	HistorySize int
-	// PingInterval is how often each session is pinged to measure its
-	// round trip. Default 25s.
+	// PingInterval is how often each session gets {"op":"ping"}, to
+	// measure its round trip (Observer.ObservePingRTT) within the hub's
+	// own protocol: clients may answer or ignore it. Default 25s.
 	PingInterval time.Duration
 	// MaxSubscriptions per session. Default 100.
 	MaxSubscriptions int

@@ -66,9 +66,13 @@ func testHub(t *testing.T, b *browser) {
 		`sockjs_ping_rtt_seconds_count{service="hub",transport="xhr-polling"}`,
 		`sockjs_websocket_ping_rtt_seconds_count{service="hub",transport="websocket"}`,
 	} {
-		if n := seriesValue(body, series); n < 1 {
+		n := seriesValue(body, series)
+		if n < 1 {
 			t.Errorf("%s = %v, want at least 1", series, n)
+			continue
 		}
+		sum := seriesValue(body, strings.Replace(series, "_count{", "_sum{", 1))
+		t.Logf("%s: %.0f samples, mean %.2f ms", strings.TrimSuffix(series, "}"), n, sum/n*1000)
 	}
 	t.Run("plain-sockjs-client", func(t *testing.T) { testHubPlainClient(t, b, s) })
 }

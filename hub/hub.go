@@ -68,8 +68,9 @@ type Options struct {
 	// (the broker's own history settings bound what it keeps). Default
 	// 100; negative: none.
 	HistorySize int
-	// PingInterval is how often each session is pinged to measure its
-	// round trip. Default 25s.
+	// PingInterval is how often each session gets {"op":"ping"}, to
+	// measure its round trip (Observer.ObservePingRTT) within the hub's
+	// own protocol: clients may answer or ignore it. Default 25s.
 	PingInterval time.Duration
 	// MaxSubscriptions per session. Default 100.
 	MaxSubscriptions int
@@ -172,6 +173,7 @@ type client struct {
 	pingMu   sync.Mutex
 	pingID   int64
 	pingSent time.Time
+	lastRTT  time.Duration // of the last answered ping, sent with the next one
 }
 
 // addrOf is the client IP a session counts against: the connection's, not
@@ -240,8 +242,12 @@ func (h *Hub) handle(ctx context.Context, c *client, raw, token string) {
 		h.handlePublish(ctx, c, m, token)
 	case "pong":
 		c.pingMu.Lock()
+		// Only the latest ping counts, once: a late or repeated pong is
+		// not a round trip. A client that never answers is not closed
+		// for it; it just gives no sample.
 		if m.ID == c.pingID && !c.pingSent.IsZero() {
-			h.opts.Observer.ObservePingRTT(c.s.Transport(), time.Since(c.pingSent))
+			c.lastRTT = time.Since(c.pingSent)
+			h.opts.Observer.ObservePingRTT(c.s.Transport(), c.lastRTT)
 			c.pingSent = time.Time{}
 		}
 		c.pingMu.Unlock()
@@ -256,14 +262,16 @@ func jsonString(s string) string {
 }
 
 // ping sends the next ping; its pong's round trip is recorded. An
-// unanswered ping is simply superseded by the next one.
+// unanswered ping is simply superseded by the next one. The ping carries
+// the last round trip measured, so that a page can show what the server
+// sees (hub-client.js's onrtt) without a message of its own.
 func (h *Hub) ping(c *client) {
 	c.pingMu.Lock()
 	c.pingID++
-	id := c.pingID
+	id, rtt := c.pingID, c.lastRTT
 	c.pingSent = time.Now()
 	c.pingMu.Unlock()
-	h.send(c, encodePing(id))
+	h.send(c, encodePing(id, rtt))
 }
 
 // send queues msg for c. Send never blocks: a client whose queue

@@ -3,6 +3,7 @@ package hub
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // The hub's protocol: one JSON object per SockJS message.
@@ -29,7 +30,8 @@ import (
 //	{"op":"unsubscribed","channel":"news"}
 //	{"op":"published","channel":"news","seq":N}                  acknowledges a browser publish
 //	{"op":"error","code":"...","message":"...","channel":"news"}
-//	{"op":"ping","id":N}
+//	{"op":"ping","id":N}                   every PingInterval; answer {"op":"pong","id":N} (or ignore it)
+//	{"op":"ping","id":N,"rtt":R}           R: the last answered ping's round trip, in ms (µs precision)
 
 // clientMsg is any message a client sends.
 type clientMsg struct {
@@ -105,6 +107,14 @@ func EncodeMessage(channel string, seq uint64, data json.RawMessage) string {
 	return string(b)
 }
 
-func encodePing(id int64) string {
-	return `{"op":"ping","id":` + strconv.FormatInt(id, 10) + `}`
+// encodePing is a ping, with the last round trip when there was one.
+func encodePing(id int64, lastRTT time.Duration) string {
+	b := make([]byte, 0, 48)
+	b = append(b, `{"op":"ping","id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	if us := lastRTT.Microseconds(); us > 0 {
+		b = append(b, `,"rtt":`...)
+		b = strconv.AppendFloat(b, float64(us)/1000, 'f', -1, 64)
+	}
+	return string(append(b, '}'))
 }

@@ -78,8 +78,10 @@ type Metrics struct {
 	delivery   [nt]prometheus.Observer
 	receive    [nt]prometheus.Observer
 	pingRTT    *prometheus.HistogramVec // service, transport
+	wsRTT      *prometheus.HistogramVec // service, transport: websocket ping/pong frames
 	rttMu      sync.RWMutex
 	rttBy      map[string]*[nt]prometheus.Observer // pingRTT's children by service
+	wsRTTBy    map[string]*[nt]prometheus.Observer // wsRTT's
 	dropped    [nt]prometheus.Counter
 	resets     [nt][len(resetReasons)]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
@@ -118,6 +120,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	delivery := histogram("delivery_delay_seconds", "From Send to the message's bytes being written to the client's connection or response; for polling this includes waiting for the next poll.", LatencyBuckets, tl...)
 	receive := histogram("receive_delay_seconds", "From a message being read off the client's connection to the application's Recv returning it.", LatencyBuckets, tl...)
 	m.pingRTT = histogram("ping_rtt_seconds", "Round trip browsers get: from the server writing a ping to it reading the pong (the service ping answered by sockjsd.js, and the hub's ping under service=\"hub\").", LatencyBuckets, "service", "transport")
+	// A metric of its own, not a source label on ping_rtt_seconds: a pong
+	// frame is answered by the client's websocket stack, before any
+	// script runs, so it is shorter than a message round trip, and
+	// queries over ping_rtt_seconds keep meaning what they meant.
+	m.wsRTT = histogram("websocket_ping_rtt_seconds", "Websocket round trip: from the server writing a websocket ping frame to it reading the matching pong, which the client's websocket stack (a browser's, with no script) answers by itself. Websocket transports only.", LatencyBuckets, "service", "transport")
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
 	resets := counter("hub_subscriber_resets_total", "Live hub subscribers told recovered:false because their channel's sequence did not continue, by reason: epoch (the channel started again), gap (messages lost: history no longer held them).", "transport", "reason")
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
@@ -251,30 +258,41 @@ func (m *Metrics) ObservePingRTT(t session.Transport, d time.Duration) {
 // few and fixed by the application, so the label set stays small.
 func (m *Metrics) ObserveRTT(service string, t session.Transport, d time.Duration) {
 	if ok(t) {
-		m.rttFor(service)[t].Observe(d.Seconds())
+		m.rttFor(m.pingRTT, &m.rttBy, service, false)[t].Observe(d.Seconds())
 	}
 }
 
-// rttFor is the service's histograms, made on first use, so that
-// recording allocates nothing after that.
-func (m *Metrics) rttFor(service string) *[nt]prometheus.Observer {
+// ObserveWebSocketRTT records the round trip of a websocket ping frame
+// (transport.WebSocketRTTObserver) for a session of service on t.
+func (m *Metrics) ObserveWebSocketRTT(service string, t session.Transport, d time.Duration) {
+	if t == session.WebSocket || t == session.RawWebSocket {
+		m.rttFor(m.wsRTT, &m.wsRTTBy, service, true)[t].Observe(d.Seconds())
+	}
+}
+
+// rttFor is the service's histograms of vec, kept in *by, made on first
+// use, so that recording allocates nothing after that. wsOnly: only the
+// websocket transports' exist (no series that can never move).
+func (m *Metrics) rttFor(vec *prometheus.HistogramVec, by *map[string]*[nt]prometheus.Observer, service string, wsOnly bool) *[nt]prometheus.Observer {
 	m.rttMu.RLock()
-	o := m.rttBy[service]
+	o := (*by)[service]
 	m.rttMu.RUnlock()
 	if o != nil {
 		return o
 	}
 	m.rttMu.Lock()
 	defer m.rttMu.Unlock()
-	if o = m.rttBy[service]; o == nil {
+	if o = (*by)[service]; o == nil {
 		o = new([nt]prometheus.Observer)
 		for t := session.Transport(0); t < nt; t++ {
-			o[t] = m.pingRTT.WithLabelValues(service, t.String())
+			if !wsOnly || t == session.WebSocket || t == session.RawWebSocket {
+				o[t] = vec.WithLabelValues(service, t.String())
+			}
 		}
-		if m.rttBy == nil {
-			m.rttBy = make(map[string]*[nt]prometheus.Observer)
+		if *by == nil {
+			*by = make(map[string]*[nt]prometheus.Observer)
 		}
-		m.rttBy[service] = o
+		(*by)[service] = o
 	}
 	return o
 }

@@ -37,6 +37,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 		m.HTTPRequest(session.EndpointXHRSend, 204, time.Millisecond)
 		m.ObservePingRTT(session.EventSource, time.Millisecond)
 		m.ObserveRTT("echo", session.XHRStreaming, time.Millisecond)
+		m.ObserveWebSocketRTT("echo", session.WebSocket, time.Millisecond)
 		m.SessionClosed(session.XHRStreaming, session.ReasonClient, time.Second)
 	})
 	if allocs != 0 {

@@ -190,8 +190,9 @@ type Handler struct {
 	app      func(*session.Session)
 	obs      session.Observer
 	iframe   *fallback.IframePage
-	client   *clientScript // nil: no ClientScript
-	pingers  sync.Map      // *session.Session -> *pinger, with PingInterval
+	client   *clientScript        // nil: no ClientScript
+	pingers  sync.Map             // *session.Session -> *pinger, with PingInterval
+	wsRTT    WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
@@ -222,6 +223,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		log:     opts.Logger,
 		keep:    keepList(opts),
 	}
+	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
 	if opts.Cluster != nil {
 		h.cluster = opts.Cluster.Join(clusterService{h})
 	}

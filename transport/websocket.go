@@ -62,6 +62,8 @@ type wsReceiver struct {
 	failure   atomic.Pointer[wsFailure]
 	closeSent atomic.Bool
 	lim       io.LimitedReader // the reader goroutine's (readMessage)
+	rtt       wsRTT            // websocket ping round trips (wsping.go)
+	pingOut   atomic.Int64     // stamp of the ping whose pong counts, 0: none
 }
 
 func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
@@ -85,17 +87,27 @@ func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	if cap(wr.buf) > 64<<10 {
 		wr.buf = nil // do not pin a large frame's buffer to an idle session
 	}
+	if err := wr.afterFrame(deadline); err != nil {
+		return true, err
+	}
 	return false, nil
 }
 
 // writeRaw: each message is its own websocket message; heartbeats are
-// pings.
+// pings, stamped (and their pongs measured) when round trips are observed.
 func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, error) {
 	switch f.Kind {
 	case session.FrameHeartbeat:
-		if err := wr.conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+		var err error
+		if wr.rtt.obs != nil {
+			err = wr.writePing(pingStamp(), deadline)
+		} else {
+			err = wr.conn.WriteControl(websocket.PingMessage, nil, deadline)
+		}
+		if err != nil {
 			return true, err
 		}
+		return false, nil
 	case session.FrameMessages:
 		_ = wr.conn.SetWriteDeadline(deadline)
 		n := 0
@@ -111,6 +123,10 @@ func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, erro
 			n += len(m)
 		}
 		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), n)
+	}
+	// The open frame (not written on raw websockets) and messages.
+	if err := wr.afterFrame(deadline); err != nil {
+		return true, err
 	}
 	return false, nil
 }
@@ -216,6 +232,10 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	}
 	go h.run(s)
 	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs}
+	if h.wsRTT != nil {
+		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
+		conn.SetPongHandler(rcv.pong)
+	}
 	conn.SetCloseHandler(func(code int, _ string) error {
 		// Answer the client's close with its code, unless ours went
 		// first; either way the reader then ends.

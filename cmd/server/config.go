@@ -62,7 +62,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.ReceiverWait, "receiver-wait", session.DefaultReceiverWait, "how long a second receiving request waits for the attached one to go before it gets 2010")
 	fs.DurationVar(&c.CloseWait, "ws-close-wait", transport.DefaultCloseWait, "how long a websocket stays open after the server's close frame, waiting for the client's")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's services (/demo, /hub) ping each session to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's echo service (/demo) pings each session in-band to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off. /hub uses -hub-ping-interval")
 	c.Hub.register(fs)
 	c.Exec.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")

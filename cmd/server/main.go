@@ -106,11 +106,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	svcs := services.Protocol(opts)
-	// The demo page's services ping their sessions (-ping-interval).
+	// Only /demo gets the in-band service ping (-ping-interval): its page
+	// runs sockjsd.js, which answers it and hides it. The hub is spoken by
+	// clients that know its JSON protocol alone (docs/hub.md: Python,
+	// mobile, plain sockjs-client pages), so it measures round trips with
+	// its own {"op":"ping"} (-hub-ping-interval) and websocket pings, and
+	// never sends a message that is not JSON.
 	svcs = append(svcs, services.Demo(opts, cfg.PingInterval))
-	hubOpts := opts
-	hubOpts.PingInterval = cfg.PingInterval
-	hm, err := mountHub(r, cfg, hubOpts, m, reg, log)
+	hm, err := mountHub(r, cfg, opts, m, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,6 +52,91 @@ func testHub(t *testing.T, b *browser) {
 	for _, p := range pages {
 		waitFor[bool](t, p, hasLine("#3 backend: deploy finished"))
 	}
+	// hub-client.js answered the hub's {"op":"ping"}: the panel shows the
+	// round trip the next ping carried, so the server had recorded it in
+	// /metrics before. The websocket page's browser also answered the
+	// websocket ping sent after the open frame, before any hub pong (its
+	// frames leave in order).
+	for _, p := range pages {
+		waitFor[bool](t, p, `/ ms$/.test(document.getElementById("hub-rtt").textContent)`)
+	}
+	_, body := httpGet(t, s.URL()+"/metrics")
+	for _, series := range []string{
+		`sockjs_ping_rtt_seconds_count{service="hub",transport="websocket"}`,
+		`sockjs_ping_rtt_seconds_count{service="hub",transport="xhr-polling"}`,
+		`sockjs_websocket_ping_rtt_seconds_count{service="hub",transport="websocket"}`,
+	} {
+		n := seriesValue(body, series)
+		if n < 1 {
+			t.Errorf("%s = %v, want at least 1", series, n)
+			continue
+		}
+		sum := seriesValue(body, strings.Replace(series, "_count{", "_sum{", 1))
+		t.Logf("%s: %.0f samples, mean %.2f ms", strings.TrimSuffix(series, "}"), n, sum/n*1000)
+	}
+	t.Run("plain-sockjs-client", func(t *testing.T) { testHubPlainClient(t, b, s) })
+}
+
+// plainHubJS: the bare sockjs-client (no sockjsd.js, no hub-client.js)
+// speaks the hub's protocol as docs/hub.md has it, answers two pings, and
+// resolves with every message it got, or rejects on one that is not a
+// JSON object with an op.
+const plainHubJS = `new Promise(function (resolve, reject) {
+	var got = [], pings = 0;
+	var timer = setTimeout(function () { reject(new Error("timeout: got " + JSON.stringify(got))); }, 30000);
+	var sock = new SockJS("/hub", null, {transports: [%s], timeout: 10000});
+	sock.onopen = function () { sock.send(JSON.stringify({op: "subscribe", channel: "news"})); };
+	sock.onmessage = function (e) {
+		got.push(e.data);
+		var m;
+		try { m = JSON.parse(e.data); } catch (err) { m = null; }
+		if (!m || typeof m.op !== "string") {
+			clearTimeout(timer); sock.close(); reject(new Error("not a hub message: " + JSON.stringify(e.data))); return;
+		}
+		if (m.op === "ping" && ++pings <= 2) { sock.send(JSON.stringify({op: "pong", id: m.id})); }
+		if (pings === 2) { clearTimeout(timer); sock.close(); resolve(got); }
+	};
+	sock.onclose = function (e) { clearTimeout(timer); reject(new Error("closed " + e.code + " " + e.reason)); };
+})`
+
+// testHubPlainClient: a page with only sockjs-client on /hub gets JSON
+// only, on a streaming and a polling transport and on websocket (whose
+// pings the browser answers below the script).
+func testHubPlainClient(t *testing.T, b *browser, s *server) {
+	p := b.open(t, s.URL()+harnessPath)
+	for _, tr := range []string{"websocket", "xhr-streaming", "xhr-polling"} {
+		t.Run(tr, func(t *testing.T) {
+			p.t = t
+			got := mustEval[[]string](p, stepTimeout, sprintf(plainHubJS, jsArg(tr)))
+			t.Logf("%s: %d messages, first %q", tr, len(got), got[0])
+		})
+	}
+}
+
+// httpGet fetches url's body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
+// seriesValue is one series' value in a /metrics body (0 when absent).
+func seriesValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // testHubResume: hub-client.js resumes its subscription with since after

@@ -19,9 +19,12 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/testenv"
+	"github.com/sockjsd/sockjsd/metrics"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -141,14 +144,21 @@ func (s *server) router() http.Handler {
 			s.echo = h
 		}
 	}
-	// The hub, as cmd/server mounts it, for the hub scenario.
-	s.hub = hub.New(hub.Options{Rules: hub.Rules{BrowserPublish: []string{"chat.*"}}, PingInterval: 200 * time.Millisecond, Logger: quietLogger()})
+	// The hub, as cmd/server mounts it, for the hub scenario: its round
+	// trips (its own JSON ping, and websocket pings) go to real metrics
+	// at /metrics. Like cmd/server's, /hub gets no in-band service ping.
+	reg := prometheus.NewRegistry()
+	met := metrics.New(reg)
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.hub = hub.New(hub.Options{Rules: hub.Rules{BrowserPublish: []string{"chat.*"}}, PingInterval: 200 * time.Millisecond, Observer: met, Logger: quietLogger()})
 	hub.NewAPI(s.hub, hub.APIOptions{}).Mount(r, "/api")
-	// The demo page's services ping their sessions, as cmd/server's do.
+	hubOpts := opts
+	hubOpts.Session.Observer = met
+	// The demo page's echo service pings its sessions, as cmd/server's does.
 	pinged := opts
 	pinged.PingInterval = demoPing
 	pinged.Session.Observer = s.rtt
-	s.handlers = append(s.handlers, transport.New("/hub", pinged, s.hub.Serve), services.Demo(pinged, demoPing))
+	s.handlers = append(s.handlers, transport.New("/hub", hubOpts, s.hub.Serve), services.Demo(pinged, demoPing))
 	services.Mount(r, s.handlers...)
 	r.PathPrefix("/e2e/").Handler(http.StripPrefix("/e2e/", http.FileServer(http.Dir("testdata"))))
 	web.Mount(r, filepath.Join(s.root, web.DefaultDir), quietLogger())

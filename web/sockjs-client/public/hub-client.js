@@ -13,6 +13,7 @@
  *                                     // back far enough, or the channel started again): reload the
  *                                     // channel's state; the messages after seq follow. Called on a
  *                                     // resubscribe and, unasked, in the middle of a live channel
+ *     onrtt: function (ms) {},        // the round trip the server measured with its last ping
  *     onclose: function (ev) {}
  *   });
  *   hub.subscribe('chat.lobby');
@@ -21,7 +22,10 @@
  *   hub.transport; hub.close();
  *
  * Pings ({"op":"ping","id":N}) are answered with pongs at once, so the
- * server measures this page's round trip on its transport.
+ * server measures this page's round trip on its transport; from the
+ * second ping on they carry the last one's ("rtt", ms), passed to onrtt
+ * and kept in hub.rtt. The hub's round trip comes from these JSON pings
+ * only: /hub sends no sockjsd.js service ping.
  *
  * Every reopen resumes each subscription where it left off: the subscribe
  * carries the last seq seen (and the channel's epoch), and the server
@@ -37,13 +41,13 @@
     var self = this;
     this.channels = {};
     this.transport = null;
+    this.rtt = null;
     this._opts = opts;
     this._conn = global.SockJSD.connect({
       url: opts.url || '/hub',
       transports: opts.transports,
       timeout: opts.timeout,
       reconnect: opts.reconnect,
-      onrtt: opts.onrtt,
       onopen: function (info) {
         var ch;
         self.transport = info.transport;
@@ -85,6 +89,14 @@
     }
     if (m.op === 'ping') {
       this._send({op: 'pong', id: m.id});
+      if (typeof m.rtt === 'number') {
+        this.rtt = m.rtt;
+        if (this._opts.onrtt) {
+          // A throwing callback must not stop the pong above or the
+          // messages after this one.
+          try { this._opts.onrtt(m.rtt); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        }
+      }
       return;
     }
     st = m.channel !== undefined && Object.prototype.hasOwnProperty.call(this.channels, m.channel) ? this.channels[m.channel] : null;

@@ -125,10 +125,12 @@ browser-test: deps-client deps-system
 
 # Cluster mode on one machine: redis-server, three nodes (127.0.0.1:8091-8093)
 # and haproxy (deploy/haproxy.cfg: round robin, no sticky sessions) at
-# 127.0.0.1:8090; prints the demo URL, Ctrl-C stops everything.
+# 127.0.0.1:8090; prints the demo URL, Ctrl-C stops everything. The nodes
+# run what `make build` built ($(BIN), the npm sockjs-client inside), so the
+# demo page works without the CDN.
 .PHONY: cluster cluster-test cluster-bench
-cluster: deps-client
-	GO=$(GO) ./deploy/cluster.sh
+cluster: build
+	BIN=$(BIN) ./deploy/cluster.sh
 
 # The cluster tests alone (real redis-server, haproxy, node, Chromium).
 cluster-test: deps-client deps-node

@@ -478,3 +478,26 @@ func TestLogtailDefault(t *testing.T) {
 		t.Fatalf("logtail.sh printed %q (%v), want the chat room's line", lines.Text(), lines.Err())
 	}
 }
+
+var (
+	historyRef = regexp.MustCompile(`(?i)\bissue #?\d+|\b(this|last|previous) round\b|before this (round|work|change)`)
+	hashRef    = regexp.MustCompile(`\b[0-9a-f]{7,40}\b`)
+)
+
+// TestDocsNoHistory: README.md and docs/*.md describe what is, not how it
+// came to be; issue numbers, work rounds and commit hashes belong in git.
+func TestDocsNoHistory(t *testing.T) {
+	for _, d := range docs(t) {
+		for i, line := range strings.Split(d.text, "\n") {
+			if m := historyRef.FindString(line); m != "" {
+				t.Errorf("%s:%d names history (%q): %s", d.name, i+1, m, line)
+			}
+			for _, h := range hashRef.FindAllString(line, -1) {
+				// A commit hash has letters and digits; a number or a word has not.
+				if strings.ContainsAny(h, "0123456789") && strings.ContainsAny(h, "abcdef") {
+					t.Errorf("%s:%d names what looks like a commit hash (%s): %s", d.name, i+1, h, line)
+				}
+			}
+		}
+	}
+}

@@ -55,14 +55,16 @@ e2e/node/node_modules/.package-lock.json: e2e/node/package-lock.json
 	cd e2e/node && $(NPM) ci --no-audit --no-fund
 
 # Chromium for the browser tests, from Debian, unless one is on PATH or
-# $$CHROME names one; redis-server and haproxy for the hub's Redis broker
-# and cluster tests (e2e/cluster). apt waits (bounded) for a lock another
-# apt holds.
+# $$CHROME names one; redis-server, haproxy and nginx for the hub's Redis
+# broker and cluster tests (e2e/cluster runs deploy/nginx.conf in the
+# foreground: the Debian service is not needed). apt waits (bounded) for a
+# lock another apt holds.
 deps-system:
 	@need=""; \
 	{ [ -n "$$CHROME" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; } || need="$$need chromium"; \
 	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
 	command -v haproxy >/dev/null 2>&1 || need="$$need haproxy"; \
+	command -v nginx >/dev/null 2>&1 || need="$$need nginx"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT) update -qq && \
@@ -128,13 +130,15 @@ browser-test: deps-client deps-system
 
 # Cluster mode on one machine: redis-server, three nodes (127.0.0.1:8091-8093)
 # and haproxy (deploy/haproxy.cfg: round robin, no sticky sessions) at
-# 127.0.0.1:8090; prints the demo URL, Ctrl-C stops everything.
+# 127.0.0.1:8090; prints the demo URL, Ctrl-C stops everything. The nodes
+# run what `make build` built ($(BIN), the npm sockjs-client inside), so the
+# demo page works without the CDN.
 .PHONY: cluster cluster-test cluster-bench
-cluster: deps-client
-	GO=$(GO) ./deploy/cluster.sh
+cluster: build
+	BIN=$(BIN) ./deploy/cluster.sh
 
-# The cluster tests alone (real redis-server, haproxy, node, Chromium).
-cluster-test: deps-client deps-node
+# The cluster tests alone (real redis-server, haproxy, nginx, node, Chromium).
+cluster-test: deps-client deps-node deps-system
 	$(GO) test -race -count=1 -timeout 15m -v ./e2e/cluster/
 
 # What cluster mode costs: xhr-polling echo through haproxy over 3 nodes

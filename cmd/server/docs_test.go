@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -317,5 +321,183 @@ func TestDocsExample(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "```go\n"+string(src[i:])+"```\n") {
 		t.Error("README.md does not show examples/echo/main.go (from `package main`) verbatim in a go block")
+	}
+}
+
+// shellWords splits a command line as sh would for the docs' examples:
+// words, single or double quotes, and a comment from # to the end.
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	in, quote := false, byte(0)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteByte(c)
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == '#' && !in:
+			return words
+		case c == ' ' || c == '\t':
+			if in {
+				words, in = append(words, cur.String()), false
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// docCommands is every command in the docs' sh blocks that runs the server
+// (bin/sockjsd, continuation lines joined), as words.
+func docCommands(text string) [][]string {
+	var out [][]string
+	inBlock := false
+	lines := strings.Split(text, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if strings.HasPrefix(l, "```") {
+			inBlock = !inBlock && strings.TrimPrefix(l, "```") == "sh"
+			continue
+		}
+		if !inBlock || !strings.HasPrefix(l, "bin/sockjsd ") {
+			continue
+		}
+		for strings.HasSuffix(l, "\\") && i+1 < len(lines) {
+			i++
+			l = strings.TrimSuffix(l, "\\") + " " + lines[i]
+		}
+		out = append(out, shellWords(l))
+	}
+	return out
+}
+
+// TestDocsExecExamples: the -exec examples in the docs run on a stock
+// machine: each program they name (from -exec-dir, or on PATH), each
+// directory, and each file given in -exec-env, exists.
+func TestDocsExecExamples(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	seen := 0
+	for _, d := range docs(t) {
+		for _, words := range docCommands(d.text) {
+			dir := root
+			var progs, files []string
+			for i := 1; i+1 < len(words); i++ {
+				v := words[i+1]
+				switch words[i] {
+				case "-exec-dir":
+					dir = filepath.Join(root, v)
+					files = append(files, dir)
+				case "-exec-pages":
+					files = append(files, filepath.Join(root, v))
+				case "-exec":
+					if j := strings.Index(v, "="); strings.HasPrefix(v, "/") && j > 0 {
+						v = v[j+1:]
+					}
+					if f := strings.Fields(v); len(f) > 0 {
+						progs = append(progs, f[0])
+					}
+				case "-exec-env":
+					if _, val, _ := strings.Cut(v, "="); filepath.IsAbs(val) {
+						files = append(files, val)
+					}
+				}
+			}
+			for _, p := range progs {
+				seen++
+				if strings.Contains(p, "/") {
+					if !filepath.IsAbs(p) {
+						p = filepath.Join(dir, p)
+					}
+					if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
+						t.Errorf("%s: %q runs %s, which is not an executable file (%v)", d.name, strings.Join(words, " "), p, err)
+					}
+				} else if _, err := exec.LookPath(p); err != nil {
+					t.Errorf("%s: %q runs %s, which is not on PATH", d.name, strings.Join(words, " "), p)
+				}
+			}
+			for _, f := range files {
+				if _, err := os.Stat(f); err != nil {
+					t.Errorf("%s: %q needs %s: %v", d.name, strings.Join(words, " "), f, err)
+				}
+			}
+		}
+	}
+	if seen < 4 {
+		t.Fatalf("found only %d programs in the docs' -exec examples", seen)
+	}
+}
+
+// TestLogtailDefault: examples/exec/logtail.sh without LOG_FILE follows the
+// chat room's file, which it creates, so log.html works on any machine.
+func TestLogtailDefault(t *testing.T) {
+	testenv.SkipIfShort(t, "tail")
+	root := testenv.RepoRoot(t)
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "./logtail.sh")
+	cmd.Dir = filepath.Join(root, "examples", "exec")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// The script creates the room before it runs tail, which prints the
+	// last lines of the file when it opens it and follows it from then on:
+	// a line written once the file exists comes through either way.
+	room := filepath.Join(tmp, "sockjsd-chat.log")
+	for {
+		if _, err := os.Stat(room); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("logtail.sh did not create the chat room's file within 20s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := os.WriteFile(room, []byte("* guest joined\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "* guest joined" {
+		t.Fatalf("logtail.sh printed %q (%v), want the chat room's line", lines.Text(), lines.Err())
+	}
+}
+
+var (
+	historyRef = regexp.MustCompile(`(?i)\bissue #?\d+|\b(this|last|previous) round\b|before this (round|work|change)`)
+	hashRef    = regexp.MustCompile(`\b[0-9a-f]{7,40}\b`)
+)
+
+// TestDocsNoHistory: README.md and docs/*.md describe what is, not how it
+// came to be; issue numbers, work rounds and commit hashes belong in git.
+func TestDocsNoHistory(t *testing.T) {
+	for _, d := range docs(t) {
+		for i, line := range strings.Split(d.text, "\n") {
+			if m := historyRef.FindString(line); m != "" {
+				t.Errorf("%s:%d names history (%q): %s", d.name, i+1, m, line)
+			}
+			for _, h := range hashRef.FindAllString(line, -1) {
+				// A commit hash has letters and digits; a number or a word has not.
+				if strings.ContainsAny(h, "0123456789") && strings.ContainsAny(h, "abcdef") {
+					t.Errorf("%s:%d names what looks like a commit hash (%s): %s", d.name, i+1, h, line)
+				}
+			}
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +49,29 @@ func main() {
 	}
 }
 
+// demoURL is the demo page's URL for a person on this machine, and what
+// the listener listens on. A wildcard address (0.0.0.0, [::], from -addr
+// :8081 or 0.0.0.0:8081) is not one a browser can open: the URL names
+// loopback instead, which a wildcard listener also accepts (Go's [::]
+// listener takes IPv4 as well).
+func demoURL(a net.Addr) (url, on string) {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String() + "/", a.Network()
+	}
+	port := strconv.Itoa(tcp.Port)
+	switch {
+	case tcp.IP == nil || tcp.IP.IsUnspecified() && tcp.IP.To4() == nil:
+		return "http://127.0.0.1:" + port + "/", "every interface, IPv4 and IPv6 (open the demo from another machine with this one's name or address)"
+	case tcp.IP.IsUnspecified():
+		return "http://127.0.0.1:" + port + "/", "every IPv4 interface (open the demo from another machine with this one's name or address)"
+	case tcp.IP.IsLoopback():
+		return "http://" + net.JoinHostPort(tcp.IP.String(), port) + "/", "loopback only: this machine"
+	default:
+		return "http://" + net.JoinHostPort(tcp.IP.String(), port) + "/", "this address only"
+	}
+}
+
 // run serves until SIGINT or SIGTERM, then shuts down gracefully.
 func run(cfg Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,7 +85,8 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	log.Info("sockjs server listening", "addr", ln.Addr().String(), "demo", "http://"+ln.Addr().String()+"/")
+	demo, on := demoURL(ln.Addr())
+	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.http.Serve(ln) }()
 

@@ -277,6 +277,52 @@ func (e *clusterEnv) startHAProxy(nodes []*node) string {
 	return lb
 }
 
+// startNginx runs deploy/nginx.conf as startHAProxy runs haproxy.cfg: a
+// free port for the server, nodes as the upstream's three servers, the pid
+// file and temporary files in a directory of the test's, in the
+// foreground. Returns its base URL.
+func (e *clusterEnv) startNginx(nodes []*node) string {
+	t := e.t
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// Workers drop root for nobody; they must reach the temporary paths.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := string(cfg)
+	replace := func(old, new string) { // the test must notice when the file changes
+		if !strings.Contains(s, old) {
+			t.Fatalf("deploy/nginx.conf has no %q", old)
+		}
+		s = strings.Replace(s, old, new, 1)
+	}
+	lbPort := freePort(t)
+	replace("listen 127.0.0.1:8090;", fmt.Sprintf("listen 127.0.0.1:%d;", lbPort))
+	for i, n := range nodes {
+		replace(fmt.Sprintf("server 127.0.0.1:%d ", 8091+i), "server "+strings.TrimPrefix(n.url, "http://")+" ")
+	}
+	replace("pid /tmp/sockjsd-nginx.pid;", "pid "+filepath.Join(dir, "nginx.pid")+";")
+	var temps strings.Builder
+	for _, p := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", p, filepath.Join(dir, p))
+	}
+	// Every response names the node it came from (see lbServerHeader).
+	temps.WriteString("    add_header " + lbServerHeader + " $upstream_addr always;\n")
+	replace("http {\n", "http {\n"+temps.String())
+	cfgFile := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(cfgFile, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, "nginx", "nginx", "-p", dir, "-c", cfgFile, "-g", "daemon off; error_log stderr;")
+	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	waitFor(t, 10*time.Second, "nginx to answer", func() bool { return status(lb+"/healthz") == 200 })
+	return lb
+}
+
 func (e *clusterEnv) startNode(n *node) {
 	e.t.Helper()
 	args := append([]string{serverBinary(e.t), "-addr", strings.TrimPrefix(n.url, "http://")}, e.args...)

@@ -1,6 +1,8 @@
 /*
  * hub-client.js: the hub's protocol over SockJSD.connect (load
  * /sockjs-client/sockjs.min.js, /sockjsd.js, then this). Plain ES5.
+ * Documented in docs/hub.md (web's TestHubClientDocumented keeps the two
+ * in step); examples/hub/index.html is a whole page.
  *
  *   var hub = SockJSHub.connect({
  *     url: '/hub',                    // a token goes in the query: '/hub?token=…'

@@ -80,7 +80,7 @@ func abandon(t *testing.T, s *server, hc *http.Client, n int, grace time.Duratio
 			conns[i] = c
 			m, err := c.Recv(ctx)
 			if err != nil {
-				code, reason := c.CloseInfo()
+				code, reason, _ := c.CloseInfo()
 				errs <- fmt.Errorf("%s: first message: %w (close %d %q)", tr, err, code, reason)
 				return
 			}

@@ -129,7 +129,7 @@ func recv(t testing.TB, c *sockjs.Conn) string {
 	defer cancel()
 	m, err := c.Recv(ctx)
 	if err != nil {
-		code, reason := c.CloseInfo()
+		code, reason, _ := c.CloseInfo()
 		t.Fatalf("recv: %v (close %d %q)", err, code, reason)
 	}
 	return m
@@ -147,7 +147,7 @@ func waitClosed(t testing.TB, c *sockjs.Conn) (code int, reason string, msgs []s
 			if ctx.Err() != nil {
 				t.Fatalf("connection still open after 20s; got %d messages", len(msgs))
 			}
-			code, reason = c.CloseInfo()
+			code, reason, _ = c.CloseInfo()
 			return code, reason, msgs
 		}
 		msgs = append(msgs, m)

@@ -73,7 +73,7 @@ func TestNeverReadsStdin(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		if m, err := c.Recv(ctx); err != context.DeadlineExceeded {
-			code, reason := c.CloseInfo()
+			code, reason, _ := c.CloseInfo()
 			t.Fatalf("%s: got %q, %v (close %d %q), want the session to stay open and silent", tr, m, err, code, reason)
 		}
 		cancel()
@@ -185,7 +185,7 @@ func TestBackpressure(t *testing.T) {
 			for i := 0; i < 20000; i++ {
 				m, err := c.Recv(ctx)
 				if err != nil {
-					code, reason := c.CloseInfo()
+					code, reason, _ := c.CloseInfo()
 					t.Fatalf("message %d: %v (close %d %q)", i, err, code, reason)
 				}
 				if m != strconv.Itoa(i) {

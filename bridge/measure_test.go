@@ -81,7 +81,7 @@ func throughput(t *testing.T, url, tr string) float64 {
 	}
 	for got := 0; got < n; got++ {
 		if _, err := c.Recv(ctx); err != nil {
-			code, reason := c.CloseInfo()
+			code, reason, _ := c.CloseInfo()
 			t.Fatalf("%s %s: after %d: %v (close %d %q)", url, tr, got, err, code, reason)
 		}
 		if sent < n {

@@ -200,7 +200,7 @@ func TestHeartbeatsAndSilence(t *testing.T) {
 	if _, err := c.Recv(ctx); err != client.ErrClosed {
 		t.Fatalf("Recv after silence: %v, want ErrClosed", err)
 	}
-	if code, reason := c.CloseInfo(); code != 1006 || reason != "Server silent" {
+	if code, reason, _ := c.CloseInfo(); code != 1006 || reason != "Server silent" {
 		t.Fatalf("close %d %q", code, reason)
 	}
 }
@@ -255,7 +255,7 @@ func TestFrameTooBig(t *testing.T) {
 			if _, err := c.Recv(ctx); err != client.ErrClosed {
 				t.Fatalf("Recv: %v, want ErrClosed", err)
 			}
-			if code, _ := c.CloseInfo(); code != 1009 {
+			if code, _, _ := c.CloseInfo(); code != 1009 {
 				t.Fatalf("close code %d, want 1009", code)
 			}
 			_ = c.Close()
@@ -349,7 +349,7 @@ func TestLostSession(t *testing.T) {
 			if _, err := c.Recv(ctx); err == nil || ctx.Err() != nil {
 				t.Fatalf("Recv: %v (context %v), want the connection closed", err, ctx.Err())
 			}
-			if code, reason := c.CloseInfo(); code != 1006 || reason != "Server lost session" {
+			if code, reason, _ := c.CloseInfo(); code != 1006 || reason != "Server lost session" {
 				t.Fatalf("closed with %d %q, want 1006 \"Server lost session\"", code, reason)
 			}
 		})

@@ -287,12 +287,14 @@ func (c *Conn) Close() error {
 // Done is closed when the connection has closed and its goroutines ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// CloseInfo is the close code and reason: the server's close frame, or
-// 1000 after Close, or 1006 when the connection broke.
-func (c *Conn) CloseInfo() (int, string) {
+// CloseInfo is the close code and reason once closed, as
+// session.Session.CloseInfo reports them on the server: the server's close
+// frame, or 1000 after Close, or 1006 when the connection broke. closed is
+// false (and code 0) while the connection is open.
+func (c *Conn) CloseInfo() (code int, reason string, closed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closeCode, c.closeReason
+	return c.closeCode, c.closeReason, c.closeCode != 0
 }
 
 // shutdown records the first close code and stops everything.

@@ -89,7 +89,7 @@ func TestEchoEveryTransport(t *testing.T) {
 				if err := c.Close(); err != nil {
 					t.Fatal(err)
 				}
-				if code, _ := c.CloseInfo(); code != 1000 {
+				if code, _, _ := c.CloseInfo(); code != 1000 {
 					t.Fatalf("close code %d", code)
 				}
 			})
@@ -109,7 +109,7 @@ func TestServerClose(t *testing.T) {
 			t.Fatalf("%s: %v", tr, err)
 		}
 		cancel()
-		if code, reason := c.CloseInfo(); code != 3000 || reason != "Go away!" {
+		if code, reason, _ := c.CloseInfo(); code != 3000 || reason != "Go away!" {
 			t.Fatalf("%s: close %d %q", tr, code, reason)
 		}
 		<-c.Done()

@@ -328,7 +328,7 @@ func soakSession(ctx context.Context, c config, conn *client.Conn, cs *soakCount
 		case err != nil && ctx.Err() != nil:
 			return // the soak ended: messages in flight are not lost
 		case errors.Is(err, client.ErrClosed):
-			code, reason := conn.CloseInfo()
+			code, reason, _ := conn.CloseInfo()
 			cs.serverClosed.Add(1)
 			cs.lost.Add(int64(sent - got))
 			cs.note(fmt.Errorf("closed by the server with %d %q after %d of %d echoes", code, reason, got, sent))

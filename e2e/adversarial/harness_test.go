@@ -380,7 +380,7 @@ func (p *Probe) Check(t *testing.T) {
 	defer cancel()
 	got, err := p.conn.Recv(ctx)
 	if err != nil || got != msg {
-		code, reason := p.conn.CloseInfo()
+		code, reason, _ := p.conn.CloseInfo()
 		t.Fatalf("probe: got %q, %v (close %d %q), want %q", got, err, code, reason, msg)
 	}
 }

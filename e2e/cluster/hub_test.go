@@ -221,7 +221,7 @@ func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *a
 			s.closes["lost session"]++
 			return errGone
 		case errors.Is(err, client.ErrClosed):
-			code, reason := h.c.CloseInfo()
+			code, reason, _ := h.c.CloseInfo()
 			s.closes[fmt.Sprintf("%d %s", code, reason)]++
 			return errGone
 		case err != nil:

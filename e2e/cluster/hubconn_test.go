@@ -196,7 +196,7 @@ func (h *hubConn) expect(t *testing.T, op string, fields ...string) map[string]a
 	defer cancel()
 	v, err := h.recv(ctx)
 	if err != nil {
-		code, reason := h.c.CloseInfo()
+		code, reason, _ := h.c.CloseInfo()
 		t.Fatalf("%s: want %s, got %v (close %d %q)", h.c.Transport(), op, err, code, reason)
 	}
 	if v["op"] != op {

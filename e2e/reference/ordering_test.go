@@ -105,7 +105,7 @@ func TestOrdering(t *testing.T) {
 			for i := 0; i < n; i++ {
 				m, err := c.Recv(ctx)
 				if err != nil {
-					code, reason := c.CloseInfo()
+					code, reason, _ := c.CloseInfo()
 					t.Fatalf("client: message %d: %v (close %d %q)", i, err, code, reason)
 				}
 				if want := "s-" + strconv.Itoa(i); m != want {

@@ -106,7 +106,10 @@ type closeReasons struct {
 }
 
 func (o closeReasons) SessionClosed(_ session.Transport, r session.CloseReason, _ time.Duration) {
-	o.reasons <- r
+	select {
+	case o.reasons <- r:
+	default: // observers must not block; the example needs only the first
+	}
 }
 
 // A service that forwards a fast producer's output to a SockJS client

@@ -323,8 +323,9 @@ func (s *Session) Close(code int, reason string) error {
 // What the client receives does not depend on why: the messages already
 // sent are still delivered, in order, and then the close frame
 // c[code,"reason"] (codes 4000-4999 are the application's). Nothing
-// queued is dropped: only the send queue overflow drops the backlog, so
-// that its 3009 is the next thing the client sees. From the moment
+// queued is dropped, unlike on a send queue overflow (3009) or a broken
+// connection (1002), where the backlog goes so that the close frame is
+// the next thing the client sees. From the moment
 // CloseFor returns, Context is done, Send returns ErrClosed and CloseInfo
 // reports the code and reason. It returns ErrClosed, and changes nothing
 // (not even the count), if the session was already closed.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sockjsd/sockjsd/bridge"
 	sockjs "github.com/sockjsd/sockjsd/client"
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
@@ -173,8 +172,7 @@ func TestBackpressure(t *testing.T) {
 			for end := time.Now().Add(time.Second); time.Now().Before(end); {
 				n, _ := sess.Buffered()
 				maxSeen = max(maxSeen, n)
-				if sessionapi.Closed(sess) {
-					code, reason, _ := sess.CloseInfo()
+				if code, reason, closed := sess.CloseInfo(); closed {
 					t.Fatalf("session closed while the client was not reading: %d %q", code, reason)
 				}
 				time.Sleep(5 * time.Millisecond) // sampling the queue for a second

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -37,7 +36,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	if !b.opts.Procs.acquire() {
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedMaxProcs)
 		log.Warn("exec: session refused, too many programs running", "service", b.opts.Name, "session", s.ID())
-		sessionapi.CloseFor(s, CodeTooManyProcs, ReasonTooManyProcs, session.ReasonLimit)
+		_ = s.CloseFor(session.ReasonLimit, CodeTooManyProcs, ReasonTooManyProcs)
 		return
 	}
 	defer b.opts.Procs.release()
@@ -49,7 +48,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	select {
 	case <-b.stop:
 		b.mu.Unlock()
-		sessionapi.CloseFor(s, session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
+		_ = s.CloseFor(session.ReasonShutdown, session.CodeGoingAway, session.ReasonGoingAway)
 		return
 	default:
 	}
@@ -69,7 +68,7 @@ func (b *Bridge) Serve(s *session.Session) {
 		b.signalChanged()
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedStartFailed)
 		log.Error("exec: program failed to start", "service", b.opts.Name, "session", s.ID(), "err", err)
-		sessionapi.CloseFor(s, CodeStartFailed, ReasonStartFailed, session.ReasonError)
+		_ = s.CloseFor(session.ReasonError, CodeStartFailed, ReasonStartFailed)
 		return
 	}
 	b.opts.Observer.ProcessStarted(b.opts.Name, time.Since(r.started))
@@ -176,7 +175,7 @@ func (r *run) supervise() {
 	switch {
 	case sessionGone:
 	case shutdown:
-		sessionapi.CloseFor(s, session.CodeGoingAway, session.ReasonGoingAway, session.ReasonShutdown)
+		_ = s.CloseFor(session.ReasonShutdown, session.CodeGoingAway, session.ReasonGoingAway)
 	default:
 		_ = s.Close(CodeExited, reason)
 	}
@@ -207,7 +206,7 @@ func (r *run) pumpOut() {
 		line, err := lr.next()
 		if errors.Is(err, errLineTooLong) {
 			o.Logger.Warn("exec: program wrote a line over the limit, session closed", "service", o.Name, "session", r.s.ID(), "limit", o.MaxLineBytes)
-			sessionapi.CloseFor(r.s, CodeLineTooLong, ReasonLineTooLong, session.ReasonLimit)
+			_ = r.s.CloseFor(session.ReasonLimit, CodeLineTooLong, ReasonLineTooLong)
 			break
 		}
 		if err != nil {
@@ -226,14 +225,14 @@ func (r *run) pumpOut() {
 
 // waitRoom waits until one more line of n bytes fits in the bounds of
 // queued output, or the session is gone: it re-checks each time the
-// session has written a batch to the client (sessionapi.Written), so a
+// session has written a batch to the client (Session.Written), so a
 // program is held back exactly as long as its client is behind.
 func (r *run) waitRoom(n int) bool {
 	o := r.b.opts
 	for {
 		// The signal first: a batch written between reading Buffered
 		// and waiting would otherwise go unnoticed.
-		written := sessionapi.Written(r.s)
+		written := r.s.Written()
 		msgs, bytes := r.s.Buffered()
 		if msgs == 0 || (msgs < o.MaxQueuedMessages && bytes+n <= o.MaxQueuedBytes) {
 			return true
@@ -261,7 +260,7 @@ func (r *run) pumpIn() {
 		}
 		if strings.IndexByte(msg, '\n') >= 0 {
 			o.Logger.Info("exec: message with a newline refused, session closed", "service", o.Name, "session", r.s.ID())
-			sessionapi.CloseFor(r.s, CodeBadMessage, ReasonNewline, session.ReasonError)
+			_ = r.s.CloseFor(session.ReasonError, CodeBadMessage, ReasonNewline)
 			return
 		}
 		buf = append(append(buf[:0], msg...), '\n')

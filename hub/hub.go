@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -195,7 +194,7 @@ func (h *Hub) Serve(s *session.Session) {
 	c := &client{s: s, addr: addrOf(req.RemoteAddr), subs: map[string]*sub{}}
 	var ping *time.Timer
 	ping = time.AfterFunc(h.opts.PingInterval, func() {
-		if !sessionapi.Closed(c.s) { // a stopped session must not re-arm it
+		if _, _, closed := c.s.CloseInfo(); !closed { // a stopped session must not re-arm it
 			h.ping(c)
 			ping.Reset(h.opts.PingInterval)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -272,7 +271,7 @@ func (h *Hub) deliver(l *local, m Message) {
 			s.bufBytes += len(m.Data)
 			if s.bufBytes > maxPendingBytes {
 				h.opts.Observer.SubscriberDropped(c.s.Transport())
-				sessionapi.CloseFor(c.s, session.CodeQueueFull, session.ReasonQueueFull, session.ReasonLimit)
+				_ = c.s.CloseFor(session.ReasonLimit, session.CodeQueueFull, session.ReasonQueueFull)
 				ok = false
 			}
 		} else {

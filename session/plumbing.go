@@ -16,7 +16,7 @@ func init() {
 	hook.Closed = (*Session).isClosed
 	hook.HasOnMessage = (*Session).hasOnMessage
 	hook.Attached = (*Session).isAttached
-	hook.Written = (*Session).writtenSignal
+	hook.Written = (*Session).Written
 	hook.AcquireSendSlot = (*Session).acquireSendSlot
 	hook.ReleaseSendSlot = (*Session).releaseSendSlot
 }

@@ -209,12 +209,12 @@ func TestServeConnClosedBeforeAttach(t *testing.T) {
 	}
 }
 
-// TestWrittenSignal: the signal taken before a write is closed once the
+// TestWritten: the signal taken before a write is closed once the
 // batch is written, on a Serve loop and on a pump alike.
-func TestWrittenSignal(t *testing.T) {
+func TestWritten(t *testing.T) {
 	s, c, _ := serveConnTest(t, Options{})
 	waitWrote(t, &c.recorder) // open
-	sig := s.writtenSignal()
+	sig := s.Written()
 	select {
 	case <-sig:
 		t.Fatal("closed before anything was written")
@@ -227,7 +227,7 @@ func TestWrittenSignal(t *testing.T) {
 
 	reg := testRegistry(Options{})
 	p, _, _ := reg.GetOrCreate("w", XHRStreaming, func() Request { return Request{} })
-	sig = p.writtenSignal()
+	sig = p.Written()
 	_ = p.Send("y")
 	r := newRecorder(false) // streaming: the open frame, then the batch
 	go p.serve(r)

@@ -140,7 +140,7 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	s.writing, s.writingB = 0, 0
 	s.lastWrite = t
 	if s.written != nil {
-		close(s.written) // writtenSignal
+		close(s.written) // Written
 		s.written = nil
 	}
 	if s.spare == nil && cap(batch) <= 1024 {
@@ -150,12 +150,38 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	return done, err
 }
 
-// writtenSignal returns a channel closed once the next batch has been
-// written: who waits for Buffered to go down (the exec bridge's
-// back-pressure) waits on it instead of polling. Take it before reading
-// Buffered, so that a write in between is not missed. It is not closed
-// when the session ends: wait on the session's context too.
-func (s *Session) writtenSignal() <-chan struct{} {
+// Written returns a channel that is closed once the session has written
+// its next batch of messages to the client's connection, so that Buffered
+// has gone down: it is the back-pressure signal of a service whose
+// producer may outrun its client (a program's output, a feed), which
+// waits on it instead of polling Buffered.
+//
+// Take the channel before reading Buffered, so that a batch written in
+// between is not missed, and wait on Context as well: the channel is not
+// closed when the session ends, and a session may end with messages still
+// queued (its client left, or a 3009 overflow dropped them). A
+// producer that keeps its output within a window below the send queue
+// limits (Options.SendQueueMessages and SendQueueBytes) then runs as fast
+// as its client reads and never gets the client closed with 3009:
+//
+//	for {
+//		written := s.Written()
+//		if n, _ := s.Buffered(); n < window {
+//			break // room: Send the next message
+//		}
+//		select {
+//		case <-written:
+//		case <-s.Context().Done():
+//			return // closed
+//		}
+//	}
+//
+// "Written" means handed to the connection (a websocket, a streaming or
+// polling response), not acknowledged by the client. A polling client's
+// batch is written when it polls, so a session between polls waits for
+// the next one. Every caller waiting for the same batch gets the same
+// channel; a session's first call after each batch allocates one.
+func (s *Session) Written() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.written == nil {

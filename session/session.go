@@ -109,15 +109,18 @@ func now() int64 { return int64(time.Since(epoch)) }
 
 // Session is one SockJS session, whatever its transport, as an
 // application sees it: ID, Transport, Request and Context describe it;
-// Send, Recv (or OnMessage) and Close talk to the client; Buffered tells
-// how far the client lags behind; CloseInfo tells how it ended. Its methods are safe
-// for concurrent use.
+// Send, Recv (or OnMessage) and Close (or CloseFor, to count the close
+// under a reason) talk to the client; Buffered and Written tell how far
+// the client lags behind, for back-pressure; CloseInfo tells whether and
+// how it ended. Its methods are safe for concurrent use.
 //
+// This is all the hub and the exec bridge of this module use, so any
+// service like them can be built outside it (see the package example).
 // The transport side (attaching a receiving connection, delivering what
-// the client sent, closing for a limit) is unexported: this module's
-// transports reach it through internal/sessionapi, so an application
-// cannot bypass the protocol. TestSessionMethodSet keeps the exported
-// method set to exactly this list.
+// the client sent) is unexported: this module's transports reach it
+// through internal/sessionapi, so an application cannot bypass the
+// protocol. TestSessionMethodSet keeps the exported method set to exactly
+// this list.
 type Session struct {
 	id        string
 	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
@@ -173,7 +176,7 @@ type Session struct {
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
 	// runs it for one message at a time. While holdPump > 0 a callback
 	// runs and pumps wait for it (pumpWanted) to write on its goroutine.
-	written    chan struct{} // writtenSignal: closed after the next batch is written
+	written    chan struct{} // Written: closed after the next batch is written
 	onMsg      func(string)
 	cbMu       sync.Mutex
 	holdPump   int
@@ -302,14 +305,42 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 
 // Close closes the session: messages already sent are delivered, then the
 // close frame c[code,"reason"]. It returns ErrClosed if the session was
-// already closed.
+// already closed. Observer.SessionClosed counts it under ReasonServer; an
+// application closing for a limit, an error or shutdown says so with
+// CloseFor.
 func (s *Session) Close(code int, reason string) error {
+	return s.CloseFor(ReasonServer, code, reason)
+}
+
+// CloseFor is Close, counted under why in Observer.SessionClosed (the
+// sockjs_sessions_closed_total reason label): a service that closes a
+// session because it hit a limit (ReasonLimit), met an error
+// (ReasonError) or is shutting down (ReasonShutdown) says so, and its
+// metrics tell those apart from an ordinary end (ReasonServer, what
+// Close counts). A why that is not one of the defined reasons counts as
+// ReasonServer, so that every close is counted once.
+//
+// What the client receives does not depend on why: the messages already
+// sent are still delivered, in order, and then the close frame
+// c[code,"reason"] (codes 4000-4999 are the application's). Nothing
+// queued is dropped, unlike on a send queue overflow (3009) or a broken
+// connection (1002), where the backlog goes so that the close frame is
+// the next thing the client sees. From the moment
+// CloseFor returns, Context is done, Send returns ErrClosed and CloseInfo
+// reports the code and reason. It returns ErrClosed, and changes nothing
+// (not even the count), if the session was already closed.
+func (s *Session) CloseFor(why CloseReason, code int, reason string) error {
+	if why >= NumReasons {
+		// Observers index arrays by reason (the metrics package
+		// skips an unknown one, and with it the open-sessions gauge).
+		why = ReasonServer
+	}
 	s.mu.Lock()
 	if s.state >= stateClosing {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	s.closeLocked(code, reason, ReasonServer)
+	s.closeLocked(code, reason, why)
 	s.mu.Unlock()
 	s.wake()
 	return nil
@@ -317,7 +348,11 @@ func (s *Session) Close(code int, reason string) error {
 
 // closeWith closes the session for a reason other than the application's
 // request (a limit, a protocol error, shutdown), so that metrics can tell
-// them apart. It is a no-op on a closed session.
+// them apart. It is a no-op on a closed session. It is CloseFor for the
+// transport side, which has no use for CloseFor's error; it also wakes
+// the writer when the session was already closed, which costs nothing
+// (every close woke it already) and keeps the transport's paths as they
+// were.
 func (s *Session) closeWith(code int, reason string, why CloseReason) {
 	s.mu.Lock()
 	if s.state < stateClosing {

@@ -1,7 +1,9 @@
 // Package sessionapi is the transport side of a session: what this
-// module's transports (and hub, bridge) call to feed a session and to take
-// frames out of it. Applications never see it: *session.Session exports
-// only the application API, and this package is internal.
+// module's transports call to feed a session and to take frames out of it.
+// Applications never see it: *session.Session exports only the
+// application API, and this package is internal. The hub and the exec
+// bridge are applications: they use the Session API alone
+// (session.TestApplicationsUseOnlyPublicAPI).
 //
 // The functions are set once, by package session at init, before any
 // package importing this one runs; each call is one indirect call, with no
@@ -71,12 +73,13 @@ func End(s *session.Session, why session.CloseReason) { end(s, why) }
 
 // CloseFor closes s for a reason other than the application's request (a
 // limit, a protocol error, shutdown), so that metrics can tell them apart.
-// It is a no-op on a closed session.
+// It is a no-op on a closed session. Applications have s.CloseFor.
 func CloseFor(s *session.Session, code int, reason string, why session.CloseReason) {
 	closeFor(s, code, reason, why)
 }
 
-// Closed reports whether s has been closed.
+// Closed reports whether s has been closed (as CloseInfo's third result
+// does for applications).
 func Closed(s *session.Session) bool { return closed(s) }
 
 // HasOnMessage reports whether the application called s.OnMessage: the
@@ -86,10 +89,8 @@ func HasOnMessage(s *session.Session) bool { return hasOnMessage(s) }
 // Attached reports whether a receiving connection is attached to s now.
 func Attached(s *session.Session) bool { return attached(s) }
 
-// Written returns a channel closed once s has written its next batch of
-// messages to the client: what waits for s.Buffered() to go down waits on
-// it (taken before reading Buffered, so that no write is missed) and on
-// s.Context(), since the session's end does not close it.
+// Written is s.Written(): a channel closed once s has written its next
+// batch of messages to the client.
 func Written(s *session.Session) <-chan struct{} { return written(s) }
 
 // AcquireSendSlot reserves one of max concurrent send requests (xhr_send,

@@ -146,7 +146,7 @@ func Example() {
 		got = append(got, msg)
 		time.Sleep(100 * time.Microsecond) // a client slower than its producer
 	}
-	code, reason := c.CloseInfo()
+	code, reason, _ := c.CloseInfo()
 	fmt.Println("received", len(got), "lines, the last", got[len(got)-1])
 	fmt.Println("then the close frame", code, reason)
 	fmt.Println("never more than", window, "queued:", <-mostQueued <= window)

@@ -36,7 +36,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	if !b.opts.Procs.acquire() {
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedMaxProcs)
 		log.Warn("exec: session refused, too many programs running", "service", b.opts.Name, "session", s.ID())
-		_ = s.CloseFor(session.ReasonLimit, CodeTooManyProcs, ReasonTooManyProcs)
+		_ = s.CloseFor(session.CauseLimit, CodeTooManyProcs, ReasonTooManyProcs)
 		return
 	}
 	defer b.opts.Procs.release()
@@ -48,7 +48,7 @@ func (b *Bridge) Serve(s *session.Session) {
 	select {
 	case <-b.stop:
 		b.mu.Unlock()
-		_ = s.CloseFor(session.ReasonShutdown, session.CodeGoingAway, session.ReasonGoingAway)
+		_ = s.CloseFor(session.CauseShutdown, session.CodeGoingAway, session.ReasonGoingAway)
 		return
 	default:
 	}
@@ -68,7 +68,7 @@ func (b *Bridge) Serve(s *session.Session) {
 		b.signalChanged()
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedStartFailed)
 		log.Error("exec: program failed to start", "service", b.opts.Name, "session", s.ID(), "err", err)
-		_ = s.CloseFor(session.ReasonError, CodeStartFailed, ReasonStartFailed)
+		_ = s.CloseFor(session.CauseError, CodeStartFailed, ReasonStartFailed)
 		return
 	}
 	b.opts.Observer.ProcessStarted(b.opts.Name, time.Since(r.started))
@@ -175,7 +175,7 @@ func (r *run) supervise() {
 	switch {
 	case sessionGone:
 	case shutdown:
-		_ = s.CloseFor(session.ReasonShutdown, session.CodeGoingAway, session.ReasonGoingAway)
+		_ = s.CloseFor(session.CauseShutdown, session.CodeGoingAway, session.ReasonGoingAway)
 	default:
 		_ = s.Close(CodeExited, reason)
 	}
@@ -206,7 +206,7 @@ func (r *run) pumpOut() {
 		line, err := lr.next()
 		if errors.Is(err, errLineTooLong) {
 			o.Logger.Warn("exec: program wrote a line over the limit, session closed", "service", o.Name, "session", r.s.ID(), "limit", o.MaxLineBytes)
-			_ = r.s.CloseFor(session.ReasonLimit, CodeLineTooLong, ReasonLineTooLong)
+			_ = r.s.CloseFor(session.CauseLimit, CodeLineTooLong, ReasonLineTooLong)
 			break
 		}
 		if err != nil {
@@ -260,7 +260,7 @@ func (r *run) pumpIn() {
 		}
 		if strings.IndexByte(msg, '\n') >= 0 {
 			o.Logger.Info("exec: message with a newline refused, session closed", "service", o.Name, "session", r.s.ID())
-			_ = r.s.CloseFor(session.ReasonError, CodeBadMessage, ReasonNewline)
+			_ = r.s.CloseFor(session.CauseError, CodeBadMessage, ReasonNewline)
 			return
 		}
 		buf = append(append(buf[:0], msg...), '\n')

@@ -370,7 +370,7 @@ func TestClusterOwnerGone(t *testing.T) {
 	if code, _ := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["x"]`, nil); code != 204 {
 		t.Fatalf("send to the new session: %d", code)
 	}
-	sessionapi.End(b.h.Registry().Get("abc"), session.ReasonClient)
+	sessionapi.End(b.h.Registry().Get("abc"), session.CauseClient)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if owners.get("/echo/abc") == "" {

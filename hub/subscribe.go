@@ -271,7 +271,7 @@ func (h *Hub) deliver(l *local, m Message) {
 			s.bufBytes += len(m.Data)
 			if s.bufBytes > maxPendingBytes {
 				h.opts.Observer.SubscriberDropped(c.s.Transport())
-				_ = c.s.CloseFor(session.ReasonLimit, session.CodeQueueFull, session.ReasonQueueFull)
+				_ = c.s.CloseFor(session.CauseLimit, session.CodeQueueFull, session.ReasonQueueFull)
 				ok = false
 			}
 		} else {

@@ -67,7 +67,7 @@ func statusIndex(code int) int {
 type Metrics struct {
 	opened     [nt]prometheus.Counter
 	open       [nt]prometheus.Gauge
-	closed     [nt][session.NumReasons]prometheus.Counter
+	closed     [nt][session.NumCauses]prometheus.Counter
 	msgsIn     [nt]prometheus.Counter
 	bytesIn    [nt]prometheus.Counter
 	msgsOut    [nt]prometheus.Counter
@@ -140,7 +140,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		n := t.String()
 		m.opened[t] = opened.WithLabelValues(n)
 		m.open[t] = open.WithLabelValues(n)
-		for r := session.CloseReason(0); r < session.NumReasons; r++ {
+		for r := session.CloseCause(0); r < session.NumCauses; r++ {
 			m.closed[t][r] = closed.WithLabelValues(n, r.String())
 		}
 		m.msgsIn[t] = msgsIn.WithLabelValues(n)
@@ -188,8 +188,8 @@ func (m *Metrics) TimeToOpen(t session.Transport, d time.Duration) {
 }
 
 // SessionClosed implements session.Observer.
-func (m *Metrics) SessionClosed(t session.Transport, r session.CloseReason, lifetime time.Duration) {
-	if ok(t) && r < session.NumReasons {
+func (m *Metrics) SessionClosed(t session.Transport, r session.CloseCause, lifetime time.Duration) {
+	if ok(t) && r < session.NumCauses {
 		m.open[t].Dec()
 		m.closed[t][r].Inc()
 		m.lifetime[t].Observe(lifetime.Seconds())

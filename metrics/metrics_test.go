@@ -38,7 +38,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 		m.ObservePingRTT(session.EventSource, time.Millisecond)
 		m.ObserveRTT("echo", session.XHRStreaming, time.Millisecond)
 		m.ObserveWebSocketRTT("echo", session.WebSocket, time.Millisecond)
-		m.SessionClosed(session.XHRStreaming, session.ReasonClient, time.Second)
+		m.SessionClosed(session.XHRStreaming, session.CauseClient, time.Second)
 	})
 	if allocs != 0 {
 		t.Fatalf("recording events allocates %v times", allocs)

@@ -103,16 +103,16 @@ func modulePath(t *testing.T, gomod string) string {
 type closeCounter struct {
 	NopObserver
 	mu      sync.Mutex
-	reasons []CloseReason
+	reasons []CloseCause
 }
 
-func (c *closeCounter) SessionClosed(_ Transport, r CloseReason, _ time.Duration) {
+func (c *closeCounter) SessionClosed(_ Transport, r CloseCause, _ time.Duration) {
 	c.mu.Lock()
 	c.reasons = append(c.reasons, r)
 	c.mu.Unlock()
 }
 
-func (c *closeCounter) got() []CloseReason {
+func (c *closeCounter) got() []CloseCause {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.reasons)
@@ -121,13 +121,13 @@ func (c *closeCounter) got() []CloseReason {
 // TestCloseFor: the client gets what Close would give it (the queued
 // messages, then the close frame); only the count differs. A second close
 // is ErrClosed and not counted again, and a reason out of range counts as
-// ReasonServer, so that no close goes uncounted.
+// CauseServer, so that no close goes uncounted.
 func TestCloseFor(t *testing.T) {
 	obs := &closeCounter{}
 	reg := testRegistry(Options{Observer: obs})
 	s, _, _ := reg.GetOrCreate("cf", XHRPolling, func() Request { return Request{} })
 	_ = s.Send("queued")
-	if err := s.CloseFor(ReasonLimit, 4001, "Too slow"); err != nil {
+	if err := s.CloseFor(CauseLimit, 4001, "Too slow"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Send("too late"); !errors.Is(err, ErrClosed) {
@@ -139,7 +139,7 @@ func TestCloseFor(t *testing.T) {
 	if code, reason, closed := s.CloseInfo(); code != 4001 || reason != "Too slow" || !closed {
 		t.Fatalf("CloseInfo %d %q %v", code, reason, closed)
 	}
-	if err := s.CloseFor(ReasonError, 4002, "again"); !errors.Is(err, ErrClosed) {
+	if err := s.CloseFor(CauseError, 4002, "again"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("second CloseFor: %v", err)
 	}
 	if err := s.Close(3000, "again"); !errors.Is(err, ErrClosed) {
@@ -154,10 +154,10 @@ func TestCloseFor(t *testing.T) {
 	}
 
 	o, _, _ := reg.GetOrCreate("odd", XHRPolling, func() Request { return Request{} })
-	if err := o.CloseFor(NumReasons+3, 4003, "odd"); err != nil {
+	if err := o.CloseFor(NumCauses+3, 4003, "odd"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := obs.got(), []CloseReason{ReasonLimit, ReasonServer}; !slices.Equal(got, want) {
+	if got, want := obs.got(), []CloseCause{CauseLimit, CauseServer}; !slices.Equal(got, want) {
 		t.Fatalf("counted %v, want %v", got, want)
 	}
 }

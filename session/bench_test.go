@@ -16,7 +16,7 @@ var benchRegistryOpts = Options{DisconnectDelay: time.Hour}
 
 func benchRegistry(b *testing.B) *Registry {
 	reg := NewRegistry(benchRegistryOpts, 200_000)
-	b.Cleanup(func() { reg.Range(func(s *Session) { s.finish(ReasonShutdown) }) })
+	b.Cleanup(func() { reg.Range(func(s *Session) { s.finish(CauseShutdown) }) })
 	return reg
 }
 

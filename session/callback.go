@@ -105,7 +105,7 @@ func (s *Session) call(f func(string), m string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &PanicError{Value: p, Stack: debug.Stack()}
-			s.closeWith(CodeGoAway, ReasonGoAway, ReasonServer)
+			s.closeWith(CodeGoAway, ReasonGoAway, CauseServer)
 		}
 	}()
 	f(m)

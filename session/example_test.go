@@ -39,7 +39,7 @@ func forward(s *session.Session, lines <-chan string) (mostQueued int) {
 			// The client still gets every line sent so far, then the
 			// close frame; metrics count the close under "limit", not
 			// as an ordinary end ("server", what Close counts).
-			_ = s.CloseFor(session.ReasonLimit, codeLineTooLong, "Line too long")
+			_ = s.CloseFor(session.CauseLimit, codeLineTooLong, "Line too long")
 			return mostQueued
 		}
 		if !waitRoom(s) {
@@ -102,10 +102,10 @@ func produce(ctx context.Context) <-chan string {
 // observer would count it.
 type closeReasons struct {
 	session.NopObserver
-	reasons chan session.CloseReason
+	reasons chan session.CloseCause
 }
 
-func (o closeReasons) SessionClosed(_ session.Transport, r session.CloseReason, _ time.Duration) {
+func (o closeReasons) SessionClosed(_ session.Transport, r session.CloseCause, _ time.Duration) {
 	select {
 	case o.reasons <- r:
 	default: // observers must not block; the example needs only the first
@@ -117,7 +117,7 @@ func (o closeReasons) SessionClosed(_ session.Transport, r session.CloseReason, 
 // CloseFor when the producer breaks a limit: what this module's exec
 // bridge does with a program's stdout, built on the public API alone.
 func Example() {
-	obs := closeReasons{reasons: make(chan session.CloseReason, 1)}
+	obs := closeReasons{reasons: make(chan session.CloseCause, 1)}
 	mostQueued := make(chan int, 1)
 	feed := transport.New("/feed", transport.Options{Session: session.Options{Observer: obs}},
 		func(s *session.Session) {

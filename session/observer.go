@@ -37,25 +37,27 @@ func (t Transport) String() string {
 	return "unknown"
 }
 
-// CloseReason classifies why a session ended, for metrics.
-type CloseReason uint8
+// CloseCause classifies why a session ended, for metrics (the reason
+// label of sockjs_sessions_closed_total). It is not the close frame's
+// reason text, which the Reason* constants name.
+type CloseCause uint8
 
-// Reasons a session ends.
+// Causes of a session's end.
 const (
-	ReasonClient   CloseReason = iota // the client closed (websocket close, or went away cleanly)
-	ReasonServer                      // the application called Close, or its handler returned
-	ReasonTimeout                     // no receiving connection within DisconnectDelay
-	ReasonLimit                       // a queue, message or body limit was exceeded
-	ReasonError                       // a network or protocol error interrupted the session
-	ReasonShutdown                    // the server is shutting down
-	NumReasons
+	CauseClient   CloseCause = iota // the client closed (websocket close, or went away cleanly)
+	CauseServer                     // the application called Close, or its handler returned
+	CauseTimeout                    // no receiving connection within DisconnectDelay
+	CauseLimit                      // a queue, message or body limit was exceeded
+	CauseError                      // a network or protocol error interrupted the session
+	CauseShutdown                   // the server is shutting down
+	NumCauses
 )
 
-var reasonNames = [NumReasons]string{"client", "server", "timeout", "limit", "error", "shutdown"}
+var causeNames = [NumCauses]string{"client", "server", "timeout", "limit", "error", "shutdown"}
 
-func (r CloseReason) String() string {
-	if r < NumReasons {
-		return reasonNames[r]
+func (r CloseCause) String() string {
+	if r < NumCauses {
+		return causeNames[r]
 	}
 	return "unknown"
 }
@@ -80,7 +82,7 @@ type Observer interface {
 	// TimeToOpen is the time from the first request of a session to its
 	// open frame being written.
 	TimeToOpen(t Transport, d time.Duration)
-	SessionClosed(t Transport, reason CloseReason, lifetime time.Duration)
+	SessionClosed(t Transport, reason CloseCause, lifetime time.Duration)
 	// MessageReceived is called once per message the client sent.
 	MessageReceived(t Transport, bytes int)
 	// FrameWritten is called once per frame written to a connection, with
@@ -129,12 +131,12 @@ func (e Endpoint) String() string {
 // NopObserver ignores every event.
 type NopObserver struct{}
 
-func (NopObserver) SessionOpened(Transport)                             {}
-func (NopObserver) TimeToOpen(Transport, time.Duration)                 {}
-func (NopObserver) SessionClosed(Transport, CloseReason, time.Duration) {}
-func (NopObserver) MessageReceived(Transport, int)                      {}
-func (NopObserver) FrameWritten(Transport, FrameKind, int, int)         {}
-func (NopObserver) DeliveryDelay(Transport, time.Duration)              {}
-func (NopObserver) ReceiveDelay(Transport, time.Duration)               {}
-func (NopObserver) HTTPRequest(Endpoint, int, time.Duration)            {}
-func (NopObserver) LimitHit(Transport, Limit)                           {}
+func (NopObserver) SessionOpened(Transport)                            {}
+func (NopObserver) TimeToOpen(Transport, time.Duration)                {}
+func (NopObserver) SessionClosed(Transport, CloseCause, time.Duration) {}
+func (NopObserver) MessageReceived(Transport, int)                     {}
+func (NopObserver) FrameWritten(Transport, FrameKind, int, int)        {}
+func (NopObserver) DeliveryDelay(Transport, time.Duration)             {}
+func (NopObserver) ReceiveDelay(Transport, time.Duration)              {}
+func (NopObserver) HTTPRequest(Endpoint, int, time.Duration)           {}
+func (NopObserver) LimitHit(Transport, Limit)                          {}

@@ -30,7 +30,7 @@ func (s *Session) serveConn(r Receiver, onEnd func()) {
 		done, err := s.writeOpen(r)
 		switch {
 		case err != nil:
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
 		case done:
 			// A streaming response whose limit the open frame
 			// reached: the client comes back with a new one.
@@ -46,7 +46,7 @@ func (s *Session) serveConn(r Receiver, onEnd func()) {
 		// The client left before it was attached: ConnLost found no
 		// connection to close the session for.
 		if s.state < stateClosing {
-			s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			s.closeLocked(CodeInterrupted, ReasonInterrupt, CauseClient)
 		}
 	default:
 	}
@@ -137,7 +137,7 @@ func (s *Session) pumpOn(inline bool) {
 			s.mu.Unlock()
 			done, err := s.writeBatch(r, f, batch)
 			if err != nil {
-				s.closeLost(ReasonError) // this pump writes the close frame next
+				s.closeLost(CauseError) // this pump writes the close frame next
 			} else if done {
 				s.connDone(r, f)
 				return
@@ -174,7 +174,7 @@ func (s *Session) pumpOn(inline bool) {
 			s.lastWrite = now()
 			s.mu.Unlock()
 			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+				s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
 			} else if done {
 				s.connDone(r, f)
 				return
@@ -229,7 +229,7 @@ func (s *Session) connLost(r Receiver) {
 	s.mu.Lock()
 	lost := s.conn == r && s.state < stateClosing
 	if lost {
-		s.closeLocked(CodeInterrupted, ReasonInterrupt, ReasonClient)
+		s.closeLocked(CodeInterrupted, ReasonInterrupt, CauseClient)
 	}
 	s.mu.Unlock()
 	if lost {

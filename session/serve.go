@@ -46,7 +46,7 @@ func (s *Session) serve(r Receiver) {
 		select {
 		case <-settling:
 		case <-r.Gone():
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseClient)
 			return
 		}
 	}
@@ -55,7 +55,7 @@ func (s *Session) serve(r Receiver) {
 		carried = true
 		done, err := s.writeOpen(r)
 		if err != nil {
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
 			return
 		}
 		if done {
@@ -74,7 +74,7 @@ func (s *Session) serve(r Receiver) {
 			carried = true
 			done, err := s.writeBatch(r, &f, batch)
 			if err != nil {
-				s.closeLost(ReasonError)
+				s.closeLost(CauseError)
 				return
 			}
 			if done {
@@ -97,7 +97,7 @@ func (s *Session) serve(r Receiver) {
 		case <-hb.C:
 			done, err := r.WriteFrame(&heartbeatFrame)
 			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonError)
+				s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
 				return
 			}
 			if done {
@@ -107,7 +107,7 @@ func (s *Session) serve(r Receiver) {
 		case <-r.Gone():
 			// The client went away while we were waiting: messages may
 			// have been lost in flight, so the session cannot go on.
-			s.closeWith(CodeInterrupted, ReasonInterrupt, ReasonClient)
+			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseClient)
 			return
 		}
 	}
@@ -281,7 +281,7 @@ func (s *Session) detach(r Receiver, carried bool) {
 	if finishing {
 		// Only now may the client see the answer end (and poll again).
 		if err := fin.Finish(); err != nil && carried {
-			s.closeLost(ReasonClient)
+			s.closeLost(CauseClient)
 		}
 		s.mu.Lock()
 		close(settled)
@@ -314,7 +314,7 @@ func (s *Session) isAttached() bool {
 // a frame may have been lost on its way to the client. Messages queued
 // since are dropped, so that the close frame is the next thing the client
 // sees rather than messages after a gap.
-func (s *Session) closeLost(why CloseReason) {
+func (s *Session) closeLost(why CloseCause) {
 	s.mu.Lock()
 	if s.state < stateClosing {
 		clear(s.out)

@@ -241,7 +241,7 @@ func (s *Session) Send(msg string) error {
 		// garbage collector have it now rather than at expiry.
 		clear(s.out)
 		s.out, s.outBytes = nil, 0
-		s.closeLocked(CodeQueueFull, ReasonQueueFull, ReasonLimit)
+		s.closeLocked(CodeQueueFull, ReasonQueueFull, CauseLimit)
 		s.mu.Unlock()
 		s.opts.Observer.LimitHit(s.transport, LimitSendQueue)
 		s.wake()
@@ -305,20 +305,20 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 
 // Close closes the session: messages already sent are delivered, then the
 // close frame c[code,"reason"]. It returns ErrClosed if the session was
-// already closed. Observer.SessionClosed counts it under ReasonServer; an
+// already closed. Observer.SessionClosed counts it under CauseServer; an
 // application closing for a limit, an error or shutdown says so with
 // CloseFor.
 func (s *Session) Close(code int, reason string) error {
-	return s.CloseFor(ReasonServer, code, reason)
+	return s.CloseFor(CauseServer, code, reason)
 }
 
 // CloseFor is Close, counted under why in Observer.SessionClosed (the
 // sockjs_sessions_closed_total reason label): a service that closes a
-// session because it hit a limit (ReasonLimit), met an error
-// (ReasonError) or is shutting down (ReasonShutdown) says so, and its
-// metrics tell those apart from an ordinary end (ReasonServer, what
+// session because it hit a limit (CauseLimit), met an error
+// (CauseError) or is shutting down (CauseShutdown) says so, and its
+// metrics tell those apart from an ordinary end (CauseServer, what
 // Close counts). A why that is not one of the defined reasons counts as
-// ReasonServer, so that every close is counted once.
+// CauseServer, so that every close is counted once.
 //
 // What the client receives does not depend on why: the messages already
 // sent are still delivered, in order, and then the close frame
@@ -329,11 +329,11 @@ func (s *Session) Close(code int, reason string) error {
 // CloseFor returns, Context is done, Send returns ErrClosed and CloseInfo
 // reports the code and reason. It returns ErrClosed, and changes nothing
 // (not even the count), if the session was already closed.
-func (s *Session) CloseFor(why CloseReason, code int, reason string) error {
-	if why >= NumReasons {
+func (s *Session) CloseFor(why CloseCause, code int, reason string) error {
+	if why >= NumCauses {
 		// Observers index arrays by reason (the metrics package
 		// skips an unknown one, and with it the open-sessions gauge).
-		why = ReasonServer
+		why = CauseServer
 	}
 	s.mu.Lock()
 	if s.state >= stateClosing {
@@ -353,7 +353,7 @@ func (s *Session) CloseFor(why CloseReason, code int, reason string) error {
 // the writer when the session was already closed, which costs nothing
 // (every close woke it already) and keeps the transport's paths as they
 // were.
-func (s *Session) closeWith(code int, reason string, why CloseReason) {
+func (s *Session) closeWith(code int, reason string, why CloseCause) {
 	s.mu.Lock()
 	if s.state < stateClosing {
 		s.closeLocked(code, reason, why)
@@ -362,7 +362,7 @@ func (s *Session) closeWith(code int, reason string, why CloseReason) {
 	s.wake()
 }
 
-func (s *Session) closeLocked(code int, reason string, why CloseReason) {
+func (s *Session) closeLocked(code int, reason string, why CloseCause) {
 	s.state = stateClosing
 	s.closeCode, s.closeReason = code, reason
 	s.cancel()
@@ -452,7 +452,7 @@ func (s *Session) expire() {
 		return
 	}
 	s.mu.Unlock()
-	s.finish(ReasonTimeout)
+	s.finish(CauseTimeout)
 }
 
 // finish takes the session out of the registry and then, if it was still
@@ -460,7 +460,7 @@ func (s *Session) expire() {
 // call it (as End) for a session whose lifetime is its connection's
 // (websockets): it leaves the registry at once instead of after
 // DisconnectDelay.
-func (s *Session) finish(why CloseReason) {
+func (s *Session) finish(why CloseCause) {
 	s.mu.Lock()
 	if s.state == stateExpired {
 		s.mu.Unlock()

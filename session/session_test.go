@@ -176,7 +176,7 @@ func TestEndLeavesRegistryAtOnce(t *testing.T) {
 	if err != nil || reg.Len() != 1 {
 		t.Fatal(err, reg.Len())
 	}
-	s.finish(ReasonClient)
+	s.finish(CauseClient)
 	if reg.Len() != 0 || !s.isClosed() {
 		t.Fatalf("after End: len %d closed %v", reg.Len(), s.isClosed())
 	}

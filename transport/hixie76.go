@@ -261,14 +261,14 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		sessionapi.End(s, session.ReasonError)
+		sessionapi.End(s, session.CauseError)
 		plainError(w, http.StatusInternalServerError, "websocket: cannot take over the connection")
 		return
 	}
 	if err := h.hixieHandshake(conn, brw, r, draft76, key1, key2); err != nil {
 		h.log.Info("sockjs: hixie handshake failed", "path", r.URL.Path, "err", err)
 		conn.Close()
-		sessionapi.End(s, session.ReasonError)
+		sessionapi.End(s, session.CauseError)
 		return
 	}
 	go h.run(s)
@@ -336,7 +336,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 	defer sessionapi.ConnLost(s, rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
-	fail := func(msg string, code int, reason string, why session.CloseReason, frame bool) {
+	fail := func(msg string, code int, reason string, why session.CloseCause, frame bool) {
 		h.log.Info(msg, "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
 		rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
 		if !frame {
@@ -351,7 +351,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 			// The rest of the stream cannot be framed any more: drop it
 			// until the connection ends, after the close frame is out.
 			if !sessionapi.Closed(s) {
-				fail("sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
+				fail("sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.CauseLimit, true)
 			}
 			_, _ = io.Copy(io.Discard, br)
 			return
@@ -365,7 +365,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 			continue // draining until the client's closing handshake
 		}
 		if !utf8.Valid(data) {
-			fail("sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.ReasonError, true)
+			fail("sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.CauseError, true)
 			continue
 		}
 		if len(data) == 0 {
@@ -373,7 +373,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		}
 		msgs, err := DecodeMessages(data)
 		if err != nil {
-			fail("sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
+			fail("sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.CauseError, false)
 			continue
 		}
 		h.delivered(s, sessionapi.Deliver(s, ctx, msgs))

@@ -315,10 +315,10 @@ func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
 	sessionapi.ServeConn(s, rcv, func() {
 		defer h.active.Add(-1)
 		rcv.finish(h.opts.CloseWait)
-		why := session.ReasonServer
+		why := session.CauseServer
 		select {
 		case <-rcv.Gone():
-			why = session.ReasonClient
+			why = session.CauseClient
 		default:
 		}
 		sessionapi.End(s, why)
@@ -355,7 +355,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 			return
 		}
 		h.limitHit(s.Transport(), session.LimitMessageSize)
-		h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.ReasonLimit, true)
+		h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.CauseLimit, true)
 		return
 	}
 	if err != nil {
@@ -366,9 +366,9 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 	}
 	if !utf8.Valid(data) {
 		if mt == websocket.TextMessage {
-			h.wsFail(s, rcv, "sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.ReasonError, true)
+			h.wsFail(s, rcv, "sockjs: websocket text message not UTF-8, closing", CodeInvalidUTF8, reasonInvalidUTF8, session.CauseError, true)
 		} else {
-			h.wsFail(s, rcv, "sockjs: websocket binary message not UTF-8, closing", CodeUnsupportedData, reasonBinary, session.ReasonError, true)
+			h.wsFail(s, rcv, "sockjs: websocket binary message not UTF-8, closing", CodeUnsupportedData, reasonBinary, session.CauseError, true)
 		}
 		return
 	}
@@ -386,7 +386,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 		// The protocol wants broken JSON to end the connection at
 		// once; like sockjs-node, say why in a close frame (and no
 		// SockJS frame) first.
-		h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.ReasonError, false)
+		h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.CauseError, false)
 		return
 	}
 	// One message at a time, bounded by the receive queue's bytes:
@@ -397,7 +397,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 // wsFail closes the session because the client broke a rule: the session's
 // Serve loop writes the close frames (so nothing is written after them)
 // and then waits for the client's close.
-func (h *Handler) wsFail(s *session.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseReason, frame bool) {
+func (h *Handler) wsFail(s *session.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseCause, frame bool) {
 	h.log.Info(msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)
 	rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
 	sessCode := code

@@ -22,8 +22,8 @@ var (
 	serveConn       = hook.ServeConn.(func(*session.Session, session.Receiver, func()))
 	connLost        = hook.ConnLost.(func(*session.Session, session.Receiver))
 	deliver         = hook.Deliver.(func(*session.Session, context.Context, []string) error)
-	end             = hook.End.(func(*session.Session, session.CloseReason))
-	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseReason))
+	end             = hook.End.(func(*session.Session, session.CloseCause))
+	closeFor        = hook.CloseFor.(func(*session.Session, int, string, session.CloseCause))
 	closed          = hook.Closed.(func(*session.Session) bool)
 	hasOnMessage    = hook.HasOnMessage.(func(*session.Session) bool)
 	attached        = hook.Attached.(func(*session.Session) bool)
@@ -69,12 +69,12 @@ func Deliver(s *session.Session, ctx context.Context, msgs []string) error {
 // End finishes a session whose lifetime is its connection's (websockets):
 // it is closed if it was not, and leaves the registry at once instead of
 // after DisconnectDelay.
-func End(s *session.Session, why session.CloseReason) { end(s, why) }
+func End(s *session.Session, why session.CloseCause) { end(s, why) }
 
 // CloseFor closes s for a reason other than the application's request (a
 // limit, a protocol error, shutdown), so that metrics can tell them apart.
 // It is a no-op on a closed session. Applications have s.CloseFor.
-func CloseFor(s *session.Session, code int, reason string, why session.CloseReason) {
+func CloseFor(s *session.Session, code int, reason string, why session.CloseCause) {
 	closeFor(s, code, reason, why)
 }
 

@@ -91,7 +91,7 @@ func TestPlumbing(t *testing.T) {
 	}
 
 	// CloseFor closes with the given code; Serve writes the close frame.
-	sessionapi.CloseFor(s, session.CodeQueueFull, session.ReasonQueueFull, session.ReasonLimit)
+	sessionapi.CloseFor(s, session.CodeQueueFull, session.ReasonQueueFull, session.CauseLimit)
 	r.waitFrame(t)
 	select {
 	case <-served:
@@ -115,7 +115,7 @@ func TestPlumbing(t *testing.T) {
 	if reg.Len() != 1 {
 		t.Fatalf("registry holds %d sessions before End, want 1", reg.Len())
 	}
-	sessionapi.End(s, session.ReasonClient)
+	sessionapi.End(s, session.CauseClient)
 	if reg.Len() != 0 {
 		t.Fatalf("registry holds %d sessions after End, want 0", reg.Len())
 	}
@@ -128,7 +128,7 @@ func TestEndOpenSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessionapi.End(s, session.ReasonClient)
+	sessionapi.End(s, session.CauseClient)
 	if code, _, closed := s.CloseInfo(); code != session.CodeInterrupted || !closed {
 		t.Fatalf("CloseInfo after End = %d %v, want 1002 closed", code, closed)
 	}

@@ -23,9 +23,10 @@
 //
 //   - No process outlives its session, and none is left unreaped: each
 //     program leads its own process group, which gets SIGTERM when the
-//     session ends and SIGKILL after Options.KillGrace; the server becomes
-//     the child subreaper of what the program starts (PR_SET_CHILD_SUBREAPER)
-//     and reaps the whole group, also in a container whose init does not.
+//     session ends and SIGKILL after Options.KillGrace; the server makes
+//     itself the child subreaper (PR_SET_CHILD_SUBREAPER), so what the
+//     program starts is reparented to it and reaped with the group, also
+//     in a container whose init does not reap.
 //   - Output is never read faster than the client takes it: past
 //     Options.MaxQueuedMessages or MaxQueuedBytes not yet written to the
 //     client, the bridge stops reading stdout and the program blocks in

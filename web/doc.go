@@ -5,9 +5,9 @@
 // handlers, so the tests exercise what users get.
 //
 // New builds a Site, an http.Handler for all of it: sockjs-client at
-// ClientPath, our files at "/". Register it last, at "/", on an
-// http.ServeMux, or call Mount on a gorilla/mux router after the SockJS
-// services. Site.Client returns the sockjs-client bytes, to give to
+// ClientPath, our files at "/". Register it at "/" on an http.ServeMux, or
+// call Mount on a gorilla/mux router after the SockJS services (there "/"
+// matches every path, so order matters). Site.Client returns the sockjs-client bytes, to give to
 // transport.Options.ClientScript: each service then serves the same copy to
 // its iframe page, so the iframe transports never reach another host and
 // the page is the protocol's exactly.

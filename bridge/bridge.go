@@ -1,11 +1,3 @@
-// Package bridge runs a program per SockJS session, as websocketd does for
-// websockets, but over every SockJS transport: each line the program
-// writes to stdout is a message to the client, each message from the
-// client a line on the program's stdin, its stderr goes to the server log,
-// its exit closes the session and the session's close ends the program
-// (SIGTERM, then SIGKILL after a grace period, to its whole process
-// group). Linux only: it relies on process groups, waitid(2) and
-// PR_SET_CHILD_SUBREAPER.
 package bridge
 
 import (

@@ -1,7 +1,3 @@
-// Package client is a SockJS client for Go programs and tests: it reads
-// /info, tries websocket, then xhr-streaming, then xhr-polling (the order
-// and the allowed set are options), and offers the same message API
-// whatever it got. It talks to any SockJS 0.3 server.
 package client
 
 import (

@@ -1,7 +1,3 @@
-// Package fallback holds what makes transport fallback work before a
-// session exists: the /info document a client reads to pick transports, the
-// iframe page that cross-domain transports load, and the policy of which
-// transports a service offers.
 package fallback
 
 import (

@@ -1,8 +1,3 @@
-// Package hub is a pub/sub hub over SockJS: browsers subscribe to channels
-// over whatever transport they could open, and backends publish through an
-// HTTP API. Messages go through a Broker, so that many nodes can share
-// channels, and a channel's recent history lets a subscriber that comes
-// back resume where it left off.
 package hub
 
 import (

@@ -1,12 +1,3 @@
-// Package metrics records SockJS session events as Prometheus metrics,
-// labelled by transport so that operators can compare websocket, streaming
-// and polling on real traffic. It implements session.Observer, so the core
-// packages never import Prometheus.
-//
-// Every labelled series is resolved when Metrics is built and kept in
-// arrays indexed by transport, reason or endpoint: recording an event is
-// an atomic add or a lock-free histogram observation, with no allocation
-// and no global lock.
 package metrics
 
 import (

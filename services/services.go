@@ -1,6 +1,3 @@
-// Package services holds the demonstration services that the SockJS
-// protocol test suite expects (echo, close, disabled_websocket_echo,
-// cookie_needed_echo), so that cmd/server and the tests mount the same ones.
 package services
 
 import (

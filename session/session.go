@@ -1,18 +1,3 @@
-// Package session is the transport-independent half of a SockJS server: a
-// session's state machine, its bounded outbound and inbound queues, its
-// heartbeat and expiry timers, and the registry that finds a session by the
-// id in its URL.
-//
-// A session never writes to a network connection itself. An HTTP
-// transport attaches a Receiver and calls Serve on its request's
-// goroutine; a websocket transport attaches its connection with ServeConn
-// and returns, and frames are then written by a goroutine that exists only
-// while there is something to write (pump.go). Either way queued messages
-// are taken under the session lock, the lock is released, and only then is
-// the frame handed to the Receiver. A slow client therefore slows down its
-// own writer and nothing else, and Send never blocks. Serve and the rest
-// of the transport side are not part of this package's API: this module's
-// transports reach them through internal/sessionapi.
 package session
 
 import (

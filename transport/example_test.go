@@ -1,14 +1,17 @@
 package transport_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
+	sockjsclient "github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
@@ -79,4 +82,90 @@ func Example_onMessage() {
 	// 200 "o\n"
 	// 204 ""
 	// 200 "a[\"HELLO\",\"YOU\"]\n"
+}
+
+// On net/http's ServeMux: register the service under its prefix and wrap
+// the mux in KeepPaths, which hands every path under the prefix to the
+// service as sent. ServeMux alone would redirect "/echo//" to "/echo/",
+// where the protocol wants 404.
+func ExampleKeepPaths() {
+	echo := transport.New("/echo", transport.Options{}, func(s *session.Session) {
+		s.OnMessage(func(msg string) { _ = s.Send(msg) })
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/echo/", echo)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "site\n") })
+	srv := httptest.NewServer(transport.KeepPaths(mux, echo))
+	defer srv.Close()
+
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/echo", "/echo//", "/other"} {
+		res, err := hc.Get(srv.URL + path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		fmt.Printf("%s %d %q\n", path, res.StatusCode, b)
+	}
+	// Output:
+	// /echo 200 "Welcome to SockJS!\n"
+	// /echo// 404 "404 Error: Page not found\n"
+	// /other 200 "site\n"
+}
+
+// On gorilla/mux: SkipClean(true), so that the router leaves the
+// protocol's unclean URLs alone, then Mount.
+func ExampleHandler_Mount() {
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	transport.New("/echo", transport.Options{}, func(s *session.Session) {
+		s.OnMessage(func(msg string) { _ = s.Send(msg) })
+	}).Mount(r)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := sockjsclient.Dial(ctx, srv.URL+"/echo", sockjsclient.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	_ = c.Send("hello")
+	msg, err := c.Recv(ctx)
+	fmt.Println(c.Transport(), msg, err)
+	// Output:
+	// websocket hello <nil>
+}
+
+// Shutdown closes every session with 1001 "Going away" and waits, within
+// its context, until the close frames were written to connected clients.
+// Run it alongside http.Server.Shutdown: that one does not close websocket
+// and streaming connections.
+func ExampleHandler_Shutdown() {
+	h := transport.New("/echo", transport.Options{}, func(s *session.Session) {
+		s.OnMessage(func(msg string) { _ = s.Send(msg) })
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/echo/", h)
+	srv := httptest.NewServer(transport.KeepPaths(mux, h))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := sockjsclient.Dial(ctx, srv.URL+"/echo", sockjsclient.Options{Transports: []string{sockjsclient.XHRStreaming}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	fmt.Println("shutdown:", h.Shutdown(ctx))
+	<-c.Done()
+	fmt.Println(c.CloseInfo())
+	// Output:
+	// shutdown: <nil>
+	// 1001 Going away true
 }

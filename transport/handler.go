@@ -1,6 +1,3 @@
-// Package transport serves the SockJS protocol over HTTP under a URL
-// prefix: one file per transport, the frame encoding, CORS and cookie
-// helpers, and the route table in this file.
 package transport
 
 import (

@@ -1,14 +1,3 @@
-// Package web serves the browser side of sockjsd: the pinned sockjs-client
-// from npm, our wrapper around it and the demo page. cmd/server and the
-// browser tests mount the same handlers, so the tests exercise what users
-// get.
-//
-// Our own files (public/) are always built into the binary. The npm
-// sockjs-client is built in only with the sockjsd_embed build tag, which
-// `make build` sets after copying the installed npm file into
-// web/clientdist/ (gitignored: no third-party file is committed). Without
-// it the demo page and the iframe page load the pinned CDN copy, checked by
-// its Subresource Integrity hash.
 package web
 
 import (

@@ -22,6 +22,7 @@ import (
 	sockjs "github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // counts is a bridge.Observer that counts events.
@@ -85,7 +86,7 @@ func startServer(t testing.TB, o bridge.Options, to transport.Options) *server {
 	h := transport.New("/exec", to, b.Serve)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	h.Mount(r)
+	gorillamux.Mount(r, h)
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

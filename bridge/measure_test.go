@@ -15,6 +15,7 @@ import (
 	sockjs "github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // TestMeasure prints the figures docs/exec.md quotes: process start
@@ -53,7 +54,7 @@ func TestMeasure(t *testing.T) {
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	echo := transport.New("/echo", transport.Options{Logger: quiet()}, services.Echo)
-	echo.Mount(r)
+	gorillamux.Mount(r, echo)
 	es := httptest.NewServer(r)
 	defer es.Close()
 	for _, tr := range []string{sockjs.WebSocket, sockjs.XHRPolling} {

@@ -14,6 +14,7 @@ import (
 	"github.com/sockjsd/sockjsd/cluster"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // One node of a cluster: every node runs this with its own Self and the
@@ -38,7 +39,7 @@ func ExampleNew() {
 	echo := transport.New("/echo", transport.Options{Cluster: node}, services.Echo)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	echo.Mount(r)
+	gorillamux.Mount(r, echo)
 	srv := &http.Server{Addr: ":8081", Handler: r}
 	go func() { log.Println(srv.ListenAndServe()) }()
 

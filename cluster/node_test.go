@@ -18,6 +18,7 @@ import (
 	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // memOwners is the Store contract on a map: the reference the Redis
@@ -214,7 +215,7 @@ func startNodes(t *testing.T, n int, owners Store, secret string) []*testNode {
 				}
 			}
 		})
-		tn.h.Mount(r)
+		gorillamux.Mount(r, tn.h)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -517,7 +518,7 @@ func startNodesWith(t *testing.T, n int, owners Store, adjust func(*transport.Op
 		tn.h = transport.New("/echo", o, func(s *session.Session) {
 			s.OnMessage(func(m string) { _ = s.Send(m) })
 		})
-		tn.h.Mount(r)
+		gorillamux.Mount(r, tn.h)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -43,7 +44,7 @@ func startNodeObserved(t *testing.T, b hub.Broker, obs hub.Observer) *node {
 	h := hub.New(hub.Options{Rules: defaultRules, Broker: b, PingInterval: time.Hour, HistorySize: 100, Observer: obs})
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{}, h.Serve))
 	hub.NewAPI(h, hub.APIOptions{}).Mount(r, "/api")
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

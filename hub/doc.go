@@ -8,7 +8,7 @@
 //
 //	h := hub.New(hub.Options{Rules: hub.Rules{Channels: []string{"news", "chat.*"}}})
 //	hub.NewAPI(h, hub.APIOptions{Key: apiKey}).Mount(r, "/api")
-//	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
+//	gorillamux.Mount(r, transport.New("/hub", transport.Options{}, h.Serve))
 //
 // The protocol is one JSON object per SockJS message ({"op":"subscribe",
 // "channel":"news"} from the client, {"op":"message","channel":"news",

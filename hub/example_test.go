@@ -17,6 +17,7 @@ import (
 	"github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // exampleUntil returns the first message from c whose op is op, within
@@ -48,7 +49,7 @@ func ExampleNew() {
 	})
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{}, h.Serve))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -108,7 +109,7 @@ func ExampleSignToken() {
 	h := hub.New(hub.Options{Rules: hub.Rules{TokenSecret: secret}})
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{}, h.Serve))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -164,7 +165,7 @@ func ExampleNewRedisBroker() {
 
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{}, h.Serve))
 	hub.NewAPI(h, hub.APIOptions{}).Mount(r, "/api")
 	log.Fatal(http.ListenAndServe("127.0.0.1:8081", r))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 type rttObserver struct {
@@ -53,7 +54,7 @@ func newEnv(t *testing.T, rules hub.Rules, apiKey string, sopts session.Options)
 	h := hub.New(hub.Options{Rules: rules, PingInterval: 100 * time.Millisecond, MaxSubscriptions: 3, MaxSubscriptionsPerAddress: 10_000, MaxDataBytes: 1024, Observer: obs})
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{Session: sopts}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{Session: sopts}, h.Serve))
 	hub.NewAPI(h, hub.APIOptions{Key: apiKey, MaxBodyBytes: 4096}).Mount(r, "/api")
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

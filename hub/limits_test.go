@@ -15,6 +15,7 @@ import (
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // countingObserver counts refusals by reason.
@@ -41,7 +42,7 @@ func startHub(t *testing.T, opts hub.Options, sopts session.Options) (string, *h
 	h := hub.New(opts)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/hub", transport.Options{Session: sopts}, h.Serve).Mount(r)
+	gorillamux.Mount(r, transport.New("/hub", transport.Options{Session: sopts}, h.Serve))
 	hub.NewAPI(h, hub.APIOptions{}).Mount(r, "/api")
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -13,6 +13,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // TestLimitHitsCounted: refusals by limits show on
@@ -22,7 +23,7 @@ func TestLimitHitsCounted(t *testing.T) {
 	m := metrics.New(reg)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/echo", transport.Options{MaxMessageBytes: 100, MaxSessions: 1, Session: session.Options{Observer: m}}, services.Echo).Mount(r)
+	gorillamux.Mount(r, transport.New("/echo", transport.Options{MaxMessageBytes: 100, MaxSessions: 1, Session: session.Options{Observer: m}}, services.Echo))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	post := func(path, body string, hdr ...string) int {

@@ -23,6 +23,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 func TestRecordingAllocatesNothing(t *testing.T) {
@@ -53,7 +54,7 @@ func TestSeriesMoveOnEveryTransport(t *testing.T) {
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	opts := transport.Options{Session: session.Options{Observer: m}}
-	transport.New("/echo", opts, services.Echo).Mount(r)
+	gorillamux.Mount(r, transport.New("/echo", opts, services.Echo))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

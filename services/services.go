@@ -7,6 +7,7 @@ import (
 
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // Echo sends every message back to its session. It answers on the
@@ -52,9 +53,5 @@ func Demo(base transport.Options, ping time.Duration) *transport.Handler {
 	return transport.New(DemoPrefix, base, Echo)
 }
 
-// Mount mounts handlers on r.
-func Mount(r *mux.Router, hs ...*transport.Handler) {
-	for _, h := range hs {
-		h.Mount(r)
-	}
-}
+// Mount mounts handlers on r (gorillamux.Mount).
+func Mount(r *mux.Router, hs ...*transport.Handler) { gorillamux.Mount(r, hs...) }

@@ -24,6 +24,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // holdObserver stops the first polling answer that carries messages right
@@ -81,7 +82,7 @@ func TestPollAbortedAfterBatchTaken(t *testing.T) {
 			h := transport.New("/echo", transport.Options{Session: session.Options{Observer: obs}}, services.Echo)
 			r := mux.NewRouter()
 			r.SkipClean(true)
-			h.Mount(r)
+			gorillamux.Mount(r, h)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				if strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/jsonp") {
 					polls <- req.Context()
@@ -168,7 +169,7 @@ func TestAbortThenReceiveNever2010(t *testing.T) {
 	h := transport.New("/echo", transport.Options{Session: session.Options{ReceiverWait: 2 * time.Second}}, services.Echo)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	h.Mount(r)
+	gorillamux.Mount(r, h)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")

@@ -14,6 +14,7 @@ import (
 	sockjsclient "github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // Mount an echo service under /echo and talk to it with plain HTTP, as an
@@ -30,7 +31,7 @@ func Example() {
 			_ = s.Send(strings.ToUpper(msg))
 		}
 	})
-	h.Mount(r)
+	gorillamux.Mount(r, h)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -58,11 +59,10 @@ func Example() {
 func Example_onMessage() {
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/echo", transport.Options{}, func(s *session.Session) {
+	gorillamux.Mount(r, transport.New("/echo", transport.Options{}, func(s *session.Session) {
 		s.OnMessage(func(msg string) { _ = s.Send(strings.ToUpper(msg)) })
-		// Returning leaves the session open: it ends when the client
-		// leaves or Close is called.
-	}).Mount(r)
+	}))
+
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -113,32 +113,6 @@ func ExampleKeepPaths() {
 	// /echo 200 "Welcome to SockJS!\n"
 	// /echo// 404 "404 Error: Page not found\n"
 	// /other 200 "site\n"
-}
-
-// On gorilla/mux: SkipClean(true), so that the router leaves the
-// protocol's unclean URLs alone, then Mount.
-func ExampleHandler_Mount() {
-	r := mux.NewRouter()
-	r.SkipClean(true)
-	transport.New("/echo", transport.Options{}, func(s *session.Session) {
-		s.OnMessage(func(msg string) { _ = s.Send(msg) })
-	}).Mount(r)
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := sockjsclient.Dial(ctx, srv.URL+"/echo", sockjsclient.Options{})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer c.Close()
-	_ = c.Send("hello")
-	msg, err := c.Recv(ctx)
-	fmt.Println(c.Transport(), msg, err)
-	// Output:
-	// websocket hello <nil>
 }
 
 // Shutdown closes every session with 1001 "Going away" and waits, within

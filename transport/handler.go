@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/fallback"
@@ -253,14 +252,6 @@ func (h *Handler) Policy() fallback.Policy { return h.policy }
 
 // Prefix is the URL prefix the service is served under.
 func (h *Handler) Prefix() string { return h.prefix }
-
-// Mount registers the service on a gorilla/mux router. The protocol's URLs
-// include ones like "<prefix>//" that must answer 404, so the router should
-// have SkipClean(true); otherwise mux redirects them.
-func (h *Handler) Mount(r *mux.Router) {
-	r.Path(h.prefix).Handler(h)
-	r.PathPrefix(h.prefix + "/").Handler(h)
-}
 
 // Shutdown closes every session with c[1001,"Going away"] (a close frame
 // with code 1001 on raw websockets) and waits, until ctx is done, for the

@@ -14,6 +14,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // TestNoLeaks: after sessions over every transport end, by a clean close
@@ -23,7 +24,7 @@ func TestNoLeaks(t *testing.T) {
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	h := transport.New("/echo", transport.Options{Session: session.Options{DisconnectDelay: 500 * time.Millisecond}}, services.Echo)
-	h.Mount(r)
+	gorillamux.Mount(r, h)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	tr := &http.Transport{}

@@ -17,13 +17,14 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 func serveOne(t *testing.T, opts transport.Options, app func(*session.Session)) string {
 	t.Helper()
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/s", opts, app).Mount(r)
+	gorillamux.Mount(r, transport.New("/s", opts, app))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/s"

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // TestRouters: a service answers the protocol's URLs the same on
@@ -28,7 +30,7 @@ func TestRouters(t *testing.T) {
 		{"gorilla/mux", func(h *transport.Handler) http.Handler {
 			r := mux.NewRouter()
 			r.SkipClean(true)
-			h.Mount(r)
+			gorillamux.Mount(r, h)
 			r.PathPrefix("/").Handler(other)
 			return r
 		}},
@@ -115,5 +117,21 @@ func TestServeMuxAloneRedirects(t *testing.T) {
 	_ = res.Body.Close()
 	if res.StatusCode/100 != 3 {
 		t.Errorf("bare ServeMux: %d; if it no longer redirects, KeepPaths's comment is out of date", res.StatusCode)
+	}
+}
+
+// TestServeMuxNeedsNoGorilla: an application that serves a service on
+// net/http's ServeMux (with KeepPaths) links no router it does not use:
+// transport and everything it imports stay off gorilla/mux, which only
+// transport/gorillamux brings in.
+func TestServeMuxNeedsNoGorilla(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/sockjsd/sockjsd/transport").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "github.com/gorilla/mux" {
+			t.Fatal("package transport depends on github.com/gorilla/mux")
+		}
 	}
 }

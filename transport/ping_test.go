@@ -15,6 +15,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // rttRecorder is a session.Observer that also takes service pings' round
@@ -45,7 +46,7 @@ func TestServicePing(t *testing.T) {
 	rec := &rttRecorder{seen: make(chan struct{}, 1)}
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/echo", transport.Options{PingInterval: time.Hour, Session: session.Options{Observer: rec}}, services.Echo).Mount(r)
+	gorillamux.Mount(r, transport.New("/echo", transport.Options{PingInterval: time.Hour, Session: session.Options{Observer: rec}}, services.Echo))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -113,7 +114,7 @@ func TestServicePing(t *testing.T) {
 func TestServicePingInterval(t *testing.T) {
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/echo", transport.Options{PingInterval: 30 * time.Millisecond}, services.Echo).Mount(r)
+	gorillamux.Mount(r, transport.New("/echo", transport.Options{PingInterval: 30 * time.Millisecond}, services.Echo))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -147,7 +148,7 @@ func TestServicePingStops(t *testing.T) {
 	h := transport.New("/echo", transport.Options{PingInterval: time.Millisecond}, services.Echo)
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	h.Mount(r)
+	gorillamux.Mount(r, h)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // wsRTTRecorder is a session.Observer that takes websocket round trips.
@@ -59,7 +60,7 @@ func wsEchoServer(t *testing.T, obs session.Observer, hb time.Duration) string {
 	t.Helper()
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/echo", transport.Options{Session: session.Options{Observer: obs, HeartbeatDelay: hb}}, services.Echo).Mount(r)
+	gorillamux.Mount(r, transport.New("/echo", transport.Options{Session: session.Options{Observer: obs, HeartbeatDelay: hb}}, services.Echo))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return "ws" + strings.TrimPrefix(srv.URL, "http")

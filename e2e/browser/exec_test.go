@@ -18,6 +18,7 @@ import (
 	"github.com/sockjsd/sockjsd/bridge"
 	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 	"github.com/sockjsd/sockjsd/web"
 )
 
@@ -53,7 +54,7 @@ func startExecServer(t *testing.T) *execServer {
 			t.Fatal(err)
 		}
 		h := transport.New(prefix, opts, b.Serve)
-		h.Mount(r)
+		gorillamux.Mount(r, h)
 		handlers, bridges = append(handlers, h), append(bridges, b)
 	}
 	env := []string{"COUNTER_DELAY=0.05", "CHAT_ROOM=" + filepath.Join(tmp, "chat.log"), "LOG_FILE=" + logFile}

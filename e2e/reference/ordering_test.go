@@ -16,6 +16,7 @@ import (
 	"github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // countingTransport counts requests by path suffix: poll cycles and
@@ -71,7 +72,7 @@ func TestOrdering(t *testing.T) {
 	}
 	r := mux.NewRouter()
 	r.SkipClean(true)
-	transport.New("/ordered", transport.Options{ResponseLimit: 4096}, app).Mount(r)
+	gorillamux.Mount(r, transport.New("/ordered", transport.Options{ResponseLimit: 4096}, app))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 

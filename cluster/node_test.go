@@ -196,35 +196,7 @@ type testNode struct {
 // startNodes runs n nodes of an echo service sharing one owner store.
 func startNodes(t *testing.T, n int, owners Store, secret string) []*testNode {
 	t.Helper()
-	nodes := make([]*testNode, n)
-	for i := range nodes {
-		tn := &testNode{obs: &countingObserver{results: map[string]int{}}, reqs: make(chan session.Request, 100)}
-		r := mux.NewRouter()
-		r.SkipClean(true)
-		tn.srv = httptest.NewUnstartedServer(r)
-		tn.srv.Start()
-		tn.node = mustNode(t, Options{
-			Store: owners, Self: tn.srv.URL, Secret: []byte(secret), Observer: tn.obs, KeepInterval: 50 * time.Millisecond,
-		})
-		tn.h = transport.New("/echo", transport.Options{Cluster: tn.node}, func(s *session.Session) {
-			tn.reqs <- s.Request()
-			for {
-				m, err := s.Recv(context.Background())
-				if err != nil || s.Send(m) != nil {
-					return
-				}
-			}
-		})
-		gorillamux.Mount(r, tn.h)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = tn.h.Shutdown(ctx)
-			tn.srv.Close()
-		})
-		nodes[i] = tn
-	}
-	return nodes
+	return startNodesWith(t, n, owners, func(_ *transport.Options, c *Options) { c.Secret = []byte(secret) })
 }
 
 func post(t *testing.T, url, body string, hdr map[string]string) (int, string) {
@@ -500,10 +472,12 @@ func frozenOwner(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// startNodesWith is startNodes with cluster options of the test's own.
+// startNodesWith runs n nodes of an echo service sharing one owner store,
+// with options the test adjusts. Each node's app reports the request of
+// every session it opens on reqs.
 func startNodesWith(t *testing.T, n int, owners Store, adjust func(*transport.Options, *Options)) []*testNode {
 	t.Helper()
-	nodes := startNodes(t, 0, owners, "s3cret")
+	var nodes []*testNode
 	for range n {
 		tn := &testNode{obs: &countingObserver{results: map[string]int{}}, reqs: make(chan session.Request, 100)}
 		r := mux.NewRouter()
@@ -516,6 +490,10 @@ func startNodesWith(t *testing.T, n int, owners Store, adjust func(*transport.Op
 		tn.node = mustNode(t, co)
 		o.Cluster = tn.node
 		tn.h = transport.New("/echo", o, func(s *session.Session) {
+			select {
+			case tn.reqs <- s.Request():
+			default: // a test that does not read them
+			}
 			s.OnMessage(func(m string) { _ = s.Send(m) })
 		})
 		gorillamux.Mount(r, tn.h)

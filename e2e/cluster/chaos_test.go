@@ -77,7 +77,15 @@ func TestClusterChaos(t *testing.T) {
 	// (docs/cluster.md), and must find its sessions still its own when it
 	// resumes. A killed node's sessions are taken over at once anyway:
 	// nothing listens at its address.
-	env := startCluster(t, "-hub-history-size", strconv.Itoa(chaosHistory), "-cluster-owner-ttl", "10s")
+	//
+	// Sessions outlive a receiving request held up by a frozen node in its
+	// path (3 s, then the backlog): with the default 5 s disconnect delay
+	// such a session may expire, and its client's next request opens a
+	// new one under the same id. That is the protocol's "session lost",
+	// not two nodes serving it, but from outside it looks the same (a
+	// second open frame), so the delay is long enough here that a second
+	// open can only mean a second copy or a killed owner.
+	env := startCluster(t, "-hub-history-size", strconv.Itoa(chaosHistory), "-cluster-owner-ttl", "10s", "-disconnect-delay", "20s")
 	t0 := time.Now()
 	since := func(at time.Time) string { return fmt.Sprintf("+%.2fs", at.Sub(t0).Seconds()) }
 	closeIdle := func() {

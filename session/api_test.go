@@ -2,7 +2,6 @@ package session
 
 import (
 	"bufio"
-	"errors"
 	"go/parser"
 	"go/token"
 	"os"
@@ -11,9 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 // TestSessionMethodSet pins the exported method set of *Session to the
@@ -97,67 +94,4 @@ func modulePath(t *testing.T, gomod string) string {
 	}
 	t.Fatalf("no module line in %s", gomod)
 	return ""
-}
-
-// closeCounter is an Observer that records the reasons sessions closed for.
-type closeCounter struct {
-	NopObserver
-	mu      sync.Mutex
-	reasons []CloseCause
-}
-
-func (c *closeCounter) SessionClosed(_ Transport, r CloseCause, _ time.Duration) {
-	c.mu.Lock()
-	c.reasons = append(c.reasons, r)
-	c.mu.Unlock()
-}
-
-func (c *closeCounter) got() []CloseCause {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.reasons)
-}
-
-// TestCloseFor: the client gets what Close would give it (the queued
-// messages, then the close frame); only the count differs. A second close
-// is ErrClosed and not counted again, and a reason out of range counts as
-// CauseServer, so that no close goes uncounted.
-func TestCloseFor(t *testing.T) {
-	obs := &closeCounter{}
-	reg := testRegistry(Options{Observer: obs})
-	s, _, _ := reg.GetOrCreate("cf", XHRPolling, func() Request { return Request{} })
-	_ = s.Send("queued")
-	if err := s.CloseFor(CauseLimit, 4001, "Too slow"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Send("too late"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Send after CloseFor: %v", err)
-	}
-	if s.Context().Err() == nil {
-		t.Fatal("context not done after CloseFor")
-	}
-	if code, reason, closed := s.CloseInfo(); code != 4001 || reason != "Too slow" || !closed {
-		t.Fatalf("CloseInfo %d %q %v", code, reason, closed)
-	}
-	if err := s.CloseFor(CauseError, 4002, "again"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("second CloseFor: %v", err)
-	}
-	if err := s.Close(3000, "again"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Close after CloseFor: %v", err)
-	}
-	r := newRecorder(true)
-	for range 3 {
-		s.serve(r)
-	}
-	if got, want := r.all(), []string{"o", "a,queued", "c,Too slow"}; !slices.Equal(got, want) {
-		t.Fatalf("frames %v, want %v", got, want)
-	}
-
-	o, _, _ := reg.GetOrCreate("odd", XHRPolling, func() Request { return Request{} })
-	if err := o.CloseFor(NumCauses+3, 4003, "odd"); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := obs.got(), []CloseCause{CauseLimit, CauseServer}; !slices.Equal(got, want) {
-		t.Fatalf("counted %v, want %v", got, want)
-	}
 }

@@ -2,8 +2,10 @@ package session
 
 import (
 	"bufio"
+	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,7 +17,8 @@ import (
 
 // TestSessionMethodSet pins the exported method set of *Session to the
 // application API, so that transport plumbing cannot grow back into it by
-// accident: the transport side belongs in internal/sessionapi.
+// accident: the transport side belongs to internal/engine's Session, which
+// this defined type does not inherit.
 func TestSessionMethodSet(t *testing.T) {
 	want := []string{
 		"Buffered", "Close", "CloseFor", "CloseInfo", "Context", "ID", "OnMessage", "Recv", "Request", "Send",
@@ -75,6 +78,156 @@ func TestApplicationsUseOnlyPublicAPI(t *testing.T) {
 		}
 		if files == 0 {
 			t.Errorf("no Go files in ../%s: the test no longer checks anything", dir)
+		}
+	}
+}
+
+// TestPublicDeclarations pins what package session exports to the
+// application's API: the Session face, the Options and Request it is
+// configured and described by, the Observer that metrics implement and the
+// types its methods take, close codes and errors. The engine (registry,
+// frames, receivers, the transport side of a session) stays in
+// internal/engine; a declaration added here by accident fails this test,
+// which is the place to decide whether an application needs it.
+func TestPublicDeclarations(t *testing.T) {
+	want := []string{
+		"const CauseClient", "const CauseError", "const CauseLimit", "const CauseServer",
+		"const CauseShutdown", "const CauseTimeout", "const CodeAnotherConn", "const CodeGoAway",
+		"const CodeGoingAway", "const CodeInterrupted", "const CodeQueueFull", "const CodeTooBig",
+		"const DefaultDisconnectDelay", "const DefaultHeartbeatDelay", "const DefaultReceiverWait",
+		"const DefaultRecvQueueBytes", "const DefaultRecvQueueMessages", "const DefaultSendQueueBytes",
+		"const DefaultSendQueueMessages", "const EndpointEventSource", "const EndpointHTMLFile",
+		"const EndpointJSONP", "const EndpointJSONPSend", "const EndpointXHR", "const EndpointXHRSend",
+		"const EndpointXHRStreaming", "const EventSource", "const FrameClose", "const FrameHeartbeat",
+		"const FrameMessages", "const FrameOpen", "const HTMLFile", "const JSONPPolling",
+		"const LimitBodyBudget", "const LimitBodyReadTimeout", "const LimitBodySize",
+		"const LimitConcurrentSends", "const LimitIDLength", "const LimitMessageSize",
+		"const LimitRequestInfo", "const LimitSendQueue", "const LimitSessions", "const NumCauses",
+		"const NumEndpoints", "const NumLimits", "const NumTransports", "const RawWebSocket",
+		"const ReasonAnother", "const ReasonGoAway", "const ReasonGoingAway", "const ReasonInterrupt",
+		"const ReasonQueueFull", "const ReasonTooBig", "const RecvEntryBytes", "const WebSocket",
+		"const XHRPolling", "const XHRStreaming",
+		"method NopObserver.DeliveryDelay", "method NopObserver.FrameWritten", "method NopObserver.HTTPRequest",
+		"method NopObserver.LimitHit", "method NopObserver.MessageReceived", "method NopObserver.ReceiveDelay",
+		"method NopObserver.SessionClosed", "method NopObserver.SessionOpened", "method NopObserver.TimeToOpen",
+		"method Options.WithDefaults",
+		"method Session.Buffered", "method Session.Close", "method Session.CloseFor", "method Session.CloseInfo",
+		"method Session.Context", "method Session.ID", "method Session.OnMessage", "method Session.Recv",
+		"method Session.Request", "method Session.Send", "method Session.Transport", "method Session.Written",
+		"type CloseCause", "type Endpoint", "type FrameKind", "type Limit", "type NopObserver", "type Observer",
+		"type Options", "type Request", "type Session", "type Transport",
+		"var ErrClosed", "var ErrQueueFull",
+	}
+	fset := token.NewFileSet()
+	var got []string
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if !d.Name.IsExported() {
+					continue
+				}
+				if d.Recv == nil {
+					got = append(got, "func "+d.Name.Name)
+					continue
+				}
+				recv := d.Recv.List[0].Type
+				if star, ok := recv.(*ast.StarExpr); ok {
+					recv = star.X
+				}
+				got = append(got, "method "+recv.(*ast.Ident).Name+"."+d.Name.Name)
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch spec := spec.(type) {
+					case *ast.TypeSpec:
+						if spec.Name.IsExported() {
+							got = append(got, "type "+spec.Name.Name)
+						}
+					case *ast.ValueSpec:
+						for _, n := range spec.Names {
+							if n.IsExported() {
+								got = append(got, d.Tok.String()+" "+n.Name)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(got)
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			t.Errorf("package session declares %s, which is not in the application API", g)
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("package session no longer declares %s", w)
+		}
+	}
+}
+
+// TestOnlyFacesImportEngine: internal/engine is reached from outside
+// internal/ only through its two faces, package session (the
+// application's) and package transport (the protocol's). The hub, the
+// bridge, the cluster, metrics, the client and the commands use session
+// and transport like any program outside the module: an import of the
+// engine in one of their non-test files is a side door this test closes.
+func TestOnlyFacesImportEngine(t *testing.T) {
+	root := filepath.Join("..")
+	module := modulePath(t, filepath.Join(root, "go.mod"))
+	engine := module + "/internal/engine"
+	checked := map[string]bool{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			rel, _ := filepath.Rel(root, path)
+			switch {
+			case rel == ".":
+				return nil
+			case rel == "internal", rel == "session", rel == "transport",
+				name == "node_modules", name == "testdata", strings.HasPrefix(name, "."):
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		checked[strings.SplitN(filepath.ToSlash(rel), "/", 2)[0]] = true
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p == engine || strings.HasPrefix(p, engine+"/") {
+				t.Errorf("%s imports %s: only session and transport may", rel, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"hub", "bridge", "cluster", "metrics", "client", "cmd"} {
+		if !checked[dir] {
+			t.Errorf("no Go files checked in ../%s: the test no longer covers it", dir)
 		}
 	}
 }

@@ -306,7 +306,7 @@ type connReceiver interface {
 }
 
 // serveConnection writes the open frame to rcv and leaves the session's
-// frames to be written as they come (sessionapi.ServeConn): no goroutine
+// frames to be written as they come (engine.Session.ServeConn): no goroutine
 // waits for them. Once the close frame was written, the connection is
 // finished and the session taken out of the registry at once (no
 // disconnect delay: a websocket session cannot be resumed). The session

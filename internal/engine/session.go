@@ -59,6 +59,9 @@ type Receiver interface {
 	Gone() <-chan struct{}
 }
 
+// Request is session.Request's mirror, with the same fields, so that one
+// converts to the other (session.Session.Request does).
+//
 // Request is what the application may know of the request that opened the
 // session, for authentication: a token in the query string or a header.
 // Cookies are removed unless the transport is configured to keep them,
@@ -92,20 +95,15 @@ var epoch = time.Now()
 // now is a cheap monotonic clock in nanoseconds since process start.
 func now() int64 { return int64(time.Since(epoch)) }
 
-// Session is one SockJS session, whatever its transport, as an
-// application sees it: ID, Transport, Request and Context describe it;
-// Send, Recv (or OnMessage) and Close (or CloseFor, to count the close
-// under a reason) talk to the client; Buffered and Written tell how far
-// the client lags behind, for back-pressure; CloseInfo tells whether and
-// how it ended. Its methods are safe for concurrent use.
-//
-// This is all the hub and the exec bridge of this module use, so any
-// service like them can be built outside it (see the package example).
-// The transport side (attaching a receiving connection, delivering what
-// the client sent) is unexported: this module's transports reach it
-// through internal/sessionapi, so an application cannot bypass the
-// protocol. TestSessionMethodSet keeps the exported method set to exactly
-// this list.
+// Session is one SockJS session, whatever its transport. Its methods
+// are safe for concurrent use. It has two sides: the application's (ID,
+// Transport, Request, Context, Send, Recv, OnMessage, Buffered, Written,
+// Close, CloseFor, CloseInfo), which package session re-declares on its
+// face type, and the transport's (Serve, ServeConn, ConnLost, Deliver,
+// End, CloseWith, Closed, HasOnMessage, Attached, AcquireSendSlot,
+// ReleaseSendSlot), which only package transport calls. An application
+// holds a *session.Session, the same pointer under a type that has only
+// the first list.
 type Session struct {
 	id        string
 	key       string // registry key: the URL session id, or "ws/"+id for sessions without one

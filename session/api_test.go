@@ -232,6 +232,56 @@ func TestOnlyFacesImportEngine(t *testing.T) {
 	}
 }
 
+// TestConstantComments: the close codes, reasons and defaults are the
+// engine's constants, so go doc shows engine.CodeGoingAway where a reader
+// wants 1001; the line comment of each says the value, and this test
+// keeps it true.
+func TestConstantComments(t *testing.T) {
+	values := map[string]string{
+		"CodeGoingAway": strconv.Itoa(CodeGoingAway), "CodeInterrupted": strconv.Itoa(CodeInterrupted),
+		"CodeTooBig": strconv.Itoa(CodeTooBig), "CodeAnotherConn": strconv.Itoa(CodeAnotherConn),
+		"CodeGoAway": strconv.Itoa(CodeGoAway), "CodeQueueFull": strconv.Itoa(CodeQueueFull),
+		"ReasonGoingAway": strconv.Quote(ReasonGoingAway), "ReasonInterrupt": strconv.Quote(ReasonInterrupt),
+		"ReasonTooBig": strconv.Quote(ReasonTooBig), "ReasonAnother": strconv.Quote(ReasonAnother),
+		"ReasonGoAway": strconv.Quote(ReasonGoAway), "ReasonQueueFull": strconv.Quote(ReasonQueueFull),
+		"DefaultHeartbeatDelay": DefaultHeartbeatDelay.String(), "DefaultDisconnectDelay": DefaultDisconnectDelay.String(),
+		"DefaultSendQueueMessages": strconv.Itoa(DefaultSendQueueMessages),
+		"DefaultSendQueueBytes":    strconv.Itoa(DefaultSendQueueBytes),
+		"DefaultRecvQueueMessages": strconv.Itoa(DefaultRecvQueueMessages),
+		"DefaultRecvQueueBytes":    strconv.Itoa(DefaultRecvQueueBytes),
+		"RecvEntryBytes":           strconv.Itoa(RecvEntryBytes), "DefaultReceiverWait": DefaultReceiverWait.String(),
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), "types.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range g.Specs {
+			vs := spec.(*ast.ValueSpec)
+			want, ok := values[vs.Names[0].Name]
+			if !ok {
+				continue
+			}
+			seen++
+			comment := ""
+			if vs.Comment != nil {
+				comment = strings.TrimSpace(vs.Comment.Text())
+			}
+			if !strings.HasPrefix(comment, want) {
+				t.Errorf("%s: comment %q does not start with its value %s", vs.Names[0].Name, comment, want)
+			}
+		}
+	}
+	if seen != len(values) {
+		t.Errorf("found %d of the %d constants in types.go", seen, len(values))
+	}
+}
+
 // modulePath reads the module line of a go.mod.
 func modulePath(t *testing.T, gomod string) string {
 	f, err := os.Open(gomod)

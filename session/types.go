@@ -95,20 +95,21 @@ const (
 
 // Close codes and reasons used by the protocol and by this server, as
 // CloseInfo reports them. Codes 3000-3999 are reserved for libraries like
-// this one, 4000-4999 for applications.
+// this one, 4000-4999 for applications. The values are the engine's; the
+// comments say them (TestConstantComments keeps them true).
 const (
-	CodeGoingAway   = engine.CodeGoingAway   // server shutdown
-	CodeInterrupted = engine.CodeInterrupted // the receiving connection broke
-	CodeTooBig      = engine.CodeTooBig      // a message over the size limit
-	CodeAnotherConn = engine.CodeAnotherConn // a second receiver for one session
-	CodeGoAway      = engine.CodeGoAway      // the application closed the session
-	CodeQueueFull   = engine.CodeQueueFull   // the client did not read fast enough
-	ReasonGoingAway = engine.ReasonGoingAway
-	ReasonInterrupt = engine.ReasonInterrupt
-	ReasonTooBig    = engine.ReasonTooBig
-	ReasonAnother   = engine.ReasonAnother
-	ReasonGoAway    = engine.ReasonGoAway
-	ReasonQueueFull = engine.ReasonQueueFull
+	CodeGoingAway   = engine.CodeGoingAway   // 1001: server shutdown
+	CodeInterrupted = engine.CodeInterrupted // 1002: the receiving connection broke
+	CodeTooBig      = engine.CodeTooBig      // 1009: a message over the size limit
+	CodeAnotherConn = engine.CodeAnotherConn // 2010: a second receiver for one session
+	CodeGoAway      = engine.CodeGoAway      // 3000: the application closed the session
+	CodeQueueFull   = engine.CodeQueueFull   // 3009: the client did not read fast enough
+	ReasonGoingAway = engine.ReasonGoingAway // "Going away"
+	ReasonInterrupt = engine.ReasonInterrupt // "Connection interrupted"
+	ReasonTooBig    = engine.ReasonTooBig    // "Message too big"
+	ReasonAnother   = engine.ReasonAnother   // "Another connection still open"
+	ReasonGoAway    = engine.ReasonGoAway    // "Go away!"
+	ReasonQueueFull = engine.ReasonQueueFull // "Send queue overflow"
 )
 
 // Errors returned by Session methods. They are the engine's values, so
@@ -225,18 +226,19 @@ type Options struct {
 	Observer Observer
 }
 
-// Defaults for Options.
+// Defaults for Options. The values are the engine's; the comments say
+// them (TestConstantComments keeps them true).
 const (
-	DefaultHeartbeatDelay    = engine.DefaultHeartbeatDelay
-	DefaultDisconnectDelay   = engine.DefaultDisconnectDelay
-	DefaultSendQueueMessages = engine.DefaultSendQueueMessages
-	DefaultSendQueueBytes    = engine.DefaultSendQueueBytes
-	DefaultRecvQueueMessages = engine.DefaultRecvQueueMessages
-	DefaultRecvQueueBytes    = engine.DefaultRecvQueueBytes
+	DefaultHeartbeatDelay    = engine.DefaultHeartbeatDelay    // 25s
+	DefaultDisconnectDelay   = engine.DefaultDisconnectDelay   // 5s
+	DefaultSendQueueMessages = engine.DefaultSendQueueMessages // 16384
+	DefaultSendQueueBytes    = engine.DefaultSendQueueBytes    // 4194304 (4 MiB)
+	DefaultRecvQueueMessages = engine.DefaultRecvQueueMessages // 256
+	DefaultRecvQueueBytes    = engine.DefaultRecvQueueBytes    // 1048576 (1 MiB)
 	// RecvEntryBytes is what a queued received message costs beyond its
 	// bytes, so that a flood of empty messages is bounded too.
-	RecvEntryBytes      = engine.RecvEntryBytes
-	DefaultReceiverWait = engine.DefaultReceiverWait
+	RecvEntryBytes      = engine.RecvEntryBytes      // 32
+	DefaultReceiverWait = engine.DefaultReceiverWait // 500ms
 )
 
 // WithDefaults returns o with every zero field replaced by its default.

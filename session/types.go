@@ -127,7 +127,7 @@ var (
 //
 // The engine has a mirror type with the same fields, so that
 // Session.Request converts it without copying field by field; the
-// engine's TestMirrorTypes keeps the two identical.
+// transport's TestMirrorTypes keeps the two identical.
 type Request struct {
 	Header     http.Header
 	Query      url.Values

@@ -507,7 +507,8 @@ func (h *Handler) delivered(s *engine.Session, err error) {
 
 // engineOptions is the engine's copy of o. The engine cannot import
 // package session (session is the face over it), so it has its own
-// Options with the same fields; TestMirrorTypes and TestMirrorDefaults keep them in step.
+// Options with the same fields; TestMirrorTypes and TestMirrorDefaults
+// keep the two in step.
 func engineOptions(o session.Options) engine.Options {
 	return engine.Options{
 		HeartbeatDelay:    o.HeartbeatDelay,

@@ -153,8 +153,8 @@ const (
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultCloseWait       = time.Second
-	// DefaultMaxSessions bounds a service's live sessions when
-	// MaxSessions is zero.
+	// DefaultMaxSessions (100,000) bounds a service's live sessions when
+	// MaxSessions is zero; the registry applies it.
 	DefaultMaxSessions = engine.DefaultMaxSessions
 )
 

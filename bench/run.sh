@@ -30,7 +30,7 @@ if [ "${1:-}" = soak ]; then
 fi
 if [ "${BENCH_MICRO:-1}" = 1 ]; then
 	# Informative only: a failing micro-benchmark must not stop the table.
-	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./session/ ./transport/ ||
+	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./internal/engine/ ./transport/ ||
 		echo "bench: a micro-benchmark failed (above); going on with the table" >&2
 fi
 # shellcheck disable=SC2086

@@ -261,7 +261,7 @@ func pidOf(t testing.TB, c *sockjs.Conn) int {
 func liveSession(t testing.TB, h *transport.Handler) *session.Session {
 	t.Helper()
 	var ss []*session.Session
-	h.Registry().Range(func(s *session.Session) { ss = append(ss, s) })
+	h.Range(func(s *session.Session) { ss = append(ss, s) })
 	if len(ss) != 1 {
 		t.Fatalf("%d sessions, want 1", len(ss))
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/transport/gorillamux"
@@ -193,6 +193,20 @@ type testNode struct {
 	reqs chan session.Request // the request of every session the app sees
 }
 
+// engineSession is tn's session with URL session id sid, or nil, as its
+// service's cluster membership sees it, with the engine's methods that the
+// tests drive the way a transport does.
+func (tn *testNode) engineSession(sid string) *engine.Session {
+	tn.node.mu.Lock()
+	defer tn.node.mu.Unlock()
+	for m := range tn.node.members {
+		if s := m.svc.Session(sid); s != nil {
+			return (*engine.Session)(s)
+		}
+	}
+	return nil
+}
+
 // startNodes runs n nodes of an echo service sharing one owner store.
 func startNodes(t *testing.T, n int, owners Store, secret string) []*testNode {
 	t.Helper()
@@ -234,8 +248,8 @@ func TestClusterForwardsToOwner(t *testing.T) {
 	if code, body := post(t, b.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "a[\"one\",\"two\"]\n" {
 		t.Fatalf("poll via B: %d %q", code, body)
 	}
-	if b.h.Registry().Len() != 0 || a.h.Registry().Len() != 1 {
-		t.Fatalf("sessions: A %d, B %d; want 1, 0", a.h.Registry().Len(), b.h.Registry().Len())
+	if b.h.Sessions() != 0 || a.h.Sessions() != 1 {
+		t.Fatalf("sessions: A %d, B %d; want 1, 0", a.h.Sessions(), b.h.Sessions())
 	}
 	b.obs.waitCounts(t, map[string]int{"xhr_send/ok": 1, "xhr/ok": 1})
 	a.obs.waitCounts(t, map[string]int{})
@@ -343,7 +357,7 @@ func TestClusterOwnerGone(t *testing.T) {
 	if code, _ := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["x"]`, nil); code != 204 {
 		t.Fatalf("send to the new session: %d", code)
 	}
-	sessionapi.End(b.h.Registry().Get("abc"), session.CauseClient)
+	b.engineSession("abc").End(session.CauseClient)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if owners.get("/echo/abc") == "" {
@@ -410,7 +424,7 @@ func TestClusterTakeoverRace(t *testing.T) {
 	if code, body := post(t, late.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"kept\"]\n" {
 		t.Fatalf("poll: %d %q", code, body)
 	}
-	if late.h.Registry().Len() != 0 {
+	if late.h.Sessions() != 0 {
 		t.Fatal("the late node opened a second session")
 	}
 	late.obs.waitCounts(t, map[string]int{"xhr_send/owner_gone": 1, "xhr/owner_gone": 1, "xhr/ok": 1})
@@ -534,7 +548,7 @@ func TestClusterForwardTimeout(t *testing.T) {
 	if got := owners.get("/echo/abc"); got != frozen {
 		t.Fatalf("owner after timeouts: %q, want the frozen owner still", got)
 	}
-	if n := b.h.Registry().Len(); n != 0 {
+	if n := b.h.Sessions(); n != 0 {
 		t.Fatalf("%d sessions opened here for a slow owner's id", n)
 	}
 	b.obs.waitCounts(t, map[string]int{"xhr_send/timeout": 1, "xhr_streaming/timeout": 1})
@@ -575,7 +589,7 @@ func TestClusterDialTimeoutIsNotDeath(t *testing.T) {
 	if got := owners.get("/echo/abc"); got != live {
 		t.Fatalf("owner %q after a dial timeout, want %q: a slow owner was taken for a dead one", got, live)
 	}
-	if n := b.h.Registry().Len(); n != 0 {
+	if n := b.h.Sessions(); n != 0 {
 		t.Fatalf("a second session was opened for a live owner's id")
 	}
 	b.obs.waitCounts(t, map[string]int{"xhr/timeout": 1})
@@ -601,7 +615,7 @@ func TestClusterForwardedClaimLost(t *testing.T) {
 	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"kept\"]\n" {
 		t.Fatalf("poll via B: %d %q", code, body)
 	}
-	if n := a.h.Registry().Len(); n != 0 {
+	if n := a.h.Sessions(); n != 0 {
 		t.Fatalf("A opened a second session for C's id")
 	}
 	if got := owners.get("/echo/abc"); got != c.srv.URL {
@@ -634,7 +648,7 @@ func TestClusterStoreRestart(t *testing.T) {
 		t.Fatalf("poll via B after the restart: %d %q", code, body)
 	}
 	t.Logf("requests through another node reached the owner %v after the restart", time.Since(start).Round(time.Millisecond))
-	if n := b.h.Registry().Len(); n != 0 {
+	if n := b.h.Sessions(); n != 0 {
 		t.Fatal("B opened a second session with A's id")
 	}
 	if got := owners.get("/echo/abc"); got != a.srv.URL {
@@ -660,8 +674,8 @@ func TestClusterOutageReconciles(t *testing.T) {
 	owners.setDown(false)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		s := b.h.Registry().Get("abc")
-		if s == nil || sessionapi.Closed(s) {
+		s := b.engineSession("abc")
+		if s == nil || s.Closed() {
 			break
 		}
 		if time.Now().After(deadline) {

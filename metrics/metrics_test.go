@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -85,7 +86,7 @@ func TestSeriesMoveOnEveryTransport(t *testing.T) {
 	}
 	ws.Close()
 	for _, ep := range []string{"eventsource", "htmlfile?c=cb", "jsonp?c=cb"} {
-		url := srv.URL + "/echo/000/" + session.NewID()
+		url := srv.URL + "/echo/000/" + testenv.NewID()
 		res, err := http.Get(url + "/" + ep)
 		if err != nil {
 			t.Fatal(err)

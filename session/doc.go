@@ -49,19 +49,26 @@
 // Session is the application's side. Options bound a session's queues and
 // set its heartbeat and expiry; transport.Options carries them. Observer
 // receives every session event for metrics (package metrics implements it
-// with Prometheus) so that this package depends on no metrics library.
-// Registry holds a service's live sessions; transport.Handler.Registry
-// returns it, to count them or close them all. Frame, Receiver and Finisher
-// are the interface to transports.
+// with Prometheus) so that this package depends on no metrics library;
+// Transport, CloseCause, FrameKind, Endpoint and Limit are the small enums
+// its methods take. transport.Handler.Sessions and Range count and reach a
+// service's live sessions.
+//
+// This package is a face: the sessions themselves (state machine, queues,
+// timers, the registry, the writers that take frames to a connection) are
+// this module's internal/engine, which the transports drive directly.
+// Session is a defined type over the engine's session, so the application
+// holds the same pointer the transports do, at no cost, but sees only the
+// methods declared here; the engine's transport side (attaching receivers,
+// delivering what the client sent, closing for a limit) is out of its
+// reach, so an application cannot bypass the protocol. The enums, close
+// codes and errors are the engine's, aliased here, so that values compare
+// and errors.Is matches across the two.
 //
 // A session never writes to a network connection itself: a transport
-// attaches a Receiver, and queued messages are taken under the session's
+// attaches a receiver, and queued messages are taken under the session's
 // lock, the lock is released, and only then is the frame written. That is
 // why a slow write never holds up Send, other sessions or the registry.
-// The transport side of a Session (attaching receivers, delivering what the
-// client sent, closing for a limit) is not exported: this module's
-// transports reach it through internal/sessionapi, so an application cannot
-// bypass the protocol.
 //
 // The README's table of Session methods and docs/limits.md (every limit and
 // what hitting it costs the client) say more.

@@ -20,7 +20,6 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -178,7 +177,7 @@ func TestAbortThenReceiveNever2010(t *testing.T) {
 	waitAttached := func(sid string) error {
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			if s := h.Registry().Get(sid); s != nil && sessionapi.Attached(s) {
+			if transport.AttachedForTest(h, sid) {
 				return nil
 			}
 			time.Sleep(time.Millisecond)

@@ -4,10 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
-var benchFrames = map[string]*session.Frame{
+var benchFrames = map[string]*engine.Frame{
 	"ascii64":   {Kind: session.FrameMessages, Messages: []string{strings.Repeat("x", 64)}},
 	"unicode64": {Kind: session.FrameMessages, Messages: []string{strings.Repeat("zażółć ☃ ", 6)}},
 	"batch16":   {Kind: session.FrameMessages, Messages: []string{"a", "bb", "ccc", "dddd", "a", "bb", "ccc", "dddd", "a", "bb", "ccc", "dddd", "a", "bb", "ccc", "dddd"}},
@@ -19,7 +20,7 @@ func BenchmarkAppendFrame(b *testing.B) {
 			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				buf = AppendFrame(buf[:0], f)
+				buf = appendFrame(buf[:0], f)
 			}
 			b.SetBytes(int64(len(buf)))
 		})

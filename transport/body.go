@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -120,16 +120,16 @@ func (o *Options) bodyDefaults() {
 // readBody reads a send request's body for session s through the three
 // gates, answering 429, 413, 503, 408 or 400 when one refuses it. On
 // success the caller must call release once it is done with the body.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Session) (body []byte, release func(), ok bool) {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Session) (body []byte, release func(), ok bool) {
 	t := s.Transport()
-	if !sessionapi.AcquireSendSlot(s, h.opts.MaxConcurrentSends) {
+	if !s.AcquireSendSlot(h.opts.MaxConcurrentSends) {
 		h.limitHit(t, session.LimitConcurrentSends)
 		plainError(w, http.StatusTooManyRequests, "Too many concurrent sends for this session.")
 		return nil, nil, false
 	}
 	limit := int64(h.opts.MaxMessageBytes)
 	if r.ContentLength > limit {
-		sessionapi.ReleaseSendSlot(s)
+		s.ReleaseSendSlot()
 		h.limitHit(t, session.LimitBodySize)
 		plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
 		return nil, nil, false
@@ -146,14 +146,14 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *session.Se
 		cancel()
 	}
 	if !ok {
-		sessionapi.ReleaseSendSlot(s)
+		s.ReleaseSendSlot()
 		h.limitHit(t, session.LimitBodyBudget)
 		plainError(w, http.StatusServiceUnavailable, "Server busy, try again.")
 		return nil, nil, false
 	}
 	release = func() {
 		h.opts.BodyBudget.release(reserved)
-		sessionapi.ReleaseSendSlot(s)
+		s.ReleaseSendSlot()
 	}
 
 	rc := http.NewResponseController(w)

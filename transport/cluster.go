@@ -2,11 +2,10 @@ package transport
 
 import (
 	"context"
+	"github.com/sockjsd/sockjsd/session"
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/sockjsd/sockjsd/session"
 )
 
 // Cluster lets several nodes serve one service behind a load balancer
@@ -59,10 +58,12 @@ type ClusterMember interface {
 // clusterService is a Handler as its cluster sees it.
 type clusterService struct{ h *Handler }
 
-func (c clusterService) Prefix() string                      { return c.h.prefix }
-func (c clusterService) Session(sid string) *session.Session { return c.h.reg.Get(sid) }
-func (c clusterService) Accepting() bool                     { return !c.h.closing.Load() }
-func (c clusterService) Logger() *slog.Logger                { return c.h.log }
+func (c clusterService) Prefix() string { return c.h.prefix }
+func (c clusterService) Session(sid string) *session.Session {
+	return (*session.Session)(c.h.reg.Get(sid))
+}
+func (c clusterService) Accepting() bool      { return !c.h.closing.Load() }
+func (c clusterService) Logger() *slog.Logger { return c.h.log }
 func (c clusterService) PollWait() time.Duration {
 	return c.h.opts.Session.HeartbeatDelay + c.h.opts.Session.ReceiverWait
 }

@@ -6,8 +6,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
-	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/internal/engine"
 )
 
 // Decoding a send payload one message at a time. DecodeMessages returns
@@ -28,7 +27,7 @@ const (
 // deliverPayload delivers the messages of payload b to s. It returns
 // ErrBrokenJSON or ErrNoPayload (nothing delivered) for a bad payload, or
 // Deliver's error.
-func deliverPayload[T string | []byte](ctx context.Context, s *session.Session, b T, filter msgFilter) error {
+func deliverPayload[T string | []byte](ctx context.Context, s *engine.Session, b T, filter msgFilter) error {
 	if err := walkPayload(b, nil); err != nil {
 		return err
 	}
@@ -37,7 +36,7 @@ func deliverPayload[T string | []byte](ctx context.Context, s *session.Session, 
 
 // msgFilter takes the messages the transport answers itself (the service
 // ping's pongs) out of a chunk before the session gets it.
-type msgFilter func(*session.Session, []string) []string
+type msgFilter func(*engine.Session, []string) []string
 
 // chunkPool holds deliverValid's chunks (1 KiB each), so that delivering a
 // websocket message does not allocate one: Deliver keeps the messages,
@@ -45,7 +44,7 @@ type msgFilter func(*session.Session, []string) []string
 var chunkPool = sync.Pool{New: func() any { c := make([]string, 0, chunkMessages); return &c }}
 
 // deliverValid is deliverPayload for a payload validPayload accepted.
-func deliverValid[T string | []byte](ctx context.Context, s *session.Session, b T, filter msgFilter) error {
+func deliverValid[T string | []byte](ctx context.Context, s *engine.Session, b T, filter msgFilter) error {
 	cp := chunkPool.Get().(*[]string)
 	defer func() {
 		clear((*cp)[:cap(*cp)]) // a failed delivery may leave messages in it
@@ -56,9 +55,9 @@ func deliverValid[T string | []byte](ctx context.Context, s *session.Session, b 
 	var derr error
 	flush := func() bool {
 		if filter != nil {
-			derr = sessionapi.Deliver(s, ctx, filter(s, chunk))
+			derr = s.Deliver(ctx, filter(s, chunk))
 		} else {
-			derr = sessionapi.Deliver(s, ctx, chunk)
+			derr = s.Deliver(ctx, chunk)
 		}
 		clear(chunk)
 		chunk, size = chunk[:0], 0

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"net/http"
 
 	"github.com/sockjsd/sockjsd/session"
@@ -10,9 +11,9 @@ import (
 // Frames are JSON, so they never contain the newlines or leading spaces
 // that the event-stream format would mangle.
 
-func encodeEventSource(dst []byte, f *session.Frame) []byte {
+func encodeEventSource(dst []byte, f *engine.Frame) []byte {
 	dst = append(dst, "data: "...)
-	dst = AppendFrame(dst, f)
+	dst = appendFrame(dst, f)
 	return append(dst, "\r\n\r\n"...)
 }
 

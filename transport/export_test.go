@@ -6,3 +6,10 @@ func PingersForTest(h *Handler) int {
 	h.pingers.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+// AttachedForTest reports whether h has a session with URL session id sid
+// and a receiving connection is attached to it now.
+func AttachedForTest(h *Handler, sid string) bool {
+	s := h.reg.Get(sid)
+	return s != nil && s.Attached()
+}

@@ -3,15 +3,16 @@ package transport
 import (
 	"encoding/json"
 	"errors"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/sockjsd/sockjsd/session"
 )
 
-// AppendFrame appends the protocol encoding of f: "o", "h", `a["m1","m2"]`
+// appendFrame appends the protocol encoding of f: "o", "h", `a["m1","m2"]`
 // or `c[3000,"Go away!"]`, without a transport's own framing.
-func AppendFrame(dst []byte, f *session.Frame) []byte {
+func appendFrame(dst []byte, f *engine.Frame) []byte {
 	switch f.Kind {
 	case session.FrameMessages:
 		dst = append(dst, 'a', '[')

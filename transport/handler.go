@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/fallback"
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -152,6 +152,9 @@ const (
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultCloseWait       = time.Second
+	// DefaultMaxSessions (100,000) bounds a service's live sessions when
+	// MaxSessions is zero; the registry applies it.
+	DefaultMaxSessions = engine.DefaultMaxSessions
 )
 
 func (o Options) withDefaults() Options {
@@ -182,12 +185,12 @@ type Handler struct {
 	opts     Options
 	policy   fallback.Policy
 	origins  originList
-	reg      *session.Registry
+	reg      *engine.Registry
 	app      func(*session.Session)
 	obs      session.Observer
 	iframe   *fallback.IframePage
 	client   *clientScript        // nil: no ClientScript
-	pingers  sync.Map             // *session.Session -> *pinger, with PingInterval
+	pingers  sync.Map             // *engine.Session -> *pinger, with PingInterval
 	wsRTT    WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
 	upgrader websocket.Upgrader
 	log      *slog.Logger
@@ -211,7 +214,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		prefix:  strings.TrimSuffix(prefix, "/"),
 		opts:    opts,
 		origins: newOriginList(opts.AllowedOrigins),
-		reg:     session.NewRegistry(opts.Session, opts.MaxSessions),
+		reg:     engine.NewRegistry(engineOptions(opts.Session), opts.MaxSessions),
 		app:     app,
 		obs:     opts.Session.Observer,
 		iframe:  iframePage(strings.TrimSuffix(prefix, "/"), opts),
@@ -244,8 +247,15 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 	return h
 }
 
-// Registry gives access to the service's live sessions.
-func (h *Handler) Registry() *session.Registry { return h.reg }
+// Sessions is the number of the service's live sessions.
+func (h *Handler) Sessions() int { return h.reg.Len() }
+
+// Range calls fn for every live session of the service, for an
+// application that must reach them all (to close them, say). fn runs
+// without the registry's locks held, so it may call any Session method.
+func (h *Handler) Range(fn func(*session.Session)) {
+	h.reg.Range(func(s *engine.Session) { fn((*session.Session)(s)) })
+}
 
 // Policy is the set of transports this service offers.
 func (h *Handler) Policy() fallback.Policy { return h.policy }
@@ -427,7 +437,7 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) boo
 // sessionFor returns the session with URL id sid, creating it (and starting
 // the application's handler) when a receiving request comes for an
 // unknown id. It answers 503 and returns nil past the session limit.
-func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string, t session.Transport) *session.Session {
+func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string, t session.Transport) *engine.Session {
 	if h.closing.Load() {
 		if s := h.reg.Get(sid); s != nil {
 			return s
@@ -438,7 +448,7 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 	if h.reg.Get(sid) == nil && h.refuseRequestInfo(w, r, t) {
 		return nil
 	}
-	s, created, err := h.reg.GetOrCreate(sid, t, func() session.Request { return h.requestInfo(r) })
+	s, created, err := h.reg.GetOrCreate(sid, t, func() engine.Request { return h.requestInfo(r) })
 	if err != nil {
 		h.limitHit(t, session.LimitSessions)
 		plainError(w, http.StatusServiceUnavailable, "Too many sessions")
@@ -446,7 +456,7 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 	}
 	if created {
 		if h.cluster != nil {
-			h.cluster.Opened(sid, s)
+			h.cluster.Opened(sid, (*session.Session)(s))
 		}
 		go h.run(s)
 	}
@@ -455,7 +465,7 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 
 // run is the goroutine of a session's application handler. A panic in it
 // is logged and closes that session only.
-func (h *Handler) run(s *session.Session) {
+func (h *Handler) run(s *engine.Session) {
 	defer func() {
 		p := recover()
 		if p != nil {
@@ -463,23 +473,42 @@ func (h *Handler) run(s *session.Session) {
 		}
 		// A handler that set OnMessage has handed the session to its
 		// callback: the session outlives it.
-		if p != nil || !sessionapi.HasOnMessage(s) {
+		if p != nil || !s.HasOnMessage() {
 			_ = s.Close(session.CodeGoAway, session.ReasonGoAway)
 		}
 	}()
 	h.startPing(s)
-	h.app(s)
+	// The application gets the face of the engine's session: the same
+	// pointer under a type that exports only the application API.
+	h.app((*session.Session)(s))
 }
 
 // delivered logs, once, an OnMessage callback's panic that delivering a
 // message met (the session closed itself); other errors mean the session
 // was closed or the request ended, which the caller handles.
-func (h *Handler) delivered(s *session.Session, err error) {
+func (h *Handler) delivered(s *engine.Session, err error) {
 	if err == nil {
 		return // before pe: its address escapes, it would cost an allocation per message
 	}
-	var pe *session.PanicError
+	var pe *engine.PanicError
 	if errors.As(err, &pe) {
 		h.log.Error("sockjs: OnMessage callback panicked", "prefix", h.prefix, "session", s.ID(), "panic", pe.Value, "stack", string(pe.Stack))
+	}
+}
+
+// engineOptions is the engine's copy of o. The engine cannot import
+// package session (session is the face over it), so it has its own
+// Options with the same fields; TestMirrorTypes and TestMirrorDefaults
+// keep the two in step.
+func engineOptions(o session.Options) engine.Options {
+	return engine.Options{
+		HeartbeatDelay:    o.HeartbeatDelay,
+		DisconnectDelay:   o.DisconnectDelay,
+		SendQueueMessages: o.SendQueueMessages,
+		SendQueueBytes:    o.SendQueueBytes,
+		RecvQueueMessages: o.RecvQueueMessages,
+		RecvQueueBytes:    o.RecvQueueBytes,
+		ReceiverWait:      o.ReceiverWait,
+		Observer:          o.Observer,
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -178,7 +178,7 @@ func (hr *hixieReceiver) Gone() <-chan struct{} { return hr.gone }
 
 func (hr *hixieReceiver) markGone() { hr.once.Do(func() { close(hr.gone) }) }
 
-func (hr *hixieReceiver) WriteFrame(f *session.Frame) (bool, error) {
+func (hr *hixieReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	_ = hr.conn.SetWriteDeadline(time.Now().Add(hr.timeout))
 	if f.Kind == session.FrameClose {
 		if fl := hr.failure.Load(); fl == nil || fl.frame {
@@ -196,8 +196,8 @@ func (hr *hixieReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	return false, hr.write(f)
 }
 
-func (hr *hixieReceiver) write(f *session.Frame) error {
-	hr.buf = append(AppendFrame(append(hr.buf[:0], 0x00), f), 0xFF)
+func (hr *hixieReceiver) write(f *engine.Frame) error {
+	hr.buf = append(appendFrame(append(hr.buf[:0], 0x00), f), 0xFF)
 	if _, err := hr.conn.Write(hr.buf); err != nil {
 		return err
 	}
@@ -261,14 +261,14 @@ func (h *Handler) hixieWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		sessionapi.End(s, session.CauseError)
+		s.End(session.CauseError)
 		plainError(w, http.StatusInternalServerError, "websocket: cannot take over the connection")
 		return
 	}
 	if err := h.hixieHandshake(conn, brw, r, draft76, key1, key2); err != nil {
 		h.log.Info("sockjs: hixie handshake failed", "path", r.URL.Path, "err", err)
 		conn.Close()
-		sessionapi.End(s, session.CauseError)
+		s.End(session.CauseError)
 		return
 	}
 	go h.run(s)
@@ -332,8 +332,8 @@ func validHeaderValue(v string) bool {
 
 // readHixie delivers the client's messages until the connection ends, like
 // readWebSocket.
-func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieReceiver) {
-	defer sessionapi.ConnLost(s, rcv)
+func (h *Handler) readHixie(br *bufio.Reader, s *engine.Session, rcv *hixieReceiver) {
+	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
 	fail := func(msg string, code int, reason string, why session.CloseCause, frame bool) {
@@ -342,7 +342,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		if !frame {
 			code = session.CodeInterrupted
 		}
-		sessionapi.CloseFor(s, code, reason, why)
+		s.CloseWith(code, reason, why)
 	}
 	for {
 		data, err := readHixieFrame(br, h.opts.MaxMessageBytes)
@@ -350,7 +350,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		case errors.Is(err, errTooBig):
 			// The rest of the stream cannot be framed any more: drop it
 			// until the connection ends, after the close frame is out.
-			if !sessionapi.Closed(s) {
+			if !s.Closed() {
 				fail("sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.CauseLimit, true)
 			}
 			_, _ = io.Copy(io.Discard, br)
@@ -361,7 +361,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 		case err != nil:
 			return
 		}
-		if sessionapi.Closed(s) {
+		if s.Closed() {
 			continue // draining until the client's closing handshake
 		}
 		if !utf8.Valid(data) {
@@ -376,6 +376,6 @@ func (h *Handler) readHixie(br *bufio.Reader, s *session.Session, rcv *hixieRece
 			fail("sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.CauseError, false)
 			continue
 		}
-		h.delivered(s, sessionapi.Deliver(s, ctx, msgs))
+		h.delivered(s, s.Deliver(ctx, msgs))
 	}
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"net/http"
 	"strings"
 
@@ -36,7 +37,7 @@ func htmlfilePrelude(cb string) []byte {
 	return []byte(head + strings.Repeat(" ", pad) + "\r\n\r\n")
 }
 
-func encodeHTMLFile(dst []byte, f *session.Frame) []byte {
+func encodeHTMLFile(dst []byte, f *engine.Frame) []byte {
 	dst = append(dst, "<script>\np("...)
 	// <, > and & are escaped so that no message can close the script
 	// element early.

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"io"
 	"mime"
 	"net/http"
@@ -63,7 +64,7 @@ func (h *Handler) jsonp(w http.ResponseWriter, r *http.Request, sid string) {
 	}
 	// "/**/" defeats content-sniffing attacks that start a response with
 	// attacker-chosen bytes (Rosetta Flash).
-	enc := func(dst []byte, f *session.Frame) []byte {
+	enc := func(dst []byte, f *engine.Frame) []byte {
 		dst = append(dst, "/**/"...)
 		dst = append(dst, cb...)
 		dst = append(dst, '(')
@@ -74,9 +75,9 @@ func (h *Handler) jsonp(w http.ResponseWriter, r *http.Request, sid string) {
 }
 
 // appendQuotedFrame appends f's protocol encoding as a JavaScript string.
-func appendQuotedFrame(dst []byte, f *session.Frame, html bool) []byte {
+func appendQuotedFrame(dst []byte, f *engine.Frame, html bool) []byte {
 	bp := bufPool.Get().(*[]byte)
-	inner := AppendFrame((*bp)[:0], f)
+	inner := appendFrame((*bp)[:0], f)
 	dst = appendQuoted(dst, string(inner), html)
 	*bp = inner[:0]
 	bufPool.Put(bp)

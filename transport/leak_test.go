@@ -51,7 +51,7 @@ func TestNoLeaks(t *testing.T) {
 			}
 		}
 		// Sessions of the previous round may still be expiring.
-		if n := h.Registry().Len(); n < 30 {
+		if n := h.Sessions(); n < 30 {
 			closeAll(conns)
 			t.Fatalf("round %d: %d live sessions, want at least 30", round, n)
 		}
@@ -61,11 +61,11 @@ func TestNoLeaks(t *testing.T) {
 	// Sessions expire after the disconnect delay; then every goroutine
 	// they had must be gone. Bounded wait for both.
 	deadline := time.Now().Add(20 * time.Second)
-	for h.Registry().Len() != 0 || runtime.NumGoroutine() > base {
+	for h.Sessions() != 0 || runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)
 			n := runtime.Stack(buf, true)
-			t.Fatalf("after every session ended: %d sessions, %d goroutines (started with %d)\n%s", h.Registry().Len(), runtime.NumGoroutine(), base, buf[:n])
+			t.Fatalf("after every session ended: %d sessions, %d goroutines (started with %d)\n%s", h.Sessions(), runtime.NumGoroutine(), base, buf[:n])
 		}
 		time.Sleep(20 * time.Millisecond) // waiting for expiry timers and connection teardown; bounded
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,7 @@ type RTTObserver interface {
 type pinger struct {
 	nonce   string
 	service string
-	s       *session.Session
+	s       *engine.Session
 	obs     RTTObserver
 	every   time.Duration
 
@@ -59,12 +60,12 @@ type pinger struct {
 
 // startPing queues the session's first ping and arms the next ones, until
 // the session ends. It runs before the application's handler.
-func (h *Handler) startPing(s *session.Session) {
+func (h *Handler) startPing(s *engine.Session) {
 	if h.opts.PingInterval <= 0 || s.Transport() == session.RawWebSocket {
 		return // raw websocket clients are not sockjsd.js
 	}
 	obs, _ := h.obs.(RTTObserver)
-	p := &pinger{nonce: session.NewID(), service: strings.TrimPrefix(h.prefix, "/"), s: s, obs: obs, every: h.opts.PingInterval}
+	p := &pinger{nonce: engine.NewID(), service: strings.TrimPrefix(h.prefix, "/"), s: s, obs: obs, every: h.opts.PingInterval}
 	h.pingers.Store(s, p)
 	p.mu.Lock()
 	p.timer = time.AfterFunc(p.every, p.ping)
@@ -115,7 +116,7 @@ func (p *pinger) pong(seq uint64) {
 
 // withoutPongs takes the session's pongs out of msgs, recording them. It
 // allocates only when there is one.
-func (h *Handler) withoutPongs(s *session.Session, msgs []string) []string {
+func (h *Handler) withoutPongs(s *engine.Session, msgs []string) []string {
 	if h.opts.PingInterval <= 0 {
 		return msgs
 	}

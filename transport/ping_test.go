@@ -166,10 +166,10 @@ func TestServicePingStops(t *testing.T) {
 	// Sessions end when their websockets close; then nothing is pinged.
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for h.Registry().Len() > 0 || transport.PingersForTest(h) > 0 {
+	for h.Sessions() > 0 || transport.PingersForTest(h) > 0 {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d sessions and %d pingers left after every client closed", h.Registry().Len(), transport.PingersForTest(h))
+			t.Fatalf("%d sessions and %d pingers left after every client closed", h.Sessions(), transport.PingersForTest(h))
 		case <-tick.C:
 		}
 	}

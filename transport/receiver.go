@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"net/http"
 	"strconv"
 	"sync"
@@ -12,7 +13,7 @@ import (
 )
 
 // encoder wraps a protocol frame in one transport's wire format.
-type encoder func(dst []byte, f *session.Frame) []byte
+type encoder func(dst []byte, f *engine.Frame) []byte
 
 // httpReceiver delivers frames over an HTTP response: once for polling
 // transports, until ResponseLimit bytes for streaming ones.
@@ -76,7 +77,7 @@ func (pr *pollReceiver) Finish() error {
 	return nil
 }
 
-func (hr *httpReceiver) WriteFrame(f *session.Frame) (bool, error) {
+func (hr *httpReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	bp := bufPool.Get().(*[]byte)
 	b := hr.enc((*bp)[:0], f)
 	var err error

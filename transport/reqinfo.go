@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"net/http"
 	"net/url"
 	"strings"
@@ -72,7 +73,7 @@ func (h *Handler) refuseRequestInfo(w http.ResponseWriter, r *http.Request, t se
 
 // requestInfo copies what a session keeps, so that it pins none of the
 // request's buffers.
-func (h *Handler) requestInfo(r *http.Request) session.Request {
+func (h *Handler) requestInfo(r *http.Request) engine.Request {
 	hdr := make(http.Header) // never nil: applications may Set on it
 	for _, k := range h.keep {
 		vs := r.Header[k]
@@ -90,7 +91,7 @@ func (h *Handler) requestInfo(r *http.Request) session.Request {
 		// Parsed from a copy: the values alias it, not the request line.
 		q, _ = url.ParseQuery(strings.Clone(r.URL.RawQuery))
 	}
-	return session.Request{
+	return engine.Request{
 		Header:     hdr,
 		Query:      q,
 		RemoteAddr: strings.Clone(r.RemoteAddr),

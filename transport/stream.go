@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -30,7 +30,7 @@ import (
 
 // stream answers a streaming request for s: the headers (with
 // contentType), the prelude, then the session's frames encoded by enc.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *session.Session, t session.Transport, contentType string, enc encoder, prelude []byte) {
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *engine.Session, t session.Transport, contentType string, enc encoder, prelude []byte) {
 	hd := w.Header()
 	hd.Set("Content-Type", contentType)
 	// Proxies such as nginx buffer responses unless told not to, which
@@ -41,7 +41,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *session.Sess
 		report := h.takeOverReport(w)
 		h.active.Add(1)
 		go sc.watch(s)
-		sessionapi.ServeConn(s, sc, func() {
+		s.ServeConn(sc, func() {
 			defer h.active.Add(-1)
 			_ = sc.conn.Close()
 			report()
@@ -117,7 +117,7 @@ type streamConn struct {
 
 func (sc *streamConn) Gone() <-chan struct{} { return sc.gone }
 
-func (sc *streamConn) WriteFrame(f *session.Frame) (bool, error) {
+func (sc *streamConn) WriteFrame(f *engine.Frame) (bool, error) {
 	bp := bufPool.Get().(*[]byte)
 	b := append((*bp)[:0], make([]byte, chunkRoom)...)
 	b = sc.enc(b, f)
@@ -154,7 +154,7 @@ func (sc *streamConn) WriteFrame(f *session.Frame) (bool, error) {
 // once the answer ended), reading and dropping anything it sends, and
 // then tells the session, which closes with 1002 if this answer was
 // still attached.
-func (sc *streamConn) watch(s *session.Session) {
+func (sc *streamConn) watch(s *engine.Session) {
 	buf := make([]byte, 64)
 	for {
 		if _, err := sc.conn.Read(buf); err != nil {
@@ -163,6 +163,6 @@ func (sc *streamConn) watch(s *session.Session) {
 	}
 	if !sc.ended.Load() {
 		sc.once.Do(func() { close(sc.gone) })
-		sessionapi.ConnLost(s, sc)
+		s.ConnLost(sc)
 	}
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
-	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
@@ -75,7 +74,7 @@ func newSuiteServer(t *testing.T, opts transport.Options) string {
 }
 
 func newSID() string {
-	return session.NewID()
+	return testenv.NewID()
 }
 
 func contentType(r resp) string { return strings.ReplaceAll(r.get("Content-Type"), " ", "") }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -70,7 +70,7 @@ func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
 
 func (wr *wsReceiver) markGone() { wr.once.Do(func() { close(wr.gone) }) }
 
-func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
+func (wr *wsReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	deadline := time.Now().Add(wr.timeout)
 	if f.Kind == session.FrameClose {
 		return true, wr.writeClose(f, deadline)
@@ -78,7 +78,7 @@ func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 	if wr.raw {
 		return wr.writeRaw(f, deadline)
 	}
-	wr.buf = AppendFrame(wr.buf[:0], f)
+	wr.buf = appendFrame(wr.buf[:0], f)
 	_ = wr.conn.SetWriteDeadline(deadline)
 	if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
 		return true, err
@@ -95,7 +95,7 @@ func (wr *wsReceiver) WriteFrame(f *session.Frame) (bool, error) {
 
 // writeRaw: each message is its own websocket message; heartbeats are
 // pings, stamped (and their pongs measured) when round trips are observed.
-func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, error) {
+func (wr *wsReceiver) writeRaw(f *engine.Frame, deadline time.Time) (bool, error) {
 	switch f.Kind {
 	case session.FrameHeartbeat:
 		var err error
@@ -135,10 +135,10 @@ func (wr *wsReceiver) writeRaw(f *session.Frame, deadline time.Time) (bool, erro
 // frame (not on raw websockets), then a websocket close frame, with the
 // session's code on raw websockets, 1000 on SockJS ones, or the code of
 // the rule the client broke.
-func (wr *wsReceiver) writeClose(f *session.Frame, deadline time.Time) error {
+func (wr *wsReceiver) writeClose(f *engine.Frame, deadline time.Time) error {
 	fl := wr.failure.Load()
 	if !wr.raw && (fl == nil || fl.frame) {
-		wr.buf = AppendFrame(wr.buf[:0], f)
+		wr.buf = appendFrame(wr.buf[:0], f)
 		_ = wr.conn.SetWriteDeadline(deadline)
 		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
 			return err
@@ -301,18 +301,18 @@ func readMessage(conn *websocket.Conn, limit int, lr *io.LimitedReader) (mt int,
 // (RFC 6455 and Hixie websockets): after the close frame it waits, up to
 // CloseWait, for the client's close before the connection ends.
 type connReceiver interface {
-	session.Receiver
+	engine.Receiver
 	finish(wait time.Duration)
 }
 
 // serveConnection writes the open frame to rcv and leaves the session's
-// frames to be written as they come (sessionapi.ServeConn): no goroutine
+// frames to be written as they come (engine.Session.ServeConn): no goroutine
 // waits for them. Once the close frame was written, the connection is
 // finished and the session taken out of the registry at once (no
 // disconnect delay: a websocket session cannot be resumed). The session
 // is counted in h.active from before this call until then.
-func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
-	sessionapi.ServeConn(s, rcv, func() {
+func (h *Handler) serveConnection(s *engine.Session, rcv connReceiver) {
+	s.ServeConn(rcv, func() {
 		defer h.active.Add(-1)
 		rcv.finish(h.opts.CloseWait)
 		why := session.CauseServer
@@ -321,18 +321,18 @@ func (h *Handler) serveConnection(s *session.Session, rcv connReceiver) {
 			why = session.CauseClient
 		default:
 		}
-		sessionapi.End(s, why)
+		s.End(why)
 	})
 }
 
 // readWebSocket delivers the client's messages until the connection ends.
 // After the session closed it goes on reading (and dropping) until the
 // client's close frame, so that the close handshake completes.
-func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *wsReceiver) {
+func (h *Handler) readWebSocket(conn *websocket.Conn, s *engine.Session, rcv *wsReceiver) {
 	// The client left or the connection broke: the session closes with
 	// 1002 (ConnLost, as for a streaming answer), and the pump finishes
 	// the connection.
-	defer sessionapi.ConnLost(s, rcv)
+	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
 	for {
@@ -349,9 +349,9 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *session.Session, rcv *w
 
 // handleWSMessage applies one message read by readWebSocket (or the error
 // reading it) to the session.
-func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *wsReceiver, mt int, data []byte, err error) {
+func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *wsReceiver, mt int, data []byte, err error) {
 	if errors.Is(err, errTooBig) {
-		if sessionapi.Closed(s) {
+		if s.Closed() {
 			return
 		}
 		h.limitHit(s.Transport(), session.LimitMessageSize)
@@ -361,7 +361,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 	if err != nil {
 		return
 	}
-	if sessionapi.Closed(s) {
+	if s.Closed() {
 		return // draining until the client's close frame
 	}
 	if !utf8.Valid(data) {
@@ -376,7 +376,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 		// Deliver waits while the receive queue is full: this loop
 		// then stops reading the socket. After a close it returns at
 		// once and the loop drains until the client's close frame.
-		h.delivered(s, sessionapi.Deliver(s, ctx, []string{string(data)}))
+		h.delivered(s, s.Deliver(ctx, []string{string(data)}))
 		return
 	}
 	if len(data) == 0 {
@@ -397,12 +397,12 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *session.Session, rcv *
 // wsFail closes the session because the client broke a rule: the session's
 // Serve loop writes the close frames (so nothing is written after them)
 // and then waits for the client's close.
-func (h *Handler) wsFail(s *session.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseCause, frame bool) {
+func (h *Handler) wsFail(s *engine.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseCause, frame bool) {
 	h.log.Info(msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)
 	rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
 	sessCode := code
 	if !frame {
 		sessCode = session.CodeInterrupted
 	}
-	sessionapi.CloseFor(s, sessCode, reason, why)
+	s.CloseWith(sessCode, reason, why)
 }

@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -107,7 +108,7 @@ func TestWebSocketPingRTT(t *testing.T) {
 	ws := wsEchoServer(t, rec, time.Hour)
 
 	t.Run("sockjs", func(t *testing.T) {
-		c, pings := wsDial(t, ws+"/echo/000/"+session.NewID()+"/websocket", true)
+		c, pings := wsDial(t, ws+"/echo/000/"+testenv.NewID()+"/websocket", true)
 		if _, m, err := c.ReadMessage(); err != nil || string(m) != "o" {
 			t.Fatalf("open: %q %v", m, err)
 		}
@@ -139,7 +140,7 @@ func TestWebSocketPingRTT(t *testing.T) {
 func TestWebSocketPingUnanswered(t *testing.T) {
 	rec := &wsRTTRecorder{seen: make(chan string, 1)}
 	ws := wsEchoServer(t, rec, 30*time.Millisecond)
-	c, pings := wsDial(t, ws+"/echo/000/"+session.NewID()+"/websocket", false)
+	c, pings := wsDial(t, ws+"/echo/000/"+testenv.NewID()+"/websocket", false)
 	var stamps []string
 	c.SetPingHandler(func(data string) error {
 		*pings++
@@ -202,7 +203,7 @@ func TestWebSocketPingUnanswered(t *testing.T) {
 // heartbeats aside).
 func TestWebSocketNoPingWithoutObserver(t *testing.T) {
 	ws := wsEchoServer(t, session.NopObserver{}, time.Hour)
-	c, pings := wsDial(t, ws+"/echo/000/"+session.NewID()+"/websocket", true)
+	c, pings := wsDial(t, ws+"/echo/000/"+testenv.NewID()+"/websocket", true)
 	if _, m, err := c.ReadMessage(); err != nil || string(m) != "o" {
 		t.Fatalf("open: %q %v", m, err)
 	}

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"net/http"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
+	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
 )
 
 // xhr-polling, xhr-streaming and xhr_send: the CORS-capable XHR transports.
 
-func encodeXHR(dst []byte, f *session.Frame) []byte {
-	return append(AppendFrame(dst, f), '\n')
+func encodeXHR(dst []byte, f *engine.Frame) []byte {
+	return append(appendFrame(dst, f), '\n')
 }
 
 func (h *Handler) xhrPolling(w http.ResponseWriter, r *http.Request, sid string) {
@@ -53,10 +53,10 @@ func (h *Handler) xhrStreaming(w http.ResponseWriter, r *http.Request, sid strin
 }
 
 // serve runs a receiver to completion, counted for Shutdown.
-func (h *Handler) serve(s *session.Session, rcv session.Receiver) {
+func (h *Handler) serve(s *engine.Session, rcv engine.Receiver) {
 	h.active.Add(1)
 	defer h.active.Add(-1)
-	sessionapi.Serve(s, rcv)
+	s.Serve(rcv)
 }
 
 func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
@@ -90,7 +90,7 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 
 // deliver decodes a send payload and hands its messages to the session.
 // Bad payloads get the protocol's 500 answers.
-func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *session.Session, payload []byte) bool {
+func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *engine.Session, payload []byte) bool {
 	err := deliverPayload(r.Context(), s, payload, h.withoutPongs) // decode_stream.go
 	if err == ErrBrokenJSON || err == ErrNoPayload {
 		h.log.Debug("sockjs: bad send payload", "prefix", h.prefix, "err", err)

@@ -52,7 +52,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.ClientDir, "client-dir", "", "directory of the browser side to serve instead of the built-in copy (public/ and node_modules/sockjs-client), for editing the demo live")
 	fs.StringVar(&c.Origins, "allowed-origins", "", "comma-separated origins allowed to connect (empty: any, as the protocol requires)")
 	fs.BoolVar(&c.AllowIframe, "allow-iframe-transports", false, "keep htmlfile, jsonp and iframe transports on when -allowed-origins is set")
-	fs.IntVar(&c.MaxSessions, "max-sessions", session.DefaultMaxSessions, "live sessions per service")
+	fs.IntVar(&c.MaxSessions, "max-sessions", transport.DefaultMaxSessions, "live sessions per service")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", transport.DefaultMaxMessageBytes, "largest websocket message or send body from a client")
 	fs.IntVar(&c.SendQueueMsgs, "send-queue-messages", session.DefaultSendQueueMessages, "messages queued for one client before it is disconnected")
 	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", session.DefaultSendQueueBytes, "bytes queued for one client before it is disconnected")

@@ -247,7 +247,7 @@ func codesInSource(t *testing.T) (closeCodes, errCodes map[string]bool) {
 	closeCodes = map[string]bool{"1000": true, "1006": true} // the client's normal and abnormal closure
 	errCodes = map[string]bool{}
 	root := testenv.RepoRoot(t)
-	for _, dir := range []string{"session", "transport", "hub", "bridge", "cluster"} {
+	for _, dir := range []string{"internal/engine", "session", "transport", "hub", "bridge", "cluster"} {
 		files, _ := filepath.Glob(filepath.Join(root, dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {

@@ -3,6 +3,7 @@ package adversarial
 import (
 	"bufio"
 	"fmt"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"io"
 	"net/http"
 	"strings"
@@ -11,11 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/sockjsd/sockjsd/session"
 )
 
-func sid() string { return session.NewID() }
+func sid() string { return testenv.NewID() }
 
 // openXHR opens an xhr-polling session and returns its URL path.
 func openXHR(t *testing.T, s *Server, prefix string) string {

@@ -193,7 +193,7 @@ func testHubResume(t *testing.T, b *browser) {
 			hubHandler = h
 		}
 	}
-	hubHandler.Registry().Range(func(ss *session.Session) { _ = ss.Close(3000, "test: go away") })
+	hubHandler.Range(func(ss *session.Session) { _ = ss.Close(3000, "test: go away") })
 	publish(4, 10)
 	waitFor[bool](t, p, `window.opens === 2 && JSON.stringify(window.got) === `+jsArg(seqs(10)))
 	publish(11, 12)

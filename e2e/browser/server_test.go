@@ -252,7 +252,7 @@ func (s *server) restart() *server {
 // until the disconnect delay expires them.
 func (s *server) sessionTransports(tag string) []string {
 	var found []string
-	s.echo.Registry().Range(func(ss *session.Session) {
+	s.echo.Range(func(ss *session.Session) {
 		if ss.Request().Query.Get("tag") == tag {
 			found = append(found, ss.Transport().String())
 		}

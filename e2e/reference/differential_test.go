@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"io"
 	"net/http"
 	"regexp"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 )
 
@@ -393,7 +393,7 @@ func TestDifferential(t *testing.T) {
 	for si, s := range servers {
 		results[si] = make([][]obs, len(exchanges))
 		for i, ex := range exchanges {
-			results[si][i] = ex.run(t, s.url, session.NewID)
+			results[si][i] = ex.run(t, s.url, testenv.NewID)
 		}
 	}
 	vsNode := compare(results[0], results[1])

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import "time"
 
@@ -21,7 +21,7 @@ var (
 	anotherFrame   = Frame{Kind: FrameClose, Code: CodeAnotherConn, Reason: ReasonAnother}
 )
 
-// serve attaches r as the session's receiving connection and writes frames
+// Serve attaches r as the session's receiving connection and writes frames
 // to it until r is done, r's connection goes away, or the session ends.
 //
 // Only one receiver may be attached at a time. A second one waits up to
@@ -30,7 +30,7 @@ var (
 // noticing the abort; if the first is still there after that, the second
 // gets c[2010,"Another connection still open"] and the first is not
 // disturbed. A closed session answers every receiver with its close frame.
-func (s *Session) serve(r Receiver) {
+func (s *Session) Serve(r Receiver) {
 	if !s.attach(r) {
 		return
 	}
@@ -46,7 +46,7 @@ func (s *Session) serve(r Receiver) {
 		select {
 		case <-settling:
 		case <-r.Gone():
-			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseClient)
+			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseClient)
 			return
 		}
 	}
@@ -55,7 +55,7 @@ func (s *Session) serve(r Receiver) {
 		carried = true
 		done, err := s.writeOpen(r)
 		if err != nil {
-			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
+			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
 			return
 		}
 		if done {
@@ -97,7 +97,7 @@ func (s *Session) serve(r Receiver) {
 		case <-hb.C:
 			done, err := r.WriteFrame(&heartbeatFrame)
 			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
+				s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
 				return
 			}
 			if done {
@@ -107,7 +107,7 @@ func (s *Session) serve(r Receiver) {
 		case <-r.Gone():
 			// The client went away while we were waiting: messages may
 			// have been lost in flight, so the session cannot go on.
-			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseClient)
+			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseClient)
 			return
 		}
 	}
@@ -303,8 +303,8 @@ func (s *Session) detach(r Receiver, carried bool) {
 	}
 }
 
-// isAttached reports whether a receiving connection is attached now.
-func (s *Session) isAttached() bool {
+// Attached reports whether a receiving connection is attached now.
+func (s *Session) Attached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attached

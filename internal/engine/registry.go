@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"hash/maphash"
@@ -140,5 +140,5 @@ func (r *Registry) Range(fn func(*Session)) {
 // CloseAll closes every live session with code and reason (for shutdown,
 // c[1001,"Going away"]).
 func (r *Registry) CloseAll(code int, reason string) {
-	r.Range(func(s *Session) { s.closeWith(code, reason, CauseShutdown) })
+	r.Range(func(s *Session) { s.CloseWith(code, reason, CauseShutdown) })
 }

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"fmt"
@@ -65,9 +65,9 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("sockjs: OnMessage callback panicked: %v", e.Value)
 }
 
-// hasOnMessage reports whether OnMessage was called: the transport then
+// HasOnMessage reports whether OnMessage was called: the transport then
 // leaves the session open when the handler returns.
-func (s *Session) hasOnMessage() bool {
+func (s *Session) HasOnMessage() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.onMsg != nil
@@ -89,7 +89,7 @@ func (s *Session) deliverTo(f func(string), msgs []string, at int64) error {
 // callback may close it, so later messages check again.
 func (s *Session) callHeld(f func(string), msgs []string, at int64) (err error) {
 	for i, m := range msgs {
-		if i > 0 && s.isClosed() {
+		if i > 0 && s.Closed() {
 			return ErrClosed
 		}
 		s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-at))
@@ -105,7 +105,7 @@ func (s *Session) call(f func(string), m string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &PanicError{Value: p, Stack: debug.Stack()}
-			s.closeWith(CodeGoAway, ReasonGoAway, CauseServer)
+			s.CloseWith(CodeGoAway, ReasonGoAway, CauseServer)
 		}
 	}()
 	f(m)

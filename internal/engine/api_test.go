@@ -1,4 +1,4 @@
-package sessionapi_test
+package engine_test
 
 import (
 	"context"
@@ -6,15 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockjsd/sockjsd/internal/sessionapi"
-	"github.com/sockjsd/sockjsd/session"
+	"github.com/sockjsd/sockjsd/internal/engine"
 )
 
 // recorder is a streaming Receiver that keeps the kinds of the frames
 // written to it.
 type recorder struct {
 	mu    sync.Mutex
-	kinds []session.FrameKind
+	kinds []engine.FrameKind
 	wrote chan struct{}
 	gone  chan struct{}
 }
@@ -23,7 +22,7 @@ func newRecorder() *recorder {
 	return &recorder{wrote: make(chan struct{}, 16), gone: make(chan struct{})}
 }
 
-func (r *recorder) WriteFrame(f *session.Frame) (bool, error) {
+func (r *recorder) WriteFrame(f *engine.Frame) (bool, error) {
 	r.mu.Lock()
 	r.kinds = append(r.kinds, f.Kind)
 	r.mu.Unlock()
@@ -43,12 +42,11 @@ func (r *recorder) waitFrame(t *testing.T) {
 	}
 }
 
-// TestPlumbing drives a session through every sessionapi function, so a
-// hook that package session failed to set, or set to the wrong method,
-// fails here rather than in a transport.
+// TestPlumbing drives a session from outside the package through every
+// method a transport calls, as package transport does.
 func TestPlumbing(t *testing.T) {
-	reg := session.NewRegistry(session.Options{}, 0)
-	s, err := reg.Create(session.WebSocket, session.Request{})
+	reg := engine.NewRegistry(engine.Options{}, 0)
+	s, err := reg.Create(engine.WebSocket, engine.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +54,7 @@ func TestPlumbing(t *testing.T) {
 	// Deliver → Recv.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sessionapi.Deliver(s, ctx, []string{"a", "b"}); err != nil {
+	if err := s.Deliver(ctx, []string{"a", "b"}); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
 	for _, want := range []string{"a", "b"} {
@@ -66,48 +64,48 @@ func TestPlumbing(t *testing.T) {
 	}
 
 	// Send slots are bounded.
-	if !sessionapi.AcquireSendSlot(s, 1) {
+	if !s.AcquireSendSlot(1) {
 		t.Fatal("first send slot refused")
 	}
-	if sessionapi.AcquireSendSlot(s, 1) {
+	if s.AcquireSendSlot(1) {
 		t.Fatal("second send slot of 1 granted")
 	}
-	sessionapi.ReleaseSendSlot(s)
-	if !sessionapi.AcquireSendSlot(s, 1) {
+	s.ReleaseSendSlot()
+	if !s.AcquireSendSlot(1) {
 		t.Fatal("send slot not freed by ReleaseSendSlot")
 	}
-	sessionapi.ReleaseSendSlot(s)
+	s.ReleaseSendSlot()
 
 	// Serve writes the open frame and stays attached.
 	r := newRecorder()
 	served := make(chan struct{})
-	go func() { sessionapi.Serve(s, r); close(served) }()
+	go func() { s.Serve(r); close(served) }()
 	r.waitFrame(t)
-	if !sessionapi.Attached(s) {
+	if !s.Attached() {
 		t.Fatal("not attached while Serve runs")
 	}
-	if sessionapi.Closed(s) {
+	if s.Closed() {
 		t.Fatal("closed before CloseFor")
 	}
 
 	// CloseFor closes with the given code; Serve writes the close frame.
-	sessionapi.CloseFor(s, session.CodeQueueFull, session.ReasonQueueFull, session.CauseLimit)
+	s.CloseWith(engine.CodeQueueFull, engine.ReasonQueueFull, engine.CauseLimit)
 	r.waitFrame(t)
 	select {
 	case <-served:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after the close frame")
 	}
-	if !sessionapi.Closed(s) {
+	if !s.Closed() {
 		t.Fatal("not closed after CloseFor")
 	}
-	if code, reason, closed := s.CloseInfo(); code != session.CodeQueueFull || reason != session.ReasonQueueFull || !closed {
+	if code, reason, closed := s.CloseInfo(); code != engine.CodeQueueFull || reason != engine.ReasonQueueFull || !closed {
 		t.Fatalf("CloseInfo = %d %q %v", code, reason, closed)
 	}
 	r.mu.Lock()
 	kinds := r.kinds
 	r.mu.Unlock()
-	if len(kinds) != 2 || kinds[0] != session.FrameOpen || kinds[1] != session.FrameClose {
+	if len(kinds) != 2 || kinds[0] != engine.FrameOpen || kinds[1] != engine.FrameClose {
 		t.Fatalf("frames %q, want open then close", kinds)
 	}
 
@@ -115,7 +113,7 @@ func TestPlumbing(t *testing.T) {
 	if reg.Len() != 1 {
 		t.Fatalf("registry holds %d sessions before End, want 1", reg.Len())
 	}
-	sessionapi.End(s, session.CauseClient)
+	s.End(engine.CauseClient)
 	if reg.Len() != 0 {
 		t.Fatalf("registry holds %d sessions after End, want 0", reg.Len())
 	}
@@ -123,39 +121,16 @@ func TestPlumbing(t *testing.T) {
 
 // TestEndOpenSession: End on an open session closes it with 1002.
 func TestEndOpenSession(t *testing.T) {
-	reg := session.NewRegistry(session.Options{}, 0)
-	s, err := reg.Create(session.WebSocket, session.Request{})
+	reg := engine.NewRegistry(engine.Options{}, 0)
+	s, err := reg.Create(engine.WebSocket, engine.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessionapi.End(s, session.CauseClient)
-	if code, _, closed := s.CloseInfo(); code != session.CodeInterrupted || !closed {
+	s.End(engine.CauseClient)
+	if code, _, closed := s.CloseInfo(); code != engine.CodeInterrupted || !closed {
 		t.Fatalf("CloseInfo after End = %d %v, want 1002 closed", code, closed)
 	}
 	if s.Context().Err() == nil {
 		t.Fatal("context not cancelled by End")
-	}
-}
-
-// BenchmarkDeliverRecv is the receive path as a transport drives it:
-// through sessionapi, then the application's Recv. Compare with
-// session.BenchmarkDeliverRecv, which calls the method directly, for the
-// cost of the indirection.
-func BenchmarkDeliverRecv(b *testing.B) {
-	reg := session.NewRegistry(session.Options{}, 0)
-	s, err := reg.Create(session.WebSocket, session.Request{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	msgs := []string{"m"}
-	ctx := s.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := sessionapi.Deliver(s, ctx, msgs); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.Recv(ctx); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

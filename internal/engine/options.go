@@ -1,7 +1,11 @@
-package session
+package engine
 
 import "time"
 
+// Options is session.Options's mirror, which transport converts field by
+// field (engineOptions; TestMirrorTypes keeps the two in step): see there
+// for each field's meaning.
+//
 // Options bound a session's resources and timing. The zero value of every
 // field means "use the default" documented next to it.
 type Options struct {

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import "time"
 
@@ -73,6 +73,10 @@ const (
 	FrameClose     FrameKind = 'c'
 )
 
+// Observer is session.Observer's mirror: the same method set, so that any
+// session.Observer is an Observer without conversion or adapter (see
+// session.Observer for what each method is told).
+//
 // Observer receives session events. Implementations must be cheap and safe
 // for concurrent use: they are called on the hot path, never under a
 // session lock. The metrics package implements it with Prometheus; core

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"strconv"
@@ -16,7 +16,7 @@ var benchRegistryOpts = Options{DisconnectDelay: time.Hour}
 
 func benchRegistry(b *testing.B) *Registry {
 	reg := NewRegistry(benchRegistryOpts, 200_000)
-	b.Cleanup(func() { reg.Range(func(s *Session) { s.finish(CauseShutdown) }) })
+	b.Cleanup(func() { reg.Range(func(s *Session) { s.End(CauseShutdown) }) })
 	return reg
 }
 
@@ -33,7 +33,7 @@ func BenchmarkSend(b *testing.B) {
 	s, _ := reg.Create(WebSocket, Request{})
 	d := discard{gone: make(chan struct{})}
 	done := make(chan struct{})
-	go func() { s.serve(d); close(done) }()
+	go func() { s.Serve(d); close(done) }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -55,7 +55,7 @@ func BenchmarkDeliverRecv(b *testing.B) {
 	ctx := s.Context()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if err := s.deliver(ctx, msgs); err != nil {
+		if err := s.Deliver(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := s.Recv(ctx); err != nil {

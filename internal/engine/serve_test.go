@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"errors"
@@ -43,12 +43,12 @@ func TestSecondReceiverWaitsForTheFirstToLeave(t *testing.T) {
 	reg := testRegistry(Options{ReceiverWait: time.Minute})
 	s, _, _ := reg.GetOrCreate("w", XHRStreaming, func() Request { return Request{} })
 	first := newRecorder(false)
-	go s.serve(first)
+	go s.Serve(first)
 	waitWrote(t, first) // open frame: attached
 
 	second := newRecorder(true)
 	served := make(chan struct{})
-	go func() { s.serve(second); close(served) }()
+	go func() { s.Serve(second); close(served) }()
 	close(first.gone) // the first client aborted
 	select {
 	case <-served:
@@ -65,11 +65,11 @@ func TestSecondReceiverRefusedAfterReceiverWait(t *testing.T) {
 	reg := testRegistry(Options{ReceiverWait: wait})
 	s, _, _ := reg.GetOrCreate("r", XHRStreaming, func() Request { return Request{} })
 	first := newRecorder(false)
-	go s.serve(first)
+	go s.Serve(first)
 	waitWrote(t, first)
 	start := time.Now()
 	second := newRecorder(true)
-	s.serve(second)
+	s.Serve(second)
 	if got := second.all(); len(got) != 1 || got[0] != "c,"+ReasonAnother {
 		t.Fatalf("second receiver got %v", got)
 	}
@@ -96,10 +96,10 @@ func TestFinish(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := testRegistry(Options{})
 			s, _, _ := reg.GetOrCreate("f", XHRPolling, func() Request { return Request{} })
-			s.serve(newRecorder(true)) // open
+			s.Serve(newRecorder(true)) // open
 			_ = s.Send("1")
 			first := newFinisher()
-			go s.serve(first)
+			go s.Serve(first)
 			select {
 			case <-first.finishing:
 			case <-time.After(5 * time.Second):
@@ -111,7 +111,7 @@ func TestFinish(t *testing.T) {
 			_ = s.Send("2")
 			second := newRecorder(true)
 			served := make(chan struct{})
-			go func() { s.serve(second); close(served) }()
+			go func() { s.Serve(second); close(served) }()
 			select {
 			case <-second.wrote:
 				t.Fatal("the next receiver took messages before the previous answer's fate was known")

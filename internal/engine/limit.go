@@ -1,4 +1,4 @@
-package session
+package engine
 
 // Limit names a limit that refused something a client sent or asked for,
 // for Observer.LimitHit. A small integer with a fixed set of names, so
@@ -31,11 +31,11 @@ func (l Limit) String() string {
 	return "unknown"
 }
 
-// acquireSendSlot reserves one of max concurrent send requests (xhr_send,
+// AcquireSendSlot reserves one of max concurrent send requests (xhr_send,
 // jsonp_send) for this session and reports whether one was free; each
 // successful call must be paired with releaseSendSlot. A waiting send
 // request holds its body, so their number is what bounds that memory.
-func (s *Session) acquireSendSlot(max int) bool {
+func (s *Session) AcquireSendSlot(max int) bool {
 	if s.sendSlots.Add(1) > int32(max) {
 		s.sendSlots.Add(-1)
 		return false
@@ -43,8 +43,8 @@ func (s *Session) acquireSendSlot(max int) bool {
 	return true
 }
 
-// releaseSendSlot frees a slot taken by acquireSendSlot.
-func (s *Session) releaseSendSlot() { s.sendSlots.Add(-1) }
+// ReleaseSendSlot frees a slot taken by acquireSendSlot.
+func (s *Session) ReleaseSendSlot() { s.sendSlots.Add(-1) }
 
 // Buffered returns the messages and bytes queued by Send and not yet
 // written to the client, counting a batch while it is being written: the

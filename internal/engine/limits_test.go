@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"context"
@@ -48,7 +48,7 @@ func TestRecvQueueBoundedInBytes(t *testing.T) {
 	msgs := []string{msg, msg, msg, msg, msg, msg}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if err := s.deliver(ctx, msgs); err != context.DeadlineExceeded {
+	if err := s.Deliver(ctx, msgs); err != context.DeadlineExceeded {
 		t.Fatalf("Deliver past the byte limit must wait: %v", err)
 	}
 	s.mu.Lock()
@@ -72,7 +72,7 @@ func TestRecvQueueBoundedInBytes(t *testing.T) {
 	big := strings.Repeat("b", 5000)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
-	if err := s.deliver(ctx2, []string{big}); err != nil {
+	if err := s.Deliver(ctx2, []string{big}); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := s.Recv(ctx2); m != big {
@@ -84,15 +84,15 @@ func TestSendSlots(t *testing.T) {
 	reg := testRegistry(Options{})
 	s, _, _ := reg.GetOrCreate("a", XHRPolling, func() Request { return Request{} })
 	for i := range 2 {
-		if !s.acquireSendSlot(2) {
+		if !s.AcquireSendSlot(2) {
 			t.Fatalf("slot %d of two refused", i+1)
 		}
 	}
-	if s.acquireSendSlot(2) {
+	if s.AcquireSendSlot(2) {
 		t.Fatal("third slot of two")
 	}
-	s.releaseSendSlot()
-	if !s.acquireSendSlot(2) {
+	s.ReleaseSendSlot()
+	if !s.AcquireSendSlot(2) {
 		t.Fatal("slot not released")
 	}
 }
@@ -132,7 +132,7 @@ func TestBuffered(t *testing.T) {
 	}
 	r := &blockingReceiver{writing: make(chan struct{}), release: make(chan struct{}), gone: make(chan struct{})}
 	served := make(chan struct{})
-	go func() { s.serve(r); close(served) }()
+	go func() { s.Serve(r); close(served) }()
 	<-r.writing
 	if err := s.Send("dddd"); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func TestOnMessageOrder(t *testing.T) {
 	reg := testRegistry(Options{})
 	s, _ := reg.Create(XHRStreaming, Request{})
 	ctx := context.Background()
-	if err := s.deliver(ctx, []string{"0", "1"}); err != nil {
+	if err := s.Deliver(ctx, []string{"0", "1"}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -27,7 +27,7 @@ func TestOnMessageOrder(t *testing.T) {
 		mu.Unlock()
 	})
 	for i := 2; i < 1000; i++ {
-		if err := s.deliver(ctx, []string{fmt.Sprint(i)}); err != nil {
+		if err := s.Deliver(ctx, []string{fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,11 +49,11 @@ func TestOnMessageWaitingDeliverGoesToCallback(t *testing.T) {
 	reg := testRegistry(Options{RecvQueueMessages: 1})
 	s, _ := reg.Create(XHRStreaming, Request{})
 	ctx := context.Background()
-	if err := s.deliver(ctx, []string{"a"}); err != nil {
+	if err := s.Deliver(ctx, []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.deliver(ctx, []string{"b", "c"}) }()
+	go func() { done <- s.Deliver(ctx, []string{"b", "c"}) }()
 	got := make(chan string, 3)
 	s.OnMessage(func(m string) { got <- m })
 	if err := <-done; err != nil {
@@ -71,7 +71,7 @@ func TestOnMessageAnswersInline(t *testing.T) {
 	s.OnMessage(func(m string) { _ = s.Send("echo " + m) })
 	ctx := context.Background()
 	for i := 0; i < 100; i++ {
-		if err := s.deliver(ctx, []string{fmt.Sprint(i)}); err != nil {
+		if err := s.Deliver(ctx, []string{fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 		got := c.all()
@@ -81,7 +81,7 @@ func TestOnMessageAnswersInline(t *testing.T) {
 	}
 	// A close from the callback: the close frame and onEnd follow.
 	s.replaceOnMessage(t)
-	if err := s.deliver(ctx, []string{"bye"}); err != nil {
+	if err := s.Deliver(ctx, []string{"bye"}); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, ended, "onEnd")
@@ -108,7 +108,7 @@ func TestOnMessagePanic(t *testing.T) {
 	reg := testRegistry(Options{})
 	s, _ := reg.Create(XHRStreaming, Request{})
 	s.OnMessage(func(string) { panic("boom") })
-	err := s.deliver(context.Background(), []string{"x", "y"})
+	err := s.Deliver(context.Background(), []string{"x", "y"})
 	var pe *PanicError
 	if !errors.As(err, &pe) || pe.Value != "boom" || len(pe.Stack) == 0 {
 		t.Fatalf("deliver: %v, want a PanicError", err)

@@ -1,8 +1,9 @@
-package session
+package engine
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,15 +57,15 @@ func TestPollingDeliversInOrderAcrossPolls(t *testing.T) {
 		t.Fatal(created, err)
 	}
 	r := newRecorder(true)
-	s.serve(r) // open frame
+	s.Serve(r) // open frame
 	for _, m := range []string{"1", "2", "3"} {
 		if err := s.Send(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.serve(r)
+	s.Serve(r)
 	_ = s.Send("4")
-	s.serve(r)
+	s.Serve(r)
 	want := []string{"o", "a,1,2,3", "a,4"}
 	if got := r.all(); len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("frames %v, want %v", got, want)
@@ -86,7 +87,7 @@ func TestCloseFlushesThenCloseFrameForEveryLaterReceiver(t *testing.T) {
 	}
 	r := newRecorder(true)
 	for i := 0; i < 4; i++ {
-		s.serve(r)
+		s.Serve(r)
 	}
 	got := r.all()
 	want := []string{"o", "a,last words", "c,Go away!", "c,Go away!"}
@@ -105,10 +106,10 @@ func TestSecondReceiverRefused(t *testing.T) {
 	s, _, _ := reg.GetOrCreate("c", XHRStreaming, func() Request { return Request{} })
 	first := newRecorder(false)
 	done := make(chan struct{})
-	go func() { s.serve(first); close(done) }()
+	go func() { s.Serve(first); close(done) }()
 	<-first.wrote // open frame: attached
 	second := newRecorder(true)
-	s.serve(second)
+	s.Serve(second)
 	if got := second.all(); len(got) != 1 || got[0] != "c,"+ReasonAnother {
 		t.Fatalf("second receiver got %v", got)
 	}
@@ -124,7 +125,7 @@ func TestSecondReceiverRefused(t *testing.T) {
 func TestExpiryRemovesSession(t *testing.T) {
 	reg := testRegistry(Options{DisconnectDelay: 20 * time.Millisecond})
 	s, _, _ := reg.GetOrCreate("d", XHRPolling, func() Request { return Request{} })
-	s.serve(newRecorder(true))
+	s.Serve(newRecorder(true))
 	select {
 	case <-s.Context().Done():
 	case <-time.After(5 * time.Second):
@@ -153,7 +154,7 @@ func TestDeliverWaitsForRoomThenRecvInOrder(t *testing.T) {
 	reg := testRegistry(Options{RecvQueueMessages: 2})
 	s, _, _ := reg.GetOrCreate("f", XHRPolling, func() Request { return Request{} })
 	delivered := make(chan error, 1)
-	go func() { delivered <- s.deliver(context.Background(), []string{"1", "2", "3", "4", "5"}) }()
+	go func() { delivered <- s.Deliver(context.Background(), []string{"1", "2", "3", "4", "5"}) }()
 	for i := 1; i <= 5; i++ {
 		m, err := s.Recv(context.Background())
 		if err != nil || m != string(rune('0'+i)) {
@@ -176,9 +177,9 @@ func TestEndLeavesRegistryAtOnce(t *testing.T) {
 	if err != nil || reg.Len() != 1 {
 		t.Fatal(err, reg.Len())
 	}
-	s.finish(CauseClient)
-	if reg.Len() != 0 || !s.isClosed() {
-		t.Fatalf("after End: len %d closed %v", reg.Len(), s.isClosed())
+	s.End(CauseClient)
+	if reg.Len() != 0 || !s.Closed() {
+		t.Fatalf("after End: len %d closed %v", reg.Len(), s.Closed())
 	}
 }
 
@@ -205,5 +206,68 @@ func TestRegistryLimitAndConcurrency(t *testing.T) {
 	reg.Range(func(*Session) { n++ })
 	if n != 1000 {
 		t.Fatalf("Range saw %d", n)
+	}
+}
+
+// closeCounter is an Observer that records the reasons sessions closed for.
+type closeCounter struct {
+	NopObserver
+	mu      sync.Mutex
+	reasons []CloseCause
+}
+
+func (c *closeCounter) SessionClosed(_ Transport, r CloseCause, _ time.Duration) {
+	c.mu.Lock()
+	c.reasons = append(c.reasons, r)
+	c.mu.Unlock()
+}
+
+func (c *closeCounter) got() []CloseCause {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.reasons)
+}
+
+// TestCloseFor: the client gets what Close would give it (the queued
+// messages, then the close frame); only the count differs. A second close
+// is ErrClosed and not counted again, and a reason out of range counts as
+// CauseServer, so that no close goes uncounted.
+func TestCloseFor(t *testing.T) {
+	obs := &closeCounter{}
+	reg := testRegistry(Options{Observer: obs})
+	s, _, _ := reg.GetOrCreate("cf", XHRPolling, func() Request { return Request{} })
+	_ = s.Send("queued")
+	if err := s.CloseFor(CauseLimit, 4001, "Too slow"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send("too late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after CloseFor: %v", err)
+	}
+	if s.Context().Err() == nil {
+		t.Fatal("context not done after CloseFor")
+	}
+	if code, reason, closed := s.CloseInfo(); code != 4001 || reason != "Too slow" || !closed {
+		t.Fatalf("CloseInfo %d %q %v", code, reason, closed)
+	}
+	if err := s.CloseFor(CauseError, 4002, "again"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second CloseFor: %v", err)
+	}
+	if err := s.Close(3000, "again"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Close after CloseFor: %v", err)
+	}
+	r := newRecorder(true)
+	for range 3 {
+		s.Serve(r)
+	}
+	if got, want := r.all(), []string{"o", "a,queued", "c,Too slow"}; !slices.Equal(got, want) {
+		t.Fatalf("frames %v, want %v", got, want)
+	}
+
+	o, _, _ := reg.GetOrCreate("odd", XHRPolling, func() Request { return Request{} })
+	if err := o.CloseFor(NumCauses+3, 4003, "odd"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := obs.got(), []CloseCause{CauseLimit, CauseServer}; !slices.Equal(got, want) {
+		t.Fatalf("counted %v, want %v", got, want)
 	}
 }

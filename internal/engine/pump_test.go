@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"errors"
@@ -47,7 +47,7 @@ func serveConnTest(t *testing.T, o Options) (*Session, *connRecorder, chan struc
 	}
 	c := newConnRecorder()
 	ended := make(chan struct{})
-	s.serveConn(c, func() { close(ended) })
+	s.ServeConn(c, func() { close(ended) })
 	return s, c, ended
 }
 
@@ -161,12 +161,12 @@ func TestServeConnHeartbeat(t *testing.T) {
 func TestServeConnGone(t *testing.T) {
 	s, c, ended := serveConnTest(t, Options{})
 	other := newConnRecorder()
-	s.connLost(other) // not this session's connection: nothing happens
+	s.ConnLost(other) // not this session's connection: nothing happens
 	if _, _, closed := s.CloseInfo(); closed {
 		t.Fatal("a receiver that is not attached closed the session")
 	}
 	close(c.gone)
-	s.connLost(c)
+	s.ConnLost(c)
 	waitClosed(t, ended, "onEnd")
 	if got := c.all(); len(got) != 1 || got[0] != "o" {
 		t.Fatalf("frames %v, want the open frame only", got)
@@ -202,7 +202,7 @@ func TestServeConnClosedBeforeAttach(t *testing.T) {
 	_ = s.Close(3000, "bye")
 	c := newConnRecorder()
 	ended := make(chan struct{})
-	s.serveConn(c, func() { close(ended) })
+	s.ServeConn(c, func() { close(ended) })
 	waitClosed(t, ended, "onEnd")
 	if got := c.all(); strings.Join(got, "|") != "o|a,first|c,bye" {
 		t.Fatalf("frames %v", got)
@@ -230,7 +230,7 @@ func TestWritten(t *testing.T) {
 	sig = p.Written()
 	_ = p.Send("y")
 	r := newRecorder(false) // streaming: the open frame, then the batch
-	go p.serve(r)
+	go p.Serve(r)
 	waitClosed(t, sig, "the written signal after a served batch")
 	close(r.gone)
 }

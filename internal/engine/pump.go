@@ -1,4 +1,4 @@
-package session
+package engine
 
 import "time"
 
@@ -15,13 +15,13 @@ import "time"
 // was about 4 KB of the idle session's stack, and waking it cost as much
 // as starting a pump.
 
-// serveConn attaches r, writes the open frame on the caller's goroutine,
+// ServeConn attaches r, writes the open frame on the caller's goroutine,
 // and returns; from then on pumps write to r. onEnd runs once the close
 // frame was written to r (or failed), on the pump's goroutine: the
 // transport finishes the connection there. r's Gone is not watched: a
 // transport whose connection went away says so (connLost), and the pump
 // that writes the close frame then calls onEnd.
-func (s *Session) serveConn(r Receiver, onEnd func()) {
+func (s *Session) ServeConn(r Receiver, onEnd func()) {
 	if !s.attach(r) {
 		onEnd()
 		return
@@ -30,7 +30,7 @@ func (s *Session) serveConn(r Receiver, onEnd func()) {
 		done, err := s.writeOpen(r)
 		switch {
 		case err != nil:
-			s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
+			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
 		case done:
 			// A streaming response whose limit the open frame
 			// reached: the client comes back with a new one.
@@ -174,7 +174,7 @@ func (s *Session) pumpOn(inline bool) {
 			s.lastWrite = now()
 			s.mu.Unlock()
 			if err != nil {
-				s.closeWith(CodeInterrupted, ReasonInterrupt, CauseError)
+				s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
 			} else if done {
 				s.connDone(r, f)
 				return
@@ -222,10 +222,10 @@ func (s *Session) connDone(r Receiver, f *Frame) {
 	onEnd()
 }
 
-// connLost closes the session when r, its connection receiver, broke or
+// ConnLost closes the session when r, its connection receiver, broke or
 // the client left; a receiver already let go (connDone) or not attached
 // yet changes nothing (serveConn checks Gone when it attaches).
-func (s *Session) connLost(r Receiver) {
+func (s *Session) ConnLost(r Receiver) {
 	s.mu.Lock()
 	lost := s.conn == r && s.state < stateClosing
 	if lost {

@@ -1,0 +1,481 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Close codes and reasons used by the protocol and by this server. Codes
+// 3000-3999 are reserved for libraries like this one, 4000-4999 for
+// applications.
+const (
+	CodeGoingAway   = 1001 // server shutdown
+	CodeInterrupted = 1002 // the receiving connection broke
+	CodeTooBig      = 1009 // a message over the size limit
+	CodeAnotherConn = 2010 // a second receiver for one session
+	CodeGoAway      = 3000 // the application closed the session
+	CodeQueueFull   = 3009 // the client did not read fast enough
+	ReasonGoingAway = "Going away"
+	ReasonInterrupt = "Connection interrupted"
+	ReasonTooBig    = "Message too big"
+	ReasonAnother   = "Another connection still open"
+	ReasonGoAway    = "Go away!"
+	ReasonQueueFull = "Send queue overflow"
+)
+
+// Errors returned by Session methods.
+var (
+	ErrClosed    = errors.New("sockjs: session closed")
+	ErrQueueFull = errors.New("sockjs: send queue full, session closed")
+	ErrTooMany   = errors.New("sockjs: too many sessions")
+)
+
+// Frame is one SockJS frame before encoding. Transports encode it into their
+// own wire format ("a[...]\n", "data: a[...]\r\n\r\n", a websocket message…).
+type Frame struct {
+	Kind     FrameKind
+	Messages []string // FrameMessages only
+	Code     int      // FrameClose only
+	Reason   string   // FrameClose only
+}
+
+// Receiver is one client connection that frames are delivered to: an HTTP
+// response held open, a websocket, or (later) a connection held by another
+// node. The session only knows this interface.
+type Receiver interface {
+	// WriteFrame writes and flushes one frame. done reports that this
+	// receiver takes no more frames (a polling response was answered, a
+	// streaming response reached its size limit); err that the connection
+	// failed.
+	WriteFrame(f *Frame) (done bool, err error)
+	// Gone is closed when the client's connection went away.
+	Gone() <-chan struct{}
+}
+
+// Request is session.Request's mirror, with the same fields, so that one
+// converts to the other (session.Session.Request does).
+//
+// Request is what the application may know of the request that opened the
+// session, for authentication: a token in the query string or a header.
+// Cookies are removed unless the transport is configured to keep them,
+// because iframe-based transports would turn cookie authentication into a
+// cross-site request forgery hole.
+type Request struct {
+	Header     http.Header
+	Query      url.Values
+	RemoteAddr string
+	Host       string
+	Path       string
+}
+
+type state uint8
+
+const (
+	stateNew     state = iota // created, open frame not written yet
+	stateOpen                 // open frame written
+	stateClosing              // Close was called: flush queued messages, then the close frame
+	stateClosed               // close frame decided; served to every later receiver until expiry
+	stateExpired              // gone from the registry
+)
+
+type queued struct {
+	msg string
+	at  int64 // monotonic nanoseconds (see now)
+}
+
+var epoch = time.Now()
+
+// now is a cheap monotonic clock in nanoseconds since process start.
+func now() int64 { return int64(time.Since(epoch)) }
+
+// Session is one SockJS session, whatever its transport. Its methods
+// are safe for concurrent use. It has two sides: the application's (ID,
+// Transport, Request, Context, Send, Recv, OnMessage, Buffered, Written,
+// Close, CloseFor, CloseInfo), which package session re-declares on its
+// face type, and the transport's (Serve, ServeConn, ConnLost, Deliver,
+// End, CloseWith, Closed, HasOnMessage, Attached, AcquireSendSlot,
+// ReleaseSendSlot), which only package transport calls. An application
+// holds a *session.Session, the same pointer under a type that has only
+// the first list.
+type Session struct {
+	id        string
+	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
+	transport Transport
+	req       Request
+	opts      *Options
+	reg       *Registry
+	created   int64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// Received messages not yet taken by Recv live in inQ (under mu), a
+	// slice that grows only as far as it is used: an idle session costs
+	// nothing for its receive queue. inReady wakes Recv, inSpace wakes
+	// a Deliver waiting for room.
+	inReady chan struct{}
+	inSpace chan struct{}
+
+	notify chan struct{} // capacity 1: "something changed" for the Serve loop
+
+	sendSlots atomic.Int32 // send requests in flight (acquireSendSlot)
+
+	mu          sync.Mutex
+	state       state
+	inQ         []queued // received messages with their arrival time
+	inHead      int
+	inBytes     int      // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
+	out         []queued // messages sent and not yet written
+	outBytes    int
+	writing     int      // messages of the batch being written (Buffered)
+	writingB    int      // and their bytes
+	spare       []queued // the previous batch's array, reused
+	attached    bool
+	opened      bool // the open frame was written
+	closeCode   int
+	closeReason string
+	expiry      *time.Timer
+
+	// Receivers waiting to attach wait for detached; settling is closed
+	// when the last polling answer was sent or failed (see Finisher).
+	detached chan struct{}
+	settling chan struct{}
+
+	// A connection receiver served by pumps (serveConn, pump.go).
+	conn      Receiver
+	connEnd   func()
+	pumping   bool        // a pump runs (or the close frame is written)
+	hbDue     bool        // the heartbeat timer asks for a heartbeat frame
+	lastWrite int64       // when the last frame was written (now)
+	hb        *time.Timer // heartbeat timer
+	pumpFrame Frame       // the pump's frame, reused (one pump at a time)
+
+	// OnMessage (callback.go): the callback, set once under mu; cbMu
+	// runs it for one message at a time. While holdPump > 0 a callback
+	// runs and pumps wait for it (pumpWanted) to write on its goroutine.
+	written    chan struct{} // Written: closed after the next batch is written
+	onMsg      func(string)
+	cbMu       sync.Mutex
+	holdPump   int
+	pumpWanted bool
+}
+
+func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Session{
+		id:        NewID(),
+		key:       key,
+		transport: t,
+		req:       req,
+		opts:      opts,
+		reg:       reg,
+		created:   now(),
+		ctx:       ctx,
+		cancel:    cancel,
+		inReady:   make(chan struct{}, 1),
+		inSpace:   make(chan struct{}, 1),
+		notify:    make(chan struct{}, 1),
+	}
+}
+
+// NewID returns 128 crypto-random bits, base64url-encoded.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("sockjs: crypto/rand failed: " + err.Error()) // never happens on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ID is an opaque, crypto-random identifier made by the server. It is never
+// the session id from the URL: whoever knows that one can read and write the
+// session, so the protocol keeps it from applications.
+func (s *Session) ID() string { return s.id }
+
+// Transport is the transport the session was opened with.
+func (s *Session) Transport() Transport { return s.transport }
+
+// Request describes the request that opened the session.
+func (s *Session) Request() Request { return s.req }
+
+// Context is cancelled when the session closes.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Send queues msg for the client and returns at once. Messages are
+// delivered in order, exactly once, across poll cycles and streaming
+// rollovers. If the client has fallen so far behind that the send queue
+// limit is reached, the session is closed with code 3009 and ErrQueueFull
+// is returned.
+func (s *Session) Send(msg string) error {
+	s.mu.Lock()
+	if s.state >= stateClosing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if len(s.out) >= s.opts.SendQueueMessages || s.outBytes+len(msg) > s.opts.SendQueueBytes {
+		// The backlog is useless to a client that cannot keep up: drop it
+		// so that the close frame is the next thing it sees, and let the
+		// garbage collector have it now rather than at expiry.
+		clear(s.out)
+		s.out, s.outBytes = nil, 0
+		s.closeLocked(CodeQueueFull, ReasonQueueFull, CauseLimit)
+		s.mu.Unlock()
+		s.opts.Observer.LimitHit(s.transport, LimitSendQueue)
+		s.wake()
+		return ErrQueueFull
+	}
+	s.out = append(s.out, queued{msg: msg, at: now()})
+	s.outBytes += len(msg)
+	served := s.conn == nil // by a Serve loop, if any
+	start := s.startPumpLocked()
+	s.mu.Unlock()
+	if start {
+		go s.pump()
+	} else if served {
+		signal(s.notify)
+	}
+	return nil
+}
+
+// Recv returns the next message from the client. It returns ErrClosed once
+// the session is closed and every received message was taken, or ctx's
+// error.
+func (s *Session) Recv(ctx context.Context) (string, error) {
+	for {
+		s.mu.Lock()
+		if s.inHead < len(s.inQ) {
+			q := s.inQ[s.inHead]
+			s.inQ[s.inHead] = queued{}
+			s.inHead++
+			s.inBytes -= len(q.msg) + RecvEntryBytes
+			more := s.inHead < len(s.inQ)
+			if !more {
+				// Empty: rewind, and let a large array go.
+				s.inHead = 0
+				if cap(s.inQ) > 64 {
+					s.inQ = nil
+				} else {
+					s.inQ = s.inQ[:0]
+				}
+			}
+			s.mu.Unlock()
+			signal(s.inSpace)
+			if more {
+				signal(s.inReady) // another Recv caller may be waiting
+			}
+			s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-q.at))
+			return q.msg, nil
+		}
+		closed := s.state >= stateClosing
+		s.mu.Unlock()
+		if closed {
+			return "", ErrClosed
+		}
+		select {
+		case <-s.inReady:
+		case <-s.ctx.Done():
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// Close closes the session: messages already sent are delivered, then the
+// close frame c[code,"reason"]. It returns ErrClosed if the session was
+// already closed. Observer.SessionClosed counts it under CauseServer; an
+// application closing for a limit, an error or shutdown says so with
+// CloseFor.
+func (s *Session) Close(code int, reason string) error {
+	return s.CloseFor(CauseServer, code, reason)
+}
+
+// CloseFor is Close, counted under why in Observer.SessionClosed (the
+// sockjs_sessions_closed_total reason label): a service that closes a
+// session because it hit a limit (CauseLimit), met an error
+// (CauseError) or is shutting down (CauseShutdown) says so, and its
+// metrics tell those apart from an ordinary end (CauseServer, what
+// Close counts). A why that is not one of the defined reasons counts as
+// CauseServer, so that every close is counted once.
+//
+// What the client receives does not depend on why: the messages already
+// sent are still delivered, in order, and then the close frame
+// c[code,"reason"] (codes 4000-4999 are the application's). Nothing
+// queued is dropped, unlike on a send queue overflow (3009) or a broken
+// connection (1002), where the backlog goes so that the close frame is
+// the next thing the client sees. From the moment
+// CloseFor returns, Context is done, Send returns ErrClosed and CloseInfo
+// reports the code and reason. It returns ErrClosed, and changes nothing
+// (not even the count), if the session was already closed.
+func (s *Session) CloseFor(why CloseCause, code int, reason string) error {
+	if why >= NumCauses {
+		// Observers index arrays by reason (the metrics package
+		// skips an unknown one, and with it the open-sessions gauge).
+		why = CauseServer
+	}
+	s.mu.Lock()
+	if s.state >= stateClosing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closeLocked(code, reason, why)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// CloseWith closes the session for a reason other than the application's
+// request (a limit, a protocol error, shutdown), so that metrics can tell
+// them apart. It is a no-op on a closed session. It is CloseFor for the
+// transport side, which has no use for CloseFor's error; it also wakes
+// the writer when the session was already closed, which costs nothing
+// (every close woke it already) and keeps the transport's paths as they
+// were.
+func (s *Session) CloseWith(code int, reason string, why CloseCause) {
+	s.mu.Lock()
+	if s.state < stateClosing {
+		s.closeLocked(code, reason, why)
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *Session) closeLocked(code int, reason string, why CloseCause) {
+	s.state = stateClosing
+	s.closeCode, s.closeReason = code, reason
+	s.cancel()
+	s.opts.Observer.SessionClosed(s.transport, why, time.Duration(now()-s.created))
+}
+
+// Deliver hands messages received from the client to the application, in
+// order. It waits while the receive queue is full, which is how a client
+// that sends faster than the application reads is slowed down.
+func (s *Session) Deliver(ctx context.Context, msgs []string) error {
+	t := now() // arrival: waiting for room counts as receive delay
+	for _, m := range msgs {
+		s.opts.Observer.MessageReceived(s.transport, len(m))
+	}
+	for len(msgs) > 0 {
+		s.mu.Lock()
+		if s.state >= stateClosing {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if f := s.onMsg; f != nil {
+			s.holdPump++ // released by deliverTo
+			s.mu.Unlock()
+			return s.deliverTo(f, msgs, t)
+		}
+		// Take what fits in both bounds; an empty queue takes at least
+		// one message, so that no message is too big to ever fit.
+		n := 0
+		for n < len(msgs) && len(s.inQ)-s.inHead < s.opts.RecvQueueMessages {
+			cost := len(msgs[n]) + RecvEntryBytes
+			if s.inBytes+cost > s.opts.RecvQueueBytes && len(s.inQ) > s.inHead {
+				break
+			}
+			s.inQ = append(s.inQ, queued{msg: msgs[n], at: t})
+			s.inBytes += cost
+			n++
+		}
+		if n > 0 {
+			msgs = msgs[n:]
+			s.mu.Unlock()
+			signal(s.inReady)
+			continue
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.inSpace:
+		case <-s.ctx.Done():
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// signal wakes the waiter of a capacity-1 channel, if any, without
+// blocking; a signal sent with no waiter is kept for the next one.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Closed reports whether the session has been closed.
+func (s *Session) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state >= stateClosing
+}
+
+// armExpiry starts the expiry clock of a session no receiver is attached
+// to yet, so that one whose first request failed before Serve still goes.
+func (s *Session) armExpiry() {
+	s.mu.Lock()
+	if !s.attached && s.expiry == nil {
+		s.expiry = time.AfterFunc(s.opts.DisconnectDelay, s.expire)
+	}
+	s.mu.Unlock()
+}
+
+// expire runs DisconnectDelay after the last receiver left.
+func (s *Session) expire() {
+	s.mu.Lock()
+	if s.attached || s.state == stateExpired {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.End(CauseTimeout)
+}
+
+// End takes the session out of the registry and then, if it was still
+// open, closes it: whoever sees the context end finds it gone. Transports
+// call it (as End) for a session whose lifetime is its connection's
+// (websockets): it leaves the registry at once instead of after
+// DisconnectDelay.
+func (s *Session) End(why CloseCause) {
+	s.mu.Lock()
+	if s.state == stateExpired {
+		s.mu.Unlock()
+		return
+	}
+	wasOpen := s.state < stateClosing
+	if wasOpen {
+		s.closeCode, s.closeReason = CodeInterrupted, ReasonInterrupt
+	}
+	s.state = stateExpired
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Unlock()
+	if s.reg != nil {
+		s.reg.remove(s)
+	}
+	if wasOpen {
+		s.cancel()
+		s.opts.Observer.SessionClosed(s.transport, why, time.Duration(now()-s.created))
+	}
+	s.wake()
+}
+
+// CloseInfo returns the close code and reason once the session is closed
+// (closed false and code 0 before). It is the one method beyond sending
+// and receiving an application needs: after Recv returns ErrClosed, or
+// Context is done, it tells the client's disappearance (1002) from a limit
+// (3009), a shutdown (1001) or the application's own Close, for logging
+// and for deciding whether to keep the user's state for a reconnect.
+func (s *Session) CloseInfo() (code int, reason string, closed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeCode, s.closeReason, s.state >= stateClosing
+}

@@ -128,66 +128,11 @@ func (s *Session) pumpOn(inline bool) {
 	// call) and cost an allocation per pump.
 	f := &s.pumpFrame
 	f.Kind = FrameMessages
-	for {
-		s.mu.Lock()
-		r := s.conn
-		switch {
-		case len(s.out) > 0 && s.state < stateClosed:
-			batch := s.takeBatchLocked()
-			s.mu.Unlock()
-			done, err := s.writeBatch(r, f, batch)
-			if err != nil {
-				s.closeLost(CauseError) // this pump writes the close frame next
-			} else if done {
-				s.connDone(r, f)
-				return
-			}
-
-		case s.state >= stateClosing && inline:
-			s.mu.Unlock()
-			go s.pump() // the pump is still claimed: it passes on
-			return
-
-		case s.state >= stateClosing:
-			if s.state < stateClosed {
-				s.state = stateClosed
-			}
-			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-			onEnd := s.releaseConnLocked(nil)
-			s.mu.Unlock()
-			select {
-			case <-r.Gone():
-				// The client left (its close is answered by the
-				// transport): there is no one to write to.
-			default:
-				_, _ = r.WriteFrame(&cf)
-			}
-			s.detach(r, true)
-			onEnd()
-			return
-
-		case s.hbDue:
-			s.hbDue = false
-			s.mu.Unlock()
-			done, err := r.WriteFrame(&heartbeatFrame)
-			s.mu.Lock()
-			s.lastWrite = now()
-			s.mu.Unlock()
-			if err != nil {
-				s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-			} else if done {
-				s.connDone(r, f)
-				return
-			}
-
-		default:
-			if cap(f.Messages) > 64 {
-				f.Messages = nil // do not keep a large batch's array
-			}
-			s.pumping = false
-			s.mu.Unlock()
-			return
-		}
+	m := pumped
+	if inline {
+		m = pumpedIn
+	}
+	for s.writeNext(nil, f, m).more() {
 	}
 }
 

@@ -9,7 +9,10 @@ import "time"
 // close, or the heartbeat timer) when none is running, it writes batches
 // until the queue is empty and then ends. One pump at a time, so frames
 // keep their order and the receiver sees one writer; the session lock is
-// never held across a write.
+// never held across a write. What a pump writes, and in which order, is
+// decided by writeNext (writer.go), the same step Serve's goroutine
+// takes; this file is what sets pumps apart: starting them on demand,
+// and the heartbeat timer that asks them for a heartbeat (hbDue).
 //
 // Measured (docs/bench.md): a parked Serve goroutine per websocket session
 // was about 4 KB of the idle session's stack, and waking it cost as much
@@ -54,7 +57,7 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 	s.hb = time.AfterFunc(s.opts.HeartbeatDelay, s.heartbeat)
 	// Messages sent (or a close) before the connection was set found no
 	// one to start a pump: start one now.
-	start := (len(s.out) > 0 || s.state >= stateClosing) && s.startPumpLocked()
+	start := s.pendingLocked() && s.startPumpLocked()
 	s.mu.Unlock()
 	if start {
 		go s.pump()
@@ -65,17 +68,22 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 // no pump runs; the caller then runs s.pump (on a new goroutine unless it
 // may block on this client's connection). s.mu must be held.
 func (s *Session) startPumpLocked() bool {
-	if s.conn == nil || s.pumping {
-		return false
-	}
-	if s.holdPump > 0 {
-		// An OnMessage callback runs: its goroutine writes when it
-		// returns (releasePump), without a hand-off.
-		s.pumpWanted = true
+	// While an OnMessage callback runs (holdPump), its goroutine writes
+	// when it returns (releasePump), without a hand-off: it finds the
+	// work left (pendingLocked) rather than a note that a pump was
+	// wanted.
+	if s.conn == nil || s.pumping || s.holdPump > 0 {
 		return false
 	}
 	s.pumping = true
 	return true
+}
+
+// pendingLocked reports whether a pump has something to write: messages,
+// a close frame, a heartbeat. Whoever asked for a pump while none could
+// start left one of these. s.mu must be held.
+func (s *Session) pendingLocked() bool {
+	return len(s.out) > 0 || s.state >= stateClosing || s.hbDue
 }
 
 // wake tells whoever writes for the session that something changed (a

@@ -29,18 +29,13 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 		onEnd()
 		return
 	}
-	if s.opening() {
-		done, err := s.writeOpen(r)
-		switch {
-		case err != nil:
-			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-		case done:
-			// A streaming response whose limit the open frame
-			// reached: the client comes back with a new one.
-			s.detach(r, true)
-			onEnd()
-			return
-		}
+	if s.writeOpen(r) == stepDone {
+		// A streaming response whose limit the open frame reached:
+		// the client comes back with a new one. (One that failed is
+		// closing: a pump writes the close frame.)
+		s.detach(r, true)
+		onEnd()
+		return
 	}
 	s.mu.Lock()
 	s.conn, s.connEnd = r, onEnd

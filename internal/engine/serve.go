@@ -51,14 +51,9 @@ func (s *Session) Serve(r Receiver) {
 		}
 	}
 
-	if s.opening() {
+	if st := s.writeOpen(r); st != stepIdle {
 		carried = true
-		done, err := s.writeOpen(r)
-		if err != nil {
-			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-			return
-		}
-		if done {
+		if st != stepWrote {
 			return
 		}
 	}

@@ -2,8 +2,9 @@ package engine
 
 import "time"
 
-// The writer engine: every frame a receiver gets after the open frame is
-// decided and written by writeNext, whichever goroutine writes it. Queued
+// The writer engine: every frame a receiver gets is written here,
+// whichever goroutine writes it: the open frame by writeOpen when the
+// receiver attaches, then what writeNext decides. Queued
 // messages go first, as one batch; then the close frame of a closing
 // session; then a heartbeat, when one is due. Receivers differ only in
 // what writeMode says:
@@ -145,25 +146,31 @@ func (s *Session) writeHeartbeat(r Receiver) (done bool, err error) {
 	return done, err
 }
 
-// opening reports whether the open frame is still to be written, and
-// marks it written: it comes first even when the application closed the
-// session before any receiver came (the /close service does).
-func (s *Session) opening() bool {
+// writeOpen writes the open frame to r unless a receiver had it:
+// stepIdle when one had. It comes first even when the application closed
+// the session before any receiver came (the /close service does). A
+// failed write closes the session with 1002.
+func (s *Session) writeOpen(r Receiver) step {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := !s.opened
+	opened := s.opened
 	s.opened = true
 	if s.state == stateNew {
 		s.state = stateOpen
 	}
-	return o
-}
-
-// writeOpen writes the open frame to r.
-func (s *Session) writeOpen(r Receiver) (done bool, err error) {
-	done, err = r.WriteFrame(&openFrame)
+	s.mu.Unlock()
+	if opened {
+		return stepIdle
+	}
+	done, err := r.WriteFrame(&openFrame)
 	s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
-	return done, err
+	switch {
+	case err != nil:
+		s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
+		return stepFailed
+	case done:
+		return stepDone
+	}
+	return stepWrote
 }
 
 // takeBatchLocked takes every queued message for one frame; Buffered

@@ -159,7 +159,8 @@ func readHixieFrame(br *bufio.Reader, limit int) ([]byte, error) {
 }
 
 // hixieReceiver writes SockJS frames to a Hixie connection. Only the
-// session's Serve loop writes, and finish after it returned.
+// session's writer writes (one pump at a time, engine's writer.go), and
+// finish runs after it wrote the close frame.
 type hixieReceiver struct {
 	conn    net.Conn
 	draft76 bool

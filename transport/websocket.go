@@ -47,8 +47,8 @@ type wsFailure struct {
 	frame  bool
 }
 
-// wsReceiver writes frames to a websocket. Only the session's Serve loop
-// writes messages; the reader goroutine only answers close frames, and
+// wsReceiver writes frames to a websocket. Only the session's writer (one
+// pump at a time, engine's writer.go) writes messages; the reader goroutine only answers close frames, and
 // gorilla/websocket sends nothing after a close frame.
 type wsReceiver struct {
 	conn      *websocket.Conn
@@ -395,7 +395,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *w
 }
 
 // wsFail closes the session because the client broke a rule: the session's
-// Serve loop writes the close frames (so nothing is written after them)
+// writer writes the close frames (so nothing is written after them)
 // and then waits for the client's close.
 func (h *Handler) wsFail(s *engine.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseCause, frame bool) {
 	h.log.Info(msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)

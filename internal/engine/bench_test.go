@@ -110,3 +110,26 @@ func BenchmarkRegistryGetOrCreate(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkConnEcho is the websocket echo path in the engine: a message
+// delivered on the reader's goroutine to an OnMessage callback that
+// sends it back, written on that goroutine when it returns (a pump run
+// inline, writer.go). It must not allocate per message.
+func BenchmarkConnEcho(b *testing.B) {
+	reg := NewRegistry(Options{}, 0)
+	s, _ := reg.Create(WebSocket, Request{})
+	d := discard{gone: make(chan struct{})}
+	s.ServeConn(d, func() {})
+	s.OnMessage(func(m string) { _ = s.Send(m) })
+	msgs := []string{"a 64-byte message .............................................."}
+	ctx := s.Context()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Deliver(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	s.End(CauseShutdown)
+}

@@ -117,11 +117,7 @@ func (s *Session) call(f func(string), m string) (err error) {
 func (s *Session) releasePump() {
 	s.mu.Lock()
 	s.holdPump--
-	start := false
-	if s.holdPump == 0 {
-		start = s.pumpWanted && s.startPumpLocked()
-		s.pumpWanted = false
-	}
+	start := s.holdPump == 0 && s.pendingLocked() && s.startPumpLocked()
 	s.mu.Unlock()
 	if start {
 		s.pumpOn(true)

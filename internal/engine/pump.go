@@ -9,7 +9,10 @@ import "time"
 // close, or the heartbeat timer) when none is running, it writes batches
 // until the queue is empty and then ends. One pump at a time, so frames
 // keep their order and the receiver sees one writer; the session lock is
-// never held across a write.
+// never held across a write. What a pump writes, and in which order, is
+// decided by writeNext (writer.go), the same step Serve's goroutine
+// takes; this file is what sets pumps apart: starting them on demand,
+// and the heartbeat timer that asks them for a heartbeat (hbDue).
 //
 // Measured (docs/bench.md): a parked Serve goroutine per websocket session
 // was about 4 KB of the idle session's stack, and waking it cost as much
@@ -26,18 +29,13 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 		onEnd()
 		return
 	}
-	if s.opening() {
-		done, err := s.writeOpen(r)
-		switch {
-		case err != nil:
-			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-		case done:
-			// A streaming response whose limit the open frame
-			// reached: the client comes back with a new one.
-			s.detach(r, true)
-			onEnd()
-			return
-		}
+	if s.writeOpen(r) == stepDone {
+		// A streaming response whose limit the open frame reached:
+		// the client comes back with a new one. (One that failed is
+		// closing: a pump writes the close frame.)
+		s.detach(r, true)
+		onEnd()
+		return
 	}
 	s.mu.Lock()
 	s.conn, s.connEnd = r, onEnd
@@ -54,7 +52,7 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 	s.hb = time.AfterFunc(s.opts.HeartbeatDelay, s.heartbeat)
 	// Messages sent (or a close) before the connection was set found no
 	// one to start a pump: start one now.
-	start := (len(s.out) > 0 || s.state >= stateClosing) && s.startPumpLocked()
+	start := s.pendingLocked() && s.startPumpLocked()
 	s.mu.Unlock()
 	if start {
 		go s.pump()
@@ -65,17 +63,22 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 // no pump runs; the caller then runs s.pump (on a new goroutine unless it
 // may block on this client's connection). s.mu must be held.
 func (s *Session) startPumpLocked() bool {
-	if s.conn == nil || s.pumping {
-		return false
-	}
-	if s.holdPump > 0 {
-		// An OnMessage callback runs: its goroutine writes when it
-		// returns (releasePump), without a hand-off.
-		s.pumpWanted = true
+	// While an OnMessage callback runs (holdPump), its goroutine writes
+	// when it returns (releasePump), without a hand-off: it finds the
+	// work left (pendingLocked) rather than a note that a pump was
+	// wanted.
+	if s.conn == nil || s.pumping || s.holdPump > 0 {
 		return false
 	}
 	s.pumping = true
 	return true
+}
+
+// pendingLocked reports whether a pump has something to write: messages,
+// a close frame, a heartbeat. Whoever asked for a pump while none could
+// start left one of these. s.mu must be held.
+func (s *Session) pendingLocked() bool {
+	return len(s.out) > 0 || s.state >= stateClosing || s.hbDue
 }
 
 // wake tells whoever writes for the session that something changed (a
@@ -128,66 +131,11 @@ func (s *Session) pumpOn(inline bool) {
 	// call) and cost an allocation per pump.
 	f := &s.pumpFrame
 	f.Kind = FrameMessages
-	for {
-		s.mu.Lock()
-		r := s.conn
-		switch {
-		case len(s.out) > 0 && s.state < stateClosed:
-			batch := s.takeBatchLocked()
-			s.mu.Unlock()
-			done, err := s.writeBatch(r, f, batch)
-			if err != nil {
-				s.closeLost(CauseError) // this pump writes the close frame next
-			} else if done {
-				s.connDone(r, f)
-				return
-			}
-
-		case s.state >= stateClosing && inline:
-			s.mu.Unlock()
-			go s.pump() // the pump is still claimed: it passes on
-			return
-
-		case s.state >= stateClosing:
-			if s.state < stateClosed {
-				s.state = stateClosed
-			}
-			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-			onEnd := s.releaseConnLocked(nil)
-			s.mu.Unlock()
-			select {
-			case <-r.Gone():
-				// The client left (its close is answered by the
-				// transport): there is no one to write to.
-			default:
-				_, _ = r.WriteFrame(&cf)
-			}
-			s.detach(r, true)
-			onEnd()
-			return
-
-		case s.hbDue:
-			s.hbDue = false
-			s.mu.Unlock()
-			done, err := r.WriteFrame(&heartbeatFrame)
-			s.mu.Lock()
-			s.lastWrite = now()
-			s.mu.Unlock()
-			if err != nil {
-				s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-			} else if done {
-				s.connDone(r, f)
-				return
-			}
-
-		default:
-			if cap(f.Messages) > 64 {
-				f.Messages = nil // do not keep a large batch's array
-			}
-			s.pumping = false
-			s.mu.Unlock()
-			return
-		}
+	m := pumped
+	if inline {
+		m = pumpedIn
+	}
+	for s.writeNext(nil, f, m).more() {
 	}
 }
 

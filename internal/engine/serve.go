@@ -51,56 +51,36 @@ func (s *Session) Serve(r Receiver) {
 		}
 	}
 
-	if s.opening() {
+	if st := s.writeOpen(r); st != stepIdle {
 		carried = true
-		done, err := s.writeOpen(r)
-		if err != nil {
-			s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-			return
-		}
-		if done {
+		if st != stepWrote {
 			return
 		}
 	}
 
+	// This goroutine writes (writer.go, served); its heartbeat timer
+	// restarts with each batch.
 	hb := time.NewTimer(s.opts.HeartbeatDelay)
 	defer hb.Stop()
 	f := Frame{Kind: FrameMessages}
 	for {
-		s.mu.Lock()
-		if len(s.out) > 0 {
-			batch := s.takeBatchLocked()
-			s.mu.Unlock()
+		switch s.writeNext(r, &f, served) {
+		case stepWrote:
 			carried = true
-			done, err := s.writeBatch(r, &f, batch)
-			if err != nil {
-				s.closeLost(CauseError)
-				return
-			}
-			if done {
-				return
-			}
 			hb.Reset(s.opts.HeartbeatDelay) // since Go 1.23 Reset needs no drain
 			continue
-		}
-		if s.state >= stateClosing {
-			s.state = stateClosed
-			cf := Frame{Kind: FrameClose, Code: s.closeCode, Reason: s.closeReason}
-			s.mu.Unlock()
-			_, _ = r.WriteFrame(&cf)
+		case stepFailed, stepDone:
+			carried = true
+			return
+		case stepClosed:
 			return
 		}
-		s.mu.Unlock()
 
 		select {
 		case <-s.notify:
 		case <-hb.C:
-			done, err := r.WriteFrame(&heartbeatFrame)
-			if err != nil {
-				s.CloseWith(CodeInterrupted, ReasonInterrupt, CauseError)
-				return
-			}
-			if done {
+			done, err := s.writeHeartbeat(r)
+			if err != nil || done {
 				return
 			}
 			hb.Reset(s.opts.HeartbeatDelay)
@@ -111,43 +91,6 @@ func (s *Session) Serve(r Receiver) {
 			return
 		}
 	}
-}
-
-// takeBatchLocked takes every queued message for one frame; Buffered
-// counts them until writeBatch wrote them. s.mu must be held.
-func (s *Session) takeBatchLocked() []queued {
-	batch := s.out
-	s.writing, s.writingB = len(batch), s.outBytes
-	s.out, s.spare, s.outBytes = s.spare[:0], nil, 0
-	return batch
-}
-
-// writeBatch writes batch to r as the frame f (whose array it reuses),
-// with s.mu not held, and gives the batch's array back for the next one.
-func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, err error) {
-	f.Messages = f.Messages[:0]
-	for i := range batch {
-		f.Messages = append(f.Messages, batch[i].msg)
-	}
-	done, err = r.WriteFrame(f)
-	t := now()
-	for i := range batch {
-		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
-		batch[i].msg = "" // let the garbage collector have it
-	}
-	clear(f.Messages)
-	s.mu.Lock()
-	s.writing, s.writingB = 0, 0
-	s.lastWrite = t
-	if s.written != nil {
-		close(s.written) // Written
-		s.written = nil
-	}
-	if s.spare == nil && cap(batch) <= 1024 {
-		s.spare = batch[:0]
-	}
-	s.mu.Unlock()
-	return done, err
 }
 
 // Written returns a channel that is closed once the session has written
@@ -188,27 +131,6 @@ func (s *Session) Written() <-chan struct{} {
 		s.written = make(chan struct{})
 	}
 	return s.written
-}
-
-// opening reports whether the open frame is still to be written, and
-// marks it written: it comes first even when the application closed the
-// session before any receiver came (the /close service does).
-func (s *Session) opening() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := !s.opened
-	s.opened = true
-	if s.state == stateNew {
-		s.state = stateOpen
-	}
-	return o
-}
-
-// writeOpen writes the open frame to r.
-func (s *Session) writeOpen(r Receiver) (done bool, err error) {
-	done, err = r.WriteFrame(&openFrame)
-	s.opts.Observer.TimeToOpen(s.transport, time.Duration(now()-s.created))
-	return done, err
 }
 
 // attach makes r the attached receiver, waiting (bounded) for another one

@@ -158,12 +158,12 @@ type Session struct {
 
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
 	// runs it for one message at a time. While holdPump > 0 a callback
-	// runs and pumps wait for it (pumpWanted) to write on its goroutine.
-	written    chan struct{} // Written: closed after the next batch is written
-	onMsg      func(string)
-	cbMu       sync.Mutex
-	holdPump   int
-	pumpWanted bool
+	// runs, no pump starts, and the callback's goroutine writes what is
+	// pending when it returns (releasePump).
+	written  chan struct{} // Written: closed after the next batch is written
+	onMsg    func(string)
+	cbMu     sync.Mutex
+	holdPump int
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {

@@ -427,7 +427,9 @@ func TestDifferential(t *testing.T) {
 	report("differences from igm/sockjs-go v3.0.2", vsIgm, igmKnown)
 	t.Log(table.String())
 
-	check := func(peer string, d diffs, list []listed) {
+	// sometimes: differences a peer shows in some runs only (its races);
+	// allowed, and not reported when absent.
+	check := func(peer string, d diffs, list, sometimes []listed) {
 		used := make([]bool, len(list))
 		for k, v := range d {
 			found := false
@@ -435,6 +437,9 @@ func TestDifferential(t *testing.T) {
 				if l.pattern.MatchString(k) {
 					used[i], found = true, true
 				}
+			}
+			for _, l := range sometimes {
+				found = found || l.pattern.MatchString(k)
 			}
 			if !found {
 				t.Errorf("unlisted difference from %s (a bug, or list it with its reason): %s:\n  ours=%s\n  them=%s", peer, k, v[0], v[1])
@@ -446,6 +451,6 @@ func TestDifferential(t *testing.T) {
 			}
 		}
 	}
-	check("sockjs-node", vsNode, ourDeliberate)
-	check("igm/sockjs-go", vsIgm, igmKnown)
+	check("sockjs-node", vsNode, ourDeliberate, nil)
+	check("igm/sockjs-go", vsIgm, igmKnown, igmRaces)
 }

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"context"
+	"errors"
 	"hash/crc32"
 	"strconv"
 	"time"
@@ -63,3 +65,20 @@ func Partition(orderKey string) int {
 func RedisQueueKey(prefix string, p int) string {
 	return prefix + "{webhook}:q:" + strconv.Itoa(p)
 }
+
+// RedisWakeChannel is the Redis pub/sub channel told a partition's number
+// (PUBLISH, after the RPUSH) so that the node delivering it starts at
+// once rather than at its next poll.
+func RedisWakeChannel(prefix string) string {
+	return prefix + "{webhook}:wake"
+}
+
+// Queue takes events to deliver. Enqueue returns once the event is kept
+// (in memory, or in Redis in cluster mode), or ErrQueueFull.
+type Queue interface {
+	Enqueue(ctx context.Context, e Event) error
+}
+
+// ErrQueueFull: the queue holds its limit; the event was not kept. It is
+// counted and logged once by the queue, not by each caller.
+var ErrQueueFull = errors.New("webhook: queue full")

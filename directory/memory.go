@@ -282,3 +282,7 @@ func (h *dueHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return it
 }
+
+// Dropped is how many events the queue refused (webhook.ErrQueueFull or
+// another error).
+func (m *Memory) Dropped() int64 { return m.full.dropped.Load() }

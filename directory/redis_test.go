@@ -332,3 +332,45 @@ func TestRedisAddRules(t *testing.T) {
 		t.Errorf("Add after Close: %v", err)
 	}
 }
+
+// TestRedisReapedAlive: a node taken for dead (a pause or a partition past
+// the TTL, made here by moving its deadline to the past) has its sessions
+// closed as lost; when it refreshes again it adds them back, with
+// session.opened, and the user who never really left gets no second
+// online and no offline.
+func TestRedisReapedAlive(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	rec := newRedisRecorder(t, rs.Addr, "p:")
+	o := directory.RedisOptions{Prefix: "p:", TTL: 1500 * time.Millisecond, OfflineDelay: 3 * time.Second,
+		Events: true, ReapInterval: 20 * time.Millisecond}
+	o.Node = "a"
+	a := newRedisDir(t, rs.Addr, o)
+	o.Node = "b"
+	b := newRedisDir(t, rs.Addr, o)
+	ctx := context.Background()
+	if err := a.Add(ctx, directory.Entry{ID: "s1", User: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	// Until a reaper got there before a's next refresh.
+	eventually(t, 10*time.Second, "s1 closed as lost", func() bool {
+		rdb.ZAdd(ctx, "p:{webhook}:dir:nodes", redis.Z{Score: 0, Member: a.Instance()})
+		rec.drain(t)
+		return count(rec.snapshot(), webhook.SessionClosed, nil) == 1
+	})
+	rec.waitFor(t, 5*time.Second, "s1 opened again", func(l []webhook.Event) bool {
+		return count(l, webhook.SessionOpened, nil) == 2
+	})
+	if _, ok, err := b.Lookup(ctx, "s1"); !ok || err != nil {
+		t.Fatalf("s1 not found again: %v", err)
+	}
+	sentinel(t, world{dirs: []directory.Directory{b}, ev: rec.events, drain: rec.drain})
+	var seq []string
+	for _, e := range byKey(rec.snapshot())["u:u1"] {
+		seq = append(seq, short(e))
+	}
+	if want := []string{"opened s1", "online s1", "closed s1", "opened s1"}; !slices.Equal(seq, want) {
+		t.Fatalf("events of u1 %q, want %q", seq, want)
+	}
+}

@@ -71,6 +71,10 @@ const (
 	DefaultReapBatch    = 100
 	maxReapCalls        = 50
 	restoreBatch        = 500
+	// maxUndone bounds the failed Adds kept for cleanup (failed Removes
+	// of live sessions are always kept: they are bounded by the
+	// sessions).
+	maxUndone = 100_000
 )
 
 func (o RedisOptions) withDefaults() RedisOptions {
@@ -291,7 +295,10 @@ func (d *Redis) Add(ctx context.Context, e Entry) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
-		if _, ok := d.live[e.ID]; !ok {
+		// Past maxUndone (a long outage, sessions refused and retried
+		// under new ids) a failed Add is not cleaned up: during an
+		// outage it most likely never reached Redis.
+		if _, ok := d.live[e.ID]; !ok && len(d.undone) < maxUndone {
 			d.undone[e.ID] = undoing{e: e, code: CodeAddFailed, reason: ReasonAddFailed}
 		}
 		return fmt.Errorf("directory: add %s: %w", e.ID, err)
@@ -342,12 +349,18 @@ func (d *Redis) remove(ctx context.Context, id string, u undoing) error {
 	if err != nil {
 		return err
 	}
+	d.forget(id, u)
+	return nil
+}
+
+// forget drops the removal u of id once Redis has it, unless a later one
+// (another Remove of the id) took its place.
+func (d *Redis) forget(id string, u undoing) {
 	d.mu.Lock()
 	if cur, ok := d.undone[id]; ok && cur == u {
 		delete(d.undone, id)
 	}
 	d.mu.Unlock()
-	return nil
 }
 
 // Lookup implements Directory: a session whose node missed its deadline

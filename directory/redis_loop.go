@@ -190,11 +190,7 @@ func (d *Redis) retryUndone(ctx context.Context) error {
 		if _, err := d.reply(v, "remove"); err != nil {
 			return err
 		}
-		d.mu.Lock()
-		if cur, ok := d.undone[id]; ok && cur == u {
-			delete(d.undone, id)
-		}
-		d.mu.Unlock()
+		d.forget(id, u)
 	}
 	return nil
 }

@@ -43,6 +43,8 @@
 // so that a node restarting under the same name does not keep its
 // previous life's sessions alive.
 //
+// The scripts need Redis 6.2 or later (GETDEL, ZADD GT).
+//
 // # Redis: why Lua, why TIME
 //
 // Each state change and the events telling of it are one script, and the

@@ -213,8 +213,15 @@ func (d *Redis) addArgs(gen string, e Entry, quiet bool) []any {
 	if quiet {
 		q = "1"
 	}
-	return d.args(gen, 2, e.ID, e.Service, e.User, e.Transport, e.Node, e.Remote, opened, q)
+	return d.args(gen, addEvents, e.ID, e.Service, e.User, e.Transport, e.Node, e.Remote, opened, q)
 }
+
+// The most events one Add (opened, online) and one Remove (closed, and
+// offline without a delay) emit: the event ids their scripts get.
+const (
+	addEvents    = 2
+	removeEvents = 2
+)
 
 // errGen: Redis's generation is not the one this node's records are in
 // (Redis lost its data); the call changed nothing.
@@ -345,7 +352,7 @@ func (d *Redis) Remove(ctx context.Context, id string, code int, reason string) 
 
 // remove runs the removal u of id and forgets it once Redis has it.
 func (d *Redis) remove(ctx context.Context, id string, u undoing) error {
-	_, err := d.run(ctx, removeScript, func(gen string) []any { return d.args(gen, 1, id, u.code, u.reason) }, "remove")
+	_, err := d.run(ctx, removeScript, func(gen string) []any { return d.args(gen, removeEvents, id, u.code, u.reason) }, "remove")
 	if err != nil {
 		return err
 	}

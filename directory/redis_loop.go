@@ -13,7 +13,7 @@ import (
 // ReapInterval, until Close.
 func (d *Redis) loop() {
 	defer d.done.Done()
-	refresh := time.NewTicker(d.opts.TTL / 3)
+	refresh := time.NewTicker(max(d.opts.TTL/3, time.Millisecond))
 	defer refresh.Stop()
 	reap := time.NewTicker(d.opts.ReapInterval)
 	defer reap.Stop()
@@ -183,7 +183,7 @@ func (d *Redis) retryUndone(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	for id, u := range todo {
-		v, err := removeScript.Run(ctx, d.rdb, []string{d.genK}, d.args(gen, 1, id, u.code, u.reason)...).Result()
+		v, err := removeScript.Run(ctx, d.rdb, []string{d.genK}, d.args(gen, removeEvents, id, u.code, u.reason)...).Result()
 		if err != nil {
 			return err
 		}

@@ -80,6 +80,12 @@ local function emit(ev)
   if not EVENTS then return end
   ev.id = string.sub(ARGV[8], idpos, idpos + 31)
   idpos = idpos + 32
+  if #ev.id ~= 32 then
+    -- The caller passed too few ids (a bug): a unique id all the same,
+    -- rather than an error after the state changed (scripts do not roll
+    -- back).
+    ev.id = string.sub(redis.sha1hex(ARGV[8] .. sec .. usec .. idpos .. (ev.session or '') .. (ev.user or '')), 1, 32)
+  end
   ev.time = NOW
   local key
   if ev.user then key = 'u:' .. ev.user else key = 's:' .. ev.session end

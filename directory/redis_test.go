@@ -374,3 +374,36 @@ func TestRedisReapedAlive(t *testing.T) {
 		t.Fatalf("events of u1 %q, want %q", seq, want)
 	}
 }
+
+// TestRedisEventJSON: fields with quotes, slashes and non-ASCII text come
+// out of the Lua JSON as Go reads them, in the partition Go computes (the
+// recorder checks every event of every test so).
+func TestRedisEventJSON(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	rec := newRedisRecorder(t, rs.Addr, "j:")
+	a := newRedisDir(t, rs.Addr, directory.RedisOptions{Prefix: "j:", Node: "nœud/1", Events: true, OfflineDelay: -1})
+	ctx := context.Background()
+	e := directory.Entry{ID: `s "1"/\`, Service: "/chät", User: "Zoë 😀 \"q\"", Transport: "xhr_streaming", Remote: "[::1]:5000"}
+	if err := a.Add(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove(ctx, e.ID, 3000, "Forbidden: ünicode \"reason\""); err != nil {
+		t.Fatal(err)
+	}
+	list := rec.waitFor(t, 5*time.Second, "4 events", func(l []webhook.Event) bool { return len(l) == 4 })
+	want := []webhook.Event{
+		{Type: webhook.SessionOpened, Session: e.ID, Service: e.Service, User: e.User, Transport: e.Transport, Node: "nœud/1", Remote: e.Remote},
+		{Type: webhook.UserOnline, Session: e.ID, Service: e.Service, User: e.User, Transport: e.Transport, Node: "nœud/1", Remote: e.Remote},
+		{Type: webhook.SessionClosed, Session: e.ID, Service: e.Service, User: e.User, Transport: e.Transport, Node: "nœud/1", Remote: e.Remote, Code: 3000, Reason: "Forbidden: ünicode \"reason\""},
+		{Type: webhook.UserOffline, User: e.User},
+	}
+	for i, got := range list {
+		got.ID, got.Time = "", time.Time{}
+		if got != want[i] {
+			t.Errorf("event %d:\n got %+v\nwant %+v", i, got, want[i])
+		}
+	}
+	if got, ok, err := a.Lookup(ctx, e.ID); ok || err != nil {
+		t.Errorf("Lookup after Remove = %+v %v %v", got, ok, err)
+	}
+}

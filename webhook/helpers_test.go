@@ -293,7 +293,6 @@ func enqueueUsers(t *testing.T, q webhook.Queue, users, perUser int) []string {
 	return ids
 }
 
-
 // kind is a queue to run a test against: memory, or Redis.
 type kind struct {
 	name string
@@ -348,12 +347,12 @@ func start(t *testing.T, o webhook.Options) *webhook.Notifier {
 
 // counts is an Observer for tests.
 type counts struct {
-	mu        sync.Mutex
-	outcomes  map[string]int
-	retried   int
-	dropped   map[string]int
-	full      int
-	lastLen   int
+	mu       sync.Mutex
+	outcomes map[string]int
+	retried  int
+	dropped  map[string]int
+	full     int
+	lastLen  int
 }
 
 func newCounts() *counts {

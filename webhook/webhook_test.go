@@ -156,7 +156,7 @@ func TestQueueFull(t *testing.T) {
 			if got := c.get(func(c *counts) int { return c.full }); got != 2 {
 				t.Errorf("queue full counted %d times, want 2", got)
 			}
-			if got := strings.Count(logs.String(), "queue"+" partition full")+strings.Count(logs.String(), "memory queue full"); got != 1 {
+			if got := strings.Count(logs.String(), "queue"+" partition full") + strings.Count(logs.String(), "memory queue full"); got != 1 {
 				t.Errorf("%d queue full log lines, want 1:\n%s", got, logs.String())
 			}
 			r.release()

@@ -56,9 +56,9 @@ func (q *MemoryQueue) Enqueue(_ context.Context, e Event) error {
 	q.parts[p].q = append(q.parts[p].q, queued{raw: raw, id: e.ID, typ: typeLabel(e.Type), user: e.User})
 	q.bytes += int64(len(raw))
 	q.count++
-	count := q.count
+	// Under the lock, so that the gauge's last value is the last count.
+	q.n.obs.QueueLength(q.count)
 	q.mu.Unlock()
-	q.n.obs.QueueLength(count)
 	select {
 	case q.parts[p].wake <- struct{}{}:
 	default: // a wake-up is pending already
@@ -89,14 +89,13 @@ func (q *MemoryQueue) pop(p int) {
 	part := &q.parts[p]
 	q.bytes -= int64(len(part.q[0].raw))
 	q.count--
-	count := q.count
+	q.n.obs.QueueLength(q.count)
 	part.q[0] = queued{} // let the JSON be collected
 	part.q = part.q[1:]
 	if len(part.q) == 0 {
 		part.q = nil // drop the drained backing array
 	}
 	q.mu.Unlock()
-	q.n.obs.QueueLength(count)
 }
 
 // run runs one worker per partition: 64 goroutines idle on a channel cost

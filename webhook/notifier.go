@@ -154,6 +154,11 @@ type Notifier struct {
 	// hard ends when Shutdown's context does: abandon POSTs in flight.
 	hard       context.Context
 	hardCancel context.CancelFunc
+	// release bounds releasing Redis leases: it ends releaseTimeout
+	// after hard, so that a Redis that does not answer cannot hold
+	// Shutdown for a timeout per lease.
+	release       context.Context
+	releaseCancel context.CancelFunc
 	// killed: end without releasing Redis leases (tests: a node killed
 	// with -9).
 	killed atomic.Bool
@@ -198,6 +203,8 @@ func New(opts Options) (*Notifier, error) {
 		client: c, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	n.hard, n.hardCancel = context.WithCancel(context.Background())
+	n.release, n.releaseCancel = context.WithCancel(context.Background())
+	context.AfterFunc(n.hard, func() { time.AfterFunc(releaseTimeout, n.releaseCancel) })
 	if opts.Redis != nil {
 		n.store = newRedisQueue(n)
 	} else {
@@ -232,10 +239,11 @@ func (n *Notifier) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		n.hardCancel()
 		// Everything the workers wait on ends with hard, and releasing
-		// a lease is bounded by releaseTimeout.
+		// the leases within releaseTimeout of it.
 		<-n.done
 	}
 	n.hardCancel()
+	n.releaseCancel()
 	if left := n.store.left(); left > 0 {
 		n.log.Warn("webhook: events not delivered at shutdown, lost", "count", left)
 	}
@@ -250,6 +258,7 @@ func (n *Notifier) kill() {
 	n.stopOnce.Do(func() { close(n.stop) })
 	n.hardCancel()
 	<-n.done
+	n.releaseCancel()
 	n.client.Close()
 }
 

@@ -7,8 +7,9 @@ import (
 )
 
 // Observer is told what deliveries do, for metrics. Its methods are called
-// from the delivery workers and from Enqueue, so they must be cheap and
-// safe for concurrent use. Types are the event's type, or "other" for a
+// from the delivery workers and from Enqueue (QueueLength under the
+// memory queue's lock), so they must be cheap, safe for concurrent use,
+// and must not call the Notifier. Types are the event's type, or "other" for a
 // type this package does not know (an event another writer pushed to
 // Redis), so that a label's values stay bounded.
 type Observer interface {

@@ -155,9 +155,10 @@ func (q *RedisQueue) extend(l *lease, t time.Time) {
 // that a lone node holding every partition adds only ~Partitions*2ms.
 const spreadStep = 2 * time.Millisecond
 
-// releaseTimeout bounds releasing a lease at the end of a worker: it runs
-// even after Shutdown's context ended, so that other nodes need not wait
-// for LeaseTTL.
+// releaseTimeout bounds releasing a lease at the end of a worker, and all
+// the releases left once Shutdown's context ended: they run even then, so
+// that other nodes need not wait for LeaseTTL, but not for long if Redis
+// does not answer.
 const releaseTimeout = time.Second
 
 func (q *RedisQueue) run(n *Notifier) {
@@ -295,14 +296,14 @@ func (q *RedisQueue) run(n *Notifier) {
 			pending[p] = false
 			bid(p)
 		case t := <-tick.C:
-			if stopping {
-				continue
-			}
+			// Renew while stopping too: a POST in flight may take up to
+			// Timeout, longer than LeaseTTL, and another node posting
+			// the same event meanwhile would be a needless repeat.
 			if t.Sub(lastRenew) >= renewEvery-renewEvery/10 && len(held) > 0 {
 				lastRenew = t
 				renew()
 			}
-			if t.Sub(lastPoll) >= n.opts.Poll-n.opts.Poll/10 {
+			if !stopping && t.Sub(lastPoll) >= n.opts.Poll-n.opts.Poll/10 {
 				lastPoll = t
 				poll()
 			}
@@ -314,7 +315,7 @@ func (q *RedisQueue) run(n *Notifier) {
 // meanwhile (they are then found by the next wake or poll).
 // It returns false when it kept the lease.
 func (q *RedisQueue) release(l *lease, ifEmpty bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	ctx, cancel := context.WithTimeout(q.n.release, releaseTimeout)
 	defer cancel()
 	flag := "0"
 	if ifEmpty {

@@ -42,6 +42,7 @@ type receiver struct {
 	seen     map[string]bool
 	problems []string
 	inFlight int
+	maxIn    int // the most inFlight was
 	changed  chan struct{} // closed and replaced on every change
 	// status answers a request (0: 200 with a JSON body); set before
 	// events flow or under mu.
@@ -154,6 +155,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	hold, status := r.hold, r.status
 	r.inFlight++
+	r.maxIn = max(r.maxIn, r.inFlight)
 	r.notify()
 	r.mu.Unlock()
 	defer func() {

@@ -173,6 +173,8 @@ type store interface {
 	Queue
 	// run delivers until n.stop, then returns once its workers have.
 	run(n *Notifier)
+	// Len is the events waiting (see MemoryQueue.Len, RedisQueue.Len).
+	Len() int
 	// left is what stays queued in this process after run returned
 	// (memory: lost; Redis: 0, the events stay in Redis).
 	left() int
@@ -223,6 +225,13 @@ func New(opts Options) (*Notifier, error) {
 func (n *Notifier) Enqueue(ctx context.Context, e Event) error {
 	return n.store.Enqueue(ctx, e)
 }
+
+// Len is the number of events waiting: in memory, exactly; in Redis, in
+// all partitions as of this node's last poll.
+func (n *Notifier) Len() int { return n.store.Len() }
+
+// Queue is the queue n delivers from: a *MemoryQueue or a *RedisQueue.
+func (n *Notifier) Queue() Queue { return n.store }
 
 // Shutdown stops the workers: no new POST starts, and the POSTs in flight
 // may end until ctx does, when they are abandoned (at least once: an

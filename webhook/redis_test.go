@@ -144,3 +144,36 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// An event pushed without a wake-up (a lost pub/sub message) is found by
+// the poll.
+func TestPushWithoutWake(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	r := newReceiver(t)
+	o := fast(r.url())
+	o.Redis, o.Prefix = newRedisClient(t, rs), "test:"
+	polled := make(chan struct{}, 1)
+	o.Observer = pollSignal{newCounts(), polled}
+	start(t, o)
+	<-polled // the first poll found nothing: the next must find the push
+	rdb := newRedisClient(t, rs)
+	e := `{"id":"quiet1","type":"session.opened","time":"2026-12-04T20:00:00Z","session":"s9"}`
+	key := webhook.RedisQueueKey("test:", webhook.Partition(webhook.Event{Session: "s9"}.OrderKey()))
+	if err := rdb.RPush(context.Background(), key, e).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAll(5*time.Second, []string{"quiet1"})
+}
+
+// pollSignal tells each poll (QueueLength) on a channel, without blocking.
+type pollSignal struct {
+	*counts
+	polled chan struct{}
+}
+
+func (p pollSignal) QueueLength(n int) {
+	select {
+	case p.polled <- struct{}{}:
+	default:
+	}
+}

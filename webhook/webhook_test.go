@@ -3,8 +3,10 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +239,81 @@ func TestAnswerBodyIgnored(t *testing.T) {
 	}
 	if c.get(func(c *counts) int { return c.retried }) != 0 {
 		t.Error("a non-JSON 2xx was retried")
+	}
+}
+
+// usersPerPartition returns, for each partition, n users that fall in it.
+func usersPerPartition(n int) [webhook.Partitions][]string {
+	var out [webhook.Partitions][]string
+	for i, filled := 0, 0; filled < webhook.Partitions; i++ {
+		u := "user" + strconv.Itoa(i)
+		p := webhook.Partition(webhook.Event{User: u}.OrderKey())
+		if len(out[p]) < n {
+			out[p] = append(out[p], u)
+			if len(out[p]) == n {
+				filled++
+			}
+		}
+	}
+	return out
+}
+
+// All partitions are in flight at once, but never two events of one
+// partition, though two users share each.
+func TestOnePOSTPerPartition(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			r := newReceiver(t)
+			r.holdAll()
+			n := start(t, k.opts(t, fast(r.url())))
+			var ids []string
+			for _, us := range usersPerPartition(2) {
+				for _, u := range us {
+					for i := range 2 {
+						e := webhook.Event{ID: webhook.NewID(), Type: webhook.UserOnline, User: u, Code: i}
+						if err := n.Enqueue(context.Background(), e); err != nil {
+							t.Fatal(err)
+						}
+						ids = append(ids, e.ID)
+					}
+				}
+			}
+			r.waitFor(10*time.Second, "not every partition in flight", func() bool { return r.inFlight == webhook.Partitions })
+			r.release()
+			r.waitAll(20*time.Second, ids)
+			r.mu.Lock()
+			maxIn := r.maxIn
+			r.mu.Unlock()
+			if maxIn != webhook.Partitions {
+				t.Errorf("at most %d POSTs in flight, want %d (one per partition)", maxIn, webhook.Partitions)
+			}
+			checkOrder(t, r.firsts(), 2*webhook.Partitions, 2)
+		})
+	}
+}
+
+func TestQueueKind(t *testing.T) {
+	for _, tc := range []struct {
+		kind kind
+		want string
+	}{
+		{memoryKind, "*webhook.MemoryQueue"},
+		{redisKind, "*webhook.RedisQueue"},
+	} {
+		t.Run(tc.kind.name, func(t *testing.T) {
+			r := newReceiver(t)
+			r.holdAll()
+			n := start(t, tc.kind.opts(t, fast(r.url())))
+			if got := fmt.Sprintf("%T", n.Queue()); got != tc.want {
+				t.Errorf("Queue() is a %s, want %s", got, tc.want)
+			}
+			if err := n.Enqueue(context.Background(), webhook.Event{Type: webhook.UserOnline, User: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			r.waitFor(5*time.Second, "no POST", func() bool { return r.inFlight == 1 })
+			if tc.kind.name == "memory" && n.Len() != 1 {
+				t.Errorf("Len() = %d with the head in flight, want 1", n.Len())
+			}
+		})
 	}
 }

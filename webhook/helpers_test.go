@@ -42,7 +42,7 @@ type receiver struct {
 	seen     map[string]bool
 	problems []string
 	inFlight int
-	maxIn    int // the most inFlight was
+	maxIn    int           // the most inFlight was
 	changed  chan struct{} // closed and replaced on every change
 	// status answers a request (0: 200 with a JSON body); set before
 	// events flow or under mu.

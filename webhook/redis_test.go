@@ -94,6 +94,7 @@ func TestLeasesSpread(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	r := newReceiver(t)
 	r.holdAll()
+	defer r.release() // before the Shutdowns in start's cleanups
 	o := fast(r.url())
 	o.Prefix = "test:"
 	for range 2 {

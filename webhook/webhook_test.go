@@ -303,6 +303,7 @@ func TestQueueKind(t *testing.T) {
 		t.Run(tc.kind.name, func(t *testing.T) {
 			r := newReceiver(t)
 			r.holdAll()
+			defer r.release() // before the Shutdown in start's cleanup
 			n := start(t, tc.kind.opts(t, fast(r.url())))
 			if got := fmt.Sprintf("%T", n.Queue()); got != tc.want {
 				t.Errorf("Queue() is a %s, want %s", got, tc.want)

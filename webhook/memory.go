@@ -53,7 +53,7 @@ func (q *MemoryQueue) Enqueue(_ context.Context, e Event) error {
 		return ErrQueueFull
 	}
 	q.full = false
-	q.parts[p].q = append(q.parts[p].q, queued{raw: raw, id: e.ID, typ: typeLabel(e.Type), user: e.User})
+	q.parts[p].q = append(q.parts[p].q, queued{raw: raw, id: e.ID, typ: typeLabel(e.Type)})
 	q.bytes += int64(len(raw))
 	q.count++
 	// Under the lock, so that the gauge's last value is the last count.

@@ -295,10 +295,9 @@ func fill(e *Event) ([]byte, error) {
 // queued is one event waiting: its JSON as posted, and what the worker
 // needs of it.
 type queued struct {
-	raw  []byte
-	id   string
-	typ  string // typeLabel
-	user string
+	raw []byte
+	id  string
+	typ string // typeLabel
 }
 
 // deliver posts ev until a 2xx, RetryFor, or Shutdown. It returns true
@@ -322,13 +321,14 @@ func (n *Notifier) deliver(ctx context.Context, ev queued) bool {
 		if out == backend.BadAnswer || out == backend.TooLarge {
 			out, err = backend.OK, nil
 		}
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
 			// Abandoned: the event stays queued, posted again later.
 			n.obs.Delivered(ev.typ, string(backend.Canceled), time.Since(t0))
 			return false
 		}
 		n.obs.Delivered(ev.typ, string(out), time.Since(t0))
 		if err == nil {
+			// Even if ctx ended meanwhile: the receiver has it.
 			return true
 		}
 		if time.Since(first) >= n.opts.RetryFor {

@@ -364,9 +364,14 @@ func (q *RedisQueue) work(ctx context.Context, n *Notifier, l *lease) {
 			return
 		}
 		// Delivered (or given up): remove it, retrying Redis errors; if
-		// this node stops first, the head is posted again later.
+		// this node stops first, the head is posted again later. The pop
+		// outlives ctx (a lease lost, Shutdown's deadline) by up to
+		// releaseTimeout: removing an event that got its 2xx is right
+		// whoever holds the lease, and spares the receiver a repeat.
 		for {
-			err := popScript.Run(ctx, q.rdb, []string{key}, raw).Err()
+			pctx, cancel := context.WithTimeout(n.release, releaseTimeout)
+			err := popScript.Run(pctx, q.rdb, []string{key}, raw).Err()
+			cancel()
 			if err == nil {
 				break
 			}
@@ -399,5 +404,5 @@ func parseQueued(raw string) (queued, bool) {
 		}
 		body = b
 	}
-	return queued{raw: body, id: e.ID, typ: typeLabel(e.Type), user: e.User}, true
+	return queued{raw: body, id: e.ID, typ: typeLabel(e.Type)}, true
 }

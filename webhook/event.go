@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"hash/crc32"
 	"strconv"
@@ -82,3 +84,11 @@ type Queue interface {
 // ErrQueueFull: the queue holds its limit; the event was not kept. It is
 // counted and logged once by the queue, not by each caller.
 var ErrQueueFull = errors.New("webhook: queue full")
+
+// NewID returns a new event id: 16 crypto-random bytes in hex, unique
+// enough that a receiver can deduplicate on it alone.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

@@ -66,7 +66,7 @@ func (m *Member) Subscribe(ctx context.Context, channel string) error {
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
+	if c.ended || c.s.Context().Err() != nil {
 		return session.ErrClosed
 	}
 	if s := c.subs[channel]; s != nil {
@@ -94,7 +94,7 @@ func (m *Member) Unsubscribe(channel string) error {
 	h, c := m.h, m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
+	if c.ended || c.s.Context().Err() != nil {
 		return session.ErrClosed
 	}
 	if c.subs[channel] == nil {

@@ -360,3 +360,41 @@ func (h *hubConn) raw() string {
 	}
 	return m
 }
+
+// TestSlowHookDelaysOnlyItsSession: while one session's hook waits for
+// the backend, that session's later messages wait behind it, in order,
+// and other sessions are served.
+func TestSlowHookDelaysOnlyItsSession(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	held := make(chan struct{}, 1)
+	b := startBackend(t, func(_ string, body map[string]any) (int, string) {
+		if body["channel"] == "chat.slow" {
+			held <- struct{}{}
+			<-release
+		}
+		return 200, `{}`
+	})
+	c, err := backend.New(backend.Options{URL: b.url, Secret: hookSecret, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	url, _ := startHub(t, hub.Options{Rules: defaultRules, PingInterval: time.Hour, Hooks: hub.NewHTTPHooks(c, hub.HTTPHooksOptions{})}, session.Options{})
+	t.Cleanup(unblock) // before the servers' Close, which waits for their handlers
+	slow := dialHub(t, url+"/hub", client.WebSocket)
+	fast := dialHub(t, url+"/hub", client.WebSocket)
+	slow.send(`{"op":"subscribe","channel":"chat.slow"}`)
+	slow.send(`{"op":"unsubscribe","channel":"chat.none"}`)
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hook was not called")
+	}
+	fast.send(`{"op":"subscribe","channel":"chat.fast"}`)
+	fast.expect("subscribed", "channel", `"chat.fast"`)
+	unblock()
+	slow.expect("subscribed", "channel", `"chat.slow"`)
+	slow.expect("error", "code", `"not_subscribed"`)
+}

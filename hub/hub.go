@@ -167,9 +167,6 @@ type client struct {
 	// id is the session's opaque id in hook calls: session.Session.ID,
 	// crypto-random and never the URL's session id.
 	id string
-	// member: a session of another service, subscribed by the server
-	// (Attach): no pings, no hooks, no token.
-	member bool
 
 	// mu is held while a message is handled and while the session's
 	// subscriptions are released at its end, which may overlap.

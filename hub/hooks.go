@@ -15,7 +15,7 @@ import (
 // that session held, like everything else it does for one message: a
 // slow hook delays that session's later messages (never another
 // session's), so an implementation must bound its time (HTTPHooks does,
-// with its backend.Client's timeout). ctx is the session's: it is
+// with its Caller's timeout). ctx is the session's: it is
 // cancelled when the session ends.
 //
 // An error means the hook could not decide (the backend failed): the hub

@@ -89,9 +89,9 @@ func hooksFor(t *testing.T, b *fakeBackend) *hub.HTTPHooks {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return hub.NewHTTPHooks(c, hub.HTTPHooksOptions{Observe: func(hook string, o backend.Outcome, d time.Duration) {
+	return hub.NewHTTPHooks(c, hub.HTTPHooksOptions{Observe: func(hook string, err error, d time.Duration) {
 		b.mu.Lock()
-		b.outcomes[hook+" "+string(o)]++
+		b.outcomes[hook+" "+string(backend.OutcomeOf(err))]++
 		b.mu.Unlock()
 	}})
 }

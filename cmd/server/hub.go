@@ -131,7 +131,8 @@ func (m *hookMetrics) resolve() {
 	}
 }
 
-func (m *hookMetrics) observe(hook string, o backend.Outcome, d time.Duration) {
+func (m *hookMetrics) observe(hook string, err error, d time.Duration) {
+	o := backend.OutcomeOf(err) // an error not the client's (hub.ErrBadAnswer) is bad_answer
 	if c := m.counters[hook][o]; c != nil {
 		c.Inc()
 	} else {

@@ -43,6 +43,15 @@
 //     TokenSecret, subscribing needs a token signed by the backend
 //     (SignToken) naming the channel.
 //
+// # Backends, tokens, other services
+//
+// Options.Hooks lets a backend decide subscribes and browser publishes
+// and answer rpc ops (NewHTTPHooks: signed JSON POSTs, the wire in
+// docs/hub.md). With a TokenSecret, a session is closed with
+// CodeTokenExpired at its token's exp unless a refresh op replaced it.
+// Attach subscribes a session of another service to channels, by the
+// server's decision: it gets the same frames a hub client gets.
+//
 // docs/hub.md has the protocol, the API's status codes, recovery, the limits
 // and what the Redis broker keeps.
 package hub

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockjsd/sockjsd/session"
@@ -75,8 +77,12 @@ type Options struct {
 	MaxDataBytes int
 	// MaxChannels bounds the channels with local subscribers. Default 100,000.
 	MaxChannels int
-	Observer    Observer
-	Logger      *slog.Logger
+	// Hooks, when set, let a backend decide subscribes and browser
+	// publishes and answer rpc ops (NewHTTPHooks). Default none: the
+	// rules alone decide, and rpc is an unknown op.
+	Hooks    Hooks
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Defaults of Options.
@@ -128,6 +134,7 @@ type Hub struct {
 	mu       sync.Mutex
 	channels map[string]*local
 	perAddr  map[string]int // subscriptions by client address
+	members  map[*session.Session]*Member
 
 	// subscribing counts the broker subscriptions being made
 	// (subscribeShared), each bounded by the broker's own timeout.
@@ -136,7 +143,7 @@ type Hub struct {
 
 // New returns a Hub.
 func New(opts Options) *Hub {
-	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}}
+	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}}
 	h.refused = func(string) {}
 	if r, ok := h.opts.Observer.(RefusalObserver); ok {
 		h.refused = r.Refused
@@ -157,12 +164,24 @@ func (h *Hub) Rules() Rules { return h.opts.Rules }
 type client struct {
 	s    *session.Session
 	addr string
+	// id is the session's opaque id in hook calls: session.Session.ID,
+	// crypto-random and never the URL's session id.
+	id string
 
 	// mu is held while a message is handled and while the session's
 	// subscriptions are released at its end, which may overlap.
 	mu    sync.Mutex
 	subs  map[string]*sub
 	ended bool // the subscriptions were released: handle nothing more
+	// token is the session's hub token (the URL's, or the last refresh's)
+	// and user its sub claim (under mu).
+	token string
+	user  string
+	// expiry closes the session at its token's exp (under mu; nil until
+	// a valid token came); exp is that time in Unix nanoseconds, read by
+	// the timer without mu, since mu may be held for a hook's round trip.
+	expiry *time.Timer
+	exp    atomic.Int64
 
 	pingMu   sync.Mutex
 	pingID   int64
@@ -179,14 +198,38 @@ func addrOf(remote string) string {
 	return remote
 }
 
+func (h *Hub) newClient(s *session.Session) *client {
+	return &client{s: s, addr: addrOf(s.Request().RemoteAddr), id: s.ID(), subs: map[string]*sub{}}
+}
+
+// releaseAtEnd releases c's subscriptions and timers when its session
+// ends.
+func (h *Hub) releaseAtEnd(c *client, ping *time.Timer) {
+	context.AfterFunc(c.s.Context(), func() {
+		if ping != nil {
+			ping.Stop()
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.ended = true
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
+		for ch := range c.subs {
+			h.leave(c, ch)
+		}
+	})
+}
+
 // Serve is the SockJS session handler: mount it with transport.New. It
 // returns at once: the session's messages are handled on the goroutine
 // that received them (session.OnMessage), so that an idle hub session
 // holds no goroutine of its own, and its subscriptions are released when
-// the session ends.
+// the session ends. With a TokenSecret, a session whose token (the URL's,
+// or the last refresh's) was valid is closed with CodeTokenExpired at the
+// token's exp, by a timer, unless a refresh op gave it a later one.
 func (h *Hub) Serve(s *session.Session) {
-	req := s.Request()
-	c := &client{s: s, addr: addrOf(req.RemoteAddr), subs: map[string]*sub{}}
+	c := h.newClient(s)
 	var ping *time.Timer
 	ping = time.AfterFunc(h.opts.PingInterval, func() {
 		if _, _, closed := c.s.CloseInfo(); !closed { // a stopped session must not re-arm it
@@ -194,7 +237,14 @@ func (h *Hub) Serve(s *session.Session) {
 			ping.Reset(h.opts.PingInterval)
 		}
 	})
-	token := req.Query.Get("token")
+	c.mu.Lock()
+	c.token = s.Request().Query.Get("token")
+	if len(h.opts.Rules.TokenSecret) > 0 {
+		if claims, err := h.opts.Rules.parseToken(c.token); err == nil {
+			h.setExpiry(c, claims)
+		}
+	}
+	c.mu.Unlock()
 	ctx := s.Context()
 	s.OnMessage(func(raw string) {
 		c.mu.Lock()
@@ -202,21 +252,32 @@ func (h *Hub) Serve(s *session.Session) {
 		if c.ended {
 			return // the session ended while this message waited
 		}
-		h.handle(ctx, c, raw, token)
+		h.handle(ctx, c, raw)
 	})
-	context.AfterFunc(ctx, func() {
-		ping.Stop()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.ended = true
-		for ch := range c.subs {
-			h.leave(c, ch)
-		}
-	})
+	h.releaseAtEnd(c, ping)
+}
+
+// setExpiry takes the claims of c's valid token (under c.mu): its user,
+// and its exp, at which the session is closed.
+func (h *Hub) setExpiry(c *client, claims *Claims) {
+	c.user = claims.Subject
+	exp := claims.ExpiresAt.Time // required by parseToken
+	c.exp.Store(exp.UnixNano())
+	if c.expiry == nil {
+		c.expiry = time.AfterFunc(time.Until(exp), func() {
+			// A refresh may have moved exp on after this timer fired:
+			// then it was re-armed, and this run does nothing.
+			if time.Now().UnixNano() >= c.exp.Load() {
+				_ = c.s.CloseFor(session.CauseServer, CodeTokenExpired, ReasonTokenExpired)
+			}
+		})
+		return
+	}
+	c.expiry.Reset(time.Until(exp))
 }
 
 // handle is one message from the client, with c.mu held.
-func (h *Hub) handle(ctx context.Context, c *client, raw, token string) {
+func (h *Hub) handle(ctx context.Context, c *client, raw string) {
 	var m clientMsg
 	if err := json.Unmarshal([]byte(raw), &m); err != nil || m.Op == "" {
 		h.send(c, encodeError(CodeBadRequest, "expected a JSON object with an op", ""))
@@ -224,7 +285,7 @@ func (h *Hub) handle(ctx context.Context, c *client, raw, token string) {
 	}
 	switch m.Op {
 	case "subscribe":
-		h.handleSubscribe(ctx, c, m, token)
+		h.handleSubscribe(ctx, c, m)
 	case "unsubscribe":
 		if c.subs[m.Channel] == nil {
 			h.send(c, encodeError(CodeNotSubscribed, "not subscribed", m.Channel))
@@ -233,13 +294,18 @@ func (h *Hub) handle(ctx context.Context, c *client, raw, token string) {
 		h.leave(c, m.Channel)
 		h.send(c, encodeChannelOp("unsubscribed", m.Channel, 0))
 	case "publish":
-		h.handlePublish(ctx, c, m, token)
+		h.handlePublish(ctx, c, m)
+	case "rpc":
+		h.handleRPC(ctx, c, m)
+	case "refresh":
+		h.handleRefresh(c, m)
 	case "pong":
+		id, err := strconv.ParseInt(string(m.ID), 10, 64)
 		c.pingMu.Lock()
 		// Only the latest ping counts, once: a late or repeated pong is
 		// not a round trip. A client that never answers is not closed
 		// for it; it just gives no sample.
-		if m.ID == c.pingID && !c.pingSent.IsZero() {
+		if err == nil && id == c.pingID && !c.pingSent.IsZero() {
 			c.lastRTT = time.Since(c.pingSent)
 			h.opts.Observer.ObservePingRTT(c.s.Transport(), c.lastRTT)
 			c.pingSent = time.Time{}
@@ -281,7 +347,7 @@ func (h *Hub) send(c *client, msg string) bool {
 	return true
 }
 
-func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg, token string) {
+func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg) {
 	switch {
 	case !h.opts.Rules.Exists(m.Channel):
 		h.send(c, encodeError(CodeUnknownChan, "no such channel", m.Channel))
@@ -298,12 +364,31 @@ func (h *Hub) handlePublish(ctx context.Context, c *client, m clientMsg, token s
 	default:
 		// Publishing needs the same right as reading: checked on every
 		// publish, since the token may have expired since the subscribe.
-		if err := h.opts.Rules.checkToken(token, m.Channel); err != nil {
+		if err := h.opts.Rules.checkToken(c.token, m.Channel); err != nil {
 			h.refused(RefusedForbidden)
 			h.send(c, encodeError(CodeForbidden, err.Error(), m.Channel))
 			return
 		}
-		seq, err := h.Publish(ctx, m.Channel, m.Data)
+		data := m.Data
+		if h.opts.Hooks != nil {
+			d, err := h.opts.Hooks.Publish(ctx, PublishRequest{Session: c.id, Channel: m.Channel, Data: data, User: c.user})
+			switch {
+			case err != nil:
+				h.hookFailed(HookPublish, err)
+				h.send(c, encodeError(CodeUnavailable, hookUnavailable, m.Channel))
+				return
+			case d.Deny != nil:
+				h.refused(RefusedForbidden)
+				h.send(c, encodeError(CodeForbidden, denyReason(d.Deny), m.Channel))
+				return
+			case len(d.Data) > h.opts.MaxDataBytes:
+				h.send(c, encodeError(CodeTooLarge, "the backend's data is over the size limit", m.Channel))
+				return
+			case len(d.Data) > 0:
+				data = d.Data
+			}
+		}
+		seq, err := h.Publish(ctx, m.Channel, data)
 		if err != nil {
 			h.send(c, encodeError(CodeUnavailable, err.Error(), m.Channel))
 			return

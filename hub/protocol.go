@@ -15,6 +15,9 @@ import (
 //	{"op":"unsubscribe","channel":"news"}
 //	{"op":"publish","channel":"news","data":<any JSON>}
 //	{"op":"pong","id":N}
+//	{"op":"subscribe","channel":"news","data":<any JSON>}      data: for the backend's subscribe hook
+//	{"op":"rpc","id":<any JSON>,"method":"m","data":<any JSON>} with Hooks: answered by the backend
+//	{"op":"refresh","token":"T"}                                a new token for the session
 //
 // From the server:
 //
@@ -32,15 +35,23 @@ import (
 //	{"op":"error","code":"...","message":"...","channel":"news"}
 //	{"op":"ping","id":N}                   every PingInterval; answer {"op":"pong","id":N} (or ignore it)
 //	{"op":"ping","id":N,"rtt":R}           R: the last answered ping's round trip, in ms (µs precision)
+//	{"op":"rpc_result","id":<the rpc's>,"data":<any JSON>}
+//	{"op":"rpc_result","id":<the rpc's>,"error":{"code":"...","message":"..."}}
+//	{"op":"refreshed","exp":<unix seconds>}   the refresh's token is the session's now
+//
+// With a TokenSecret, a session whose valid token expires is closed with
+// CodeTokenExpired (3014) at its exp, unless a refresh came first.
 
 // clientMsg is any message a client sends.
 type clientMsg struct {
 	Op      string          `json:"op"`
 	Channel string          `json:"channel"`
 	Data    json.RawMessage `json:"data"`
-	ID      int64           `json:"id"`
+	ID      json.RawMessage `json:"id"` // a number for pong; any JSON for rpc
 	Since   *uint64         `json:"since"`
 	Epoch   string          `json:"epoch"`
+	Method  string          `json:"method"`
+	Token   string          `json:"token"`
 }
 
 // Error codes.

@@ -74,20 +74,34 @@ func (r Rules) checkToken(token, channel string) error {
 	if len(r.TokenSecret) == 0 {
 		return nil
 	}
-	if token == "" {
-		return ErrNoToken
-	}
-	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return r.TokenSecret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	c, err := r.parseToken(token)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadToken, err)
+		return err
 	}
 	if !matchAny(c.Channels, channel) {
 		return ErrNotAllowed
 	}
 	return nil
 }
+
+// parseToken verifies a token (signature, HS256, an exp not past) and
+// returns its claims.
+func (r Rules) parseToken(token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrNoToken
+	}
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return r.TokenSecret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	return &c, nil
+}
+
+// tokenLeeway is the clock skew a token's exp is allowed when it is
+// checked (not when its session is closed: that happens at exp).
+const tokenLeeway = 5 * time.Second
 
 // SignToken makes a subscribe token for channel patterns, valid for ttl:
 // what a backend gives a page.

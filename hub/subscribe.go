@@ -43,12 +43,17 @@ type sub struct {
 // so the session is closed the same way (3009).
 const maxPendingBytes = 1 << 20
 
+// Errors of a subscribe (Member.Subscribe returns them; a hub client gets
+// them as error ops).
 var (
-	errTooManyChannels = errors.New("too many channels on this node")
-	errAddressLimit    = errors.New("subscription limit of this address reached")
+	ErrUnknownChannel  = errors.New("no such channel")
+	ErrSessionLimit    = errors.New("subscription limit of this session reached")
+	ErrAddressLimit    = errors.New("subscription limit of this address reached")
+	ErrTooManyChannels = errors.New("too many channels on this node")
+	ErrNotSubscribed   = errors.New("not subscribed")
 )
 
-func (h *Hub) handleSubscribe(ctx context.Context, c *client, m clientMsg, token string) {
+func (h *Hub) handleSubscribe(ctx context.Context, c *client, m clientMsg) {
 	ch := m.Channel
 	if !h.opts.Rules.Exists(ch) {
 		h.send(c, encodeError(CodeUnknownChan, "no such channel", ch))
@@ -66,22 +71,42 @@ func (h *Hub) handleSubscribe(ctx context.Context, c *client, m clientMsg, token
 		h.send(c, encodeError(CodeTooMany, "subscription limit of this session reached", ch))
 		return
 	}
-	if err := h.opts.Rules.checkToken(token, ch); err != nil {
+	if err := h.opts.Rules.checkToken(c.token, ch); err != nil {
 		h.refused(RefusedForbidden)
 		h.send(c, encodeError(CodeForbidden, err.Error(), ch))
 		return
 	}
+	if h.opts.Hooks != nil {
+		d, err := h.opts.Hooks.Subscribe(ctx, SubscribeRequest{Session: c.id, Channel: ch, Remote: c.addr, User: c.user, Data: m.Data})
+		if err != nil {
+			h.hookFailed(HookSubscribe, err)
+			h.send(c, encodeError(CodeUnavailable, hookUnavailable, ch))
+			return
+		}
+		if d.Deny != nil {
+			h.refused(RefusedForbidden)
+			h.send(c, encodeError(CodeForbidden, denyReason(d.Deny), ch))
+			return
+		}
+	}
+	if err := h.subscribe(ctx, c, ch, m); err != nil {
+		code := CodeUnavailable
+		switch {
+		case errors.Is(err, ErrAddressLimit):
+			code = CodeTooMany
+		case errors.Is(err, ErrTooManyChannels):
+			code = CodeTooManyChannels
+		}
+		h.send(c, encodeError(code, err.Error(), ch))
+	}
+}
+
+// subscribe joins c to ch and ends with activate (subscribed, history,
+// live messages), or fails with nothing sent (under c.mu).
+func (h *Hub) subscribe(ctx context.Context, c *client, ch string, m clientMsg) error {
 	s, err := h.join(ctx, c, ch)
-	switch {
-	case errors.Is(err, errAddressLimit):
-		h.send(c, encodeError(CodeTooMany, err.Error(), ch))
-		return
-	case errors.Is(err, errTooManyChannels):
-		h.send(c, encodeError(CodeTooManyChannels, err.Error(), ch))
-		return
-	case err != nil:
-		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
-		return
+	if err != nil {
+		return err
 	}
 	var hist History
 	if m.Since != nil {
@@ -91,10 +116,10 @@ func (h *Hub) handleSubscribe(ctx context.Context, c *client, m clientMsg, token
 	}
 	if err != nil {
 		h.leave(c, ch)
-		h.send(c, encodeError(CodeUnavailable, err.Error(), ch))
-		return
+		return err
 	}
 	h.activate(c, s, ch, m, hist)
+	return nil
 }
 
 // activate ends a subscribe: subscribed, then the history the client
@@ -156,14 +181,14 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 	if h.perAddr[c.addr] >= h.opts.MaxSubscriptionsPerAddress {
 		h.mu.Unlock()
 		h.refused(RefusedAddressLimit)
-		return nil, errAddressLimit
+		return nil, ErrAddressLimit
 	}
 	l := h.channels[ch]
 	if l == nil {
 		if len(h.channels) >= h.opts.MaxChannels {
 			h.mu.Unlock()
 			h.refused(RefusedChannelLimit)
-			return nil, errTooManyChannels
+			return nil, ErrTooManyChannels
 		}
 		l = &local{ready: make(chan struct{}), subs: map[*client]*sub{}}
 		h.channels[ch] = l

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sockjsd/sockjsd/hub"
+	"github.com/sockjsd/sockjsd/internal/backend"
 	"github.com/sockjsd/sockjsd/metrics"
 	"github.com/sockjsd/sockjsd/transport"
 )
@@ -33,6 +36,11 @@ type HubConfig struct {
 	HistoryTTL          time.Duration
 	HistoryMaxBytes     int64
 	PresenceTTL         time.Duration
+	// Proxy is the backend's base URL for the hub's hooks (POST
+	// {Proxy}/subscribe, /publish, /rpc); empty: no hooks.
+	Proxy        string
+	ProxySecret  string
+	ProxyTimeout time.Duration
 }
 
 func (c *HubConfig) register(fs *flag.FlagSet) {
@@ -50,6 +58,9 @@ func (c *HubConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HistoryTTL, "hub-history-ttl", hub.DefaultHistoryTTL, "how long a message stays in a channel's history")
 	fs.Int64Var(&c.HistoryMaxBytes, "hub-history-max-bytes", hub.DefaultMaxHistoryBytes, "bytes of history all channels keep together in memory (without -redis); the least recently published channel's goes first")
 	fs.DurationVar(&c.PresenceTTL, "hub-presence-ttl", 5*time.Second, "with -redis: how long a node's subscriber counts outlive its last heartbeat")
+	fs.StringVar(&c.Proxy, "hub-proxy", "", "backend base URL that decides hub subscribes and browser publishes and answers rpc (POST <url>/subscribe, /publish, /rpc); empty: the hub's rules alone decide")
+	fs.StringVar(&c.ProxySecret, "hub-proxy-secret", "", "secret signing the hub's requests to -hub-proxy (X-Sockjsd-Signature); empty: unsigned")
+	fs.DurationVar(&c.ProxyTimeout, "hub-proxy-timeout", 5*time.Second, "bound on one -hub-proxy request; past it the subscribe or publish is refused with unavailable")
 }
 
 func splitList(s string) []string {
@@ -70,12 +81,66 @@ type hubMount struct {
 	Ready func(ctx context.Context) error
 	// Close releases the broker, after the sessions are gone.
 	Close func() error
+	// Hub is the hub, for the services that subscribe their own sessions
+	// to its channels (Hub.Attach).
+	Hub *hub.Hub
 }
 
 // hubMetrics counts the hub's refusals and shows the broker's state.
 type hubMetrics struct {
 	*metrics.Metrics
 	refused *prometheus.CounterVec
+}
+
+// hookMetrics count the hub's hook calls by hook and outcome, with their
+// latency. Their series are resolved up front, with -hub-proxy only, so
+// that recording allocates nothing and a server without hooks shows none.
+type hookMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	counters map[string]map[backend.Outcome]prometheus.Counter
+	latency  map[string]prometheus.Observer
+}
+
+var hookOutcomes = []backend.Outcome{backend.OK, backend.Timeout, backend.Unreachable, backend.BadStatus,
+	backend.BadAnswer, backend.TooLarge, backend.Busy, backend.Canceled}
+
+func newHookMetrics() *hookMetrics {
+	return &hookMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Name: "hub_hook_requests_total",
+			Help: "Hub hook requests to -hub-proxy, by hook (subscribe, publish, rpc) and outcome (ok, timeout, unreachable, status, bad_answer, too_large, busy, canceled).",
+		}, []string{"hook", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Name: "hub_hook_duration_seconds",
+			Help: "Duration of hub hook requests to -hub-proxy, whatever their outcome.", Buckets: metrics.LatencyBuckets,
+		}, []string{"hook"}),
+	}
+}
+
+// resolve makes every series, for Observe.
+func (m *hookMetrics) resolve() {
+	m.counters = map[string]map[backend.Outcome]prometheus.Counter{}
+	m.latency = map[string]prometheus.Observer{}
+	for _, h := range []string{hub.HookSubscribe, hub.HookPublish, hub.HookRPC} {
+		m.counters[h] = map[backend.Outcome]prometheus.Counter{}
+		for _, o := range hookOutcomes {
+			m.counters[h][o] = m.requests.WithLabelValues(h, string(o))
+		}
+		m.latency[h] = m.duration.WithLabelValues(h)
+	}
+}
+
+func (m *hookMetrics) observe(hook string, err error, d time.Duration) {
+	o := backend.OutcomeOf(err) // an error not the client's (hub.ErrBadAnswer) is bad_answer
+	if c := m.counters[hook][o]; c != nil {
+		c.Inc()
+	} else {
+		m.requests.WithLabelValues(hook, string(o)).Inc() // an outcome added to backend later
+	}
+	if l := m.latency[hook]; l != nil {
+		l.Observe(d.Seconds())
+	}
 }
 
 func (m hubMetrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
@@ -138,6 +203,28 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 	if err := reg.Register(brokerUp); err != nil {
 		return nil, err
 	}
+	hookm := newHookMetrics()
+	for _, c := range []prometheus.Collector{hookm.requests, hookm.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	var hooks hub.Hooks
+	if hc.Proxy != "" {
+		bc, err := backend.New(backend.Options{URL: hc.Proxy, Secret: []byte(hc.ProxySecret), Timeout: hc.ProxyTimeout,
+			Header: http.Header{"User-Agent": {"sockjsd-hub"}}})
+		if err != nil {
+			return nil, errors.New("-hub-proxy: want an http:// or https:// URL") // it may hold a password: not echoed
+		}
+		if hc.ProxySecret == "" {
+			log.Warn("hub: -hub-proxy without -hub-proxy-secret: the backend cannot tell sockjsd's requests from anyone's")
+		}
+		hookm.resolve()
+		hooks = hub.NewHTTPHooks(bc, hub.HTTPHooksOptions{Observe: hookm.observe})
+		closeBroker := hm.Close
+		hm.Close = func() error { bc.Close(); return closeBroker() }
+		log.Info("hub: hooks", "timeout", bc.Timeout())
+	}
 	h := hub.New(hub.Options{
 		Rules: hub.Rules{
 			Channels:            splitList(hc.Channels),
@@ -152,6 +239,7 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		MaxSubscriptionsPerAddress: hc.MaxSubsPerAddress,
 		MaxChannels:                hc.MaxChannels,
 		MaxDataBytes:               hc.MaxDataBytes,
+		Hooks:                      hooks,
 		Observer:                   hmet,
 		Logger:                     log,
 	})
@@ -159,6 +247,7 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 	if hc.APIKey == "" && !strings.HasPrefix(cfg.Addr, "127.") && !strings.HasPrefix(cfg.Addr, "localhost") {
 		log.Warn("the hub's publish API has no key and the server listens beyond loopback: set -hub-api-key")
 	}
+	hm.Hub = h
 	hm.Handlers = []*transport.Handler{transport.New("/hub", opts, h.Serve)}
 	return hm, nil
 }

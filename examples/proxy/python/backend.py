@@ -329,7 +329,7 @@ def render_page(template, config):
     """The page with its configuration: the client script's URL in an
     attribute (HTML-escaped) and the config as JSON in a script (with <, >,
     & and the JS line separators escaped so that nothing ends the script)."""
-    js = json.dumps(config)
+    js = json.dumps(config, separators=(",", ":"))
     for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         js = js.replace(a, b)
     return template.replace("{{CLIENT_URL}}", html.escape(config["clientUrl"], quote=True)).replace("{{CONFIG}}", js)

@@ -76,3 +76,43 @@ func TestRunScript(t *testing.T) {
 	}
 	run(t, ".", nil, bash, "-n", filepath.Join(".", "run.sh"))
 }
+
+// TestReadmeExcerpts: every python and js block of README.md is the
+// backends' code verbatim, so that the signature check it shows is the one
+// that runs.
+func TestReadmeExcerpts(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]string{"python": "python/backend.py", "js": "node/backend.js"}
+	seen := 0
+	rest := string(readme)
+	for {
+		_, after, ok := strings.Cut(rest, "\n```")
+		if !ok {
+			break
+		}
+		lang, body, _ := strings.Cut(after, "\n")
+		block, tail, ok := strings.Cut(body, "```")
+		if !ok {
+			t.Fatal("README.md: an unclosed code block")
+		}
+		rest = tail
+		src, ok := sources[lang]
+		if !ok {
+			continue
+		}
+		code, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(code), block) {
+			t.Errorf("README.md shows a %s block that is not in %s verbatim:\n%s", lang, src, block)
+		}
+		seen++
+	}
+	if seen < 3 {
+		t.Errorf("found %d python and js blocks in README.md, want at least 3", seen)
+	}
+}

@@ -173,7 +173,7 @@ class Chat {
   }
 
   async connect(req) {
-    const query = req.query || {};
+    const query = req.query !== null && typeof req.query === 'object' && !Array.isArray(req.query) ? req.query : {};
     const user = first(query.user), password = first(query.password);
     const reject = checkLogin(user, password);
     if (reject) {
@@ -201,7 +201,7 @@ class Chat {
     let room = startRoom;
     const out = [];
     let close = null;
-    for (const text of Array.isArray(req.messages) ? req.messages : []) {
+    for (const text of req.messages) {
       if (close) break; // nothing after a quit
       let m = null;
       try { m = JSON.parse(text); } catch { /* not JSON */ }
@@ -334,6 +334,16 @@ function renderPage(template, config) {
   return template.split('{{CLIENT_URL}}').join(escapeHTML(config.clientUrl)).split('{{CONFIG}}').join(js);
 }
 
+// null when a hook's body has the fields this backend relies on, else what is wrong.
+function checkHook(p, req) {
+  if (typeof req.session !== 'string' || !req.session) return 'session missing';
+  if ('user' in req && typeof req.user !== 'string') return 'user is not a string';
+  if (p.endsWith('/message') && !(Array.isArray(req.messages) && req.messages.every((m) => typeof m === 'string'))) {
+    return 'messages is not a list of strings';
+  }
+  return null;
+}
+
 function reply(res, status, body, ctype = 'application/json') {
   const buf = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
   res.writeHead(status, {
@@ -416,6 +426,8 @@ function createApp(opts) {
       const [status, answer] = await chat.webhook(r);
       return reply(res, status, answer);
     }
+    const bad = checkHook(p, r);
+    if (bad) return reply(res, 400, { error: bad });
     return reply(res, 200, await hooks[p](r));
   }
 

@@ -202,6 +202,23 @@ test('not JSON: 400; unknown path: 404', async () => {
   assert.equal((await post('/sockjs/nope', {}))[0], 404);
 });
 
+test('malformed hooks: 400', async () => {
+  for (const [p, body] of [
+    ['/sockjs/connect', { query: { user: 'alice', password: 'wonderland' } }],
+    ['/sockjs/connect', { session: ['x'] }],
+    ['/sockjs/message', { session: 's', user: 5, messages: [] }],
+    ['/sockjs/message', { session: 's', messages: 'abc' }],
+    ['/sockjs/message', { session: 's', messages: [1, 2] }],
+    ['/sockjs/close', { session: '' }],
+  ]) {
+    const [status] = await post(p, body);
+    assert.equal(status, 400, JSON.stringify(body));
+  }
+  // A query that is not an object is no login.
+  const [status, answer] = await post('/sockjs/connect', { session: 's', query: ['alice'] });
+  assert.deepEqual([status, answer.reject.code], [200, 4002]);
+});
+
 // --- connect ---
 
 test('connect with a bad password: reject 4001', async () => {

@@ -171,7 +171,9 @@ class Chat:
         return sorted(users)
 
     def connect(self, req):
-        query = req.get("query") or {}
+        query = req.get("query")
+        if not isinstance(query, dict):
+            query = {}
         user, password = first(query.get("user")), first(query.get("password"))
         reject = check_login(user, password)
         if reject:
@@ -335,6 +337,18 @@ def render_page(template, config):
     return template.replace("{{CLIENT_URL}}", html.escape(config["clientUrl"], quote=True)).replace("{{CONFIG}}", js)
 
 
+def check_hook(path, req):
+    """None when a hook's body has the fields this backend relies on, else what is wrong."""
+    if not isinstance(req.get("session"), str) or not req["session"]:
+        return "session missing"
+    if "user" in req and not isinstance(req["user"], str):
+        return "user is not a string"
+    if path.endswith("/message") and not (
+            isinstance(req.get("messages"), list) and all(isinstance(m, str) for m in req["messages"])):
+        return "messages is not a list of strings"
+    return None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: sockjsd pools its connections
     server_version = "chat-backend-python"
@@ -400,10 +414,18 @@ class Handler(BaseHTTPRequestHandler):
             req = None
         if not isinstance(req, dict):
             return self.reply(400, {"error": "body is not a JSON object"})
-        if path == "/webhook":
-            status, answer = app.chat.webhook(req)
-            return self.reply(status, answer)
-        self.reply(200, hooks[path](req))
+        try:
+            if path == "/webhook":
+                status, answer = app.chat.webhook(req)
+                return self.reply(status, answer)
+            bad = check_hook(path, req)
+            if bad:
+                return self.reply(400, {"error": bad})
+            self.reply(200, hooks[path](req))
+        except Exception as e:  # a bug: answer it rather than drop the connection
+            app.log("%s: %r" % (path, e))
+            self.close_connection = True
+            self.reply(500, {"error": "internal error"})
 
     def do_PUT(self):
         self.close_connection = True

@@ -225,6 +225,19 @@ class BackendTest(unittest.TestCase):
         status, _ = self.post("/sockjs/message", b"not json")
         self.assertEqual(status, 400)
 
+    def test_malformed_hooks(self):
+        for path, body in (("/sockjs/connect", {"query": {"user": "alice", "password": "wonderland"}}),
+                           ("/sockjs/connect", {"session": ["x"]}),
+                           ("/sockjs/message", {"session": "s", "user": 5, "messages": []}),
+                           ("/sockjs/message", {"session": "s", "messages": "abc"}),
+                           ("/sockjs/message", {"session": "s", "messages": [1, 2]}),
+                           ("/sockjs/close", {"session": ""})):
+            status, _ = self.post(path, body)
+            self.assertEqual(status, 400, body)
+        # A query that is not an object is no login.
+        status, answer = self.post("/sockjs/connect", {"session": "s", "query": ["alice"]})
+        self.assertEqual((status, answer["reject"]["code"]), (200, 4002))
+
     def test_unknown_path(self):
         status, _ = self.post("/sockjs/nope", {})
         self.assertEqual(status, 404)

@@ -352,6 +352,7 @@ def check_hook(path, req):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: sockjsd pools its connections
     server_version = "chat-backend-python"
+    timeout = 60  # seconds: an idle kept-alive connection (and its thread) ends
 
     def log_message(self, fmt, *args):
         if self.server.app.verbose:
@@ -434,6 +435,11 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # sockjsd may open many connections at once
+
+
 class App:
     def __init__(self, args):
         self.secret = args.secret.encode()
@@ -483,8 +489,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     host, _, port = args.listen.rpartition(":")
     app = App(args)
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-    server.daemon_threads = True
+    server = Server((host or "127.0.0.1", int(port)), Handler)
     server.app = app
     h, p = server.server_address[:2]
     # The first line on stdout: tests and run.sh read the address from it.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockjsd/sockjsd/directory"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -198,7 +199,7 @@ func (c *conn) connect() bool {
 	}
 	g.local.add(c)
 	if d := g.opts.Directory; d != nil {
-		e := Entry{ID: c.id, Service: c.svc.prefix, User: c.user, Transport: c.s.Transport().String(),
+		e := directory.Entry{ID: c.id, Service: c.svc.prefix, User: c.user, Transport: c.s.Transport().String(),
 			Node: g.opts.Node, Remote: body.Remote, Opened: c.opened}
 		if err := d.Add(context.WithoutCancel(c.s.Context()), e); err != nil {
 			g.opts.Logger.Warn("proxy: directory could not record the session; the server API of other nodes will not find it", "service", c.svc.prefix, "err", err)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockjsd/sockjsd/directory"
 	"github.com/sockjsd/sockjsd/internal/backend"
 	"github.com/sockjsd/sockjsd/session"
 )
@@ -96,24 +97,13 @@ type Subscriber interface {
 	Unsubscribe(channel string) error
 }
 
-// Entry is one session as the directory knows it.
-type Entry struct {
-	ID        string
-	Service   string
-	User      string
-	Transport string
-	Node      string
-	Remote    string
-	Opened    time.Time
-}
-
 // Directory is where the gateway records its sessions (package directory
 // implements it in memory and on Redis).
 type Directory interface {
-	Add(ctx context.Context, e Entry) error
+	Add(ctx context.Context, e directory.Entry) error
 	Remove(ctx context.Context, id string, code int, reason string) error
-	Lookup(ctx context.Context, id string) (Entry, bool, error)
-	ByUser(ctx context.Context, user string) ([]Entry, error)
+	Lookup(ctx context.Context, id string) (directory.Entry, bool, error)
+	ByUser(ctx context.Context, user string) ([]directory.Entry, error)
 }
 
 // Observer receives the gateway's calls to backends, for metrics.

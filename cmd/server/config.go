@@ -36,6 +36,7 @@ type Config struct {
 	PingInterval    time.Duration
 	Hub             HubConfig
 	Exec            ExecConfig
+	Proxy           ProxyConfig
 	RedisURL        string
 	Cluster         ClusterConfig
 	Limits          LimitConfig // limits.go
@@ -65,6 +66,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's echo service (/demo) pings each session in-band to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off. /hub uses -hub-ping-interval")
 	c.Hub.register(fs)
 	c.Exec.register(fs)
+	c.Proxy.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
 	c.Limits.register(fs)

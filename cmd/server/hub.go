@@ -59,7 +59,7 @@ func (c *HubConfig) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.HistoryMaxBytes, "hub-history-max-bytes", hub.DefaultMaxHistoryBytes, "bytes of history all channels keep together in memory (without -redis); the least recently published channel's goes first")
 	fs.DurationVar(&c.PresenceTTL, "hub-presence-ttl", 5*time.Second, "with -redis: how long a node's subscriber counts outlive its last heartbeat")
 	fs.StringVar(&c.Proxy, "hub-proxy", "", "backend base URL that decides hub subscribes and browser publishes and answers rpc (POST <url>/subscribe, /publish, /rpc); empty: the hub's rules alone decide")
-	fs.StringVar(&c.ProxySecret, "hub-proxy-secret", "", "secret signing the hub's requests to -hub-proxy (X-Sockjsd-Signature); empty: unsigned")
+	fs.StringVar(&c.ProxySecret, "hub-proxy-secret", "", "secret signing the hub's requests to -hub-proxy (X-Sockjsd-Signature); empty: -proxy-secret, else unsigned")
 	fs.DurationVar(&c.ProxyTimeout, "hub-proxy-timeout", 5*time.Second, "bound on one -hub-proxy request; past it the subscribe or publish is refused with unavailable")
 }
 
@@ -210,6 +210,9 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		}
 	}
 	var hooks hub.Hooks
+	if hc.ProxySecret == "" {
+		hc.ProxySecret = cfg.Proxy.Secret
+	}
 	if hc.Proxy != "" {
 		bc, err := backend.New(backend.Options{URL: hc.Proxy, Secret: []byte(hc.ProxySecret), Timeout: hc.ProxyTimeout,
 			Header: http.Header{"User-Agent": {"sockjsd-hub"}}})

@@ -108,6 +108,7 @@ type server struct {
 	log      *slog.Logger
 	stopping atomic.Bool
 	exec     *execMount   // programs run per session, reaped at shutdown
+	proxy    *proxyMount  // the gateway: its close requests and webhooks outlive the sessions
 	checks   []readyCheck // dependencies /readyz waits for (Redis in cluster mode)
 }
 
@@ -150,13 +151,18 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	svcs = append(svcs, ex.handlers...)
+	px, err := mountProxy(r, cfg, opts, hm.Hub, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	svcs = append(svcs, px.handlers...)
 	services.Mount(r, svcs...)
 
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log, hub: hm, exec: ex, checks: checks}
+	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -220,7 +226,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs[len(errs)-1] = s.exec.shutdown(ctx)
 	}()
 	wg.Wait()
-	errs[0] = errors.Join(errs[0], s.hub.Close())
+	// The proxied sessions are closed by now; their close requests,
+	// directory records and webhooks finish within what is left of ctx.
+	errs[0] = errors.Join(errs[0], s.proxy.shutdown(ctx), s.hub.Close())
 	err := errors.Join(errs...)
 	if err != nil {
 		_ = s.http.Close()

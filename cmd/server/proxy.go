@@ -37,6 +37,7 @@ type ProxyConfig struct {
 	WebhookSecret   string
 	WebhookRetryFor time.Duration
 	WebhookTimeout  time.Duration
+	DirectoryTTL    time.Duration
 }
 
 func (c *ProxyConfig) register(fs *flag.FlagSet) {
@@ -50,6 +51,7 @@ func (c *ProxyConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Webhook, "webhook", "", "URL receiving lifecycle events (session.opened, session.closed, user.online, user.offline) of -proxy sessions, one signed POST each, at least once, in order per user")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "secret signing webhooks (empty: -proxy-secret); never logged")
 	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", webhook.DefaultRetryFor, "how long an event is retried (with backoff) before it is dropped, counted and logged")
+	fs.DurationVar(&c.DirectoryTTL, "proxy-directory-ttl", 6*time.Second, "with -redis: how long a killed node's proxied sessions stay listed before a live node closes them (session.closed 1006 \"Node lost\") and their users' offline delay starts; refreshed every third of it")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "how long the webhook receiver may take to answer one event")
 }
 
@@ -123,7 +125,7 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 	switch {
 	case rdb != nil:
 		d, err := directory.NewRedis(rdb, directory.RedisOptions{
-			Node: node, Events: events != nil, OfflineDelay: cfg.DisconnectDelay, Logger: log,
+			Node: node, TTL: pc.DirectoryTTL, Events: events != nil, OfflineDelay: cfg.DisconnectDelay, Logger: log,
 		})
 		if err != nil {
 			return nil, err

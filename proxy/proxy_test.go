@@ -468,28 +468,31 @@ func TestServerAPI(t *testing.T) {
 	a1 := dial(t, g.url+"/app0?user=alice", "websocket")
 	a2 := dial(t, g.url+"/app0?user=alice", "xhr-polling")
 	bob := dial(t, g.url+"/app0?user=bob", "xhr-streaming")
-	bobID := b.connected(t, 3)["session"].(string)
+	b.connected(t, 3)
 
 	// A session is listed once its connect is answered, which may come
 	// after the client's open frame.
-	var st int
-	var m map[string]any
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, m = apiCall(t, "GET", g.api+"/sessions?user=alice", "")
-		if st == 200 && len(m["sessions"].([]any)) == 2 || time.Now().After(deadline) {
-			break
+	listed := func(user string, n int) []any {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, m := apiCall(t, "GET", g.api+"/sessions?user="+user, "")
+			if st == 200 && len(m["sessions"].([]any)) == n {
+				return m["sessions"].([]any)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions of %s: %d %v", user, st, m)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	if st != 200 || len(m["sessions"].([]any)) != 2 {
-		t.Fatalf("sessions: %d %v", st, m)
+	listed("alice", 2)
+	bobs := listed("bob", 1)[0].(map[string]any)
+	bobID := bobs["session"].(string)
+	if bobs["transport"] != "xhr-streaming" || bobs["service"] != "/app0" {
+		t.Fatalf("bob's session: %v", bobs)
 	}
-	_, m = apiCall(t, "GET", g.api+"/sessions?user=bob", "")
-	if m["sessions"].([]any)[0].(map[string]any)["session"] != bobID {
-		t.Fatalf("bob's session: %v", m)
-	}
-	st, m = apiCall(t, "POST", g.api+"/send", `{"user":"alice","data":"hi alice"}`)
+	st, m := apiCall(t, "POST", g.api+"/send", `{"user":"alice","data":"hi alice"}`)
 	if st != 200 || m["sessions"].(float64) != 2 {
 		t.Fatalf("send to user: %d %v", st, m)
 	}

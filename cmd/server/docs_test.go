@@ -137,6 +137,18 @@ func serverMetrics(t *testing.T) map[string]bool {
 	if err := hm.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway's metrics, with webhooks (in memory: no Redis needed).
+	cfg.Proxy.Services = multiFlag{"/app=http://127.0.0.1:1/app"}
+	cfg.Proxy.Secret, cfg.Proxy.Webhook = "docs-test", "http://127.0.0.1:1/webhook"
+	px, err := mountProxy(mux.NewRouter(), cfg, opts, hm.Hub, rec, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := px.shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range rec.names {
 		have[n] = true
 	}
@@ -247,7 +259,7 @@ func codesInSource(t *testing.T) (closeCodes, errCodes map[string]bool) {
 	closeCodes = map[string]bool{"1000": true, "1006": true} // the client's normal and abnormal closure
 	errCodes = map[string]bool{}
 	root := testenv.RepoRoot(t)
-	for _, dir := range []string{"internal/engine", "session", "transport", "hub", "bridge", "cluster"} {
+	for _, dir := range []string{"internal/engine", "session", "transport", "hub", "bridge", "cluster", "proxy", "directory"} {
 		files, _ := filepath.Glob(filepath.Join(root, dir, "*.go"))
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.go") {

@@ -38,6 +38,8 @@ type ProxyConfig struct {
 	WebhookRetryFor time.Duration
 	WebhookTimeout  time.Duration
 	DirectoryTTL    time.Duration
+	WebhookQueueLen int
+	WebhookQueueMem int64
 }
 
 func (c *ProxyConfig) register(fs *flag.FlagSet) {
@@ -52,6 +54,8 @@ func (c *ProxyConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", "", "secret signing webhooks (empty: -proxy-secret); never logged")
 	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", webhook.DefaultRetryFor, "how long an event is retried (with backoff) before it is dropped, counted and logged")
 	fs.DurationVar(&c.DirectoryTTL, "proxy-directory-ttl", 6*time.Second, "with -redis: how long a killed node's proxied sessions stay listed before a live node closes them (session.closed 1006 \"Node lost\") and their users' offline delay starts; refreshed every third of it")
+	fs.IntVar(&c.WebhookQueueLen, "webhook-queue-len", webhook.DefaultMaxQueueLen, "with -redis: events each of the 64 ordered queues in Redis holds (an event is at most about 1 KB); past it new events are dropped, counted and logged once")
+	fs.Int64Var(&c.WebhookQueueMem, "webhook-queue-bytes", webhook.DefaultMaxQueueBytes, "without -redis: bytes of events waiting in memory; past it new events are dropped, counted and logged once")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "how long the webhook receiver may take to answer one event")
 }
 
@@ -110,6 +114,7 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 		n, err := webhook.New(webhook.Options{
 			URL: pc.Webhook, Secret: []byte(cmp.Or(pc.WebhookSecret, pc.Secret)),
 			Timeout: pc.WebhookTimeout, RetryFor: pc.WebhookRetryFor,
+			MaxQueueLen: pc.WebhookQueueLen, MaxQueueBytes: pc.WebhookQueueMem,
 			Redis: redisOrNil(rdb), Logger: log, Observer: met,
 		})
 		if err != nil {
@@ -125,7 +130,7 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 	switch {
 	case rdb != nil:
 		d, err := directory.NewRedis(rdb, directory.RedisOptions{
-			Node: node, TTL: pc.DirectoryTTL, Events: events != nil, OfflineDelay: cfg.DisconnectDelay, Logger: log,
+			Node: node, TTL: pc.DirectoryTTL, Events: events != nil, MaxQueue: pc.WebhookQueueLen, OfflineDelay: cfg.DisconnectDelay, Logger: log,
 		})
 		if err != nil {
 			return nil, err
@@ -138,6 +143,16 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 		out.closers = append(out.closers, func(context.Context) error { return d.Close() })
 	}
 
+	if dropped, ok := dir.(interface{ Dropped() int64 }); ok {
+		// The directory enqueues its events itself (atomically with its
+		// state, in Redis): what it could not enqueue is counted here.
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "sockjs", Name: "directory_events_dropped_total",
+			Help: "Lifecycle events the session directory could not enqueue because the webhook queue held its limit.",
+		}, func() float64 { return float64(dropped.Dropped()) })); err != nil {
+			return nil, err
+		}
+	}
 	met, err := proxy.NewMetrics(reg)
 	if err != nil {
 		return nil, err

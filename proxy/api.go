@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -343,7 +345,7 @@ func (a *API) apply(act action) int {
 
 // toNode hands act to node, signed with the cluster secret.
 func (a *API) toNode(ctx context.Context, node string, act action) (int, error) {
-	act.Nonce = newID()
+	act.Nonce = nonce()
 	body, err := json.Marshal(act)
 	if err != nil {
 		return 0, err
@@ -367,6 +369,13 @@ func (a *API) toNode(ctx context.Context, node string, act action) (int, error) 
 		return 0, fmt.Errorf("node %s: %w", node, err)
 	}
 	return ans.Sessions, nil
+}
+
+// nonce is 128 random bits, naming one node-to-node delivery.
+func nonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }
 
 // deliverFromNode takes another node's delivery for sessions here.

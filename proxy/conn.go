@@ -39,7 +39,7 @@ type conn struct {
 
 // serve is the session handler of a proxied service.
 func (svc *service) serve(s *session.Session) {
-	c := &conn{svc: svc, s: s, id: newID(), opened: time.Now()}
+	c := &conn{svc: svc, s: s, id: s.ID(), opened: time.Now()}
 	c.running = true // the connect
 	s.OnMessage(c.received)
 	context.AfterFunc(s.Context(), c.end)

@@ -3,8 +3,6 @@ package proxy
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -235,15 +233,6 @@ func (svc *service) call(ctx context.Context, hook string, req, answer any) erro
 	err := svc.backend.Call(ctx, "/"+hook, req, answer)
 	svc.g.opts.Observer.BackendCall(svc.prefix, hook, string(backend.OutcomeOf(err)), time.Since(start))
 	return err
-}
-
-// newID is an opaque session id for backends: 128 random bits, never the
-// id in the session's URL (which the client chose and other parties may
-// have seen).
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // remoteHost is the client's address without its port.

@@ -292,7 +292,7 @@ func TestConnectBody(t *testing.T) {
 	if h["User-Agent"] != "test-agent" || h["Cookie"] != nil {
 		t.Fatalf("headers: %v", h)
 	}
-	if sid := m["session"].(string); len(sid) != 32 || strings.Contains(c.Transport(), sid) {
+	if sid := m["session"].(string); len(sid) != 22 || strings.Contains(c.Transport(), sid) {
 		t.Fatalf("session id %q", sid)
 	}
 }

@@ -62,9 +62,3 @@ func (r *registry) user(user string, max int) []*conn {
 	}
 	return out
 }
-
-func (r *registry) len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.byID)
-}

@@ -20,7 +20,7 @@ func TestCallOutcomes(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := sign.Verify(secret, r.Header.Get(sign.Header), body, time.Now(), 0); err != nil {
-			http.Error(w, err.Error(), 401)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		switch r.URL.Path {

@@ -105,7 +105,8 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 			return nil, err
 		}
 		rdb = redis.NewClient(ropts)
-		out.closers = append(out.closers, func(context.Context) error { return rdb.Close() })
+		// Closed last, after the directory and the webhooks that use it.
+		defer func() { out.closers = append(out.closers, func(context.Context) error { return rdb.Close() }) }()
 	}
 
 	var events webhook.Queue
@@ -121,8 +122,9 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 			return nil, fmt.Errorf("-webhook: %w", err)
 		}
 		events = n
-		// Closed after the directory (below, in reverse), which may still
-		// enqueue the last sessions' events.
+		// Shut down after the directory (deferred calls run last first:
+		// this one before Redis's), which may still enqueue the last
+		// sessions' events.
 		defer func() { out.closers = append(out.closers, n.Shutdown) }()
 		log.Info("proxy: webhooks", "queue", map[bool]string{true: "redis", false: "memory"}[rdb != nil])
 	}

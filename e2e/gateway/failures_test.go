@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/e2e/internal/procs"
 	"github.com/sockjsd/sockjsd/proxy"
 )
 
@@ -137,7 +138,16 @@ func TestBackendFailures(t *testing.T) {
 	for _, c := range warm {
 		_ = c.Close()
 	}
-	tr.CloseIdleConnections()
+	accepted := len(warm)
+	quiet := func() { // sockjsd sends nothing more: drop idle connections
+		procs.WaitFor(t, 5*time.Second, "the close requests", func() bool {
+			return s.metric(t, "sockjs_proxy_requests_total", `hook="close"`) == float64(accepted)
+		})
+		bad.srv.dropIdle()
+		good.srv.dropIdle()
+		tr.CloseIdleConnections()
+	}
+	quiet()
 	base := s.baseline(t, 2*time.Second)
 	t.Logf("baseline: %v", base)
 
@@ -212,7 +222,8 @@ func TestBackendFailures(t *testing.T) {
 			t.Logf("%d sessions of /bad closed with %d, the slowest %v after its message or dial (bound %v); /good echoed",
 				len(victims), f.code, slowest.Round(time.Millisecond), timeout+time.Second)
 			closeAll()
-			tr.CloseIdleConnections()
+			accepted += len(transports) + len(goods)
+			quiet()
 			s.backAtBaseline(t, base, f.name)
 		})
 	}

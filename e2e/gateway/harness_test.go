@@ -102,14 +102,26 @@ func (s *server) start() {
 		ln, err = net.Listen("tcp", s.addr)
 		return err == nil
 	})
-	// Idle kept-alive connections end soon, so that sockjsd's pooled
-	// connections (two goroutines each) do not count against its
-	// goroutine baseline.
-	srv := &http.Server{Handler: s.handler, IdleTimeout: 500 * time.Millisecond, ReadHeaderTimeout: 10 * time.Second}
+	// No IdleTimeout: a kept-alive connection the server closes as
+	// sockjsd sends on it fails that request (see dropIdle).
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
 	s.srv = srv
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
+}
+
+// dropIdle closes the server's idle kept-alive connections, so that
+// sockjsd's pooled connections (two goroutines each) do not count against
+// its goroutine baseline. Call it only while sockjsd sends nothing: a
+// request crossing the close would fail.
+func (s *server) dropIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		s.srv.SetKeepAlivesEnabled(false) // closes the idle ones
+		s.srv.SetKeepAlivesEnabled(true)
+	}
 }
 
 // stop closes the listener and every connection.

@@ -135,15 +135,19 @@ func (s *server) stop() {
 	}
 }
 
-// readSigned reads a request's body and checks its signature; a bad one
-// fails the test and gets 401.
+// readSigned reads a request's body and checks its signature (with
+// proxySecret); a bad one fails the test and gets 401.
 func readSigned(t *testing.T, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	return readSignedWith(t, []byte(proxySecret), w, r)
+}
+
+func readSignedWith(t *testing.T, secret []byte, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
-	if err := sign.Verify([]byte(proxySecret), r.Header.Get(sign.Header), body, time.Now(), 0); err != nil {
+	if err := sign.Verify(secret, r.Header.Get(sign.Header), body, time.Now(), 0); err != nil {
 		t.Errorf("%s: signature: %v (header %q)", r.URL.Path, err, r.Header.Get(sign.Header))
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return nil, false
@@ -155,6 +159,7 @@ func readSigned(t *testing.T, w http.ResponseWriter, r *http.Request) ([]byte, b
 type wire struct {
 	Session  string            `json:"session"`
 	Service  string            `json:"service"`
+	Node     string            `json:"node"`
 	User     string            `json:"user"`
 	Messages []string          `json:"messages"`
 	Query    map[string]string `json:"query"`
@@ -173,6 +178,8 @@ type backend struct {
 	// onMessage, when set, sees every message batch first (before the
 	// echo) and may delay it.
 	onMessage func(w wire)
+	// connected is each accepted connect's body by the query's "tag".
+	connected sync.Map
 	connects  atomic.Int64
 	closes    atomic.Int64
 	requests  atomic.Int64
@@ -214,6 +221,9 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/base/connect":
 		b.connects.Add(1)
+		if tag := m.Query["tag"]; tag != "" {
+			b.connected.Store(tag, m)
+		}
 		answer = map[string]any{"user": m.Query["user"]}
 	case "/base/message":
 		if b.onMessage != nil {
@@ -228,6 +238,18 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(answer)
+}
+
+// session is the backend's view of the session tagged tag.
+func (b *backend) session(t *testing.T, tag string) wire {
+	t.Helper()
+	var m any
+	procs.WaitFor(t, 10*time.Second, "the connect of "+tag, func() bool {
+		var ok bool
+		m, ok = b.connected.Load(tag)
+		return ok
+	})
+	return m.(wire)
 }
 
 // dial opens a session over transport with the test's HTTP client.

@@ -56,6 +56,9 @@ func (s *sockjsd) backAtBaseline(t *testing.T, base usage, what string) usage {
 		if u.goroutines <= base.goroutines+goroutineSlack && u.heap <= base.heap+heapSlack {
 			break
 		}
+		if testing.Verbose() && time.Since(start) > time.Second {
+			t.Logf("%s: %v", time.Since(start).Round(time.Millisecond), u)
+		}
 		if time.Since(start) > 15*time.Second {
 			t.Fatalf("%s: sockjsd did not return to its baseline within 15s: %v, baseline %v", what, u, base)
 		}

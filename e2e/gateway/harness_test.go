@@ -81,6 +81,7 @@ type server struct {
 	handler http.Handler
 	mu      sync.Mutex
 	srv     *http.Server
+	conns   map[net.Conn]http.ConnState // of srv, open
 }
 
 func newServer(t *testing.T, h http.Handler) *server {
@@ -104,23 +105,35 @@ func (s *server) start() {
 	})
 	// No IdleTimeout: a kept-alive connection the server closes as
 	// sockjsd sends on it fails that request (see dropIdle).
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ConnState: s.connState}
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.conns = srv, map[net.Conn]http.ConnState{}
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 }
 
-// dropIdle closes the server's idle kept-alive connections, so that
-// sockjsd's pooled connections (two goroutines each) do not count against
-// its goroutine baseline. Call it only while sockjsd sends nothing: a
-// request crossing the close would fail.
+func (s *server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(s.conns, c)
+	} else if s.conns != nil {
+		s.conns[c] = st
+	}
+}
+
+// dropIdle closes the server's connections without a request in flight
+// (idle kept-alive ones, and new ones the client's pool dialed but did
+// not use), so that sockjsd's pooled connections (two goroutines each) do
+// not count against its goroutine baseline. Call it only while sockjsd
+// sends nothing: a request crossing the close would fail.
 func (s *server) dropIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv != nil {
-		s.srv.SetKeepAlivesEnabled(false) // closes the idle ones
-		s.srv.SetKeepAlivesEnabled(true)
+	for c, st := range s.conns {
+		if st == http.StateIdle || st == http.StateNew {
+			_ = c.Close()
+		}
 	}
 }
 

@@ -174,27 +174,13 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 // startHAProxy runs deploy/haproxy.cfg with a free port for the frontend
 // and nodes as its three servers, and returns its base URL.
 func (e *clusterEnv) startHAProxy(nodes []*node) string {
-	t := e.t
-	t.Helper()
-	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lbPort := freePort(t)
-	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
-	for i, n := range nodes {
-		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
+	e.t.Helper()
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.url)
 	}
 	// Every response names the node it came from (see lbServerHeader).
-	s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    http-response set-header "+lbServerHeader+" %[srv_name]\n", 1)
-	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startProc(t, "haproxy", "haproxy", "-db", "-f", cfgFile)
-	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
-	waitFor(t, 10*time.Second, "haproxy to answer", func() bool { return status(lb+"/healthz") == 200 })
-	return lb
+	return procs.HAProxy(e.t, urls, "http-response set-header "+lbServerHeader+" %[srv_name]")
 }
 
 // startNginx runs deploy/nginx.conf as startHAProxy runs haproxy.cfg: a

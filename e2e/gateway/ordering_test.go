@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/e2e/internal/procs"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
 // orderChecker is a backend's view of the ordering workload: each
@@ -204,4 +207,38 @@ func TestOrdering(t *testing.T) {
 	reqs := s.metric(t, "sockjs_proxy_requests_total", `hook="message"`, `outcome="ok"`)
 	t.Logf("%d sessions × %d messages in order, each once, in %v (%.0f messages/s each way); %.0f message requests (%.1f messages a batch)",
 		orderSessions, orderPerSession, took.Round(time.Millisecond), float64(orderSessions*orderPerSession)/took.Seconds(), reqs, float64(orderSessions*orderPerSession)/reqs)
+}
+
+// TestOrderingCluster: the same through haproxy (round robin, no
+// stickiness) over three nodes sharing redis-server: the HTTP
+// transports' requests land on every node and are forwarded to the
+// session's owner, and still each session's messages reach the backend in
+// order, once, and the echoes the client in order.
+func TestOrderingCluster(t *testing.T) {
+	need(t)
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		testenv.Missing(t, "haproxy on PATH (Debian: apt-get install haproxy)")
+	}
+	redis := testenv.StartRedis(t)
+	b := newBackend(t)
+	oc := newOrderChecker()
+	b.onMessage = oc.message
+	var urls []string
+	var nodes []*sockjsd
+	for i := range 3 {
+		n := startSockjsd(t, fmt.Sprintf("node%d", i+1), "-redis", redis.URL, "-cluster-secret", clusterSecret, "-proxy", "/app="+b.base())
+		nodes = append(nodes, n)
+		urls = append(urls, n.url)
+	}
+	lb := procs.HAProxy(t, urls)
+	start := time.Now()
+	runOrdering(t, []string{lb + "/app"}, orderSessions, orderPerSession)
+	took := time.Since(start)
+	oc.check(t, orderSessions, orderPerSession)
+	var forwarded []string
+	for _, n := range nodes {
+		forwarded = append(forwarded, fmt.Sprintf("%s %.0f", n.name, n.metric(t, "sockjs_cluster_forwarded_requests_total", `result="ok"`)))
+	}
+	t.Logf("%d sessions × %d messages through haproxy and 3 nodes in order, each once, in %v (%.0f messages/s each way); requests forwarded to the owner: %s",
+		orderSessions, orderPerSession, took.Round(time.Millisecond), float64(orderSessions*orderPerSession)/took.Seconds(), strings.Join(forwarded, ", "))
 }

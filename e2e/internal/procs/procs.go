@@ -181,3 +181,35 @@ func Metric(body, name string, labels ...string) (float64, error) {
 	}
 	return sum, nil
 }
+
+// HAProxy runs deploy/haproxy.cfg (round robin, no stickiness) with a
+// free port for its frontend and nodes ("http://127.0.0.1:port", three at
+// most) as its servers, backendLines added to its backend section, and
+// returns its base URL once it answers /healthz.
+func HAProxy(t testing.TB, nodes []string, backendLines ...string) string {
+	t.Helper()
+	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbPort := FreePort(t)
+	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
+	for i, n := range nodes {
+		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n, "http://")+"\n", 1)
+	}
+	// Fewer nodes than the file has servers: the rest go.
+	for i := len(nodes); i < 3; i++ {
+		s = strings.Replace(s, fmt.Sprintf("    server node%d 127.0.0.1:%d\n", i+1, 8091+i), "", 1)
+	}
+	for _, l := range backendLines {
+		s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    "+l+"\n", 1)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Start(t, "haproxy", nil, "haproxy", "-db", "-f", cfgFile)
+	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	WaitFor(t, 10*time.Second, "haproxy to answer", func() bool { return Status(lb+"/healthz") == 200 })
+	return lb
+}

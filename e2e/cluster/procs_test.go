@@ -54,7 +54,7 @@ type proc = procs.Proc
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	return procs.Start(t, name, nil, args...)
+	return procs.Start(t, name, args...)
 }
 
 func tail(s string, n int) string { return procs.Tail(s, n) }

@@ -58,7 +58,7 @@ func startSockjsd(t *testing.T, name string, args ...string) *sockjsd {
 	bin := procs.Server(t)
 	s := &sockjsd{name: name, url: fmt.Sprintf("http://127.0.0.1:%d", procs.FreePort(t))}
 	args = append([]string{bin, "-addr", strings.TrimPrefix(s.url, "http://"), "-proxy-secret", proxySecret}, args...)
-	s.p = procs.Start(t, name, nil, args...)
+	s.p = procs.Start(t, name, args...)
 	procs.WaitFor(t, 20*time.Second, name+" to be ready", func() bool { return procs.Status(s.url+"/readyz") == 200 })
 	return s
 }

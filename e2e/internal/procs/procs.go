@@ -74,17 +74,13 @@ type Proc struct {
 	done chan struct{}
 }
 
-// Start runs args with env added to this process's environment; the
-// process is killed when the test ends, and its output's tail logged if
-// the test failed.
-func Start(t testing.TB, name string, env []string, args ...string) *Proc {
+// Start runs args; the process is killed when the test ends, and its
+// output's tail logged if the test failed.
+func Start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, Out: &testenv.Buffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(args[0], args[1:]...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
-	if len(env) > 0 {
-		p.Cmd.Env = append(os.Environ(), env...)
-	}
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -208,7 +204,7 @@ func HAProxy(t testing.TB, nodes []string, backendLines ...string) string {
 	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	Start(t, "haproxy", nil, "haproxy", "-db", "-f", cfgFile)
+	Start(t, "haproxy", "haproxy", "-db", "-f", cfgFile)
 	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
 	WaitFor(t, 10*time.Second, "haproxy to answer", func() bool { return Status(lb+"/healthz") == 200 })
 	return lb

@@ -238,7 +238,7 @@ func TestClusterChaos(t *testing.T) {
 			lives.starts.Add(1)
 		case "node-stop":
 			what += " " + n.name
-			pid := n.p.cmd.Process.Pid
+			pid := n.p.Cmd.Process.Pid
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				t.Fatalf("SIGSTOP %s: %v", n.name, err)
 			}
@@ -250,7 +250,7 @@ func TestClusterChaos(t *testing.T) {
 		case "node-kill":
 			what += " " + n.name
 			kills[n.name] = append(kills[n.name], time.Now())
-			n.p.kill()
+			n.p.Kill()
 			down := time.NewTimer(time.Second) // the outage's length, not a synchronisation
 			<-down.C
 			env.startNode(n)

@@ -96,7 +96,7 @@ func (e *clusterEnv) checkAllNodes(before landing) {
 func (e *clusterEnv) checkNoSecret() {
 	e.t.Helper()
 	for _, n := range e.nodes {
-		if strings.Contains(n.p.out.String(), secret) {
+		if strings.Contains(n.p.Out.String(), secret) {
 			e.t.Errorf("%s logged the cluster secret", n.name)
 		}
 		if strings.Contains(n.get(e.t, "/metrics"), secret) {
@@ -139,7 +139,7 @@ func TestClusterNodeDies(t *testing.T) {
 		owned[owner] = append(owned[owner], sid)
 	}
 	dead := env.nodes[2]
-	dead.p.kill()
+	dead.p.Kill()
 
 	for _, n := range env.nodes[:2] {
 		for _, sid := range owned[n.url] {

@@ -54,7 +54,7 @@ func TestClusterHubFanOut(t *testing.T) {
 		h.expect(t, "subscribed", "seq", "0", "recovered", "true")
 		h.expectNumbered(t, "news", 1, 50, 0)
 	}
-	env.nodes[2].p.kill()
+	env.nodes[2].p.Kill()
 	start := time.Now()
 	waitFor(t, 20*time.Second, "node1 to stop counting node3's subscribers", func() bool { return env.nodes[0].presence("news") == "3" })
 	t.Logf("a dead node's 3 subscribers stopped being counted after %v", time.Since(start).Round(10*time.Millisecond))
@@ -354,7 +354,7 @@ func TestClusterHubNodeKilled(t *testing.T) {
 		}
 		<-tick.C
 		if n == killAt {
-			env.nodes[2].p.kill()
+			env.nodes[2].p.Kill()
 			killed = time.Now()
 		}
 		r := publishN(env.lb, "feed", n)
@@ -437,7 +437,7 @@ func TestClusterHubRedisRestart(t *testing.T) {
 	chat.expect(t, "subscribed", "channel", `"chat.room"`)
 	pids := map[string]int{}
 	for _, n := range env.nodes {
-		pids[n.name] = n.p.cmd.Process.Pid
+		pids[n.name] = n.p.Cmd.Process.Pid
 	}
 	api := env.nodes[0].url
 	for i := 1; i <= 10; i++ {
@@ -507,11 +507,11 @@ func TestClusterHubRedisRestart(t *testing.T) {
 		up.Sub(down).Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
 	for _, n := range env.nodes {
 		select {
-		case <-n.p.done:
+		case <-n.p.Done():
 			t.Fatalf("%s exited", n.name)
 		default:
 		}
-		if n.p.cmd.Process.Pid != pids[n.name] {
+		if n.p.Cmd.Process.Pid != pids[n.name] {
 			t.Fatalf("%s was restarted", n.name)
 		}
 	}

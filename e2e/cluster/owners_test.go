@@ -120,13 +120,13 @@ func TestClusterFrozenOwner(t *testing.T) {
 	env := startCluster(t, "-disconnect-delay", "60s", "-cluster-forward-timeout", timeout.String())
 	n1, n2 := env.nodes[0], env.nodes[1]
 	openOn(t, n1, "fz1")
-	if err := n1.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := n1.p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := true
 	defer func() {
 		if stopped {
-			_ = n1.p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = n1.p.Cmd.Process.Signal(syscall.SIGCONT)
 		}
 	}()
 	start := time.Now()
@@ -141,7 +141,7 @@ func TestClusterFrozenOwner(t *testing.T) {
 	if v := n2.metric(t, "sockjs_cluster_forwarded_requests_total", `endpoint="xhr_send"`, `result="timeout"`); v != 1 {
 		t.Fatalf("timeouts counted on node2: %v, want 1", v)
 	}
-	_ = n1.p.cmd.Process.Signal(syscall.SIGCONT)
+	_ = n1.p.Cmd.Process.Signal(syscall.SIGCONT)
 	stopped = false
 	if got := env.ownerOf("fz1"); got != n1.url {
 		t.Fatalf("owner after the freeze: %q, want node1", got)

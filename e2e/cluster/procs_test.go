@@ -16,11 +16,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sockjsd/sockjsd/e2e/internal/procs"
 	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
@@ -28,17 +27,9 @@ import (
 // line and no metric.
 const secret = "cluster-secret-5f3a9c"
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	procs.Cleanup()
 	os.Exit(code)
 }
 
@@ -54,101 +45,30 @@ func need(t *testing.T, programs ...string) {
 }
 
 // serverBinary builds cmd/server once per test binary.
-func serverBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "sockjsd-cluster-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "server"), "./cmd/server")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "server")
-}
+func serverBinary(t *testing.T) string { return procs.Server(t) }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return procs.FreePort(t) }
 
 // proc is a child process, killed when the test ends.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testenv.Buffer
-	done chan struct{}
-}
+type proc = procs.Proc
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &testenv.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(args[0], args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 3000))
-		}
-	})
-	return p
+	return procs.Start(t, name, args...)
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func tail(s string, n int) string { return procs.Tail(s, n) }
 
 // waitFor polls cond every 20ms until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	procs.WaitFor(t, d, what, cond)
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // status GETs url and returns its status (0 when it cannot connect).
-func status(url string) int {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func status(url string) int { return procs.Status(url) }
 
 // redisServer is testenv's redis-server (no persistence, a fixed port, so
 // it can be stopped and started again where the nodes expect it) with a
@@ -254,27 +174,13 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 // startHAProxy runs deploy/haproxy.cfg with a free port for the frontend
 // and nodes as its three servers, and returns its base URL.
 func (e *clusterEnv) startHAProxy(nodes []*node) string {
-	t := e.t
-	t.Helper()
-	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lbPort := freePort(t)
-	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
-	for i, n := range nodes {
-		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n.url, "http://")+"\n", 1)
+	e.t.Helper()
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.url)
 	}
 	// Every response names the node it came from (see lbServerHeader).
-	s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    http-response set-header "+lbServerHeader+" %[srv_name]\n", 1)
-	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startProc(t, "haproxy", "haproxy", "-db", "-f", cfgFile)
-	lb := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
-	waitFor(t, 10*time.Second, "haproxy to answer", func() bool { return status(lb+"/healthz") == 200 })
-	return lb
+	return procs.HAProxy(e.t, urls, "http-response set-header "+lbServerHeader+" %[srv_name]")
 }
 
 // startNginx runs deploy/nginx.conf as startHAProxy runs haproxy.cfg: a
@@ -334,26 +240,11 @@ func (e *clusterEnv) startNode(n *node) {
 // labels (`endpoint="xhr"`) on n's /metrics.
 func (n *node) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	body := n.get(t, "/metrics")
-	var sum float64
-	for _, line := range strings.Split(body, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("%s: bad sample %q", n.name, line)
-		}
-		sum += v
+	v, err := procs.Metric(n.get(t, "/metrics"), name, labels...)
+	if err != nil {
+		t.Fatalf("%s: %v", n.name, err)
 	}
-	return sum
+	return v
 }
 
 func (n *node) get(t *testing.T, path string) string {

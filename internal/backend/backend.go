@@ -12,6 +12,8 @@ package backend
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +130,11 @@ func New(opts Options) (*Client, error) {
 		t.MaxIdleConns = opts.MaxInFlight
 		t.MaxIdleConnsPerHost = opts.MaxInFlight
 		t.MaxConnsPerHost = opts.MaxInFlight
+		// Below the keep-alive timeouts backends commonly use (node 5 s,
+		// uvicorn 5 s), so that a pooled connection is rarely reused just
+		// as the backend closes it; Idempotency-Key (CallRaw) covers the
+		// rest (gunicorn's 2 s).
+		t.IdleConnTimeout = 4 * time.Second
 		opts.Transport = t
 	}
 	return &Client{
@@ -182,6 +189,11 @@ func (c *Client) CallRaw(ctx context.Context, path string, body []byte, answer a
 	}
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Accept", "application/json")
+	// A unique key makes net/http retry the request once when a reused
+	// connection turns out to have been closed by the backend before any
+	// answer came (a keep-alive race, not a backend failure); a backend
+	// that might have seen the first attempt drops the repeat by its key.
+	r.Header.Set("Idempotency-Key", newKey())
 	if len(c.opts.Secret) > 0 {
 		r.Header.Set(sign.Header, sign.Value(c.opts.Secret, time.Now(), body))
 	}
@@ -221,6 +233,13 @@ func (c *Client) CallRaw(ctx context.Context, path string, body []byte, answer a
 		return &Error{Outcome: BadAnswer, Path: path, Err: err}
 	}
 	return nil
+}
+
+// newKey is 128 random bits, naming one request.
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }
 
 // ctxErr tells the caller's own cancellation from the client's timeout.

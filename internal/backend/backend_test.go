@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -111,5 +112,55 @@ func TestUnreachableAndBusy(t *testing.T) {
 	cancel()
 	if err := b.Call(ctx, "/c", 1, nil); OutcomeOf(err) != Canceled {
 		t.Fatalf("canceled: %v", err)
+	}
+}
+
+// A backend that closes a kept-alive connection just as the next request
+// arrives on it (its keep-alive timeout racing the request) is not a
+// failed backend: the request goes again on a new connection.
+func TestKeepAliveRaceIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	keys := make(chan string, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if n == 1 {
+						return // the second request on a connection: closed unanswered
+					}
+					keys <- req.Header.Get("Idempotency-Key")
+					_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+				}
+			}()
+		}
+	}()
+	c, _ := New(Options{URL: "http://" + ln.Addr().String(), Timeout: 5 * time.Second})
+	for i := range 3 {
+		if err := c.Call(context.Background(), "/x", i, nil); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	seen := map[string]bool{}
+	for range 3 {
+		k := <-keys
+		if len(k) != 32 || seen[k] {
+			t.Fatalf("Idempotency-Key %q (seen: %v)", k, seen)
+		}
+		seen[k] = true
 	}
 }

@@ -92,7 +92,7 @@ bench: deps-node
 	$(MAKE) cluster-bench
 	$(GO) test -count=1 -run '^TestMeasureCluster$$' -v ./hub/
 
-# The gateway section of `make bench` alone (issue 16): websocket and
+# The gateway section of `make bench` alone (docs/proxy.md): websocket and
 # xhr-polling echo, 100 and 1,000 sessions, through `-proxy` to
 # bench/servers/proxyecho (sockjsd and the backend on CPU 0, the load
 # generator on CPU 1) against sockjsd's own /echo, then webhook

@@ -1,6 +1,6 @@
 package main
 
-// The gateway rows (issue 16): echo through the session proxy against the
+// The gateway rows (docs/proxy.md): echo through the session proxy against the
 // same echo in-process, and webhook deliveries per second.
 
 import (

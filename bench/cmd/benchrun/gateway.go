@@ -46,6 +46,15 @@ type gwRun struct {
 	err      string
 }
 
+// gwPair is one load's in-process and proxy runs of one round, back to
+// back, compared; after the rounds, the median of each figure.
+type gwPair struct {
+	load           load
+	ratio          float64 // proxy msgs/s ÷ in-process msgs/s
+	addP50, addP99 float64 // proxy − in-process, ms
+	rounds         int
+}
+
 // webhookResult is one queue's figure from the webhook package's
 // measurement.
 type webhookResult struct {
@@ -60,6 +69,7 @@ type webhookResult struct {
 // gatewayReport is what the gateway part measured.
 type gatewayReport struct {
 	runs     []gwRun
+	pairs    []gwPair
 	webhooks []webhookResult
 	// webhookNote says why a queue has no figure (redis-server missing,
 	// the test failed).
@@ -68,24 +78,46 @@ type gatewayReport struct {
 
 // gatewayRuns runs every gateway load over both paths, -rounds times
 // interleaved (in-process, then proxy, for each load in turn), and keeps
-// the median round of each.
-func gatewayRuns(deadline time.Time) []gwRun {
+// the median round of each, and the median of each round's comparison of
+// the two (back to back, so the machine's load swings between rounds
+// cancel).
+func gatewayRuns(deadline time.Time) ([]gwRun, []gwPair) {
 	var samples roundRuns[gwRun]
+	var pairs roundRuns[gwPair]
+	medians := func() ([]gwRun, []gwPair) { return gwMedians(&samples), pairMedians(&pairs) }
 	for round := 0; round < *rounds; round++ {
 		for _, l := range gatewayLoads {
-			for _, p := range []string{inProcess, viaProxy} {
+			var both [2]gwRun
+			for i, p := range []string{inProcess, viaProxy} {
 				if time.Now().After(deadline) {
 					fmt.Fprintln(os.Stderr, "benchrun: -timeout reached, keeping what was measured")
-					return gwMedians(&samples)
+					return medians()
 				}
 				r := gatewayRun(l, p)
 				fmt.Fprintf(os.Stderr, "gateway round %d  %-12s %5d %-10s %9.0f msgs/s p50 %6.2f ms p99 %6.2f ms  cpu/100k %.2fs + backend %.2fs  %.2f msgs/batch %s\n",
 					round+1, l.transport, l.sessions, p, r.msgsPerS, r.p50, r.p99, r.cpuServer, r.cpuBackend, r.perBatch, r.err)
 				samples.add(fmt.Sprint(l, p), r)
+				both[i] = r
+			}
+			if in, px := both[0], both[1]; in.msgsPerS > 0 && px.msgsPerS > 0 {
+				pairs.add(fmt.Sprint(l), gwPair{load: l, ratio: px.msgsPerS / in.msgsPerS, addP50: px.p50 - in.p50, addP99: px.p99 - in.p99})
 			}
 		}
 	}
-	return gwMedians(&samples)
+	return medians()
+}
+
+// pairMedians is, per load, the median of each figure over the rounds.
+func pairMedians(pairs *roundRuns[gwPair]) []gwPair {
+	var out []gwPair
+	for _, k := range pairs.order {
+		ps := pairs.by[k]
+		out = append(out, gwPair{load: ps[0].load, rounds: len(ps),
+			ratio:  medianOf(ps, func(p gwPair) float64 { return p.ratio }),
+			addP50: medianOf(ps, func(p gwPair) float64 { return p.addP50 }),
+			addP99: medianOf(ps, func(p gwPair) float64 { return p.addP99 })})
+	}
+	return out
 }
 
 // gwMedians keeps, per load and path, the round of median throughput with
@@ -271,9 +303,9 @@ func (r *report) renderGateway() string {
 		return nil
 	}
 	if len(g.runs) > 0 {
-		fmt.Fprintf(&b, "64-byte echoes, one message in flight per session, %v measured per run after every session opened, median of %d interleaved round(s). Every run starts a fresh backend (`bench/servers/proxyecho`: checks each request's signature, echoes each batch's messages) and a fresh sockjsd (`cmd/server -proxy /pecho=http://<backend>/base -proxy-secret …`); *in-process* is that sockjsd's own `/echo`, *proxy* its `/pecho`, each message going to the backend as `POST /base/message` and back in the answer. sockjsd and the backend share CPU 0, the load generator has CPU 1. Latency is the round trip seen by the load generator; *added* is proxy − in-process.\n\n", *duration, *rounds)
-		b.WriteString("| load | in-process msgs/s | proxy msgs/s | proxy ÷ in-process | in-process p50 / p99 ms | proxy p50 / p99 ms | added p50 / p99 ms | CPU-s per 100k msgs: in-process / proxy (sockjsd + backend) |\n")
-		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		fmt.Fprintf(&b, "64-byte echoes, one message in flight per session, %v measured per run after every session opened, %d interleaved round(s). Every run starts a fresh backend (`bench/servers/proxyecho`: checks each request's signature, echoes each batch's messages) and a fresh sockjsd (`cmd/server -proxy /pecho=http://<backend>/base -proxy-secret …`); *in-process* is that sockjsd's own `/echo`, *proxy* its `/pecho`, each message going to the backend as `POST /base/message` and back in the answer. sockjsd and the backend share CPU 0, the load generator has CPU 1. msgs/s and latency (the round trip seen by the load generator) are the median round's; *proxy ÷ in-process* and *added* (proxy − in-process) are the medians over the rounds of each round's two runs, made back to back; CPU is sockjsd's and the backend's over the measured window, median of the rounds.\n\n", *duration, *rounds)
+		b.WriteString("| load | in-process msgs/s | proxy msgs/s | proxy ÷ in-process | in-process p50 / p99 ms | proxy p50 / p99 ms | added p50 / p99 ms | CPU-s per 100k msgs: in-process / proxy (sockjsd + backend) | CPU per msg, proxy ÷ in-process |\n")
+		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, l := range gatewayLoads {
 			in, px := find(l, inProcess), find(l, viaProxy)
 			if in == nil && px == nil {
@@ -286,15 +318,20 @@ func (r *report) renderGateway() string {
 				return f(x)
 			}
 			lat := func(x *gwRun) string { return fmt.Sprintf("%.2f / %.2f", x.p50, x.p99) }
-			added, rat, cpu := "–", "–", "–"
-			if in != nil && px != nil && in.msgsPerS > 0 && px.msgsPerS > 0 {
-				added = fmt.Sprintf("%+.2f / %+.2f", px.p50-in.p50, px.p99-in.p99)
-				rat = ratio(px.msgsPerS, in.msgsPerS)
-				cpu = fmt.Sprintf("%.2f / %.2f (%.2f + %.2f)", in.cpuServer, px.cpuServer+px.cpuBackend, px.cpuServer, px.cpuBackend)
+			added, rat, cpu, cpuRat := "–", "–", "–", "–"
+			for _, p := range g.pairs {
+				if p.load == l {
+					added = fmt.Sprintf("%+.2f / %+.2f", p.addP50, p.addP99)
+					rat = fmt.Sprintf("%.2f", p.ratio)
+				}
 			}
-			fmt.Fprintf(&b, "| %s, %s sessions | %s | %s | %s | %s | %s | %s | %s |\n", l.transport, num(float64(l.sessions)),
+			if in != nil && px != nil && in.msgsPerS > 0 && px.msgsPerS > 0 {
+				cpu = fmt.Sprintf("%.2f / %.2f (%.2f + %.2f)", in.cpuServer, px.cpuServer+px.cpuBackend, px.cpuServer, px.cpuBackend)
+				cpuRat = ratio(px.cpuServer+px.cpuBackend, in.cpuServer)
+			}
+			fmt.Fprintf(&b, "| %s, %s sessions | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.transport, num(float64(l.sessions)),
 				cell(in, func(x *gwRun) string { return num(x.msgsPerS) }), cell(px, func(x *gwRun) string { return num(x.msgsPerS) }),
-				rat, cell(in, lat), cell(px, lat), added, cpu)
+				rat, cell(in, lat), cell(px, lat), added, cpu, cpuRat)
 		}
 	}
 	if len(g.webhooks) > 0 || g.webhookNote != "" {

@@ -137,7 +137,8 @@ func main() {
 		}
 	}
 	if *gatewayOnly || !*soakOnly && !*skipGateway {
-		rep.gateway = &gatewayReport{runs: gatewayRuns(deadline)}
+		rep.gateway = &gatewayReport{}
+		rep.gateway.runs, rep.gateway.pairs = gatewayRuns(deadline)
 		if !*skipWebhook {
 			rep.gateway.webhooks, rep.gateway.webhookNote = webhookRuns(deadline)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -96,11 +97,12 @@ func TestRenderGateway(t *testing.T) {
 			{load: ws, path: inProcess, msgsPerS: 80000, p50: 1, p99: 3, cpuServer: 1},
 			{load: ws, path: viaProxy, msgsPerS: 20000, p50: 4.5, p99: 9, cpuServer: 6, cpuBackend: 2, perBatch: 1},
 		},
+		pairs:    []gwPair{{load: ws, ratio: 0.3, addP50: 3.25, addP99: 5, rounds: 3}},
 		webhooks: []webhookResult{{queue: "memory", events: 20000, users: 1000, seconds: 2, perSec: 10000, enqueuePerS: 200000}},
 	}}
 	got := r.renderGateway()
 	for _, want := range []string{
-		"| websocket, 100 sessions | 80,000 | 20,000 | 0.25 | 1.00 / 3.00 | 4.50 / 9.00 | +3.50 / +6.00 | 1.00 / 8.00 (6.00 + 2.00) |",
+		"| websocket, 100 sessions | 80,000 | 20,000 | 0.30 | 1.00 / 3.00 | 4.50 / 9.00 | +3.25 / +5.00 | 1.00 / 8.00 (6.00 + 2.00) | 8.00 |",
 		"| memory | 20,000 (1,000 users) | 2.00 | 10,000 | 200,000 |",
 		"| websocket | 100 | proxy | 20,000 | 4.50 | 9.00 | 6.00 | 2.00 | 1.00 |  |",
 	} {
@@ -110,5 +112,17 @@ func TestRenderGateway(t *testing.T) {
 	}
 	if strings.Contains(got, "xhr-polling") {
 		t.Errorf("renderGateway has rows for loads it did not run:\n%s", got)
+	}
+}
+
+func TestPairMedians(t *testing.T) {
+	var ps roundRuns[gwPair]
+	l := load{"xhr-polling", 100}
+	for _, p := range []gwPair{{load: l, ratio: 0.9, addP50: 1, addP99: 30}, {load: l, ratio: 0.2, addP50: 5, addP99: 2}, {load: l, ratio: 0.5, addP50: 3, addP99: 9}} {
+		ps.add(fmt.Sprint(l), p)
+	}
+	got := pairMedians(&ps)
+	if len(got) != 1 || got[0] != (gwPair{load: l, ratio: 0.5, addP50: 3, addP99: 9, rounds: 3}) {
+		t.Errorf("pairMedians = %+v", got)
 	}
 }

@@ -93,12 +93,12 @@ bench: deps-node
 	$(GO) test -count=1 -run '^TestMeasureCluster$$' -v ./hub/
 
 # The gateway section of `make bench` alone (docs/proxy.md): websocket and
-# xhr-polling echo, 100 and 1,000 sessions, through `-proxy` to
-# bench/servers/proxyecho (sockjsd and the backend on CPU 0, the load
-# generator on CPU 1) against sockjsd's own /echo, then webhook
-# deliveries/s (memory queue; Redis queue when redis-server is on PATH).
-# Writes docs/bench.md's "Gateway" section. About 6 minutes with the
-# defaults; same BENCH_D, BENCH_ROUNDS and BENCH_FLAGS (-skip-webhook).
+# xhr-polling echo, 100 and 1,000 sessions (and one websocket session),
+# through `-proxy` to bench/servers/proxyecho (sockjsd and the backend on
+# CPU 0, the load generator on CPU 1) against sockjsd's own /echo, then
+# webhook deliveries/s (memory queue; Redis queue when redis-server is on
+# PATH). Writes docs/bench.md's "Gateway" section. About 5 minutes with
+# the defaults; same BENCH_D, BENCH_ROUNDS and BENCH_FLAGS (-skip-webhook).
 bench-gateway:
 	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh gateway
 

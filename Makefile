@@ -10,7 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # apt waits this long for a lock another apt holds, then fails.
 APT_LOCK_TIMEOUT ?= 300
 
-.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench soak bench-profile build clean protocol-suite
+.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench bench-gateway soak bench-profile build clean protocol-suite
 
 run: build
 	./$(BIN) -addr $(ADDR)
@@ -74,11 +74,13 @@ deps-system:
 # Benchmarks (not part of `make test`): Go micro-benchmarks, then the same
 # echo loads against sockjsd, igm/sockjs-go, sockjs-node and a bare gorilla
 # echo (server on CPU 0, load generator on CPU 1), idle memory at 5,000
-# and 50,000 sessions, the hub's fan-out; the table goes to docs/bench.md.
-# About 15 minutes (20 on a busy machine). BENCH_D is the time per load and
-# server, BENCH_ROUNDS the interleaved rounds (median), BENCH_SOAK a soak to
-# add (e.g. 10m), BENCH_MICRO=0 skips the micro-benchmarks, BENCH_FLAGS more
-# bench/cmd/benchrun flags.
+# and 50,000 sessions, the hub's fan-out, the gateway (echo through -proxy
+# to a Go backend against in-process, webhook deliveries/s); the tables go
+# to docs/bench.md. About 20 minutes (25 on a busy machine). BENCH_D is
+# the time per load and server, BENCH_ROUNDS the interleaved rounds
+# (median), BENCH_SOAK a soak to add (e.g. 10m), BENCH_MICRO=0 skips the
+# micro-benchmarks, BENCH_FLAGS more bench/cmd/benchrun flags
+# (-skip-gateway: no gateway runs; `make bench-gateway` runs them alone).
 BENCH_D ?= 5s
 BENCH_ROUNDS ?= 3
 BENCH_SOAK ?= 0
@@ -89,6 +91,16 @@ bench: deps-node
 	# against one node directly, and the hub over Redis against memory.
 	$(MAKE) cluster-bench
 	$(GO) test -count=1 -run '^TestMeasureCluster$$' -v ./hub/
+
+# The gateway section of `make bench` alone (docs/proxy.md): websocket and
+# xhr-polling echo, 100 and 1,000 sessions (and one websocket session),
+# through `-proxy` to bench/servers/proxyecho (sockjsd and the backend on
+# CPU 0, the load generator on CPU 1) against sockjsd's own /echo, then
+# webhook deliveries/s (memory queue; Redis queue when redis-server is on
+# PATH). Writes docs/bench.md's "Gateway" section. About 5 minutes with
+# the defaults; same BENCH_D, BENCH_ROUNDS and BENCH_FLAGS (-skip-webhook).
+bench-gateway:
+	GO=$(GO) BENCH_D=$(BENCH_D) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_FLAGS="$(BENCH_FLAGS)" ./bench/run.sh gateway
 
 # The soak (not part of `make test`): SOAK_D of sessions opening, echoing
 # sequence-checked messages and being abandoned over every transport; fails

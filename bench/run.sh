@@ -6,7 +6,10 @@
 # (3), BENCH_SOAK (0: no soak; e.g. 10m), BENCH_FLAGS (more benchrun flags,
 # e.g. "-skip-memory -skip-hub" or "-servers sockjsd,igm"), BENCH_MICRO (1:
 # Go micro-benchmarks first; 0: skip). `bench/run.sh soak` runs the soak
-# alone for SOAK_D (10m); `bench/run.sh profile` the profile (bench-results/profile.md).
+# alone for SOAK_D (10m); `bench/run.sh profile` the profile
+# (bench-results/profile.md); `bench/run.sh gateway` the gateway section
+# alone (echo through -proxy, webhook deliveries; docs/bench.md's
+# "Gateway" section), with BENCH_D, BENCH_ROUNDS and BENCH_FLAGS.
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -19,7 +22,10 @@ $GO build -o bench-results/bin/server ./cmd/server
 $GO build -o bench-results/bin/loadgen ./cmd/loadgen
 $GO build -o bench-results/bin/igm ./bench/servers/igm
 $GO build -o bench-results/bin/rawws ./bench/servers/rawws
+$GO build -o bench-results/bin/proxyecho ./bench/servers/proxyecho
 $GO build -o bench-results/bin/benchrun ./bench/cmd/benchrun
+# benchrun runs `$GO test` for the webhook measurement.
+export GO
 if [ "${1:-}" = profile ]; then
 	$GO build -o bench-results/bin/sockjsd-prof ./bench/servers/sockjsd-prof
 	exec bench-results/bin/benchrun -profile
@@ -27,6 +33,11 @@ fi
 if [ "${1:-}" = soak ]; then
 	BENCH_COMMAND="make soak SOAK_D=${SOAK_D:-10m}" \
 		exec bench-results/bin/benchrun -soak-only -soak "${SOAK_D:-10m}" ${BENCH_FLAGS:-}
+fi
+if [ "${1:-}" = gateway ]; then
+	# shellcheck disable=SC2086
+	BENCH_COMMAND="make bench-gateway BENCH_D=${BENCH_D:-5s} BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_FLAGS=\"${BENCH_FLAGS:-}\"" \
+		exec bench-results/bin/benchrun -gateway-only -d "${BENCH_D:-5s}" -rounds "${BENCH_ROUNDS:-3}" ${BENCH_FLAGS:-}
 fi
 if [ "${BENCH_MICRO:-1}" = 1 ]; then
 	# Informative only: a failing micro-benchmark must not stop the table.

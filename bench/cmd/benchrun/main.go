@@ -6,9 +6,12 @@
 // loads run in interleaved rounds (every server in turn for each load, the
 // whole sequence -rounds times; each figure is the median), then idle
 // memory at two session counts, the hub's fan-out (sockjsd only: the others
-// have no hub) and, with -soak, the soak. It prints the issue's table and
+// have no hub), the gateway (gateway.go: echo through the session proxy to
+// a Go backend against the same echo in-process, and webhook deliveries
+// per second) and, with -soak, the soak. It prints the issue's table and
 // writes it, with the date, machine and command, into docs/bench.md
-// between the "bench:begin" and "bench:end" markers. Loopback only; every
+// between the "bench:begin" and "bench:end" markers (the gateway's
+// section between "gateway:begin" and "gateway:end"). Loopback only; every
 // process runs under a deadline and the whole run under -timeout.
 package main
 
@@ -73,11 +76,14 @@ var (
 	hubStepD    = flag.Duration("hub-step", 4*time.Second, "time per hub publish rate")
 	soak        = flag.Duration("soak", 0, "also run the soak for this long (0: no soak; `make soak` runs it alone)")
 	soakOnly    = flag.Bool("soak-only", false, "run only the soak")
+	skipGateway = flag.Bool("skip-gateway", false, "skip the gateway runs (echo through -proxy, webhook deliveries)")
+	gatewayOnly = flag.Bool("gateway-only", false, "run only the gateway runs (make bench-gateway); docs/bench.md gets only their section")
+	skipWebhook = flag.Bool("skip-webhook", false, "in the gateway runs, skip the webhook measurement (go test ./webhook/)")
 	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load; needs perf and root), written to bench-results/profile.md")
 	soakWorkers = flag.Int("soak-sessions", 30, "soak sessions at a time per transport")
 	onlyServers = flag.String("servers", "", "comma-separated subset of servers (sockjsd, igm, sockjs-node, bare)")
 	pin         = flag.Bool("pin", true, "pin servers to CPU 0 and load generators to CPU 1 (taskset) when there are two or more CPUs")
-	timeout     = flag.Duration("timeout", 25*time.Minute, "the whole run's deadline")
+	timeout     = flag.Duration("timeout", 35*time.Minute, "the whole run's deadline")
 	docPath     = flag.String("doc", "docs/bench.md", "where the table is written (between the bench:begin and bench:end markers); empty: nowhere")
 	out         = flag.String("out", "bench-results/latest.md", "where the table is written too")
 )
@@ -121,13 +127,20 @@ func main() {
 	deadline := time.Now().Add(*timeout)
 	rep := &report{started: time.Now(), pinned: pinning(), load0: loadavg()}
 	list := servers()
-	if !*soakOnly {
+	if !*soakOnly && !*gatewayOnly {
 		rep.runs = echoRounds(list, deadline)
 		if !*skipMem {
 			rep.mem = memory(list, deadline)
 		}
 		if !*skipHub && slices.ContainsFunc(list, func(s server) bool { return s.name == "sockjsd" }) {
 			rep.hub = hubRuns(deadline)
+		}
+	}
+	if *gatewayOnly || !*soakOnly && !*skipGateway {
+		rep.gateway = &gatewayReport{}
+		rep.gateway.runs, rep.gateway.pairs = gatewayRuns(deadline)
+		if !*skipWebhook {
+			rep.gateway.webhooks, rep.gateway.webhookNote = webhookRuns(deadline)
 		}
 	}
 	if *soak > 0 || *soakOnly {
@@ -138,14 +151,29 @@ func main() {
 		rep.soak = soakRun(d)
 	}
 	rep.load1 = loadavg()
-	text := rep.render()
-	fmt.Print(text)
+	var text string
+	if !*gatewayOnly {
+		text = rep.render()
+	}
+	gw := rep.renderGateway()
+	all := text
+	if gw != "" {
+		all = strings.TrimPrefix(text+"\n## Gateway\n\n"+gw, "\n")
+	}
+	fmt.Print(all)
 	if *out != "" {
 		_ = os.MkdirAll(filepath.Dir(*out), 0o755)
-		_ = os.WriteFile(*out, []byte(text), 0o644)
+		_ = os.WriteFile(*out, []byte(all), 0o644)
 	}
 	if *docPath != "" {
-		if err := writeDoc(*docPath, text, *soakOnly); err != nil {
+		var err error
+		if !*gatewayOnly {
+			err = writeDoc(*docPath, text, *soakOnly)
+		}
+		if err == nil && gw != "" {
+			err = writeSection(*docPath, "gateway", gw)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchrun:", err)
 			os.Exit(1)
 		}
@@ -171,8 +199,7 @@ var echoLoads = []load{{"websocket", 100}, {"websocket", 1000}, {"xhr-streaming"
 // echoRounds runs every echo load against every server, -rounds times,
 // and keeps the median of each.
 func echoRounds(list []server, deadline time.Time) []run {
-	samples := map[string][]run{}
-	var order []string
+	var samples roundRuns[run]
 	for round := 0; round < *rounds; round++ {
 		for _, l := range echoLoads {
 			for _, s := range list {
@@ -181,41 +208,66 @@ func echoRounds(list []server, deadline time.Time) []run {
 				}
 				if time.Now().After(deadline) {
 					fmt.Fprintln(os.Stderr, "benchrun: -timeout reached, keeping what was measured")
-					return medians(samples, order)
+					return medians(&samples)
 				}
 				r := echoRun(s, l)
 				fmt.Fprintf(os.Stderr, "round %d  %-14s %5d %-12s %9.0f msgs/s p50 %6.2f ms p99 %6.2f ms  cpu/100k %.2fs  2010: %d %s\n",
 					round+1, l.transport, l.sessions, s.name, r.msgsPerS, r.p50, r.p99, r.cpuPer100, r.busy2010, r.err)
-				key := fmt.Sprint(l, s.name)
-				if _, ok := samples[key]; !ok {
-					order = append(order, key)
-				}
-				samples[key] = append(samples[key], r)
+				samples.add(fmt.Sprint(l, s.name), r)
 			}
 		}
 	}
-	return medians(samples, order)
+	return medians(&samples)
 }
 
 // medians keeps, per load and server, the round of median throughput,
 // with the median CPU per message and the median 2010 count of all
 // rounds, and the spread of throughput in err when there were several.
-func medians(samples map[string][]run, order []string) []run {
-	var out []run
-	for _, k := range order {
-		rs := samples[k]
-		slices.SortFunc(rs, func(a, b run) int { return cmpF(a.msgsPerS, b.msgsPerS) })
+func medians(samples *roundRuns[run]) []run {
+	return samples.medians(func(r run) float64 { return r.msgsPerS }, func(m *run, rs []run) {
+		m.cpuPer100 = medianOf(rs, func(r run) float64 { return r.cpuPer100 })
+		m.busy2010 = int64(medianOf(rs, func(r run) float64 { return float64(r.busy2010) }))
+	})
+}
+
+// roundRuns are the runs of every round by load (and server or path), the
+// keys in the order first measured.
+type roundRuns[T any] struct {
+	by    map[string][]T
+	order []string
+}
+
+func (s *roundRuns[T]) add(key string, r T) {
+	if s.by == nil {
+		s.by = map[string][]T{}
+	}
+	if _, ok := s.by[key]; !ok {
+		s.order = append(s.order, key)
+	}
+	s.by[key] = append(s.by[key], r)
+}
+
+// medians keeps, for each key, the run of median tput, which merge may
+// then complete from all the key's runs.
+func (s *roundRuns[T]) medians(tput func(T) float64, merge func(m *T, all []T)) []T {
+	var out []T
+	for _, k := range s.order {
+		rs := s.by[k]
+		slices.SortFunc(rs, func(a, b T) int { return cmpF(tput(a), tput(b)) })
 		m := rs[len(rs)/2]
-		cpus := make([]float64, len(rs))
-		busy := make([]float64, len(rs))
-		for i, r := range rs {
-			cpus[i], busy[i] = r.cpuPer100, float64(r.busy2010)
-		}
-		m.cpuPer100 = medianF(cpus)
-		m.busy2010 = int64(medianF(busy))
+		merge(&m, rs)
 		out = append(out, m)
 	}
 	return out
+}
+
+// medianOf is the median of f over rs.
+func medianOf[T any](rs []T, f func(T) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	return medianF(v)
 }
 
 func cmpF(a, b float64) int {

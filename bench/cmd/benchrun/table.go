@@ -19,6 +19,7 @@ type report struct {
 	mem          []memRun
 	hub          []hubResult
 	soak         *soakResult
+	gateway      *gatewayReport
 }
 
 // columns of the table, in the issue's order.
@@ -57,8 +58,7 @@ func (r *report) find(l load, server string) *run {
 
 func (r *report) render() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Run %s, %s. Command: `%s`.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine(r.pinned), command())
-	fmt.Fprintf(&b, "Load average before / after: %s / %s (the machine is shared: other processes' load distorts absolute figures; compare the ratios, which come from the same run).\n\n", r.load0, r.load1)
+	b.WriteString(r.header())
 	if len(r.runs)+len(r.mem)+len(r.hub) == 0 {
 		r.details(&b) // the soak alone
 		return b.String()
@@ -154,6 +154,12 @@ func (r *report) render() string {
 	b.WriteString("\nsockjsd ÷ igm and ÷ bare: for msgs/s higher is better, for CPU and bytes lower is better. igm, sockjs-node and the bare echo have no hub: those rows are ours alone.\n")
 	r.details(&b)
 	return b.String()
+}
+
+// header is the run's date, machine, command and load average.
+func (r *report) header() string {
+	return fmt.Sprintf("Run %s, %s. Command: `%s`.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine(r.pinned), command()) +
+		fmt.Sprintf("Load average before / after: %s / %s (the machine is shared: other processes' load distorts absolute figures; compare the ratios, which come from the same run).\n\n", r.load0, r.load1)
 }
 
 // details are the per-run figures behind the table.
@@ -267,10 +273,16 @@ func command() string {
 // writeDoc replaces what is between the markers in path with text (the
 // soak's markers when soakOnly).
 func writeDoc(path, text string, soakOnly bool) error {
-	begin, end := "<!-- bench:begin -->", "<!-- bench:end -->"
 	if soakOnly {
-		begin, end = "<!-- soak:begin -->", "<!-- soak:end -->"
+		return writeSection(path, "soak", text)
 	}
+	return writeSection(path, "bench", text)
+}
+
+// writeSection replaces what is between path's "<name>:begin" and
+// "<name>:end" markers with text.
+func writeSection(path, name, text string) error {
+	begin, end := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
 	old, err := os.ReadFile(path)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ func TestPerSession(t *testing.T) {
 
 func TestWriteDocKeepsTheRest(t *testing.T) {
 	path := t.TempDir() + "/bench.md"
-	doc := "# B\n\nintro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\nafter\n<!-- soak:begin -->\nsoak\n<!-- soak:end -->\n"
+	doc := "# B\n\nintro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\nafter\n<!-- gateway:begin -->\ngw\n<!-- gateway:end -->\n<!-- soak:begin -->\nsoak\n<!-- soak:end -->\n"
 	if err := osWrite(path, doc); err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +44,14 @@ func TestWriteDocKeepsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := osRead(t, path)
-	if !strings.Contains(got, "<!-- bench:begin -->\nnew table\n<!-- bench:end -->\nafter\n<!-- soak:begin -->\nsoak\n") || strings.Contains(got, "old") {
+	if !strings.Contains(got, "<!-- bench:begin -->\nnew table\n<!-- bench:end -->\nafter\n<!-- gateway:begin -->\ngw\n") || strings.Contains(got, "old") {
 		t.Errorf("writeDoc:\n%s", got)
 	}
 	if err := writeDoc(path, "x", true); err != nil || !strings.Contains(osRead(t, path), "<!-- soak:begin -->\nx\n<!-- soak:end -->") {
 		t.Errorf("soak section not replaced: %v", err)
+	}
+	if err := writeSection(path, "gateway", "y"); err != nil || !strings.Contains(osRead(t, path), "after\n<!-- gateway:begin -->\ny\n<!-- gateway:end -->\n<!-- soak:begin -->\nx\n") {
+		t.Errorf("gateway section not replaced: %v", err)
 	}
 }
 
@@ -77,3 +81,48 @@ func TestQuantileInterpolates(t *testing.T) {
 }
 
 func inf() float64 { f, _ := strconv.ParseFloat("+Inf", 64); return f }
+
+func TestWebhookLine(t *testing.T) {
+	line := "    measure_test.go:33: redis queue: 20000 events (1000 users) delivered in 3.079s: 6496 deliveries/s (enqueue 44992/s)"
+	m := webhookLine.FindStringSubmatch(line)
+	if m == nil || m[1] != "redis" || m[2] != "20000" || m[3] != "1000" || m[4] != "3.079s" || m[5] != "6496" || m[6] != "44992" {
+		t.Fatalf("webhookLine on %q: %q", line, m)
+	}
+}
+
+func TestRenderGateway(t *testing.T) {
+	ws := load{"websocket", 100}
+	r := &report{gateway: &gatewayReport{
+		runs: []gwRun{
+			{load: ws, path: inProcess, msgsPerS: 80000, p50: 1, p99: 3, cpuServer: 1},
+			{load: ws, path: viaProxy, msgsPerS: 20000, p50: 4.5, p99: 9, cpuServer: 6, cpuBackend: 2, perBatch: 1},
+		},
+		pairs:    []gwPair{{load: ws, ratio: 0.3, addP50: 3.25, addP99: 5, rounds: 3}},
+		webhooks: []webhookResult{{queue: "memory", events: 20000, users: 1000, seconds: 2, perSec: 10000, enqueuePerS: 200000}},
+	}}
+	got := r.renderGateway()
+	for _, want := range []string{
+		"| websocket, 100 sessions | 80,000 | 20,000 | 0.30 | 1.00 / 3.00 | 4.50 / 9.00 | +3.25 / +5.00 | 1.00 / 8.00 (6.00 + 2.00) | 8.00 |",
+		"| memory | 20,000 (1,000 users) | 2.00 | 10,000 | 200,000 |",
+		"| websocket | 100 | proxy | 20,000 | 4.50 | 9.00 | 6.00 | 2.00 | 1.00 |  |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("renderGateway lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "xhr-polling") {
+		t.Errorf("renderGateway has rows for loads it did not run:\n%s", got)
+	}
+}
+
+func TestPairMedians(t *testing.T) {
+	var ps roundRuns[gwPair]
+	l := load{"xhr-polling", 100}
+	for _, p := range []gwPair{{load: l, ratio: 0.9, addP50: 1, addP99: 30}, {load: l, ratio: 0.2, addP50: 5, addP99: 2}, {load: l, ratio: 0.5, addP50: 3, addP99: 9}} {
+		ps.add(fmt.Sprint(l), p)
+	}
+	got := pairMedians(&ps)
+	if len(got) != 1 || got[0] != (gwPair{load: l, ratio: 0.5, addP50: 3, addP99: 9, rounds: 3}) {
+		t.Errorf("pairMedians = %+v", got)
+	}
+}

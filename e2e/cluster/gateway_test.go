@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +58,7 @@ func startGateway(t *testing.T) *gatewayEnv {
 }
 
 // userSessions is GET /api/sessions?user= through the balancer.
-func (e *gatewayEnv) userSessions(t *testing.T, user string) []struct{ Node, Transport string } {
+func (e *gatewayEnv) userSessions(t *testing.T, user string) []struct{ Session, Node, Transport string } {
 	t.Helper()
 	req, _ := http.NewRequest("GET", e.lb+"/api/sessions?user="+user, nil)
 	req.Header.Set("Authorization", "Bearer "+gwAPIKey)
@@ -70,7 +69,7 @@ func (e *gatewayEnv) userSessions(t *testing.T, user string) []struct{ Node, Tra
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var v struct {
-		Sessions []struct{ Node, Transport string }
+		Sessions []struct{ Session, Node, Transport string }
 	}
 	if err := json.Unmarshal(body, &v); resp.StatusCode != 200 || err != nil {
 		t.Fatalf("GET /api/sessions?user=%s: %d %s", user, resp.StatusCode, body)
@@ -81,8 +80,9 @@ func (e *gatewayEnv) userSessions(t *testing.T, user string) []struct{ Node, Tra
 // page is one tab of the chat page (examples/proxy/web/index.html), whose
 // window.chat the test reads.
 type page struct {
-	t   *testing.T
-	ctx context.Context
+	t     *testing.T
+	ctx   context.Context
+	close func() // closes the tab
 }
 
 func openPage(t *testing.T, browser context.Context, url string) *page {
@@ -94,7 +94,7 @@ func openPage(t *testing.T, browser context.Context, url string) *page {
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
-	return &page{t: t, ctx: ctx}
+	return &page{t: t, ctx: ctx, close: cancel}
 }
 
 // eval runs js in the page, awaiting the promise it may return, for up to
@@ -168,36 +168,49 @@ func TestClusterGateway(t *testing.T) {
 			if got := first.eval("chat.transport"); got != tr.client {
 				t.Fatalf("transport %v, want %s (forced by ?transports=)", got, tr.client)
 			}
+			// Each page's session is the one /api/sessions lists anew.
+			known := map[string]bool{}
+			newSession := func() (node string) {
+				t.Helper()
+				var fresh []string
+				for _, s := range env.userSessions(t, user) {
+					if s.Transport != tr.server {
+						t.Fatalf("/api/sessions: transport %q, want %q", s.Transport, tr.server)
+					}
+					if !known[s.Session] {
+						known[s.Session] = true
+						fresh = append(fresh, s.Session)
+						node = s.Node
+					}
+				}
+				if len(fresh) != 1 || node == "" {
+					t.Fatalf("/api/sessions?user=%s: new sessions %v (node %q), want one with its node", user, fresh, node)
+				}
+				return node
+			}
+			firstNode := newSession()
+
 			echoStart := time.Now()
 			first.eval(fmt.Sprintf("for (let i = 0; i < %d; i++) chat.send({type: 'echo', n: i}); true", echoes))
 			first.wait(30*time.Second, fmt.Sprintf("chat.echoes.length >= %d", echoes))
 			echoTime := time.Since(echoStart)
 			checkEchoes(t, first)
 
-			// More pages of the same user until two nodes hold its
-			// sessions (round robin puts the next one elsewhere, unless
-			// other requests come between).
-			pages := []*page{first}
-			var nodes []string
-			for len(nodes) < 2 {
-				if len(pages) == 6 {
-					t.Fatalf("6 pages of %s, all on %v", user, nodes)
+			// A second page of the same user on another node: round robin
+			// puts most new sessions elsewhere; a page that landed on the
+			// first's node is closed (a browser opens at most 6
+			// connections to one host, and each streaming page holds one).
+			pages, nodes := []*page{first}, []string{firstNode}
+			for tries := 0; len(pages) < 2; tries++ {
+				if tries == 8 {
+					t.Fatalf("8 more pages of %s, all on %s", user, firstNode)
 				}
 				p := openPage(t, browser, url(user, "secret"))
 				p.wait(30*time.Second, "chat.state === 'open' && chat.user !== null")
-				pages = append(pages, p)
-				sessions := env.userSessions(t, user)
-				if len(sessions) != len(pages) {
-					t.Fatalf("/api/sessions?user=%s: %d sessions, want %d: %+v", user, len(sessions), len(pages), sessions)
-				}
-				nodes = nodes[:0]
-				for _, s := range sessions {
-					if s.Transport != tr.server {
-						t.Fatalf("/api/sessions: transport %q, want %q", s.Transport, tr.server)
-					}
-					if !slices.Contains(nodes, s.Node) {
-						nodes = append(nodes, s.Node)
-					}
+				if node := newSession(); node != firstNode {
+					pages, nodes = append(pages, p), append(nodes, node)
+				} else {
+					p.close()
 				}
 			}
 

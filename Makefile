@@ -157,3 +157,11 @@ cluster-test: deps-client deps-node deps-system
 # against one node directly, and the time a forward adds to a request.
 cluster-bench: deps-node
 	SOCKJSD_CLUSTER_MEASURE=1 $(GO) test -count=1 -timeout 10m -v -run '^TestMeasureCluster$$' ./e2e/cluster/
+
+# The proxy example (examples/proxy): sockjsd's session proxy in front of
+# the Python chat backend (BACKEND=node for the Node one), on
+# 127.0.0.1:8081 and 127.0.0.1:8000; prints the chat page's URL, Ctrl-C
+# stops both. sockjsd is what `make build` built ($(BIN)).
+.PHONY: example-proxy
+example-proxy: build
+	SOCKJSD=$(BIN) examples/proxy/run.sh

@@ -1,7 +1,8 @@
 // Package cluster tests cluster mode with real processes: redis-server,
 // three sockjsd nodes built from cmd/server, and haproxy balancing round
 // robin without stickiness (deploy/haproxy.cfg), driven by the real
-// sockjs-client under node and in Chromium.
+// sockjs-client under node and in Chromium; and the gateway (-proxy) in
+// front of the proxy example's Python backend (gateway_test.go).
 package cluster
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,6 +147,10 @@ type clusterEnv struct {
 	args  []string
 }
 
+// lbPlaceholder in an extra argument of startCluster stands for the
+// balancer's base URL (for flags such as -allowed-origins).
+const lbPlaceholder = "{lb}"
+
 // startCluster runs redis-server, three nodes and haproxy with
 // deploy/haproxy.cfg (its ports replaced by free ones).
 func startCluster(t *testing.T, extra ...string) *clusterEnv {
@@ -153,6 +159,11 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 	serverBinary(t) // build before the clock of any wait starts
 	root := testenv.RepoRoot(t)
 	env := &clusterEnv{t: t, redis: startRedis(t)}
+	lbPort := freePort(t)
+	extra = slices.Clone(extra)
+	for i := range extra {
+		extra[i] = strings.ReplaceAll(extra[i], lbPlaceholder, fmt.Sprintf("http://127.0.0.1:%d", lbPort))
+	}
 	env.args = append([]string{
 		"-redis", env.redis.URL, "-cluster-secret", secret, "-client-dir", filepath.Join(root, "web", "sockjs-client"),
 		// Short enough that the tests see keys restored and released
@@ -167,7 +178,7 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 		env.nodes = append(env.nodes, n)
 		env.startNode(n)
 	}
-	env.lb = env.startHAProxy(env.nodes)
+	env.lb = env.startHAProxyOn(env.nodes, lbPort)
 	return env
 }
 
@@ -175,12 +186,18 @@ func startCluster(t *testing.T, extra ...string) *clusterEnv {
 // and nodes as its three servers, and returns its base URL.
 func (e *clusterEnv) startHAProxy(nodes []*node) string {
 	e.t.Helper()
+	return e.startHAProxyOn(nodes, freePort(e.t))
+}
+
+// startHAProxyOn is startHAProxy with the frontend on lbPort.
+func (e *clusterEnv) startHAProxyOn(nodes []*node, lbPort int) string {
+	e.t.Helper()
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, n.url)
 	}
 	// Every response names the node it came from (see lbServerHeader).
-	return procs.HAProxy(e.t, urls, "http-response set-header "+lbServerHeader+" %[srv_name]")
+	return procs.HAProxyOn(e.t, lbPort, urls, "http-response set-header "+lbServerHeader+" %[srv_name]")
 }
 
 // startNginx runs deploy/nginx.conf as startHAProxy runs haproxy.cfg: a

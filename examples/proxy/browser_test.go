@@ -19,11 +19,14 @@ const (
 
 // TestBrowser drives the chat page in Chromium with each backend and each
 // of four transports forced through the page's ?transports=, against the
-// stand-in for sockjsd's proxy (standin_test.go): log in, presence, say in
-// the lobby, whisper, /join a room (and no longer get the lobby), quit
-// (4000 "bye"), and a bad password (4001 "bad password").
+// real sockjsd (built from cmd/server, run with run.sh's flags): log in,
+// presence (from sockjsd's webhooks), say in the lobby (the hub), whisper
+// (/api/send), 100 echoes in order, /join a room (and no longer get the
+// lobby), quit (4000 "bye"), and a bad password (4001 "bad password").
+// e2e/cluster/gateway_test.go runs the same page through three nodes.
 func TestBrowser(t *testing.T) {
 	chromium := testenv.Chromium(t)
+	sockjsdBinary(t) // built before any clock starts
 	actx, acancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
@@ -55,9 +58,11 @@ func TestBrowser(t *testing.T) {
 	for _, lang := range []string{"python", "node"} {
 		for _, tr := range []string{"websocket", "xhr-streaming", "eventsource", "xhr-polling"} {
 			t.Run(lang+"/"+tr, func(t *testing.T) {
-				s := newStandIn(t)
-				base := startBackend(t, lang, s.URL)
-				s.connectTo(t, base)
+				addr := freeAddr(t)
+				base := startBackend(t, lang, "http://"+addr)
+				// user.offline comes a disconnect delay after the last
+				// session ends: 2s rather than 5s keeps the test short.
+				startSockjsd(t, addr, base, "-disconnect-delay", "2s")
 				chatFlow(t, bctx, base, tr)
 			})
 		}
@@ -128,6 +133,14 @@ func chatFlow(t *testing.T, bctx context.Context, base, tr string) {
 	dora.eval("chat.send({type: 'whisper', to: 'alice', text: 'psst'})")
 	alice.wait("chat.lines.some(l => l.kind === 'whisper' && l.text.includes('dora → (whisper): psst'))")
 	dora.wait("chat.lines.some(l => l.kind === 'whisper' && l.text.includes('→ alice (whisper): psst'))")
+
+	// Numbered messages, sent at once: back in order, each once, and the
+	// backend saw them so (seen = n + 1).
+	alice.eval("for (let i = 0; i < 100; i++) chat.send({type: 'echo', n: i}); true")
+	alice.wait("chat.echoes.length >= 100")
+	if bad := alice.eval("chat.echoes.length === 100 && chat.echoes.every((e, i) => e[0] === i && e[1] === i + 1) ? '' : JSON.stringify(chat.echoes)"); bad != "" {
+		t.Fatalf("echoes: %v", bad)
+	}
 
 	// Through the form, as a person types it.
 	alice.eval("document.getElementById('line').value = '/join kitchen'; document.getElementById('send').click(); true")

@@ -6,6 +6,9 @@ package proxy_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,15 +69,109 @@ func TestNodeBackend(t *testing.T) {
 	run(t, "node", nil, node, "--test", "backend.test.js")
 }
 
-// TestRunScript checks run.sh's syntax; it cannot run here, as it serves
-// fixed ports until interrupted.
+// TestRunScript runs run.sh as `make example-proxy` does, with the real
+// sockjsd and the Python backend on free ports: the page it prints loads,
+// with the sockjs-client sockjsd serves; a session logs in through the
+// proxy; and Ctrl-C (SIGINT to the group, as a terminal sends it) stops
+// both.
 func TestRunScript(t *testing.T) {
-	testenv.SkipIfShort(t, "bash")
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		testenv.Missing(t, "bash on PATH")
+	testenv.SkipIfShort(t, "bash, python3 and sockjsd")
+	for _, p := range []string{"bash", "python3"} {
+		if _, err := exec.LookPath(p); err != nil {
+			testenv.Missing(t, p+" on PATH")
+		}
 	}
-	run(t, ".", nil, bash, "-n", filepath.Join(".", "run.sh"))
+	sockjsdAddr, backendAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command("bash", "run.sh", "-client-dir", clientDir(t))
+	cmd.Env = append(os.Environ(), "SOCKJSD="+sockjsdBinary(t), "SOCKJSD_ADDR="+sockjsdAddr, "BACKEND_ADDR="+backendAddr, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if t.Failed() {
+			t.Logf("run.sh's output:\n%s", out)
+		}
+	})
+	page := "http://" + backendAddr + "/"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "Chat page:  "+page+"\n") {
+		select {
+		case <-done:
+			t.Fatal("run.sh ended before it printed the page's URL")
+		case <-time.After(20 * time.Millisecond): // poll interval, bounded by the deadline
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run.sh did not print the page's URL within 30s")
+		}
+	}
+
+	status, body := get(t, page)
+	clientURL := "http://" + sockjsdAddr + "/sockjs-client/sockjs.min.js"
+	if status != 200 || !strings.Contains(body, `<script src="`+clientURL+`"></script>`) {
+		t.Fatalf("GET %s: %d, want 200 and the page loading %s:\n%s", page, status, clientURL, body)
+	}
+	npm, err := os.ReadFile(filepath.Join(clientDir(t), "node_modules", "sockjs-client", "dist", "sockjs.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get(t, clientURL); status != 200 || body != string(npm) {
+		t.Fatalf("GET %s: %d and %d bytes, want 200 and the npm client's %d", clientURL, status, len(body), len(npm))
+	}
+	// A session through the proxy, as the page opens one over xhr-polling.
+	chat := "http://" + sockjsdAddr + "/chat/000/" + testenv.NewID()
+	if status, body := post(t, chat+"/xhr?user=alice&password=wonderland"); status != 200 || body != "o\n" {
+		t.Fatalf("open a session: %d %q", status, body)
+	}
+	if status, body := post(t, chat+"/xhr"); status != 200 || !strings.Contains(body, `\"type\":\"welcome\",\"user\":\"alice\"`) {
+		t.Fatalf("poll: %d %q, want the backend's welcome", status, body)
+	}
+
+	// Ctrl-C.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("run.sh did not stop within 15s of SIGINT")
+	}
+	for _, addr := range []string{sockjsdAddr, backendAddr} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Ctrl-C", addr)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) { return do(t, "GET", url) }
+
+func post(t *testing.T, url string) (int, string) { return do(t, "POST", url) }
+
+func do(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // TestReadmeExcerpts: every python and js block of README.md is the

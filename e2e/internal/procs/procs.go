@@ -184,11 +184,17 @@ func Metric(body, name string, labels ...string) (float64, error) {
 // returns its base URL once it answers /healthz.
 func HAProxy(t testing.TB, nodes []string, backendLines ...string) string {
 	t.Helper()
+	return HAProxyOn(t, FreePort(t), nodes, backendLines...)
+}
+
+// HAProxyOn is HAProxy with its frontend on lbPort, for nodes that must
+// know the balancer's URL before it runs (in -allowed-origins).
+func HAProxyOn(t testing.TB, lbPort int, nodes []string, backendLines ...string) string {
+	t.Helper()
 	cfg, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "haproxy.cfg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lbPort := FreePort(t)
 	s := strings.Replace(string(cfg), "bind 127.0.0.1:8090", fmt.Sprintf("bind 127.0.0.1:%d", lbPort), 1)
 	for i, n := range nodes {
 		s = strings.Replace(s, fmt.Sprintf("127.0.0.1:%d\n", 8091+i), strings.TrimPrefix(n, "http://")+"\n", 1)

@@ -254,6 +254,16 @@ class Chat {
         }
         if (n === 0) out.push(msg({ type: 'error', text: `${to} is not online` }));
         else if (to !== user) out.push(msg(line)); // to oneself, /api/send reached this session already
+      } else if (m.type === 'echo') {
+        // For tests and load: the same n back, with how many echoes this
+        // session's backend has seen (in order, each once: n + 1 when the
+        // client numbers them from 0).
+        if (!Number.isSafeInteger(m.n)) {
+          out.push(msg({ type: 'error', text: 'echo needs a whole number n' }));
+          continue;
+        }
+        state.echoes = (state.echoes || 0) + 1;
+        out.push(msg({ type: 'echo', n: m.n, seen: state.echoes }));
       } else if (m.type === 'who') {
         out.push(msg({ type: 'online', users: this.onlineList(user) }));
       } else if (m.type === 'quit') {

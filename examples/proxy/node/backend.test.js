@@ -303,6 +303,24 @@ test('whisper to nobody', async () => {
   assert.deepEqual(parse(answer)[0], { type: 'error', text: 'ghost is not online' });
 });
 
+test('echo: the same n, with the count of echoes seen', async () => {
+  const [sid] = await connect('dora', 'secret');
+  let answer = await message(sid, 'dora', { type: 'echo', n: 0 }, { type: 'echo', n: 1 });
+  assert.deepEqual(parse(answer), [{ type: 'echo', n: 0, seen: 1 }, { type: 'echo', n: 1, seen: 2 }]);
+  // Counted per session, across batches.
+  answer = await message(sid, 'dora', { type: 'echo', n: 7 });
+  assert.deepEqual(parse(answer), [{ type: 'echo', n: 7, seen: 3 }]);
+  const [other] = await connect('dora', 'secret');
+  answer = await message(other, 'dora', { type: 'echo', n: 0 });
+  assert.equal(parse(answer)[0].seen, 1);
+  for (const bad of ['1', 1.5, true, null]) {
+    answer = await message(sid, 'dora', { type: 'echo', n: bad });
+    assert.deepEqual(parse(answer), [{ type: 'error', text: 'echo needs a whole number n' }], String(bad));
+  }
+  answer = await message(sid, 'dora', { type: 'echo', n: 8 });
+  assert.deepEqual(parse(answer), [{ type: 'echo', n: 8, seen: 4 }]);
+});
+
 test('quit closes 4000', async () => {
   const [sid] = await connect('alice', 'wonderland');
   const before = api.published().length;

@@ -253,6 +253,18 @@ class Chat:
                     out.append(msg({"type": "error", "text": "%s is not online" % to}))
                 elif to != user:  # to oneself, /api/send reached this session already
                     out.append(msg(line))
+            elif kind == "echo":
+                # For tests and load: the same n back, with how many echoes
+                # this session's backend has seen (in order, each once: n + 1
+                # when the client numbers them from 0).
+                n = m.get("n")
+                if not isinstance(n, int) or isinstance(n, bool):
+                    out.append(msg({"type": "error", "text": "echo needs a whole number n"}))
+                    continue
+                with self.lock:
+                    state["echoes"] = state.get("echoes", 0) + 1
+                    seen = state["echoes"]
+                out.append(msg({"type": "echo", "n": n, "seen": seen}))
             elif kind == "who":
                 out.append(msg({"type": "online", "users": self.online_list(plus=user)}))
             elif kind == "quit":

@@ -322,6 +322,23 @@ class BackendTest(unittest.TestCase):
         answer = self.message(sid, "alice", {"type": "whisper", "to": "ghost", "text": "boo"})
         self.assertEqual(json.loads(answer["messages"][0]), {"type": "error", "text": "ghost is not online"})
 
+    def test_echo(self):
+        sid, _ = self.connect("dora", "secret")
+        answer = self.message(sid, "dora", {"type": "echo", "n": 0}, {"type": "echo", "n": 1})
+        self.assertEqual([json.loads(m) for m in answer["messages"]],
+                         [{"type": "echo", "n": 0, "seen": 1}, {"type": "echo", "n": 1, "seen": 2}])
+        # Counted per session, across batches.
+        answer = self.message(sid, "dora", {"type": "echo", "n": 7})
+        self.assertEqual(json.loads(answer["messages"][0]), {"type": "echo", "n": 7, "seen": 3})
+        other, _ = self.connect("dora", "secret")
+        answer = self.message(other, "dora", {"type": "echo", "n": 0})
+        self.assertEqual(json.loads(answer["messages"][0])["seen"], 1)
+        for bad in ("1", 1.5, True, None):
+            answer = self.message(sid, "dora", {"type": "echo", "n": bad})
+            self.assertEqual(json.loads(answer["messages"][0]), {"type": "error", "text": "echo needs a whole number n"}, bad)
+        answer = self.message(sid, "dora", {"type": "echo", "n": 8})
+        self.assertEqual(json.loads(answer["messages"][0]), {"type": "echo", "n": 8, "seen": 4})
+
     def test_quit(self):
         sid, _ = self.connect("alice", "wonderland")
         n = len(self.api.published())

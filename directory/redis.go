@@ -243,7 +243,9 @@ func (d *Redis) reply(v any, where string) ([]any, error) {
 	default:
 		return nil, fmt.Errorf("directory: unexpected answer %v", v)
 	}
-	if len(a) >= 3 {
+	// Writing scripts answer {"ok", pushed, dropped, …}; the refresh
+	// answers {"ok", reaped, sessions held} and pushes nothing.
+	if len(a) >= 3 && where != "refresh" {
 		pushed, _ := a[1].(int64)
 		dropped, _ := a[2].(int64)
 		d.full.drop(int(dropped), where)

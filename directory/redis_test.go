@@ -407,3 +407,36 @@ func TestRedisEventJSON(t *testing.T) {
 		t.Errorf("Lookup after Remove = %+v %v %v", got, ok, err)
 	}
 }
+
+// A refresh answers how many sessions the node holds; that is not a
+// count of events the queue refused (it was, and every refresh of a node
+// holding N sessions counted N drops and logged a full queue).
+func TestRedisRefreshDropsNothing(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	d := newRedisDir(t, rs.Addr, directory.RedisOptions{Prefix: "r:", Node: "a", TTL: 300 * time.Millisecond, Events: true})
+	ctx := context.Background()
+	for i := range 5 {
+		if err := d.Add(ctx, directory.Entry{ID: fmt.Sprint(i), User: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait for two refreshes: the node's deadline moves at each.
+	nodes := "r:{webhook}:dir:nodes"
+	last, moves := 0.0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for moves < 3 {
+		zs, err := rdb.ZRangeWithScores(ctx, nodes, 0, -1).Result()
+		if err == nil && len(zs) == 1 && zs[0].Score != last {
+			last, moves = zs[0].Score, moves+1
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node's deadline moved %d times in 10 s", moves)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := d.Dropped(); n != 0 {
+		t.Fatalf("Dropped() = %d after refreshes, want 0", n)
+	}
+}

@@ -29,10 +29,11 @@ type Refusal uint8
 const (
 	RefusedMaxProcs    Refusal = iota // the Limit was reached (close 3013)
 	RefusedStartFailed                // fork/exec failed (close 3011)
+	RefusedPerAddress                 // the client's address reached its bound (close 3015)
 	NumRefusals
 )
 
-var refusalNames = [NumRefusals]string{"max_procs", "start_failed"}
+var refusalNames = [NumRefusals]string{"max_procs", "start_failed", "per_address"}
 
 func (r Refusal) String() string {
 	if r < NumRefusals {

@@ -39,6 +39,9 @@ const (
 	DefaultMaxQueuedMessages = 256
 	DefaultMaxQueuedBytes    = 256 << 10
 	DefaultMaxProcs          = 100
+	// DefaultMaxPerAddress is cmd/server's -exec-max-per-address; a Limit
+	// from NewLimit has no bound per address.
+	DefaultMaxPerAddress = 10
 )
 
 // DefaultPassEnv are the server's environment variables a program gets by

@@ -126,7 +126,7 @@ func sessionProcess(s, self stat) bool {
 	}
 	// Without cgroups: a child of the server in a session or process
 	// group of its own that no tree recorded escaped one.
-	return mode.name == TrackProc && s.sid != self.sid && s.pgid != self.pgid
+	return walking() && s.sid != self.sid && s.pgid != self.pgid
 }
 
 // procTree is a session's processes found by walking /proc.
@@ -243,7 +243,7 @@ func walk() (strays int) {
 	self := all[os.Getpid()]
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	if reg.starting == 0 && mode.name == TrackProc {
+	if reg.starting == 0 && walking() {
 	next:
 		for _, c := range kids[self.pid] {
 			s := all[c]

@@ -75,7 +75,9 @@ func (b *Bridge) Serve(s *session.Session) {
 	if _, cg := r.tree.(*cgroupTree); err != nil && cg {
 		// clone3 into a cgroup refused (an old kernel, a cgroup that
 		// cannot take processes): walk /proc for this one.
-		log.Warn("exec: starting the program in its cgroup failed, tracking it through /proc", "service", b.opts.Name, "err", err)
+		if mode.failed.CompareAndSwap(false, true) {
+			log.Warn("exec: starting a program in its cgroup failed; sessions are tracked by walking /proc from now on", "service", b.opts.Name, "err", err)
+		}
 		r.tree.close()
 		r.tree = newProcTree(s.ID())
 		p, err = startProc(b.path, b.opts.Argv, env, b.opts.Dir, r.tree)

@@ -62,7 +62,13 @@ var mode struct {
 	rel  string // the same, as /proc/PID/cgroup shows it
 	n    atomic.Int64
 	err  error // why the cgroup mode is not used
+	// failed: starting a program in its cgroup failed once; from then
+	// on sessions walk /proc.
+	failed atomic.Bool
 }
+
+// walking says whether sessions may be tracked by walking /proc.
+func walking() bool { return mode.name == TrackProc || mode.failed.Load() }
 
 // forceProc, set by tests through the environment, makes the bridge walk
 // /proc even where cgroups are available.
@@ -144,7 +150,7 @@ func cleanStale(top, self string) {
 		subs, _ := os.ReadDir(dir)
 		for _, sub := range subs {
 			if sub.IsDir() {
-				t := &cgroupTree{dir: filepath.Join(dir, sub.Name())}
+				t := &cgroupTree{dir: filepath.Join(dir, sub.Name()), fd: -1}
 				_ = t.kill(2 * time.Second)
 				_ = os.Remove(t.dir)
 			}
@@ -193,7 +199,7 @@ func cgroupOf(pid string) (string, error) {
 // newTree makes the tree of a new session.
 func newTree(session string) tree {
 	mode.once.Do(initMode)
-	if mode.name == TrackCgroup {
+	if mode.name == TrackCgroup && !mode.failed.Load() {
 		name := strconv.FormatInt(mode.n.Add(1), 10)
 		dir := filepath.Join(mode.base, name)
 		if err := os.Mkdir(dir, 0o755); err == nil {
@@ -364,13 +370,18 @@ func walkProc() map[int]stat {
 	return out
 }
 
-// children lists the server's children (any thread's).
+// children lists the server's children (any thread's), from
+// /proc/PID/task/TID/children, or from every process's PPid where the
+// kernel lacks that file (CONFIG_PROC_CHILDREN).
 func children() []int {
 	self := strconv.Itoa(os.Getpid())
 	tasks, _ := os.ReadDir("/proc/" + self + "/task")
 	var out []int
 	for _, t := range tasks {
 		f, err := os.Open("/proc/" + self + "/task/" + t.Name() + "/children")
+		if errors.Is(err, os.ErrNotExist) && t.Name() == self {
+			return childrenByPPid()
+		}
 		if err != nil {
 			continue
 		}
@@ -382,6 +393,17 @@ func children() []int {
 			}
 		}
 		_ = f.Close()
+	}
+	return out
+}
+
+func childrenByPPid() []int {
+	me := os.Getpid()
+	var out []int
+	for pid, s := range walkProc() {
+		if s.ppid == me {
+			out = append(out, pid)
+		}
 	}
 	return out
 }

@@ -168,6 +168,7 @@ func (l *Limit) WithMaxPerAddress(n int) *Limit {
 
 // admit takes a unit for a session from addr, or says why not.
 func (l *Limit) admit(addr string) (Refusal, bool) {
+	walkIfTracking() // the /proc walk's counts are fresh for the check
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.maxPerAddr > 0 && l.perAddr[addr] >= l.maxPerAddr {

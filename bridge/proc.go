@@ -147,11 +147,12 @@ func (p *proc) reapGroup() (ws syscall.WaitStatus, ok bool) {
 }
 
 // reapTree reaps the tree's processes that the server inherited and that
-// are zombies now; call it once the tree is empty. One still exiting is
-// reaped by the reaper on its SIGCHLD.
+// are zombies now; call it once the tree is empty. One still exiting, or
+// that the tree never saw, is reaped by the reaper on its SIGCHLD.
 func reapTree(t tree) {
-	for _, pid := range children() {
-		if s, err := readStat(pid); err == nil && s.state == 'Z' && t.owns(pid) {
+	me := os.Getpid()
+	for _, pid := range t.seen() {
+		if s, err := readStat(pid); err == nil && s.state == 'Z' && s.ppid == me && t.owns(pid) {
 			var ws syscall.WaitStatus
 			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 		}

@@ -163,6 +163,16 @@ func (t *procTree) count() int {
 	return t.alive
 }
 
+func (t *procTree) seen() []int {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	out := make([]int, 0, len(t.members))
+	for p := range t.members {
+		out = append(out, p)
+	}
+	return out
+}
+
 func (t *procTree) owns(pid int) bool {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
@@ -195,7 +205,7 @@ func (t *procTree) signal(sig syscall.Signal) {
 
 func (t *procTree) kill(d time.Duration) error {
 	return waitUntil(d, func() bool {
-		strays := walk()
+		strays := freshWalk()
 		if t.count() == 0 && strays == 0 {
 			return true
 		}
@@ -210,6 +220,54 @@ func (t *procTree) close() {
 	reg.mu.Unlock()
 }
 
+// walkIfTracking walks /proc now if any procTree is open.
+func walkIfTracking() {
+	reg.mu.Lock()
+	n := len(reg.trees)
+	reg.mu.Unlock()
+	if n > 0 {
+		freshWalk()
+	}
+}
+
+// walks coalesces walks: many sessions ending or starting at once share
+// one walk of /proc instead of each making its own.
+var walks struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	running   bool
+	started   uint64 // walks started
+	completed uint64 // the last walk completed
+	strays    int    // what it returned
+}
+
+// freshWalk returns the result of a walk that started after the call:
+// it joins the next walk, or makes it.
+func freshWalk() int {
+	walks.mu.Lock()
+	defer walks.mu.Unlock()
+	if walks.cond == nil {
+		walks.cond = sync.NewCond(&walks.mu)
+	}
+	want := walks.started + 1
+	for walks.completed < want {
+		if walks.running {
+			walks.cond.Wait()
+			continue
+		}
+		walks.running = true
+		walks.started++
+		gen := walks.started
+		walks.mu.Unlock()
+		n := walk()
+		walks.mu.Lock()
+		walks.running = false
+		walks.completed, walks.strays = gen, n
+		walks.cond.Broadcast()
+	}
+	return walks.strays
+}
+
 // walker walks /proc every procWalkEvery while any procTree is open.
 func walker() {
 	tick := time.NewTicker(procWalkEvery)
@@ -222,7 +280,7 @@ func walker() {
 			return
 		}
 		reg.mu.Unlock()
-		walk()
+		freshWalk()
 	}
 }
 

@@ -45,6 +45,9 @@ type tree interface {
 	kill(d time.Duration) error
 	// owns says whether pid, alive or a zombie, is the tree's.
 	owns(pid int) bool
+	// seen lists the processes the tree has seen, for reaping: those
+	// born after the last look are reaped by the reaper on SIGCHLD.
+	seen() []int
 	// close releases the tree once it is empty.
 	close()
 }
@@ -217,13 +220,31 @@ type cgroupTree struct {
 	dir string // in the mounted hierarchy
 	rel string // as /proc/PID/cgroup shows it
 	fd  int    // open until the program started
+
+	mu     sync.Mutex
+	looked map[int]bool // every pid cgroup.procs listed
 }
 
 func (t *cgroupTree) attr(a *syscall.SysProcAttr) {
 	a.UseCgroupFD, a.CgroupFD = true, t.fd
 }
 
-func (t *cgroupTree) started(int) {
+func (t *cgroupTree) seen() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int, 0, len(t.looked))
+	for p := range t.looked {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (t *cgroupTree) started(pid int) {
+	if pid > 0 {
+		t.mu.Lock()
+		t.looked = map[int]bool{pid: true}
+		t.mu.Unlock()
+	}
 	if t.fd >= 0 {
 		_ = syscall.Close(t.fd)
 		t.fd = -1
@@ -241,6 +262,14 @@ func (t *cgroupTree) pids() []int {
 			out = append(out, pid)
 		}
 	}
+	t.mu.Lock()
+	if t.looked == nil {
+		t.looked = map[int]bool{}
+	}
+	for _, p := range out {
+		t.looked[p] = true
+	}
+	t.mu.Unlock()
 	return out
 }
 
@@ -262,7 +291,9 @@ func (t *cgroupTree) populated() bool {
 
 func (t *cgroupTree) kill(d time.Duration) error {
 	// cgroup.kill (Linux 5.14) kills every process, forks in flight
-	// included; before it, SIGKILL each one until none is left.
+	// included; before it, SIGKILL each one until none is left. The
+	// processes are listed first, for reapTree.
+	t.pids()
 	useFile := os.WriteFile(filepath.Join(t.dir, "cgroup.kill"), []byte("1"), 0) == nil
 	return waitUntil(d, func() bool {
 		if !t.populated() {

@@ -3,8 +3,10 @@ package bridge
 import (
 	"bytes"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -166,11 +168,7 @@ func (t *procTree) count() int {
 func (t *procTree) seen() []int {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	out := make([]int, 0, len(t.members))
-	for p := range t.members {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(t.members))
 }
 
 func (t *procTree) owns(pid int) bool {

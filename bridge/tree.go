@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,11 +234,7 @@ func (t *cgroupTree) attr(a *syscall.SysProcAttr) {
 func (t *cgroupTree) seen() []int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]int, 0, len(t.looked))
-	for p := range t.looked {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(t.looked))
 }
 
 func (t *cgroupTree) started(pid int) {

@@ -259,8 +259,9 @@ func New(opts Options) (*Bridge, error) {
 	if err := becomeSubreaper(); err != nil {
 		opts.Logger.Warn("exec: orphaned children of programs will be re-parented to init, not reaped by the server", "err", err)
 	}
+	m, merr := TrackingMode()
 	startReaper(opts.Logger)
-	if m, err := TrackingMode(); err != nil {
+	if err := merr; err != nil {
 		opts.Logger.Info("exec: session processes tracked by walking /proc", "mode", m, "why-not-cgroup", err)
 	} else {
 		opts.Logger.Debug("exec: session processes tracked by a cgroup each", "mode", m)
@@ -326,6 +327,7 @@ func (b *Bridge) signalChanged() {
 // once and Shutdown waits a little longer for it to be reaped.
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() { close(b.stop) })
+	defer removeBase()
 	if b.waitIdle(ctx.Done()) {
 		return nil
 	}

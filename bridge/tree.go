@@ -101,10 +101,11 @@ func initMode() {
 }
 
 // cgroupBase finds the cgroup v2 mount and the server's own cgroup, and
-// makes <own>/sockjsd-exec/<pid>-<starttime> for this server's sessions.
-// Directories there of a server that is gone (a crash, kill -9) have their
-// processes killed and are removed: what a dead server left behind dies
-// when a server starts again.
+// makes <own>/sockjsd-exec/<pidns>-<pid>-<starttime> for this server's
+// sessions. Directories there of a server that is gone (a crash, kill -9)
+// have their processes killed and are removed: what a dead server left
+// behind dies when a server starts again. A directory of another pid
+// namespace is left alone: its server's liveness cannot be seen here.
 func cgroupBase() (base, rel string, err error) {
 	mnt, err := cgroup2Mount()
 	if err != nil {
@@ -122,7 +123,8 @@ func cgroupBase() (base, rel string, err error) {
 	if err := os.MkdirAll(top, 0o755); err != nil {
 		return "", "", fmt.Errorf("cgroup v2 not writable: %w", err)
 	}
-	name := fmt.Sprintf("%d-%d", os.Getpid(), st)
+	ns := pidNamespace()
+	name := fmt.Sprintf("%d-%d-%d", ns, os.Getpid(), st)
 	base = filepath.Join(top, name)
 	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", "", fmt.Errorf("cgroup v2 not writable: %w", err)
@@ -130,22 +132,26 @@ func cgroupBase() (base, rel string, err error) {
 	if _, err := os.Stat(filepath.Join(base, "cgroup.procs")); err != nil {
 		return "", "", fmt.Errorf("cgroup v2: %w", err)
 	}
-	cleanStale(top, name)
+	cleanStale(top, name, ns)
 	return base, filepath.Join(own, "sockjsd-exec", name), nil
 }
 
 // cleanStale kills and removes the session cgroups of servers that are
 // no longer running.
-func cleanStale(top, self string) {
+func cleanStale(top, self string, ns uint64) {
 	ents, _ := os.ReadDir(top)
 	for _, e := range ents {
 		if !e.IsDir() || e.Name() == self {
 			continue
 		}
-		p, s, ok := strings.Cut(e.Name(), "-")
-		pid, err1 := strconv.Atoi(p)
-		st, err2 := strconv.ParseUint(s, 10, 64)
-		if !ok || err1 != nil || err2 != nil {
+		f := strings.Split(e.Name(), "-")
+		if len(f) != 3 {
+			continue
+		}
+		n, err0 := strconv.ParseUint(f[0], 10, 64)
+		pid, err1 := strconv.Atoi(f[1])
+		st, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err0 != nil || err1 != nil || err2 != nil || n != ns {
 			continue
 		}
 		if cur, err := startTime(pid); err == nil && cur == st {
@@ -162,6 +168,15 @@ func cleanStale(top, self string) {
 		}
 		_ = os.Remove(dir)
 	}
+}
+
+// pidNamespace is the inode of the server's pid namespace (0 if unknown).
+func pidNamespace() uint64 {
+	var st syscall.Stat_t
+	if syscall.Stat("/proc/self/ns/pid", &st) != nil {
+		return 0
+	}
+	return st.Ino
 }
 
 func cgroup2Mount() (string, error) {
@@ -207,7 +222,9 @@ func newTree(session string) tree {
 	if mode.name == TrackCgroup && !mode.failed.Load() {
 		name := strconv.FormatInt(mode.n.Add(1), 10)
 		dir := filepath.Join(mode.base, name)
-		if err := os.Mkdir(dir, 0o755); err == nil {
+		// MkdirAll: the server's directory goes when its last bridge
+		// shuts down (removeBase), and comes back with a new bridge.
+		if err := os.MkdirAll(dir, 0o755); err == nil {
 			if fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
 				return &cgroupTree{dir: dir, rel: mode.rel + "/" + name, fd: fd}
 			}
@@ -312,6 +329,15 @@ func (t *cgroupTree) owns(pid int) bool {
 func (t *cgroupTree) close() {
 	t.started(0)
 	_ = os.Remove(t.dir)
+}
+
+// removeBase removes this server's directory of session cgroups if no
+// session cgroup is left in it, so that a server that exits cleanly
+// leaves nothing behind.
+func removeBase() {
+	if mode.name == TrackCgroup {
+		_ = os.Remove(mode.base)
+	}
 }
 
 // ownedByServer says whether pid is in one of this server's session

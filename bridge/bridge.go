@@ -74,7 +74,7 @@ type Options struct {
 	// (transport.Options.ExposeCookies).
 	Headers []string
 	// KillGrace is how long a program has to exit after SIGTERM before
-	// its process group gets SIGKILL. Default 5s.
+	// every process of its session gets SIGKILL. Default 5s.
 	KillGrace time.Duration
 	// MaxLineBytes bounds one line of output (without its newline); a
 	// longer line closes the session with 3010. Default 1 MiB.

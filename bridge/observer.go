@@ -51,7 +51,8 @@ type Observer interface {
 	// ProcessExited: a program was reaped.
 	ProcessExited(name string, class ExitClass, lifetime time.Duration)
 	// ProcessKilled: the program was still running when the grace
-	// period after SIGTERM ran out, and its process group got SIGKILL.
+	// period after SIGTERM ran out, and every process of its session got
+	// SIGKILL.
 	ProcessKilled(name string)
 	// ProcessRefused: a session got no program.
 	ProcessRefused(name string, why Refusal)

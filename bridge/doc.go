@@ -47,11 +47,10 @@
 //     Headers as HTTP_* variables, and CGI-style request variables.
 //
 // A process that uses the bridge should start no other child process in
-// a session or process group of its own (os/exec with Setsid or Setpgid):
-// without cgroups (TrackProc), the bridge takes such a child for a
-// program's process that escaped, reaps it when it exits and, if it is in
-// a session of its own, kills it. Children in the server's own group are
-// left alone in both modes.
+// a session of its own (os/exec with Setsid): without cgroups
+// (TrackProc), the bridge takes such a child for a program's process that
+// escaped, kills it and reaps it. Other children (in the server's session)
+// are left alone in both modes.
 //
 // Linux only: it relies on process groups, waitid(2),
 // PR_SET_CHILD_SUBREAPER, and cgroup v2 or /proc. docs/exec.md has the flags of cmd/server -exec,

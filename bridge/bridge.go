@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,13 +21,15 @@ const (
 	CodeBadMessage   = 3003 // a message from the client contains a newline
 	CodeLineTooLong  = 3010 // the program wrote a line over MaxLineBytes
 	CodeStartFailed  = 3011 // the program could not be started
-	CodeTooManyProcs = 3013 // MaxProcs programs are running already
+	CodeTooManyProcs = 3013 // Limit: the sessions' processes reached the limit
+	CodePerAddress   = 3015 // Limit: the client's address has its maximum of sessions with a program
 
 	ReasonExited       = "Program exited"
 	ReasonNewline      = "Message contains a newline"
 	ReasonLineTooLong  = "Output line too long"
 	ReasonStartFailed  = "Program failed to start"
 	ReasonTooManyProcs = "Too many programs running"
+	ReasonPerAddress   = "Too many programs for this address"
 )
 
 // Defaults for Options.
@@ -38,6 +39,9 @@ const (
 	DefaultMaxQueuedMessages = 256
 	DefaultMaxQueuedBytes    = 256 << 10
 	DefaultMaxProcs          = 100
+	// DefaultMaxPerAddress is cmd/server's -exec-max-per-address; a Limit
+	// from NewLimit has no bound per address.
+	DefaultMaxPerAddress = 10
 )
 
 // DefaultPassEnv are the server's environment variables a program gets by
@@ -70,7 +74,7 @@ type Options struct {
 	// (transport.Options.ExposeCookies).
 	Headers []string
 	// KillGrace is how long a program has to exit after SIGTERM before
-	// its process group gets SIGKILL. Default 5s.
+	// every process of its session gets SIGKILL. Default 5s.
 	KillGrace time.Duration
 	// MaxLineBytes bounds one line of output (without its newline); a
 	// longer line closes the session with 3010. Default 1 MiB.
@@ -125,27 +129,102 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Limit bounds the programs running at once.
+// Limit bounds the processes the sessions' programs run at once, and the
+// sessions one client address may have programs for.
+//
+// Every process a session's program started counts, wherever it moved
+// (setsid, a double fork): the bridge tracks the session's whole tree
+// (TrackingMode). A session holds at least one unit from its start until
+// every process of its tree is gone. A new session gets a program only
+// while the processes of all sessions (plus the sessions being started)
+// are fewer than the limit; past it it closes with 3013. Processes that a
+// running program forks are not refused by the limit (nothing but a pids
+// controller could), so the count can exceed it by what running programs
+// fork; no new session starts until it is below the limit again.
 type Limit struct {
-	max int64
-	n   atomic.Int64
+	max        int
+	maxPerAddr int // 0: no bound
+
+	mu      sync.Mutex
+	pending int // sessions between admission and start
+	runs    map[*run]struct{}
+	perAddr map[string]int
 }
 
-// NewLimit returns a Limit of max programs (at least 1).
-func NewLimit(n int) *Limit { return &Limit{max: int64(max(n, 1))} }
+// NewLimit returns a Limit of n processes (at least 1), with no bound
+// per address.
+func NewLimit(n int) *Limit {
+	return &Limit{max: max(n, 1), runs: map[*run]struct{}{}, perAddr: map[string]int{}}
+}
 
-func (l *Limit) acquire() bool {
-	if l.n.Add(1) > l.max {
-		l.n.Add(-1)
-		return false
+// WithMaxPerAddress bounds the sessions with a program that one client
+// address (the host of the session's RemoteAddr) may have at once; past
+// it a session closes with 3015. 0 or less: no bound. It returns l; call
+// it before l is used.
+func (l *Limit) WithMaxPerAddress(n int) *Limit {
+	l.maxPerAddr = max(n, 0)
+	return l
+}
+
+// admit takes a unit for a session from addr, or says why not.
+func (l *Limit) admit(addr string) (Refusal, bool) {
+	walkIfTracking() // the /proc walk's counts are fresh for the check
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.maxPerAddr > 0 && l.perAddr[addr] >= l.maxPerAddr {
+		return RefusedPerAddress, false
 	}
-	return true
+	if l.pending+l.processesLocked() >= l.max {
+		return RefusedMaxProcs, false
+	}
+	l.pending++
+	l.perAddr[addr]++
+	return 0, true
 }
 
-func (l *Limit) release() { l.n.Add(-1) }
+// started turns an admitted session's unit into its run's tree.
+func (l *Limit) started(r *run) {
+	l.mu.Lock()
+	l.pending--
+	if r != nil {
+		l.runs[r] = struct{}{}
+	}
+	l.mu.Unlock()
+}
 
-// Running is the number of programs holding a slot.
-func (l *Limit) Running() int { return int(l.n.Load()) }
+// release frees what admit took for addr, once the run (if any) is gone.
+func (l *Limit) release(r *run, addr string) {
+	l.mu.Lock()
+	delete(l.runs, r)
+	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
+		delete(l.perAddr, addr)
+	}
+	l.mu.Unlock()
+}
+
+func (l *Limit) processesLocked() int {
+	n := 0
+	for r := range l.runs {
+		n += max(r.tree.count(), 1)
+	}
+	return n
+}
+
+// Running is the number of sessions holding a unit (being started, or
+// whose tree is not empty yet).
+func (l *Limit) Running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending + len(l.runs)
+}
+
+// Processes is the number of live processes of all sessions, as the
+// limit counts them (a session counts at least one).
+func (l *Limit) Processes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending + l.processesLocked()
+}
 
 // Bridge runs its program for every session given to Serve.
 type Bridge struct {
@@ -179,6 +258,13 @@ func New(opts Options) (*Bridge, error) {
 	}
 	if err := becomeSubreaper(); err != nil {
 		opts.Logger.Warn("exec: orphaned children of programs will be re-parented to init, not reaped by the server", "err", err)
+	}
+	m, merr := TrackingMode()
+	startReaper(opts.Logger)
+	if err := merr; err != nil {
+		opts.Logger.Info("exec: session processes tracked by walking /proc", "mode", m, "why-not-cgroup", err)
+	} else {
+		opts.Logger.Debug("exec: session processes tracked by a cgroup each", "mode", m)
 	}
 	return &Bridge{
 		opts:    opts,
@@ -241,12 +327,14 @@ func (b *Bridge) signalChanged() {
 // once and Shutdown waits a little longer for it to be reaped.
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() { close(b.stop) })
+	defer removeBase()
 	if b.waitIdle(ctx.Done()) {
 		return nil
 	}
 	b.mu.Lock()
 	for r := range b.runs {
 		_ = r.p.signalGroup(sigKill)
+		r.tree.signal(sigKill)
 	}
 	b.mu.Unlock()
 	// SIGKILL cannot be ignored: only a process in uninterruptible

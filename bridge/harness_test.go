@@ -168,6 +168,17 @@ func groupProcs(pgid int) []proc {
 
 // groupsProcs lists the processes of the process groups in pgids.
 func groupsProcs(pgids map[int]bool) []proc {
+	var out []proc
+	for _, p := range allProcs() {
+		if pgids[p.pgid] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// allProcs lists every process, zombies included.
+func allProcs() []proc {
 	ents, _ := os.ReadDir("/proc")
 	var out []proc
 	for _, e := range ents {
@@ -189,9 +200,7 @@ func groupsProcs(pgids map[int]bool) []proc {
 		}
 		ppid, _ := strconv.Atoi(f[1])
 		pg, _ := strconv.Atoi(f[2])
-		if pgids[pg] {
-			out = append(out, proc{pid: pid, ppid: ppid, pgid: pg, state: f[0]})
-		}
+		out = append(out, proc{pid: pid, ppid: ppid, pgid: pg, state: f[0]})
 	}
 	return out
 }

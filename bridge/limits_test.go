@@ -158,6 +158,13 @@ func TestBackpressure(t *testing.T) {
 		transport.Options{Session: session.Options{SendQueueMessages: 1000, DisconnectDelay: 10 * time.Second}})
 	for _, tr := range []string{sockjs.WebSocket, sockjs.XHRPolling} {
 		t.Run(tr, func(t *testing.T) {
+			// The previous subtest's session is gone only once its
+			// program's processes are (liveSession wants one).
+			waitFor(t, 10*time.Second, "the previous session to be gone", func() bool {
+				n := 0
+				s.h.Range(func(*session.Session) { n++ })
+				return n == 0
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			c, err := sockjs.Dial(ctx, s.URL, sockjs.Options{Transports: []string{tr}, RecvQueue: 16})

@@ -29,10 +29,11 @@ type Refusal uint8
 const (
 	RefusedMaxProcs    Refusal = iota // the Limit was reached (close 3013)
 	RefusedStartFailed                // fork/exec failed (close 3011)
+	RefusedPerAddress                 // the client's address reached its bound (close 3015)
 	NumRefusals
 )
 
-var refusalNames = [NumRefusals]string{"max_procs", "start_failed"}
+var refusalNames = [NumRefusals]string{"max_procs", "start_failed", "per_address"}
 
 func (r Refusal) String() string {
 	if r < NumRefusals {
@@ -50,7 +51,8 @@ type Observer interface {
 	// ProcessExited: a program was reaped.
 	ProcessExited(name string, class ExitClass, lifetime time.Duration)
 	// ProcessKilled: the program was still running when the grace
-	// period after SIGTERM ran out, and its process group got SIGKILL.
+	// period after SIGTERM ran out, and every process of its session got
+	// SIGKILL.
 	ProcessKilled(name string)
 	// ProcessRefused: a session got no program.
 	ProcessRefused(name string, why Refusal)

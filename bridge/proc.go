@@ -55,7 +55,7 @@ type proc struct {
 
 // startProc starts path with argv, env and dir in a new process group,
 // with three fresh pipes as its stdin, stdout and stderr.
-func startProc(path string, argv, env []string, dir string) (*proc, error) {
+func startProc(path string, argv, env []string, dir string, t tree) (*proc, error) {
 	var files [6]*os.File // inR, inW, outR, outW, errR, errW
 	closeAll := func() {
 		for _, f := range files {
@@ -72,16 +72,19 @@ func startProc(path string, argv, env []string, dir string) (*proc, error) {
 		}
 		files[i], files[i+1] = r, w
 	}
+	sys := &syscall.SysProcAttr{
+		Setpgid: true,
+		// If the server dies without a chance to clean up (SIGKILL,
+		// a crash), the kernel kills the program too (only the
+		// program: see docs/exec.md for the rest of its tree).
+		Pdeathsig: syscall.SIGKILL,
+	}
+	t.attr(sys)
 	p, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []*os.File{files[0], files[3], files[5]},
-		Sys: &syscall.SysProcAttr{
-			Setpgid: true,
-			// If the server dies without a chance to clean up (SIGKILL,
-			// a crash), the kernel kills the program too.
-			Pdeathsig: syscall.SIGKILL,
-		},
+		Sys:   sys,
 	})
 	// The child has its ends now (or never will): close ours.
 	for _, i := range []int{0, 3, 5} {
@@ -141,4 +144,18 @@ func (p *proc) reapGroup() (ws syscall.WaitStatus, ok bool) {
 			ws, ok = st, true
 		}
 	}
+}
+
+// reapTree reaps the tree's processes that the server inherited and that
+// are zombies now; call it once the tree is empty. One still exiting, or
+// that the tree never saw, is reaped by the reaper on its SIGCHLD.
+func reapTree(t tree) {
+	me := os.Getpid()
+	for _, pid := range t.seen() {
+		if s, err := readStat(pid); err == nil && s.state == 'Z' && s.ppid == me && t.owns(pid) {
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		}
+	}
+	kickReaper()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,9 @@ import (
 const (
 	sigTerm = syscall.SIGTERM
 	sigKill = syscall.SIGKILL
+	// treeKillWait bounds the wait for a session's processes to die after
+	// SIGKILL (only uninterruptible sleep delays it).
+	treeKillWait = 5 * time.Second
 )
 
 // run is one session's program.
@@ -23,6 +27,7 @@ type run struct {
 	b       *Bridge
 	s       *session.Session
 	p       *proc
+	tree    tree // every process of the session, wherever it moved
 	started time.Time
 	exited  chan struct{} // the leader exited (not reaped yet)
 	outDone chan struct{} // stdout is at EOF or closed, or output is being discarded
@@ -33,13 +38,19 @@ type run struct {
 // application handler given to transport.New.
 func (b *Bridge) Serve(s *session.Session) {
 	log := b.opts.Logger
-	if !b.opts.Procs.acquire() {
-		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedMaxProcs)
+	addr := clientHost(s)
+	why, ok := b.opts.Procs.admit(addr)
+	if !ok {
+		b.opts.Observer.ProcessRefused(b.opts.Name, why)
+		if why == RefusedPerAddress {
+			log.Warn("exec: session refused, too many programs for this address", "service", b.opts.Name, "session", s.ID(), "addr", addr)
+			_ = s.CloseFor(session.CauseLimit, CodePerAddress, ReasonPerAddress)
+			return
+		}
 		log.Warn("exec: session refused, too many programs running", "service", b.opts.Name, "session", s.ID())
 		_ = s.CloseFor(session.CauseLimit, CodeTooManyProcs, ReasonTooManyProcs)
 		return
 	}
-	defer b.opts.Procs.release()
 
 	r := &run{b: b, s: s, exited: make(chan struct{}), outDone: make(chan struct{}), errDone: make(chan struct{})}
 	// fork and exec run outside the lock, so that sessions start their
@@ -48,6 +59,8 @@ func (b *Bridge) Serve(s *session.Session) {
 	select {
 	case <-b.stop:
 		b.mu.Unlock()
+		b.opts.Procs.started(nil)
+		b.opts.Procs.release(nil, addr)
 		_ = s.CloseFor(session.CauseShutdown, session.CodeGoingAway, session.ReasonGoingAway)
 		return
 	default:
@@ -56,7 +69,26 @@ func (b *Bridge) Serve(s *session.Session) {
 	b.mu.Unlock()
 	env := b.environ(s)
 	r.started = time.Now()
-	p, err := startProc(b.path, b.opts.Argv, env, b.opts.Dir)
+	r.tree = newTree(s.ID())
+	beginStart()
+	p, err := startProc(b.path, b.opts.Argv, env, b.opts.Dir, r.tree)
+	if _, cg := r.tree.(*cgroupTree); err != nil && cg {
+		// clone3 into a cgroup refused (an old kernel, a cgroup that
+		// cannot take processes): walk /proc for this one.
+		if mode.failed.CompareAndSwap(false, true) {
+			log.Warn("exec: starting a program in its cgroup failed; sessions are tracked by walking /proc from now on", "service", b.opts.Name, "err", err)
+		}
+		r.tree.close()
+		r.tree = newProcTree(s.ID())
+		p, err = startProc(b.path, b.opts.Argv, env, b.opts.Dir, r.tree)
+	}
+	if err == nil {
+		r.tree.started(p.pid)
+		endStart(p.pid)
+	} else {
+		endStart(0)
+		r.tree.close()
+	}
 	b.mu.Lock()
 	b.starting--
 	if err == nil {
@@ -65,22 +97,36 @@ func (b *Bridge) Serve(s *session.Session) {
 	}
 	b.mu.Unlock()
 	if err != nil {
+		b.opts.Procs.started(nil)
+		b.opts.Procs.release(nil, addr)
 		b.signalChanged()
 		b.opts.Observer.ProcessRefused(b.opts.Name, RefusedStartFailed)
 		log.Error("exec: program failed to start", "service", b.opts.Name, "session", s.ID(), "err", err)
 		_ = s.CloseFor(session.CauseError, CodeStartFailed, ReasonStartFailed)
 		return
 	}
+	b.opts.Procs.started(r)
 	b.opts.Observer.ProcessStarted(b.opts.Name, time.Since(r.started))
 	log.Debug("exec: program started", "service", b.opts.Name, "session", s.ID(), "pid", p.pid)
 
 	defer func() {
+		b.opts.Procs.release(r, addr)
 		b.mu.Lock()
 		delete(b.runs, r)
 		b.mu.Unlock()
 		b.signalChanged()
 	}()
 	r.supervise()
+}
+
+// clientHost is the host of the session's remote address: the key of the
+// per-address bound.
+func clientHost(s *session.Session) string {
+	ra := s.Request().RemoteAddr
+	if h, _, err := net.SplitHostPort(ra); err == nil {
+		return h
+	}
+	return ra
 }
 
 // supervise runs until the program and everything it started are gone.
@@ -113,9 +159,11 @@ func (r *run) supervise() {
 			return
 		}
 		// EOF on stdin first, the gentlest hint; then SIGTERM to the
-		// group, which also reaches leftovers of a program that exited.
+		// group and the whole tree, which also reaches leftovers of a
+		// program that exited and processes that left the group.
 		_ = p.stdin.Close()
 		_ = p.signalGroup(sigTerm)
+		r.tree.signal(sigTerm)
 		timer = time.NewTimer(b.opts.KillGrace)
 		grace = timer.C
 	}
@@ -135,6 +183,7 @@ func (r *run) supervise() {
 		case <-grace:
 			grace, killed = nil, true
 			_ = p.signalGroup(sigKill)
+			r.tree.signal(sigKill)
 			if exited != nil {
 				// Counted only when the program itself outlived the
 				// grace period: after its own exit the timer may run
@@ -145,8 +194,8 @@ func (r *run) supervise() {
 			}
 		}
 		if killed && (sessionGone || shutdown) && !stdoutClosed {
-			// Output has nowhere to go and every process of the group
-			// is dead: a process that left the group must not keep
+			// Output has nowhere to go and every process of the tree
+			// got SIGKILL: one in uninterruptible sleep must not keep
 			// the session's goroutines alive by holding stdout.
 			stdoutClosed = true
 			_ = p.stdout.Close()
@@ -155,10 +204,18 @@ func (r *run) supervise() {
 	if timer != nil {
 		timer.Stop()
 	}
-	// Whatever is left of the group (a child that redirected its output)
-	// goes now, while the unreaped leader still holds the group's id.
+	// Whatever is left of the group and of the tree (a child that
+	// redirected its output, one that called setsid) goes now, while the
+	// unreaped leader still holds the group's id; the session holds its
+	// unit of the Limit until the tree is empty.
 	_ = p.signalGroup(sigKill)
+	if err := r.tree.kill(treeKillWait); err != nil {
+		b.opts.Logger.Error("exec: processes of the session survive SIGKILL", "service", b.opts.Name, "session", s.ID(), "err", err)
+	}
 	ws, ok := p.reapGroup()
+	leaderReaped(p.pid)
+	reapTree(r.tree)
+	r.tree.close()
 	_ = p.stdin.Close()
 	if !stdoutClosed {
 		_ = p.stdout.Close()

@@ -28,6 +28,7 @@ type ExecConfig struct {
 	Headers           string
 	KillGrace         time.Duration
 	MaxProcs          int
+	MaxPerAddress     int
 	MaxLineBytes      int
 	MaxQueuedMessages int
 	MaxQueuedBytes    int
@@ -41,8 +42,9 @@ func (c *ExecConfig) register(fs *flag.FlagSet) {
 	fs.Var(&c.Env, "exec-env", "KEY=VALUE added to the environment of -exec programs; repeatable (in SOCKJSD_EXEC_ENV: one per line)")
 	fs.StringVar(&c.PassEnv, "exec-pass-env", strings.Join(bridge.DefaultPassEnv, ","), "comma-separated server environment variables passed to -exec programs (no others are)")
 	fs.StringVar(&c.Headers, "exec-headers", strings.Join(bridge.DefaultHeaders, ","), "comma-separated request headers passed to -exec programs as HTTP_*; listing Cookie also keeps cookies in the request")
-	fs.DurationVar(&c.KillGrace, "exec-kill-grace", bridge.DefaultKillGrace, "time a program has after SIGTERM before its process group gets SIGKILL")
-	fs.IntVar(&c.MaxProcs, "exec-max-procs", bridge.DefaultMaxProcs, "programs running at once, all -exec services together; past it new sessions close with 3013")
+	fs.DurationVar(&c.KillGrace, "exec-kill-grace", bridge.DefaultKillGrace, "time a program has after SIGTERM before every process of its session gets SIGKILL")
+	fs.IntVar(&c.MaxProcs, "exec-max-procs", bridge.DefaultMaxProcs, "processes of -exec programs running at once (each program and everything it started, wherever it moved), all services together; a new session starts only below it, else closes with 3013")
+	fs.IntVar(&c.MaxPerAddress, "exec-max-per-address", bridge.DefaultMaxPerAddress, "sessions with a program one client address may have at once, all -exec services together; past it new sessions close with 3015 (0: no bound)")
 	fs.IntVar(&c.MaxLineBytes, "exec-max-line-bytes", bridge.DefaultMaxLineBytes, "longest line a program may write; a longer one closes its session with 3010")
 	fs.IntVar(&c.MaxQueuedMessages, "exec-max-queued-messages", bridge.DefaultMaxQueuedMessages, "output messages queued for a client before stdout is no longer read (back-pressure on the program)")
 	fs.StringVar(&c.Pages, "exec-pages", "", "directory of static pages for -exec programs, served at /exec-pages/ (examples/exec has three)")
@@ -134,7 +136,7 @@ func mountExec(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Met
 	if m != nil {
 		obs = m.Exec()
 	}
-	limit := bridge.NewLimit(ec.MaxProcs)
+	limit := bridge.NewLimit(ec.MaxProcs).WithMaxPerAddress(ec.MaxPerAddress)
 	out := &execMount{}
 	seen := map[string]bool{}
 	for _, v := range ec.Commands {

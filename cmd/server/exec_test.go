@@ -37,8 +37,8 @@ func TestExecConfig(t *testing.T) {
 	if got := strings.Join(c.Exec.Commands, "|"); got != "/a=cat|/b=cat|/c=cat" {
 		t.Errorf("commands %q: environment and flags add up", got)
 	}
-	if got := strings.Join(c.Exec.Env, "|"); got != "A=1|B=2" || c.Exec.KillGrace != 2*time.Second || c.Exec.MaxProcs != 100 {
-		t.Errorf("env %q grace %v max procs %d", got, c.Exec.KillGrace, c.Exec.MaxProcs)
+	if got := strings.Join(c.Exec.Env, "|"); got != "A=1|B=2" || c.Exec.KillGrace != 2*time.Second || c.Exec.MaxProcs != 100 || c.Exec.MaxPerAddress != 10 {
+		t.Errorf("env %q grace %v max procs %d max per address %d", got, c.Exec.KillGrace, c.Exec.MaxProcs, c.Exec.MaxPerAddress)
 	}
 	t.Setenv("SOCKJSD_EXEC", "")
 	t.Setenv("SOCKJSD_EXEC_ENV", "")
@@ -109,5 +109,50 @@ func TestExecServer(t *testing.T) {
 		if n := b.Running(); n != 0 {
 			t.Errorf("%d programs running after shutdown", n)
 		}
+	}
+}
+
+// TestExecMaxPerAddress: -exec-max-per-address bounds the sessions with a
+// program one address has, all services together: past it the session
+// closes with 3015 and is counted by reason. Before: no such flag; one
+// client could take every -exec-max-procs slot.
+func TestExecMaxPerAddress(t *testing.T) {
+	srv, addr := startServer(t, "-exec", "/a=cat", "-exec", "/b=cat", "-exec-max-per-address", "1")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = srv.exec.shutdown(ctx)
+	})
+	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	// open returns the frame after the open frame, having sent msg.
+	open := func(prefix, msg string) string {
+		t.Helper()
+		ws, _, err := dialer.Dial("ws://"+addr+prefix+"/000/a/websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ws.Close() })
+		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, m, err := ws.ReadMessage(); err != nil || string(m) != "o" {
+			t.Fatalf("open frame: %q %v", m, err)
+		}
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`["`+msg+`"]`))
+		_, m, _ := ws.ReadMessage()
+		return string(m)
+	}
+	if m := open("/a", "x"); m != `a["x"]` {
+		t.Fatalf("first session: %q, want the echo", m)
+	}
+	if m := open("/b", "y"); m != `c[3015,"Too many programs for this address"]` {
+		t.Errorf("second session from the address: %q, want c[3015,...]", m)
+	}
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := `sockjs_exec_sessions_refused_total{reason="per_address",service="/b"} 1`; !strings.Contains(string(b), want) {
+		t.Errorf("/metrics lacks %q", want)
 	}
 }

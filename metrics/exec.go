@@ -34,7 +34,7 @@ func NewExec(reg prometheus.Registerer) *Exec {
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "exec_processes_started_total", Help: "Programs started for sessions."}, []string{"service"}),
 		exited:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "exec_processes_exited_total", Help: "Programs reaped, by status class: ok (0), error (1-255), signal."}, []string{"service", "status"}),
 		killed:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "exec_processes_killed_total", Help: "Programs still running when the grace period after SIGTERM ran out; their process group got SIGKILL."}, []string{"service"}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "exec_sessions_refused_total", Help: "Sessions that got no program, by reason: max_procs (close 3013), start_failed (close 3011)."}, []string{"service", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "exec_sessions_refused_total", Help: "Sessions that got no program, by reason: max_procs (close 3013), per_address (close 3015), start_failed (close 3011)."}, []string{"service", "reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "exec_start_seconds", Help: "Time fork and exec of a program took.", Buckets: StartBuckets}, []string{"service"}),
 	}
 	reg.MustRegister(e.running, e.started, e.exited, e.killed, e.refused, e.latency)

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,6 +132,10 @@ func TestClusterFrozenOwner(t *testing.T) {
 			_ = n1.p.Cmd.Process.Signal(syscall.SIGCONT)
 		}
 	}()
+	// kill(2) returns when the signal is queued, not when every thread
+	// has stopped: a thread running on the other core may still answer
+	// (a 204 1.2 ms after the signal, seen twice under load).
+	waitFor(t, 5*time.Second, "node1's threads to stop", func() bool { return allStopped(n1.p.Cmd.Process.Pid) })
 	start := time.Now()
 	code, body := rawPost(t, n2.url+"/echo/000/fz1/xhr_send", `["while frozen"]`)
 	took := time.Since(start)
@@ -156,4 +163,25 @@ func TestClusterFrozenOwner(t *testing.T) {
 	if v := n2.metric(t, "sockjs_sessions_opened_total"); v != 0 {
 		t.Fatalf("node2 opened %v sessions for a frozen owner's id", v)
 	}
+}
+
+// allStopped reports whether every thread of pid is stopped (state T in
+// /proc/pid/task/*/stat).
+func allStopped(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }

@@ -359,7 +359,7 @@ type verifiedBody struct {
 	n       *Node
 	nonce   [nonceLen]byte
 	refused func(error) // tells of a changed body
-	err     error  // sticky
+	err     error       // sticky
 }
 
 func (b *verifiedBody) Read(p []byte) (int, error) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
+
+	"github.com/sockjsd/sockjsd/internal/apiguard"
 )
 
 // APIOptions configure the backend HTTP API.
@@ -21,12 +23,35 @@ type APIOptions struct {
 	MaxBodyBytes int64
 	// MaxBroadcastChannels bounds one broadcast. Default 1000.
 	MaxBroadcastChannels int
+	// AllowedOrigins are the origins ("https://app.example.com", "*"
+	// for any, "https://*.example.com" for its subdomains) whose web
+	// pages may call the API. A request carrying another Origin header
+	// is refused with 403 before anything else is read. Empty: every
+	// request with an Origin header is refused, since backends send
+	// none and a browser always does on a cross-site POST.
+	AllowedOrigins []string
+	// Refused, when set, is told of each request refused by the
+	// cross-site guard: RefusedOrigin or RefusedContentType.
+	Refused func(reason string)
 }
+
+// Reasons the API's cross-site guard refuses a request, for
+// APIOptions.Refused.
+const (
+	// RefusedOrigin: an Origin header not in APIOptions.AllowedOrigins
+	// (403).
+	RefusedOrigin = apiguard.Origin
+	// RefusedContentType: a POST whose Content-Type is not
+	// application/json (or missing): the kinds of body a web page can
+	// send cross-site without a CORS preflight (415).
+	RefusedContentType = apiguard.ContentType
+)
 
 // API is the HTTP API backends publish through.
 type API struct {
-	hub  *Hub
-	opts APIOptions
+	hub     *Hub
+	opts    APIOptions
+	origins apiguard.Origins
 }
 
 // NewAPI returns the API of h.
@@ -37,7 +62,7 @@ func NewAPI(h *Hub, opts APIOptions) *API {
 	if opts.MaxBroadcastChannels <= 0 {
 		opts.MaxBroadcastChannels = 1000
 	}
-	return &API{hub: h, opts: opts}
+	return &API{hub: h, opts: opts, origins: apiguard.NewOrigins(opts.AllowedOrigins)}
 }
 
 // Mount registers the API's routes under prefix (for example "/api").
@@ -65,7 +90,8 @@ func fail(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, apiError{code, msg})
 }
 
-// guard checks the method and the API key.
+// guard checks the method, the request's origin and content type, and the
+// API key.
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
@@ -87,6 +113,13 @@ func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 				fail(w, http.StatusForbidden, "forbidden", "wrong API key")
 				return
 			}
+		}
+		if no := apiguard.Check(r, a.origins); no != nil {
+			if a.opts.Refused != nil {
+				a.opts.Refused(no.Reason)
+			}
+			fail(w, no.Status, no.Code, no.Message)
+			return
 		}
 		next(w, r)
 	})

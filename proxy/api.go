@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/sockjsd/sockjsd/internal/apiguard"
 	"github.com/sockjsd/sockjsd/internal/sign"
 	"github.com/sockjsd/sockjsd/session"
 )
@@ -57,6 +58,17 @@ type APIOptions struct {
 	NodeTransport http.RoundTripper
 	// NodeTimeout bounds one delivery to another node. Default 10s.
 	NodeTimeout time.Duration
+	// AllowedOrigins are the origins whose web pages may call the API
+	// (as the hub API's: "*" for any, "https://*.example.com"). A
+	// request carrying another Origin header is refused with 403.
+	// Empty: every request with an Origin header is refused (backends
+	// send none). A POST must be application/json (415 otherwise), as
+	// on the hub API.
+	AllowedOrigins []string
+	// Refused, when set, is told of each request the cross-site guard
+	// refused: "origin" or "content_type" (hub.RefusedOrigin,
+	// hub.RefusedContentType).
+	Refused func(reason string)
 }
 
 // API is the server API: a backend reaches any session or user, on any
@@ -68,6 +80,8 @@ type API struct {
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time
+
+	origins apiguard.Origins
 }
 
 // NewAPI returns g's server API.
@@ -80,7 +94,7 @@ func NewAPI(g *Gateway, opts APIOptions) *API {
 	}
 	return &API{g: g, opts: opts, http: &http.Client{Transport: opts.NodeTransport, Timeout: opts.NodeTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		nonces: map[string]time.Time{}}
+		nonces: map[string]time.Time{}, origins: apiguard.NewOrigins(opts.AllowedOrigins)}
 }
 
 // Mount registers POST prefix/send, POST prefix/disconnect, GET
@@ -130,15 +144,18 @@ func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
+		if no := apiguard.Check(r, a.origins); no != nil {
+			if a.opts.Refused != nil {
+				a.opts.Refused(no.Reason)
+			}
+			fail(w, no.Status, no.Code, no.Message)
+			return
+		}
 		next(w, r)
 	})
 }
 
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
-		return false
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -18,7 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/sockjsd/sockjsd/internal/apiguard"
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/sign"
 	"github.com/sockjsd/sockjsd/session"
 )
@@ -59,11 +59,11 @@ type APIOptions struct {
 	// NodeTimeout bounds one delivery to another node. Default 10s.
 	NodeTimeout time.Duration
 	// AllowedOrigins are the origins whose web pages may call the API
-	// (as the hub API's: "*" for any, "https://*.example.com"). A
-	// request carrying another Origin header is refused with 403.
-	// Empty: every request with an Origin header is refused (backends
-	// send none). A POST must be application/json (415 otherwise), as
-	// on the hub API.
+	// (hub.CrossSite, as on the hub's API: "*" for any,
+	// "https://*.example.com"). A request carrying another Origin header
+	// is refused with 403. Empty: every request with an Origin header is
+	// refused (backends send none). A POST must be application/json (415
+	// otherwise).
 	AllowedOrigins []string
 	// Refused, when set, is told of each request the cross-site guard
 	// refused: "origin" or "content_type" (hub.RefusedOrigin,
@@ -80,8 +80,6 @@ type API struct {
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time
-
-	origins apiguard.Origins
 }
 
 // NewAPI returns g's server API.
@@ -94,7 +92,7 @@ func NewAPI(g *Gateway, opts APIOptions) *API {
 	}
 	return &API{g: g, opts: opts, http: &http.Client{Transport: opts.NodeTransport, Timeout: opts.NodeTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		nonces: map[string]time.Time{}, origins: apiguard.NewOrigins(opts.AllowedOrigins)}
+		nonces: map[string]time.Time{}}
 }
 
 // Mount registers POST prefix/send, POST prefix/disconnect, GET
@@ -123,6 +121,7 @@ func fail(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
+	checked := hub.CrossSite(a.opts.AllowedOrigins, a.opts.Refused, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
@@ -144,14 +143,7 @@ func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if no := apiguard.Check(r, a.origins); no != nil {
-			if a.opts.Refused != nil {
-				a.opts.Refused(no.Reason)
-			}
-			fail(w, no.Status, no.Code, no.Message)
-			return
-		}
-		next(w, r)
+		checked.ServeHTTP(w, r)
 	})
 }
 

@@ -122,9 +122,8 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 		// The body streams on, hashed as it goes; its MAC follows it
 		// as a trailer, which needs the chunked encoding.
 		length = pr.In.ContentLength
-		pr.Out.Body = &signingBody{body: pr.Out.Body, sum: sha256.New(), trailer: http.Header{}, n: n, nonce: nonce}
-		pr.Out.Trailer = pr.Out.Body.(*signingBody).trailer
-		pr.Out.Trailer[BodyTrailer] = nil
+		sb := &signingBody{body: pr.Out.Body, sum: sha256.New(), trailer: http.Header{BodyTrailer: nil}, n: n, nonce: nonce}
+		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
 		pr.Out.GetBody = nil
 	}

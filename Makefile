@@ -71,6 +71,22 @@ deps-system:
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT) install -y -qq $$need; \
 	fi
 
+# Fuzzing (not part of `make test`, which runs each target's seed corpus
+# as a test): each parser for FUZZTIME, one after another (8 targets: 8
+# minutes with the default). A failing input is written under the
+# package's testdata/fuzz/ and fails every later `go test` until fixed.
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzReadWebSocketMessage$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHixieFrame$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzWalkPayloadAgreesWithDecodeMessages$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSimpleAgreesWithJSON$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzClientMessage$$' -fuzztime=$(FUZZTIME) ./hub/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerifySignature$$' -fuzztime=$(FUZZTIME) ./cluster/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerifiedBody$$' -fuzztime=$(FUZZTIME) ./cluster/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/sign/
+
 # Benchmarks (not part of `make test`): Go micro-benchmarks, then the same
 # echo loads against sockjsd, igm/sockjs-go, sockjs-node and a bare gorilla
 # echo (server on CPU 0, load generator on CPU 1), idle memory at 5,000

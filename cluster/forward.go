@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	hexenc "encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -113,7 +116,18 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 	}
 	remote := pr.In.RemoteAddr
 	pr.Out.Header.Set(RemoteHeader, remote)
-	pr.Out.Header.Set(ForwardHeader, n.sign(pr.Out.Method, pr.Out.URL.RequestURI(), remote, time.Now()))
+	nonce := newNonce()
+	length := int64(0)
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		// The body streams on, hashed as it goes; its MAC follows it
+		// as a trailer, which needs the chunked encoding.
+		length = pr.In.ContentLength
+		sb := &signingBody{body: pr.Out.Body, sum: sha256.New(), trailer: http.Header{BodyTrailer: nil}, n: n, nonce: nonce}
+		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
+		pr.Out.ContentLength = -1
+		pr.Out.GetBody = nil
+	}
+	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
 }
 
 func (n *Node) gotResponse(resp *http.Response) error {
@@ -177,33 +191,231 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// sign returns the ForwardHeader value for a request.
-func (n *Node) sign(method, requestURI, remote string, at time.Time) string {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	return ts + ":" + hexenc.EncodeToString(n.mac(ts, method, requestURI, remote))
+// A forwarded request's signature (ForwardHeader) is
+//
+//	<unix seconds>:<nonce>:<body length>:<hex HMAC>
+//
+// nonce is 16 random bytes in hex, never accepted twice within the skew
+// window; body length is the decimal Content-Length the client sent, or
+// "-" when it sent its body chunked. The HMAC-SHA256 covers all three,
+// the method, the request URI and the client's address (RemoteHeader). A
+// request with a body sends it chunked, followed by the trailer
+// BodyTrailer: the hex HMAC of the nonce and the body's SHA-256. The owner
+// checks it when the body ends, before the last bytes reach the service,
+// so a service that acts on a send only once it has read the whole body
+// (every SockJS send endpoint does) never acts on a changed one. The body
+// streams through the forwarding node as before: nothing is buffered.
+const sigVersion = "sockjsd-forward-2"
+
+// nonceLen is the length in bytes of a forwarded request's nonce.
+const nonceLen = 16
+
+// forwardSig is a parsed ForwardHeader.
+type forwardSig struct {
+	ts     string // unix seconds, as signed
+	at     time.Time
+	nonce  [nonceLen]byte
+	length int64 // -1: chunked, of unknown length
+	mac    []byte
 }
 
-func (n *Node) mac(ts, method, requestURI, remote string) []byte {
+// newNonce returns a fresh random nonce.
+func newNonce() [nonceLen]byte {
+	var b [nonceLen]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return b
+}
+
+// sign returns the ForwardHeader value for a request whose body has
+// length bytes (-1: unknown).
+func (n *Node) sign(nonce [nonceLen]byte, method, requestURI, remote string, length int64, at time.Time) string {
+	ts := strconv.FormatInt(at.Unix(), 10)
+	l := lengthField(length)
+	nh := hexenc.EncodeToString(nonce[:])
+	return ts + ":" + nh + ":" + l + ":" + hexenc.EncodeToString(n.mac(ts, nh, l, method, requestURI, remote))
+}
+
+func lengthField(length int64) string {
+	if length < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(length, 10)
+}
+
+func (n *Node) mac(ts, nonce, length, method, requestURI, remote string) []byte {
 	m := hmac.New(sha256.New, n.opts.Secret)
-	m.Write([]byte("sockjsd-forward\n" + ts + "\n" + method + "\n" + requestURI + "\n" + remote))
+	m.Write([]byte(sigVersion + "\n" + ts + "\n" + nonce + "\n" + length + "\n" + method + "\n" + requestURI + "\n" + remote))
 	return m.Sum(nil)
 }
 
-func (n *Node) verify(r *http.Request, sig string) error {
-	ts, hexMAC, ok := strings.Cut(sig, ":")
-	if !ok {
-		return errors.New("malformed signature")
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return errors.New("malformed signature time")
-	}
-	if d := time.Since(time.Unix(sec, 0)); d > n.opts.MaxSkew || d < -n.opts.MaxSkew {
-		return fmt.Errorf("signature time %s off by %s", time.Unix(sec, 0).UTC().Format(time.RFC3339), d.Round(time.Second))
-	}
-	got, err := hexenc.DecodeString(hexMAC)
-	if err != nil || !hmac.Equal(got, n.mac(ts, r.Method, r.URL.RequestURI(), r.Header.Get(RemoteHeader))) {
-		return errors.New("signature mismatch")
-	}
-	return nil
+// bodyMAC is the BodyTrailer value of a body whose SHA-256 is sum, sent
+// with nonce.
+func (n *Node) bodyMAC(nonce [nonceLen]byte, sum []byte) string {
+	m := hmac.New(sha256.New, n.opts.Secret)
+	m.Write([]byte(sigVersion + "-body\n"))
+	m.Write(nonce[:])
+	m.Write(sum)
+	return hexenc.EncodeToString(m.Sum(nil))
 }
+
+// maxSigLen bounds the ForwardHeader value parsed: a signature is about
+// 130 bytes.
+const maxSigLen = 256
+
+// parseSig parses a ForwardHeader value, checking its form only.
+func parseSig(sig string) (forwardSig, error) {
+	var fs forwardSig
+	if len(sig) > maxSigLen {
+		return fs, errors.New("malformed signature")
+	}
+	parts := strings.Split(sig, ":")
+	if len(parts) != 4 {
+		return fs, errors.New("malformed signature")
+	}
+	sec, err := strconv.ParseInt(parts[0], 10, 64)
+	if err != nil || sec < 0 || parts[0] != strconv.FormatInt(sec, 10) {
+		return fs, errors.New("malformed signature time")
+	}
+	fs.ts, fs.at = parts[0], time.Unix(sec, 0)
+	if len(parts[1]) != 2*nonceLen {
+		return fs, errors.New("malformed signature nonce")
+	}
+	if _, err := hexenc.Decode(fs.nonce[:], []byte(parts[1])); err != nil {
+		return fs, errors.New("malformed signature nonce")
+	}
+	fs.length = -1
+	if parts[2] != "-" {
+		fs.length, err = strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || fs.length < 0 || parts[2] != strconv.FormatInt(fs.length, 10) {
+			return fs, errors.New("malformed signature length")
+		}
+	}
+	if fs.mac, err = hexenc.DecodeString(parts[3]); err != nil || len(fs.mac) != sha256.Size {
+		return fs, errors.New("malformed signature MAC")
+	}
+	return fs, nil
+}
+
+// verify checks a forwarded request's signature: its form, its time, its
+// MAC, and last that its nonce was not seen before (only a request signed
+// with the secret is remembered).
+func (n *Node) verify(r *http.Request, sig string, now time.Time) (forwardSig, error) {
+	fs, err := parseSig(sig)
+	if err != nil {
+		return fs, err
+	}
+	if d := now.Sub(fs.at); d > n.opts.MaxSkew || d < -n.opts.MaxSkew {
+		return fs, fmt.Errorf("signature time %s off by %s", fs.at.UTC().Format(time.RFC3339), d.Round(time.Second))
+	}
+	want := n.mac(fs.ts, hexenc.EncodeToString(fs.nonce[:]), lengthField(fs.length), r.Method, r.URL.RequestURI(), r.Header.Get(RemoteHeader))
+	if !hmac.Equal(fs.mac, want) {
+		return fs, errors.New("signature mismatch")
+	}
+	// The nonce is refused while its signature's time can pass the
+	// check above: until MaxSkew after it (plus the second the time
+	// was rounded to).
+	if err := n.nonces.add(fs.nonce, fs.at.Add(n.opts.MaxSkew+time.Second), now); err != nil {
+		return fs, err
+	}
+	return fs, nil
+}
+
+// signingBody is a forwarded request's body on the forwarding node: it
+// hashes the body as it streams to the owner and sets the trailer at its
+// end.
+type signingBody struct {
+	body    io.ReadCloser
+	sum     hash.Hash
+	trailer http.Header // the outgoing request's Trailer
+	n       *Node
+	nonce   [nonceLen]byte
+}
+
+func (b *signingBody) Read(p []byte) (int, error) {
+	k, err := b.body.Read(p)
+	b.sum.Write(p[:k])
+	if err == io.EOF {
+		// The transport writes the trailer after the body's EOF, from
+		// the goroutine that reads it.
+		b.trailer.Set(BodyTrailer, b.n.bodyMAC(b.nonce, b.sum.Sum(nil)))
+	}
+	return k, err
+}
+
+func (b *signingBody) Close() error { return b.body.Close() }
+
+// errBodyChanged: a forwarded request's body does not match its signature.
+var errBodyChanged = errors.New("sockjs: forwarded body does not match its signature")
+
+// verifiedBody is a forwarded request's body on the owner: it passes the
+// body on as it comes but withholds the end (the last bytes and EOF) until
+// the trailer's MAC matches what came, answering errBodyChanged otherwise.
+type verifiedBody struct {
+	body    io.ReadCloser
+	sum     hash.Hash
+	trailer http.Header // the incoming request's Trailer: set once body ends
+	left    int64       // bytes still to come as signed; -1: unknown
+	n       *Node
+	nonce   [nonceLen]byte
+	refused func(error) // tells of a changed body
+	err     error       // sticky
+}
+
+func (b *verifiedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.left >= 0 && int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	var k int
+	var err error
+	if len(p) > 0 {
+		k, err = b.body.Read(p)
+		b.sum.Write(p[:k])
+		if b.left >= 0 {
+			b.left -= int64(k)
+		}
+	} else if b.left != 0 {
+		return 0, nil
+	}
+	if err != nil && err != io.EOF {
+		b.err = err
+		return k, err
+	}
+	if err == nil && b.left != 0 {
+		return k, nil
+	}
+	if err == nil {
+		// All the signed bytes came: the end must follow, with the
+		// trailer.
+		var one [1]byte
+		m, e := io.ReadAtLeast(b.body, one[:], 1)
+		switch {
+		case m > 0:
+			return 0, b.fail(errors.New("body longer than signed"))
+		case e != io.EOF:
+			b.err = e
+			return 0, e
+		}
+	}
+	if b.left > 0 {
+		return 0, b.fail(errors.New("body shorter than signed"))
+	}
+	got := []byte(b.trailer.Get(BodyTrailer))
+	if !hmac.Equal(got, []byte(b.n.bodyMAC(b.nonce, b.sum.Sum(nil)))) {
+		return 0, b.fail(errors.New("body hash mismatch"))
+	}
+	b.err = io.EOF
+	return k, io.EOF
+}
+
+func (b *verifiedBody) fail(why error) error {
+	b.err = fmt.Errorf("%w: %v", errBodyChanged, why)
+	if b.refused != nil {
+		b.refused(b.err)
+	}
+	return b.err
+}
+
+func (b *verifiedBody) Close() error { return b.body.Close() }

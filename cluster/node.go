@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,7 @@ type Node struct {
 	log      *slog.Logger
 	proxy    *httputil.ReverseProxy
 	cache    ownerCache
+	nonces   nonceCache
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -79,8 +81,8 @@ type Options struct {
 	// ("http://10.0.0.5:8081").
 	Self string
 	// Secret authenticates requests between nodes (HMAC-SHA256 of the
-	// method, URL, client address and a timestamp); every node uses the
-	// same.
+	// method, URL, client address, body, a timestamp and a nonce); every
+	// node uses the same.
 	Secret []byte
 	// KeepInterval is how often owned records are refreshed and those
 	// of ended sessions released. The store's TTL must be several times
@@ -100,6 +102,14 @@ type Options struct {
 	// MaxSkew bounds the age of a forwarded request's signature (and
 	// the clock difference between nodes). Default 30s.
 	MaxSkew time.Duration
+	// MaxNonces bounds how many forwarded requests' nonces a node
+	// remembers, each until its signature is older than MaxSkew: a
+	// request whose nonce was seen is refused as a replay (403). Past
+	// the bound a forwarded request is refused (503) rather than the
+	// memory grown. Default DefaultMaxNonces (about 10 MB at most;
+	// enough for 8,000 forwarded requests a second with the default
+	// MaxSkew).
+	MaxNonces int
 	// OwnerCacheTTL is how long a node remembers another node's session
 	// owner before asking the store again. Default 5s.
 	OwnerCacheTTL time.Duration
@@ -116,11 +126,15 @@ type Options struct {
 }
 
 // ForwardHeader carries a forwarded request's signature: "<unix
-// seconds>:<hex HMAC>". RemoteHeader carries the client's address as the
-// forwarding node saw it (covered by the signature).
+// seconds>:<hex nonce>:<body length or ->:<hex HMAC>". RemoteHeader
+// carries the client's address as the forwarding node saw it (covered by
+// the signature). BodyTrailer, a trailer after a forwarded body, carries
+// the HMAC of the nonce and the body's SHA-256. docs/cluster.md has the
+// format.
 const (
 	ForwardHeader = "X-Sockjsd-Forward"
 	RemoteHeader  = "X-Sockjsd-Remote"
+	BodyTrailer   = "X-Sockjsd-Body"
 	// OwnerHeader comes with a 421 answer to a forwarded request: the
 	// node it reached does not own the session, the store names this
 	// owner instead, and the forwarding node tries there.
@@ -144,6 +158,7 @@ const (
 	DefaultMaxSkew        = 30 * time.Second
 	DefaultStoreTimeout   = 2 * time.Second
 	DefaultOwnerCacheTTL  = 5 * time.Second
+	DefaultMaxNonces      = 1 << 18
 	// maxRecoveryWait caps how long a request waits out the store's
 	// recovery grace, whatever the store says is left.
 	maxRecoveryWait = 10 * time.Second
@@ -176,6 +191,9 @@ func New(o Options) (*Node, error) {
 	if o.MaxSkew <= 0 {
 		o.MaxSkew = DefaultMaxSkew
 	}
+	if o.MaxNonces <= 0 {
+		o.MaxNonces = DefaultMaxNonces
+	}
 	if o.OwnerCacheTTL <= 0 {
 		o.OwnerCacheTTL = DefaultOwnerCacheTTL
 	}
@@ -196,7 +214,7 @@ func New(o Options) (*Node, error) {
 		}
 	}
 	n := &Node{opts: o, obs: o.Observer, log: o.Logger, members: map[*member]struct{}{},
-		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}}
+		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}, nonces: nonceCache{max: o.MaxNonces}}
 	if n.obs == nil {
 		n.obs = nopObserver{}
 	}
@@ -322,9 +340,14 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 // first; when the store names another owner, the answer is 421 with that
 // owner, for the forwarding node to try there.
 func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, endpoint string) bool {
-	if err := m.n.verify(r, sig); err != nil {
+	fs, err := m.n.verify(r, sig, time.Now())
+	if err != nil {
 		m.svc.Logger().Warn("sockjs: forwarded request refused", "prefix", m.prefix, "remote", r.RemoteAddr, "err", err)
-		plainError(w, http.StatusForbidden, "Bad cluster signature")
+		if errors.Is(err, errNoncesFull) {
+			plainError(w, http.StatusServiceUnavailable, "Too many forwarded requests")
+		} else {
+			plainError(w, http.StatusForbidden, "Bad cluster signature")
+		}
 		return true
 	}
 	// The client's address as the first node saw it: the session sees
@@ -332,6 +355,19 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 	r.RemoteAddr = r.Header.Get(RemoteHeader)
 	r.Header.Del(ForwardHeader)
 	r.Header.Del(RemoteHeader)
+	if fs.length == 0 {
+		// Signed empty: whatever came is not read.
+		r.Body, r.ContentLength = http.NoBody, 0
+	} else {
+		// The body as the client sent it (its length as signed); its
+		// end only once it matches the trailer's MAC.
+		from := r.RemoteAddr
+		r.Body = &verifiedBody{body: r.Body, sum: sha256.New(), trailer: r.Trailer, left: fs.length, n: m.n, nonce: fs.nonce,
+			refused: func(err error) {
+				m.svc.Logger().Warn("sockjs: forwarded request refused", "prefix", m.prefix, "client", from, "err", err)
+			}}
+		r.ContentLength = fs.length
+	}
 	if !receiving(endpoint) || m.svc.Session(sid) != nil || !m.svc.Accepting() {
 		return false
 	}

@@ -311,14 +311,16 @@ func TestClusterSignature(t *testing.T) {
 	}{
 		{"garbage", "nonsense", 403},
 		{"bad time", "x:00", 403},
-		{"wrong secret", wrong.sign("POST", uri, "", now), 403},
-		{"too old", signer.sign("POST", uri, "", now.Add(-time.Minute)), 403},
-		{"from the future", signer.sign("POST", uri, "", now.Add(time.Minute)), 403},
-		{"other URL", signer.sign("POST", "/echo/000/other/xhr_send", "", now), 403},
-		{"other method", signer.sign("GET", uri, "", now), 403},
+		{"wrong secret", wrong.sign(newNonce(), "POST", uri, "", 0, now), 403},
+		{"too old", signer.sign(newNonce(), "POST", uri, "", 0, now.Add(-time.Minute)), 403},
+		{"from the future", signer.sign(newNonce(), "POST", uri, "", 0, now.Add(time.Minute)), 403},
+		{"other URL", signer.sign(newNonce(), "POST", "/echo/000/other/xhr_send", "", 0, now), 403},
+		{"other method", signer.sign(newNonce(), "GET", uri, "", 0, now), 403},
+		{"other client address", signer.sign(newNonce(), "POST", uri, "192.0.2.1:1", 0, now), 403},
+		{"the first version's form", "1700000000:" + strings.Repeat("00", 32), 403},
 		// Valid: served by B itself, never forwarded again, so the
 		// unknown session gets 404 although the store names A.
-		{"valid", signer.sign("POST", uri, "", now), 404},
+		{"valid", signer.sign(newNonce(), "POST", uri, "", 0, now), 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _ := post(t, b.srv.URL+uri, `["x"]`, map[string]string{ForwardHeader: tc.sig})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,7 +22,29 @@ type APIOptions struct {
 	MaxBodyBytes int64
 	// MaxBroadcastChannels bounds one broadcast. Default 1000.
 	MaxBroadcastChannels int
+	// AllowedOrigins are the origins ("https://app.example.com", "*"
+	// for any, "https://*.example.com" for its subdomains) whose web
+	// pages may call the API. A request carrying another Origin header
+	// is refused with 403 before anything else is read. Empty: every
+	// request with an Origin header is refused, since backends send
+	// none and a browser always does on a cross-site POST.
+	AllowedOrigins []string
+	// Refused, when set, is told of each request refused by the
+	// cross-site guard: RefusedOrigin or RefusedContentType.
+	Refused func(reason string)
 }
+
+// Reasons the API's cross-site guard refuses a request, for
+// APIOptions.Refused.
+const (
+	// RefusedOrigin: an Origin header not in APIOptions.AllowedOrigins
+	// (403).
+	RefusedOrigin = "origin"
+	// RefusedContentType: a POST whose Content-Type is not
+	// application/json (or missing): the kinds of body a web page can
+	// send cross-site without a CORS preflight (415).
+	RefusedContentType = "content_type"
+)
 
 // API is the HTTP API backends publish through.
 type API struct {
@@ -65,8 +88,10 @@ func fail(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, apiError{code, msg})
 }
 
-// guard checks the method and the API key.
+// guard checks the method, the request's origin and content type, and the
+// API key.
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
+	checked := CrossSite(a.opts.AllowedOrigins, a.opts.Refused, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
@@ -88,8 +113,86 @@ func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		next(w, r)
+		checked.ServeHTTP(w, r)
 	})
+}
+
+// CrossSite returns next behind the cross-site guard of an HTTP API meant
+// for backends (the hub's API, the gateway's server API): what a web page
+// on another site can make a browser send is refused before next reads
+// anything, answered as the API's errors are, and told to refused (when
+// not nil) by its reason:
+//   - a request carrying an Origin header that allowedOrigins does not
+//     list: 403 forbidden_origin, RefusedOrigin. Backends send no Origin;
+//     a browser sends one on every cross-site POST. allowedOrigins holds
+//     origins ("https://app.example.com"), "*" for any, and
+//     "https://*.example.com" for the subdomains of one (any port unless
+//     it names one); empty, no origin is allowed.
+//   - a POST whose Content-Type is not application/json (parameters
+//     aside), a missing one included: 415 unsupported_media_type,
+//     RefusedContentType. Those bodies (text/plain, forms, a typeless
+//     Blob) are what a page can send cross-site without a CORS preflight.
+func CrossSite(allowedOrigins []string, refused func(reason string), next http.Handler) http.Handler {
+	o := newOrigins(allowedOrigins)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reason := ""
+		if v, ok := r.Header["Origin"]; ok && (len(v) != 1 || !o.allows(v[0])) {
+			reason = RefusedOrigin
+			fail(w, http.StatusForbidden, "forbidden_origin", "requests from web pages of this origin are refused (-allowed-origins)")
+		} else if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); r.Method == http.MethodPost && (err != nil || mt != "application/json") {
+			reason = RefusedContentType
+			fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+		}
+		if reason == "" {
+			next.ServeHTTP(w, r)
+		} else if refused != nil {
+			refused(reason)
+		}
+	})
+}
+
+// origins is a parsed list of allowed origins (see CrossSite).
+type origins struct {
+	any      bool
+	exact    map[string]bool
+	suffixes [][2]string // scheme, ".example.com[:port]"
+}
+
+func newOrigins(list []string) origins {
+	o := origins{exact: map[string]bool{}}
+	for _, s := range list {
+		s = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "/")
+		if scheme, host, ok := strings.Cut(s, "://*."); ok {
+			o.suffixes = append(o.suffixes, [2]string{scheme, "." + host})
+		} else if s != "" {
+			o.any = o.any || s == "*"
+			o.exact[s] = true
+		}
+	}
+	return o
+}
+
+// allows reports whether a request with this Origin header value may
+// proceed.
+func (o origins) allows(origin string) bool {
+	origin = strings.ToLower(origin)
+	if o.any || o.exact[origin] {
+		return true
+	}
+	scheme, host, ok := strings.Cut(origin, "://")
+	if !ok || strings.ContainsAny(host, "/@") {
+		return false
+	}
+	for _, s := range o.suffixes {
+		h := host
+		if !strings.Contains(s[1], ":") {
+			h, _, _ = strings.Cut(host, ":")
+		}
+		if scheme == s[0] && strings.HasSuffix(h, s[1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // decode reads a JSON body under the size limit.

@@ -85,6 +85,7 @@ func ExampleNewAPI() {
 	publish := func(key string) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/publish",
 			strings.NewReader(`{"channel":"news","data":{"title":"hello"}}`))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+key)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -37,7 +37,11 @@ func TestFanOut(t *testing.T) {
 	// never polls again.
 	stalled := e.url + "/hub/000/stalled"
 	post := func(u, body string) string {
-		res, err := hc.Post(u, "text/plain", strings.NewReader(body))
+		ct := "text/plain" // a SockJS send
+		if strings.Contains(u, "/api/") {
+			ct = "application/json"
+		}
+		res, err := hc.Post(u, ct, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -139,8 +139,15 @@ func (h *hubConn) expect(op string, fields ...string) map[string]any {
 func apiCall(t *testing.T, method, url, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i]) // "": without the header
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/sign"
 	"github.com/sockjsd/sockjsd/session"
 )
@@ -57,6 +58,17 @@ type APIOptions struct {
 	NodeTransport http.RoundTripper
 	// NodeTimeout bounds one delivery to another node. Default 10s.
 	NodeTimeout time.Duration
+	// AllowedOrigins are the origins whose web pages may call the API
+	// (hub.CrossSite, as on the hub's API: "*" for any,
+	// "https://*.example.com"). A request carrying another Origin header
+	// is refused with 403. Empty: every request with an Origin header is
+	// refused (backends send none). A POST must be application/json (415
+	// otherwise).
+	AllowedOrigins []string
+	// Refused, when set, is told of each request the cross-site guard
+	// refused: "origin" or "content_type" (hub.RefusedOrigin,
+	// hub.RefusedContentType).
+	Refused func(reason string)
 }
 
 // API is the server API: a backend reaches any session or user, on any
@@ -109,6 +121,7 @@ func fail(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
+	checked := hub.CrossSite(a.opts.AllowedOrigins, a.opts.Refused, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
@@ -130,15 +143,11 @@ func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		next(w, r)
+		checked.ServeHTTP(w, r)
 	})
 }
 
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
-		return false
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

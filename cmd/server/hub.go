@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -22,10 +23,13 @@ import (
 
 // HubConfig configures the pub/sub hub at /hub and its API at /api/.
 type HubConfig struct {
-	APIKey              string
-	TokenSecret         string
-	Channels            string
-	BrowserPublish      string
+	APIKey         string
+	TokenSecret    string
+	Channels       string
+	BrowserPublish string
+	// BrowserPublishSet: -hub-browser-publish was given (flag or
+	// environment), not its default.
+	BrowserPublishSet   bool
 	PublishUnsubscribed bool
 	PingInterval        time.Duration
 	MaxSubs             int
@@ -47,7 +51,8 @@ func (c *HubConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.APIKey, "hub-api-key", "", "API key backends must send to /api/ (Authorization: Bearer or X-API-Key); empty: no key")
 	fs.StringVar(&c.TokenSecret, "hub-token-secret", "", "HMAC-SHA256 secret of hub tokens (JWT in the `token` query parameter), needed to subscribe and to publish; empty: no token needed")
 	fs.StringVar(&c.Channels, "hub-channels", "*", "comma-separated channel name patterns that exist")
-	fs.StringVar(&c.BrowserPublish, "hub-browser-publish", "chat.*", "comma-separated channel patterns browsers may publish to")
+	c.BrowserPublish = defaultBrowserPublish
+	fs.Var(&givenString{&c.BrowserPublish, &c.BrowserPublishSet}, "hub-browser-publish", "comma-separated channel patterns browsers may publish to; beyond loopback without -hub-token-secret, anonymous browsers publish only when this is given")
 	fs.BoolVar(&c.PublishUnsubscribed, "hub-browser-publish-unsubscribed", false, "let a browser publish to a channel it is not subscribed to")
 	fs.DurationVar(&c.PingInterval, "hub-ping-interval", 25*time.Second, "how often hub sessions are pinged to measure their round trip")
 	fs.IntVar(&c.MaxSubs, "hub-max-subscriptions", hub.DefaultMaxSubscriptions, "channels one hub session may subscribe to")
@@ -61,6 +66,61 @@ func (c *HubConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Proxy, "hub-proxy", "", "backend base URL that decides hub subscribes and browser publishes and answers rpc (POST <url>/subscribe, /publish, /rpc); empty: the hub's rules alone decide")
 	fs.StringVar(&c.ProxySecret, "hub-proxy-secret", "", "secret signing the hub's requests to -hub-proxy (X-Sockjsd-Signature); empty: -proxy-secret, else unsigned")
 	fs.DurationVar(&c.ProxyTimeout, "hub-proxy-timeout", 5*time.Second, "bound on one -hub-proxy request; past it the subscribe or publish is refused with unavailable")
+}
+
+// defaultBrowserPublish is -hub-browser-publish's default: what the demo's
+// chat needs.
+const defaultBrowserPublish = "chat.*"
+
+// givenString is a string flag that records whether it was given.
+type givenString struct {
+	v   *string
+	set *bool
+}
+
+func (g *givenString) String() string {
+	if g.v == nil {
+		return ""
+	}
+	return *g.v
+}
+
+func (g *givenString) Set(s string) error {
+	*g.v, *g.set = s, true
+	return nil
+}
+
+func (g *givenString) Get() any { return *g.v }
+
+// loopbackAddr reports whether a listen address (-addr) accepts only this
+// machine's connections: a loopback IP or "localhost". A wildcard (":8081",
+// "0.0.0.0:8081") or another address is beyond loopback.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// browserPublish is the channel patterns anonymous and token-holding
+// browsers may publish to. A server reachable beyond loopback with no
+// token secret would let any browser publish anonymously: only when the
+// operator asked for it with -hub-browser-publish; else none, said once.
+func browserPublish(cfg Config, log *slog.Logger) []string {
+	hc := cfg.Hub
+	if hc.TokenSecret != "" || hc.BrowserPublishSet || loopbackAddr(cfg.Addr) {
+		if hc.TokenSecret == "" && !loopbackAddr(cfg.Addr) && len(splitList(hc.BrowserPublish)) > 0 {
+			log.Warn("hub: anonymous browsers may publish (-hub-browser-publish without -hub-token-secret, beyond loopback)", "channels", hc.BrowserPublish)
+		}
+		return splitList(hc.BrowserPublish)
+	}
+	log.Warn("hub: browsers may not publish: the server listens beyond loopback without -hub-token-secret; give -hub-browser-publish to let anonymous browsers publish", "addr", cfg.Addr)
+	return nil
 }
 
 func splitList(s string) []string {
@@ -84,6 +144,11 @@ type hubMount struct {
 	// Hub is the hub, for the services that subscribe their own sessions
 	// to its channels (Hub.Attach).
 	Hub *hub.Hub
+	// APIRefused counts a request the cross-site guard of an HTTP API
+	// refused, by reason (hub.RefusedOrigin, hub.RefusedContentType), in
+	// sockjs_api_refused_total: for every /api, the gateway's too
+	// (proxy.APIOptions.Refused).
+	APIRefused func(reason string)
 }
 
 // hubMetrics counts the hub's refusals and shows the broker's state.
@@ -197,8 +262,23 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		}
 		return 0
 	})
-	if err := reg.Register(hmet.refused); err != nil {
-		return nil, err
+	apiRefused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Name: "api_refused_total",
+		Help: "Requests to /api refused as cross-site, by reason: origin (an Origin header not in -allowed-origins: 403), content_type (a POST not application/json: 415).",
+	}, []string{"reason"})
+	apiRefusedBy := map[string]prometheus.Counter{}
+	for _, r := range []string{hub.RefusedOrigin, hub.RefusedContentType} {
+		apiRefusedBy[r] = apiRefused.WithLabelValues(r)
+	}
+	hm.APIRefused = func(reason string) {
+		if c := apiRefusedBy[reason]; c != nil {
+			c.Inc()
+		}
+	}
+	for _, c := range []prometheus.Collector{hmet.refused, apiRefused} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	if err := reg.Register(brokerUp); err != nil {
 		return nil, err
@@ -231,7 +311,7 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 	h := hub.New(hub.Options{
 		Rules: hub.Rules{
 			Channels:            splitList(hc.Channels),
-			BrowserPublish:      splitList(hc.BrowserPublish),
+			BrowserPublish:      browserPublish(cfg, log),
 			PublishUnsubscribed: hc.PublishUnsubscribed,
 			TokenSecret:         []byte(hc.TokenSecret),
 		},
@@ -246,8 +326,8 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		Observer:                   hmet,
 		Logger:                     log,
 	})
-	hub.NewAPI(h, hub.APIOptions{Key: hc.APIKey}).Mount(r, "/api")
-	if hc.APIKey == "" && !strings.HasPrefix(cfg.Addr, "127.") && !strings.HasPrefix(cfg.Addr, "localhost") {
+	hub.NewAPI(h, hub.APIOptions{Key: hc.APIKey, AllowedOrigins: opts.AllowedOrigins, Refused: hm.APIRefused}).Mount(r, "/api")
+	if hc.APIKey == "" && !loopbackAddr(cfg.Addr) {
 		log.Warn("the hub's publish API has no key and the server listens beyond loopback: set -hub-api-key")
 	}
 	hm.Hub = h

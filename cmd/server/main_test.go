@@ -22,12 +22,18 @@ import (
 // with these flags besides -client-dir.
 func startServer(t *testing.T, flags ...string) (*server, string) {
 	t.Helper()
+	return startServerLog(t, io.Discard, flags...)
+}
+
+// startServerLog is startServer with the server's log written to log. The
+// server listens on loopback whatever -addr says.
+func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, string) {
+	t.Helper()
 	cfg, err := parseConfig(append([]string{"-client-dir", t.TempDir()}, flags...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := newServer(cfg, log)
+	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

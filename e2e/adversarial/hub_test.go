@@ -248,7 +248,7 @@ func TestHubDistinctChannelPublishes(t *testing.T) {
 	if seq, _ := srv.apiHistory(t, "chat.0"); seq != 0 {
 		t.Errorf("chat.0 still held after %d more channels were published to: seq %v", n, seq)
 	}
-	if r := srv.MustDo(t, "POST", "/api/publish", `{"channel":"chat.final","data":1}`); r.Code != 200 {
+	if r := srv.MustDo(t, "POST", "/api/publish", `{"channel":"chat.final","data":1}`, "Content-Type", "application/json"); r.Code != 200 {
 		t.Fatalf("publish after the flood: %d %q", r.Code, r.Body)
 	}
 	if seq, msgs := srv.apiHistory(t, "chat.final"); seq != 1 || msgs != 1 {
@@ -375,7 +375,7 @@ func TestHubJunkSubscriptionFlood(t *testing.T) {
 	user := srv.HubWS(t, "127.0.0.2", "")
 	user.mustSend(`{"op":"subscribe","channel":"news"}`)
 	user.expect("subscribed", "channel", `"news"`, "seq", "0")
-	if r := srv.MustDo(t, "POST", "/api/publish", `{"channel":"news","data":"still here"}`); r.Code != 200 {
+	if r := srv.MustDo(t, "POST", "/api/publish", `{"channel":"news","data":"still here"}`, "Content-Type", "application/json"); r.Code != 200 {
 		t.Fatalf("publish: %d %q", r.Code, r.Body)
 	}
 	user.expect("message", "channel", `"news"`, "seq", "1", "data", `"still here"`)

@@ -121,9 +121,9 @@ func TestClusterChaos(t *testing.T) {
 	// Subscribers: their own context, cancelled when they are given up on.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	targets := map[string]*atomic.Pointer[feedTarget]{}
+	targets := map[string]*feedGoal{}
 	for _, ch := range channels {
-		targets[ch] = new(atomic.Pointer[feedTarget])
+		targets[ch] = newFeedGoal(ctx)
 	}
 	var subs []*feedSub
 	var wg sync.WaitGroup

@@ -235,6 +235,9 @@ func apiDo(url, body string) apiResult {
 		method = http.MethodPost
 	}
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	res, err := hubHTTP.RoundTrip(req)
 	if err != nil {
 		return apiResult{err: err}

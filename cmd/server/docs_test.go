@@ -140,7 +140,7 @@ func serverMetrics(t *testing.T) map[string]bool {
 	// The gateway's metrics, with webhooks (in memory: no Redis needed).
 	cfg.Proxy.Services = multiFlag{"/app=http://127.0.0.1:1/app"}
 	cfg.Proxy.Secret, cfg.Proxy.Webhook = "docs-test", "http://127.0.0.1:1/webhook"
-	px, err := mountProxy(mux.NewRouter(), cfg, opts, hm.Hub, rec, log)
+	px, err := mountProxy(mux.NewRouter(), cfg, opts, hm, rec, log)
 	if err != nil {
 		t.Fatal(err)
 	}

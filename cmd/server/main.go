@@ -151,7 +151,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	svcs = append(svcs, ex.handlers...)
-	px, err := mountProxy(r, cfg, opts, hm.Hub, reg, log)
+	px, err := mountProxy(r, cfg, opts, hm, reg, log)
 	if err != nil {
 		return nil, err
 	}

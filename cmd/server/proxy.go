@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sockjsd/sockjsd/directory"
-	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/proxy"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -82,7 +81,7 @@ func (p *proxyMount) shutdown(ctx context.Context) error {
 // mountProxy builds one SockJS service per -proxy backend, the server API
 // at /api (send, disconnect, sessions), and webhooks. In cluster mode the
 // directory and the webhook queue are in Redis.
-func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, reg prometheus.Registerer, log *slog.Logger) (*proxyMount, error) {
+func mountProxy(r *mux.Router, cfg Config, opts transport.Options, hm *hubMount, reg prometheus.Registerer, log *slog.Logger) (*proxyMount, error) {
 	pc := cfg.Proxy
 	if len(pc.Services) == 0 {
 		if pc.Webhook != "" {
@@ -168,7 +167,7 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 	if po.Headers == nil {
 		po.Headers = []string{}
 	}
-	if h != nil {
+	if h := hm.Hub; h != nil {
 		po.Attach = func(s *session.Session) proxy.Subscriber { return h.Attach(s) }
 	}
 	for _, hd := range po.Headers {
@@ -196,7 +195,10 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, h *hub.Hub, r
 		out.handlers = append(out.handlers, transport.New(prefix, opts, serve))
 		log.Info("proxy: service mounted", "prefix", prefix, "backend", redactURL(base))
 	}
-	proxy.NewAPI(gw, proxy.APIOptions{Key: cfg.Hub.APIKey, NodeSecret: []byte(cfg.Cluster.Secret)}).Mount(r, "/api")
+	// The same key and cross-site rules as the hub's API, counted in the
+	// same metric.
+	proxy.NewAPI(gw, proxy.APIOptions{Key: cfg.Hub.APIKey, NodeSecret: []byte(cfg.Cluster.Secret),
+		AllowedOrigins: opts.AllowedOrigins, Refused: hm.APIRefused}).Mount(r, "/api")
 	return out, nil
 }
 

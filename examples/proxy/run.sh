@@ -74,7 +74,7 @@ cat <<EOF
   One transport only: http://$BACKEND_ADDR/?transports=xhr-polling
   Straight in:        http://$BACKEND_ADDR/?user=dora&password=secret
   Publish from a shell:
-    curl -s -H 'Authorization: Bearer $API_KEY' http://$SOCKJSD_ADDR/api/publish \\
+    curl -s -H 'Authorization: Bearer $API_KEY' -H 'Content-Type: application/json' http://$SOCKJSD_ADDR/api/publish \\
       -d '{"channel":"room.lobby","data":{"type":"say","room":"lobby","from":"curl","text":"hello"}}'
   Ctrl-C stops both.
 

@@ -40,6 +40,7 @@ type Config struct {
 	RedisURL        string
 	Cluster         ClusterConfig
 	Limits          LimitConfig // limits.go
+	Conns           ConnConfig  // listener.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -70,6 +71,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
 	c.Limits.register(fs)
+	c.Conns.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sockjsd/sockjsd/internal/connlimit"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/web"
@@ -88,7 +89,8 @@ func run(cfg Config, log *slog.Logger) error {
 	demo, on := demoURL(ln.Addr())
 	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.http.Serve(ln) }()
+	srv.conns.Listener = ln
+	go func() { errc <- srv.http.Serve(srv.conns) }()
 
 	select {
 	case err := <-errc:
@@ -107,9 +109,10 @@ type server struct {
 	hub      *hubMount
 	log      *slog.Logger
 	stopping atomic.Bool
-	exec     *execMount   // programs run per session, reaped at shutdown
-	proxy    *proxyMount  // the gateway: its close requests and webhooks outlive the sessions
-	checks   []readyCheck // dependencies /readyz waits for (Redis in cluster mode)
+	exec     *execMount          // programs run per session, reaped at shutdown
+	proxy    *proxyMount         // the gateway: its close requests and webhooks outlive the sessions
+	checks   []readyCheck        // dependencies /readyz waits for (Redis in cluster mode)
+	conns    *connlimit.Listener // the connection caps, around run's listener
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -162,7 +165,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks}
+	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks, conns: connLimiter(cfg.Conns, reg)}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)

@@ -17,7 +17,8 @@ import (
 // with 431.
 func TestHeaderFlood(t *testing.T) {
 	t.Parallel()
-	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_DISCONNECT_DELAY": "2m"}})
+	// 2,000 websockets held open from one address: past -max-connections-per-address.
+	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_DISCONNECT_DELAY": "2m", "SOCKJSD_MAX_CONNECTIONS_PER_ADDRESS": "0"}})
 	p := srv.Probe(t)
 	base := srv.RSS(t)
 	junk := strings.Repeat("j", 60<<10)
@@ -87,7 +88,9 @@ func TestSessionFloodFromOneAddress(t *testing.T) {
 // with 408, and the server accepts connections again.
 func TestSlowBodies(t *testing.T) {
 	t.Parallel()
-	srv := Start(t, Config{NoFile: 1024, Env: map[string]string{"SOCKJSD_BODY_READ_TIMEOUT": "2s", "SOCKJSD_DISCONNECT_DELAY": "2m"}})
+	// 1,100 connections from one address: past -max-connections-per-address.
+	srv := Start(t, Config{NoFile: 1024, Env: map[string]string{"SOCKJSD_BODY_READ_TIMEOUT": "2s", "SOCKJSD_DISCONNECT_DELAY": "2m",
+		"SOCKJSD_MAX_CONNECTIONS_PER_ADDRESS": "0"}})
 	p := srv.Probe(t)
 	path := openXHR(t, srv, "/echo")
 	paths := make([]string, 300) // 4 sends in flight per session at most

@@ -333,7 +333,13 @@ func (s *Server) WS(t *testing.T, path string, hdr http.Header) (*websocket.Conn
 func (s *Server) Metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	r := s.MustDo(t, "GET", "/metrics", "")
-	for _, line := range strings.Split(r.Body, "\n") {
+	return parseMetric(t, r.Body, name, labels...)
+}
+
+// parseMetric is the value of the metric in a /metrics body (see Metric).
+func parseMetric(t *testing.T, body, name string, labels ...string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
 		rest, ok := strings.CutPrefix(line, name)
 		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
 			continue

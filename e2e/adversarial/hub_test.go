@@ -303,7 +303,8 @@ func TestHubSubscribeChurn(t *testing.T) {
 // subscribes and gets its messages.
 func TestHubJunkSubscriptionFlood(t *testing.T) {
 	t.Parallel()
-	srv := Start(t, Config{})
+	// 1,001 websockets from one address: past -max-connections-per-address.
+	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_MAX_CONNECTIONS_PER_ADDRESS": "0"}})
 	p := srv.Probe(t)
 	base := srv.RSS(t)
 	const socks, each = 1001, 100

@@ -192,8 +192,8 @@ func gatewayRun(l load, path string) gwRun {
 	}
 	defer be.stop()
 	s := server{name: "sockjsd -proxy", cmd: func(p string) *exec.Cmd {
-		return pinned(0, bin("server"), "-addr", "127.0.0.1:"+p, "-client-dir", os.TempDir(), "-log-level", "error",
-			"-proxy", "/pecho=http://"+be.addr+"/base", "-proxy-secret", proxySecret)
+		return pinned(0, bin("server"), append([]string{"-addr", "127.0.0.1:" + p, "-client-dir", os.TempDir(), "-log-level", "error",
+			"-proxy", "/pecho=http://" + be.addr + "/base", "-proxy-secret", proxySecret}, connCaps...)...)
 	}}
 	srv, err := start(s)
 	if err != nil {

@@ -102,11 +102,16 @@ func servers() []server {
 	return list
 }
 
+// connCaps lift sockjsd's connection caps: the load generator opens up to
+// ~5,000 connections from each of its few source addresses (localAddrs),
+// past -max-connections-per-address's default of 1,000.
+var connCaps = []string{"-max-connections", "0", "-max-connections-per-address", "0"}
+
 func allServers() []server {
 	all := func(string) bool { return true }
 	list := []server{
 		{"sockjsd", func(p string) *exec.Cmd {
-			return pinned(0, bin("server"), "-addr", "127.0.0.1:"+p, "-client-dir", os.TempDir(), "-log-level", "error")
+			return pinned(0, bin("server"), append([]string{"-addr", "127.0.0.1:" + p, "-client-dir", os.TempDir(), "-log-level", "error"}, connCaps...)...)
 		}, all},
 		{"igm", func(p string) *exec.Cmd { return pinned(0, bin("igm"), "-addr", "127.0.0.1:"+p) }, all},
 		{"sockjs-node", func(p string) *exec.Cmd { return pinned(0, "node", *nodeScript, p, *nodeModules) }, all},

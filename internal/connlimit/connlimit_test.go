@@ -1,0 +1,85 @@
+package connlimit
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dial opens a connection from the loopback address src.
+func dial(t *testing.T, ln net.Listener, src string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// TestCaps: past each cap a connection gets the refusal and EOF, and is
+// counted under its reason; a closed connection frees its slot.
+func TestCaps(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	refused := map[string]int{}
+	l := &Listener{Listener: inner, Max: 3, PerAddress: 2, Refusal: []byte("no\n"),
+		OnRefuse: func(r string) { mu.Lock(); refused[r]++; mu.Unlock() }}
+	defer l.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	expectRefused := func(src string) {
+		t.Helper()
+		b, err := io.ReadAll(dial(t, l, src))
+		if string(b) != "no\n" || err != nil {
+			t.Fatalf("refused connection from %s read %q, %v", src, b, err)
+		}
+	}
+	dial(t, l, "127.0.0.1")
+	dial(t, l, "127.0.0.1")
+	s1, s2 := <-accepted, <-accepted
+	expectRefused("127.0.0.1") // per address
+	dial(t, l, "127.0.0.2")
+	s3 := <-accepted
+	expectRefused("127.0.0.3") // total
+	if n := l.Open(); n != 3 {
+		t.Errorf("open: %d, want 3", n)
+	}
+	s1.Close()
+	s1.Close() // twice: released once
+	dial(t, l, "127.0.0.1")
+	s4 := <-accepted
+	if n := l.Open(); n != 3 {
+		t.Errorf("open after one closed and one more: %d, want 3", n)
+	}
+	for _, c := range []net.Conn{s2, s3, s4} {
+		c.Close()
+	}
+	if n := l.Open(); n != 0 {
+		t.Errorf("open after all closed: %d", n)
+	}
+	if len(l.per) != 0 {
+		t.Errorf("per-address map keeps %d addresses with no connection", len(l.per))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused[ReasonPerAddress] != 1 || refused[ReasonMax] != 1 {
+		t.Errorf("refusals: %v", refused)
+	}
+}

@@ -171,7 +171,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	r.PathPrefix("/").Handler(site)
 
 	s.http = &http.Server{
-		Handler:           r,
+		Handler:           closeOnUnreadBody(r), // unreadbody.go
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,

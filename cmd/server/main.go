@@ -88,7 +88,7 @@ func run(cfg Config, log *slog.Logger) error {
 	demo, on := demoURL(ln.Addr())
 	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.http.Serve(ln) }()
+	go func() { errc <- srv.http.Serve(srv.listener(ln)) }()
 
 	select {
 	case err := <-errc:
@@ -110,6 +110,9 @@ type server struct {
 	exec     *execMount   // programs run per session, reaped at shutdown
 	proxy    *proxyMount  // the gateway: its close requests and webhooks outlive the sessions
 	checks   []readyCheck // dependencies /readyz waits for (Redis in cluster mode)
+	// listener wraps the listening socket: the PROXY protocol from
+	// -trusted-proxies (realaddr.go).
+	listener func(net.Listener) net.Listener
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -167,8 +170,12 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
 
+	trusted := cfg.trustedProxies()
+	s.listener = func(ln net.Listener) net.Listener { return trusted.listener(ln, cfg.Limits.ReadHeaderTimeout) }
 	s.http = &http.Server{
-		Handler:           r,
+		// The client's address from a trusted proxy's headers, before
+		// anything reads it.
+		Handler:           trusted.handler(r),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,

@@ -69,10 +69,11 @@ func TestClientAddr(t *testing.T) {
 	}
 }
 
-// remoteAddrOf opens a session of the exec service that prints its
-// REMOTE_ADDR, through dial (nil: a plain dial), with hdr, and returns what
-// the program printed or the error of the handshake.
-func remoteAddrOf(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
+// execFirst opens a session of the exec service at /exec through a
+// connection that pre (nil: nothing) writes to first, with hdr, and
+// returns the frame after the open frame, or the error of the handshake.
+// The session stays open until the test ends.
+func execFirst(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second,
 		NetDialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
@@ -88,7 +89,7 @@ func remoteAddrOf(t *testing.T, addr string, hdr http.Header, pre func(net.Conn)
 	if err != nil {
 		return "", err
 	}
-	defer ws.Close()
+	t.Cleanup(func() { _ = ws.Close() })
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, m, err := ws.ReadMessage(); err != nil || string(m) != "o" {
 		t.Fatalf("open frame %q %v", m, err)
@@ -97,8 +98,19 @@ func remoteAddrOf(t *testing.T, addr string, hdr http.Header, pre func(net.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return string(m), nil
+}
+
+// remoteAddrOf is the REMOTE_ADDR that printRemote prints in a session
+// opened by execFirst.
+func remoteAddrOf(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
+	t.Helper()
+	m, err := execFirst(t, addr, hdr, pre)
+	if err != nil {
+		return "", err
+	}
 	var lines []string
-	if !strings.HasPrefix(string(m), "a") || json.Unmarshal(m[1:], &lines) != nil || len(lines) != 1 {
+	if !strings.HasPrefix(m, "a") || json.Unmarshal([]byte(m[1:]), &lines) != nil || len(lines) != 1 {
 		t.Fatalf("frame %q, want one line", m)
 	}
 	return strings.TrimSpace(lines[0]), nil
@@ -166,6 +178,30 @@ func TestUntrustedProxyHeaders(t *testing.T) {
 	for name, pre := range map[string]func(net.Conn) error{"v1": proxyV1("192.0.2.1"), "v2": proxyV2("192.0.2.2")} {
 		if got, err := remoteAddrOf(t, addr, nil, pre); err == nil {
 			t.Errorf("PROXY %s from an untrusted peer: session opened with REMOTE_ADDR %q", name, got)
+		}
+	}
+}
+
+// TestExecPerAddressBehindProxy: -exec-max-per-address 1 behind a trusted
+// proxy counts each client on its own address: two clients of the proxy
+// each get a program, a second session of the first is refused with 3015.
+// Before: every client of the proxy was 127.0.0.1, and the second client
+// was refused.
+func TestExecPerAddressBehindProxy(t *testing.T) {
+	srv, addr := startServer(t, "-exec", printRemote, "-exec-max-per-address", "1", "-trusted-proxies", "127.0.0.1")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = srv.exec.shutdown(ctx)
+	})
+	from := func(a string) http.Header { return http.Header{"X-Forwarded-For": {a}} }
+	for _, c := range []struct{ xff, want string }{
+		{"203.0.113.1", `a["203.0.113.1"]`},
+		{"203.0.113.2", `a["203.0.113.2"]`},
+		{"203.0.113.1", `c[3015,"Too many programs for this address"]`},
+	} {
+		if m, err := execFirst(t, addr, from(c.xff), nil); err != nil || m != c.want {
+			t.Errorf("X-Forwarded-For %s: %q %v, want %s", c.xff, m, err, c.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -203,5 +204,36 @@ func TestExecPerAddressBehindProxy(t *testing.T) {
 		if m, err := execFirst(t, addr, from(c.xff), nil); err != nil || m != c.want {
 			t.Errorf("X-Forwarded-For %s: %q %v, want %s", c.xff, m, err, c.want)
 		}
+	}
+}
+
+// TestGatewayRemoteBehindProxy: the gateway's connect carries the client's
+// address from a trusted proxy's X-Forwarded-For in "remote". Before: the
+// proxy's, 127.0.0.1.
+func TestGatewayRemoteBehindProxy(t *testing.T) {
+	remotes := make(chan string, 4)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/connect") {
+			var body struct{ Remote string }
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			remotes <- body.Remote
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	t.Cleanup(backend.Close)
+	_, addr := startServer(t, "-proxy", "/chat="+backend.URL, "-proxy-secret", "gateway-test-secret", "-trusted-proxies", "127.0.0.1/32")
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/chat/000/a/websocket", http.Header{"X-Forwarded-For": {"203.0.113.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	select {
+	case r := <-remotes:
+		if r != "203.0.113.5" {
+			t.Errorf("connect remote %q, want 203.0.113.5", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connect within 10s")
 	}
 }

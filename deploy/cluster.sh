@@ -45,7 +45,8 @@ sed -e "s/127\.0\.0\.1:8090\$/127.0.0.1:$CLUSTER_PORT/" \
 	-e "s/127\.0\.0\.1:8093\$/127.0.0.1:$((CLUSTER_PORT + 3))/" deploy/haproxy.cfg >"$tmp/haproxy.cfg"
 nodes=""
 for i in 1 2 3; do
-	SOCKJSD_CLUSTER_SECRET=$SECRET "$tmp/server" -addr "127.0.0.1:$((CLUSTER_PORT + i))" -redis "redis://127.0.0.1:$REDIS_PORT/0" &
+	# haproxy connects from 127.0.0.1: its X-Forwarded-For names the client.
+	SOCKJSD_CLUSTER_SECRET=$SECRET "$tmp/server" -addr "127.0.0.1:$((CLUSTER_PORT + i))" -redis "redis://127.0.0.1:$REDIS_PORT/0" -trusted-proxies 127.0.0.1/32 &
 	pids="$pids $!"
 	nodes="$nodes http://127.0.0.1:$((CLUSTER_PORT + i))"
 done

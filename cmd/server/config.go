@@ -33,6 +33,7 @@ type Config struct {
 	ReceiverWait    time.Duration
 	CloseWait       time.Duration
 	LogLevel        string
+	TrustedProxies  string
 	PingInterval    time.Duration
 	Hub             HubConfig
 	Exec            ExecConfig
@@ -63,6 +64,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for close frames to be written")
 	fs.DurationVar(&c.ReceiverWait, "receiver-wait", session.DefaultReceiverWait, "how long a second receiving request waits for the attached one to go before it gets 2010")
 	fs.DurationVar(&c.CloseWait, "ws-close-wait", transport.DefaultCloseWait, "how long a websocket stays open after the server's close frame, waiting for the client's")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For, X-Real-IP or PROXY protocol header (v1, v2) gives the client's address; from any other peer those headers are ignored, and a PROXY header closes the connection (empty: trust none)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often the demo page's echo service (/demo) pings each session in-band to measure the browser's round trip (sockjsd.js answers; sockjs_ping_rtt_seconds); 0: off. /hub uses -hub-ping-interval")
 	c.Hub.register(fs)
@@ -108,6 +110,13 @@ func (c Config) transportOptions() transport.Options {
 	}
 	c.Limits.apply(&o)
 	return o
+}
+
+// trustedProxies is the parsed -trusted-proxies; parseFlags has refused
+// a malformed value.
+func (c Config) trustedProxies() trustedProxies {
+	t, _ := parseTrustedProxies(c.TrustedProxies)
+	return t
 }
 
 // logLevel is the parsed -log-level; parseFlags has refused any other

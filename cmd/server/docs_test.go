@@ -149,7 +149,7 @@ func serverMetrics(t *testing.T) map[string]bool {
 	if err := px.shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	connLimiter(cfg.Conns, rec) // the listener's
+	connLimiter(cfg.Conns, nil, rec) // the listener's
 	for _, n := range rec.names {
 		have[n] = true
 	}

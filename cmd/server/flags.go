@@ -33,10 +33,11 @@ func envName(flagName string) string {
 // stringForms are the string flags whose values are checked; every other
 // string is taken as given.
 var stringForms = map[string]struct {
-	form  string
-	check func(string) error
+	placeholder, form string
+	check             func(string) error
 }{
-	"log-level": {"debug, info, warn or error", func(v string) error { _, err := parseLogLevel(v); return err }},
+	"log-level":       {"level", "debug, info, warn or error", func(v string) error { _, err := parseLogLevel(v); return err }},
+	"trusted-proxies": {"CIDRs", "comma-separated CIDRs such as 10.0.0.0/8,127.0.0.1/32", func(v string) error { _, err := parseTrustedProxies(v); return err }},
 }
 
 func parseLogLevel(v string) (slog.Level, error) {
@@ -56,7 +57,7 @@ func parseLogLevel(v string) (slog.Level, error) {
 // form is how a flag's value must be written, from its type.
 func form(f *flag.Flag) (placeholder, expected string) {
 	if sf, ok := stringForms[f.Name]; ok {
-		return "level", sf.form
+		return sf.placeholder, sf.form
 	}
 	v := f.Value
 	switch w := v.(type) { // after parseFlags wrapped it

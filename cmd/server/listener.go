@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"net"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,12 +36,22 @@ func (c *ConnConfig) register(fs *flag.FlagSet) {
 }
 
 // connAddress is the address a connection is counted under: the TCP
-// peer's IP. The real client address behind a trusted proxy replaces it.
-var connAddress = connlimit.PeerIP
+// peer's IP, or "" (not counted per address) for a trusted proxy, whose
+// connections carry many clients (-trusted-proxies): a balancer in front
+// of the node must not be held to one client's share.
+func connAddress(trusted trustedProxies) func(net.Conn) string {
+	return func(c net.Conn) string {
+		ip := connlimit.PeerIP(c)
+		if a, err := netip.ParseAddr(ip); err == nil && trusted.contains(a) {
+			return ""
+		}
+		return ip
+	}
+}
 
 // connLimiter is the listener wrapper of the caps, with its metrics on
 // reg; run gives it the listener.
-func connLimiter(c ConnConfig, reg prometheus.Registerer) *connlimit.Listener {
+func connLimiter(c ConnConfig, trusted trustedProxies, reg prometheus.Registerer) *connlimit.Listener {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sockjs_connections_refused_total",
 		Help: "Connections refused at accept by -max-connections (max_connections) or -max-connections-per-address (per_address).",
@@ -51,7 +62,7 @@ func connLimiter(c ConnConfig, reg prometheus.Registerer) *connlimit.Listener {
 	l := &connlimit.Listener{
 		Max:        c.MaxConnections,
 		PerAddress: c.MaxConnectionsPerAddress,
-		Key:        func(c net.Conn) string { return connAddress(c) },
+		Key:        connAddress(trusted),
 		Refusal:    connRefusal,
 		OnRefuse:   func(reason string) { refused.WithLabelValues(reason).Inc() },
 	}

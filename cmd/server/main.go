@@ -89,8 +89,11 @@ func run(cfg Config, log *slog.Logger) error {
 	demo, on := demoURL(ln.Addr())
 	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
 	errc := make(chan error, 1)
+	// The caps count TCP connections as accepted, before a PROXY header
+	// is read (refusing costs nothing then); connections from trusted
+	// proxies count against -max-connections only.
 	srv.conns.Listener = ln
-	go func() { errc <- srv.http.Serve(srv.conns) }()
+	go func() { errc <- srv.http.Serve(srv.listener(srv.conns)) }()
 
 	select {
 	case err := <-errc:
@@ -113,6 +116,9 @@ type server struct {
 	proxy    *proxyMount         // the gateway: its close requests and webhooks outlive the sessions
 	checks   []readyCheck        // dependencies /readyz waits for (Redis in cluster mode)
 	conns    *connlimit.Listener // the connection caps, around run's listener
+	// listener wraps the capped listener: the PROXY protocol from
+	// -trusted-proxies (realaddr.go).
+	listener func(net.Listener) net.Listener
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -165,13 +171,18 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks, conns: connLimiter(cfg.Conns, reg)}
+	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks, conns: connLimiter(cfg.Conns, cfg.trustedProxies(), reg)}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
 
+	trusted := cfg.trustedProxies()
+	s.listener = func(ln net.Listener) net.Listener { return trusted.listener(ln, cfg.Limits.ReadHeaderTimeout) }
 	s.http = &http.Server{
-		Handler:           closeOnUnreadBody(r), // unreadbody.go
+		// The client's address from a trusted proxy's headers, before
+		// anything reads it (realaddr.go); an answer given without
+		// reading the body closes its connection (unreadbody.go).
+		Handler:           closeOnUnreadBody(trusted.handler(r)),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,

@@ -1,9 +1,11 @@
 package adversarial
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -44,16 +46,31 @@ func (s *Server) HubWS(t *testing.T, local, query string) *hubWS {
 }
 
 func (s *Server) tryHubWS(t *testing.T, local, query string) (*hubWS, error) {
+	return s.dialHubWS(t, local, query, nil, nil)
+}
+
+// dialHubWS is tryHubWS with request headers hdr and pre, when not nil,
+// writing to the connection before the handshake (a PROXY header).
+func (s *Server) dialHubWS(t *testing.T, local, query string, hdr http.Header, pre func(net.Conn) error) (*hubWS, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	nd := net.Dialer{Timeout: 10 * time.Second}
 	if local != "" {
-		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
-		d.NetDialContext = nd.DialContext
+		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := nd.DialContext(ctx, network, addr)
+		if err == nil && pre != nil {
+			if err = pre(c); err != nil {
+				c.Close()
+			}
+		}
+		return c, err
 	}
 	u := "ws://" + s.Addr + "/hub/000/" + sid() + "/websocket"
 	if query != "" {
 		u += "?" + query
 	}
-	c, _, err := d.Dial(u, nil)
+	c, _, err := d.Dial(u, hdr)
 	if err != nil {
 		return nil, fmt.Errorf("hub websocket from %q: %w", local, err)
 	}
@@ -308,49 +325,15 @@ func TestHubJunkSubscriptionFlood(t *testing.T) {
 	p := srv.Probe(t)
 	base := srv.RSS(t)
 	const socks, each = 1001, 100
-	var subscribed, addrLimited, other atomic.Int64
-	var firstOther atomic.Value
-	errs := make(chan error, socks)
 	start := time.Now()
-	parallel(socks, 32, func(i int) {
-		h, err := srv.tryHubWS(t, "127.0.0.1", "")
-		if err != nil {
-			errs <- err
-			return
-		}
-		msgs := make([]string, each)
-		for j := range msgs {
-			msgs[j] = fmt.Sprintf(`{"op":"subscribe","channel":"junk.%d.%d"}`, i, j)
-		}
-		if err := h.send(msgs...); err != nil {
-			errs <- err
-			return
-		}
-		for range msgs {
-			a, err := h.nextRaw()
-			switch {
-			case err != nil:
-				errs <- err
-				return
-			case strings.HasPrefix(a, `{"op":"subscribed","channel":"junk.`):
-				subscribed.Add(1)
-			case strings.HasPrefix(a, `{"op":"error","code":"too_many_subscriptions","message":"subscription limit of this address reached","channel":"junk.`):
-				addrLimited.Add(1)
-			default:
-				other.Add(1)
-				firstOther.CompareAndSwap(nil, a)
-			}
-		}
+	subscribed, addrLimited, other, firstOther := subscribeFlood(t, socks, 32, each, "junk", func(int) (*hubWS, error) {
+		return srv.tryHubWS(t, "127.0.0.1", "")
 	})
-	close(errs)
-	for err := range errs {
-		t.Fatalf("junk subscriber: %v", err)
-	}
 	t.Logf("%d websockets tried %d subscribes in %v: %d subscribed, %d refused by the address limit",
-		socks, socks*each, time.Since(start).Round(time.Millisecond), subscribed.Load(), addrLimited.Load())
-	if subscribed.Load() != 1000 || addrLimited.Load() != socks*each-1000 || other.Load() != 0 {
+		socks, socks*each, time.Since(start).Round(time.Millisecond), subscribed, addrLimited)
+	if subscribed != 1000 || addrLimited != socks*each-1000 || other != 0 {
 		t.Errorf("want 1,000 subscribed and %d too_many_subscriptions; got %d, %d and %d others (first %v)",
-			socks*each-1000, subscribed.Load(), addrLimited.Load(), other.Load(), firstOther.Load())
+			socks*each-1000, subscribed, addrLimited, other, firstOther)
 	}
 	if v := srv.Metric(t, "sockjs_hub_refused_total", "reason", "address_limit"); v != socks*each-1000 {
 		t.Errorf("address_limit refusals counted: %v, want %d", v, socks*each-1000)
@@ -464,4 +447,50 @@ func TestHubTokenProtectedPublish(t *testing.T) {
 		t.Errorf("chat.room history: seq %v, %d messages, want 1 and 1", seq, msgs)
 	}
 	p.Check(t)
+}
+
+// subscribeFlood opens socks hub sessions with dial, on at most workers
+// goroutines, and subscribes each to each channels named tag.I.J,
+// counting the answers: subscribed, refused by the address limit, and
+// others (the first of them in firstOther).
+func subscribeFlood(t *testing.T, socks, workers, each int, tag string, dial func(i int) (*hubWS, error)) (subscribed, addrLimited, other int64, firstOther any) {
+	t.Helper()
+	var ok, limited, others atomic.Int64
+	var first atomic.Value
+	errs := make(chan error, socks)
+	parallel(socks, workers, func(i int) {
+		h, err := dial(i)
+		if err != nil {
+			errs <- err
+			return
+		}
+		msgs := make([]string, each)
+		for j := range msgs {
+			msgs[j] = fmt.Sprintf(`{"op":"subscribe","channel":"%s.%d.%d"}`, tag, i, j)
+		}
+		if err := h.send(msgs...); err != nil {
+			errs <- err
+			return
+		}
+		for range msgs {
+			a, err := h.nextRaw()
+			switch {
+			case err != nil:
+				errs <- err
+				return
+			case strings.HasPrefix(a, `{"op":"subscribed","channel":"`+tag+`.`):
+				ok.Add(1)
+			case strings.HasPrefix(a, `{"op":"error","code":"too_many_subscriptions","message":"subscription limit of this address reached","channel":"`+tag+`.`):
+				limited.Add(1)
+			default:
+				others.Add(1)
+				first.CompareAndSwap(nil, a)
+			}
+		}
+	})
+	close(errs)
+	for err := range errs {
+		t.Fatalf("%s subscriber: %v", tag, err)
+	}
+	return ok.Load(), limited.Load(), others.Load(), first.Load()
 }

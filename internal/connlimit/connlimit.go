@@ -39,7 +39,8 @@ type Listener struct {
 	Max int
 	// PerAddress is the most connections open at once per Key; 0: no cap.
 	PerAddress int
-	// Key is the address a connection is counted under (nil: PeerIP).
+	// Key is the address a connection is counted under (nil: PeerIP);
+	// "" counts it against Max only.
 	Key func(net.Conn) string
 	// Refusal, if set, is written to a refused connection (within
 	// RefusalTimeout, 50ms if 0) before it is closed, e.g. an HTTP 503.
@@ -91,11 +92,11 @@ func (l *Listener) acquire(key string) string {
 	if l.Max > 0 && l.open >= l.Max {
 		return ReasonMax
 	}
-	if l.PerAddress > 0 && l.per[key] >= l.PerAddress {
+	if l.PerAddress > 0 && key != "" && l.per[key] >= l.PerAddress {
 		return ReasonPerAddress
 	}
 	l.open++
-	if l.PerAddress > 0 {
+	if l.PerAddress > 0 && key != "" {
 		if l.per == nil {
 			l.per = make(map[string]int)
 		}

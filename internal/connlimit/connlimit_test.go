@@ -83,3 +83,33 @@ func TestCaps(t *testing.T) {
 		t.Errorf("refusals: %v", refused)
 	}
 }
+
+// A connection whose Key is "" (a trusted proxy's, carrying many clients)
+// counts against Max only.
+func TestEmptyKeyCountsAgainstMaxOnly(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Listener{Listener: inner, Max: 3, PerAddress: 1, Key: func(net.Conn) string { return "" }}
+	defer l.Close()
+	var clients []net.Conn
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i := range 3 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		if _, err := l.Accept(); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if n := l.Open(); n != 3 {
+		t.Fatalf("Open() = %d, want 3 (one address, PerAddress 1, exempt)", n)
+	}
+}

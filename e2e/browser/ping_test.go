@@ -35,10 +35,18 @@ const pingJS = `new Promise(function (resolve, reject) {
 		onmessage: function (m) {
 			got.push(m);
 			if (got.length === 2) {
-				clearTimeout(timer);
-				var r = {got: got, rtt: conn.rtt, transport: conn.transport, readyState: conn.readyState, buffered: conn.bufferedAmount};
-				conn.close();
-				resolve(r);
+				// The echoes can arrive before the send that carried
+				// them has completed (jsonp-polling's form post reports
+				// its end after the poll answered): bufferedAmount is
+				// read once the sends are done, within the timer.
+				var done = function () {
+					if (conn.bufferedAmount !== 0) { setTimeout(done, 10); return; }
+					clearTimeout(timer);
+					var r = {got: got, rtt: conn.rtt, transport: conn.transport, readyState: conn.readyState, buffered: conn.bufferedAmount};
+					conn.close();
+					resolve(r);
+				};
+				done();
 			}
 		},
 		onclose: function (e) { if (got.length < 2) { clearTimeout(timer); reject(new Error("closed " + e.code + " " + e.reason)); } }

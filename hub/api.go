@@ -77,39 +77,51 @@ type apiError struct {
 	Message string `json:"message"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers status with v as JSON, not cached: how the backend
+// APIs answer.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func fail(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, apiError{code, msg})
+// Fail answers an API error: {"error":code,"message":msg}.
+func Fail(w http.ResponseWriter, status int, code, msg string) {
+	WriteJSON(w, status, apiError{code, msg})
 }
 
-// guard checks the method, the request's origin and content type, and the
-// API key.
+// guard checks the method, the API key, the request's origin and content
+// type.
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
-	checked := CrossSite(a.opts.AllowedOrigins, a.opts.Refused, next)
+	return Guard(method, a.opts.Key, a.opts.AllowedOrigins, a.opts.Refused, next)
+}
+
+// Guard is the door of an HTTP API meant for backends (the hub's API, the
+// gateway's server API): it answers 405 to another method than method;
+// when key is set, 401 without "Authorization: Bearer <key>" or
+// "X-API-Key: <key>" and 403 with a wrong one (compared in constant time);
+// then CrossSite's checks. Errors are JSON, as the API's are.
+func Guard(method, key string, allowedOrigins []string, refused func(reason string), next http.Handler) http.Handler {
+	checked := CrossSite(allowedOrigins, refused, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
-			fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+			Fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
 			return
 		}
-		if a.opts.Key != "" {
+		if key != "" {
 			got := r.Header.Get("X-API-Key")
 			if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
 				got = strings.TrimPrefix(auth, "Bearer ")
 			}
 			if got == "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sockjsd"`)
-				fail(w, http.StatusUnauthorized, "unauthorized", "an API key is required")
+				Fail(w, http.StatusUnauthorized, "unauthorized", "an API key is required")
 				return
 			}
-			if subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Key)) != 1 {
-				fail(w, http.StatusForbidden, "forbidden", "wrong API key")
+			if subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
+				Fail(w, http.StatusForbidden, "forbidden", "wrong API key")
 				return
 			}
 		}
@@ -138,10 +150,10 @@ func CrossSite(allowedOrigins []string, refused func(reason string), next http.H
 		reason := ""
 		if v, ok := r.Header["Origin"]; ok && (len(v) != 1 || !o.allows(v[0])) {
 			reason = RefusedOrigin
-			fail(w, http.StatusForbidden, "forbidden_origin", "requests from web pages of this origin are refused (-allowed-origins)")
+			Fail(w, http.StatusForbidden, "forbidden_origin", "requests from web pages of this origin are refused (-allowed-origins)")
 		} else if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); r.Method == http.MethodPost && (err != nil || mt != "application/json") {
 			reason = RefusedContentType
-			fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+			Fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
 		}
 		if reason == "" {
 			next.ServeHTTP(w, r)
@@ -197,18 +209,24 @@ func (o origins) allows(origin string) bool {
 
 // decode reads a JSON body under the size limit.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
+	return DecodeJSON(w, r, a.opts.MaxBodyBytes, v)
+}
+
+// DecodeJSON reads r's body, at most max bytes, into v. On a failure it
+// answers (413 too_large, 400 bad_request or bad_json) and returns false.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
+			Fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
 		} else {
-			fail(w, http.StatusBadRequest, "bad_request", "could not read the body")
+			Fail(w, http.StatusBadRequest, "bad_request", "could not read the body")
 		}
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		fail(w, http.StatusBadRequest, "bad_json", "the body is not valid JSON: "+err.Error())
+		Fail(w, http.StatusBadRequest, "bad_json", "the body is not valid JSON: "+err.Error())
 		return false
 	}
 	return true
@@ -219,11 +237,11 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 func (a *API) checkChannel(w http.ResponseWriter, channel string) bool {
 	switch {
 	case channel == "":
-		fail(w, http.StatusBadRequest, "bad_request", "channel is required")
+		Fail(w, http.StatusBadRequest, "bad_request", "channel is required")
 	case !validName.MatchString(channel):
-		fail(w, http.StatusBadRequest, "bad_channel", "channel names are 1-128 characters of A-Z a-z 0-9 _ . : -")
+		Fail(w, http.StatusBadRequest, "bad_channel", "channel names are 1-128 characters of A-Z a-z 0-9 _ . : -")
 	case !a.hub.opts.Rules.Exists(channel):
-		fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+channel)
+		Fail(w, http.StatusNotFound, "unknown_channel", "no such channel: "+channel)
 	default:
 		return true
 	}
@@ -237,9 +255,9 @@ func (a *API) checkPublish(w http.ResponseWriter, channel string, data json.RawM
 	}
 	switch {
 	case len(data) == 0:
-		fail(w, http.StatusBadRequest, "bad_request", "data is required")
+		Fail(w, http.StatusBadRequest, "bad_request", "data is required")
 	case len(data) > a.hub.opts.MaxDataBytes:
-		fail(w, http.StatusRequestEntityTooLarge, "too_large", "data over the size limit")
+		Fail(w, http.StatusRequestEntityTooLarge, "too_large", "data over the size limit")
 	default:
 		return true
 	}
@@ -261,10 +279,10 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	seq, err := a.hub.Publish(r.Context(), req.Channel, req.Data)
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, published{req.Channel, seq})
+	WriteJSON(w, http.StatusOK, published{req.Channel, seq})
 }
 
 func (a *API) broadcast(w http.ResponseWriter, r *http.Request) {
@@ -276,7 +294,7 @@ func (a *API) broadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Channels) == 0 || len(req.Channels) > a.opts.MaxBroadcastChannels {
-		fail(w, http.StatusBadRequest, "bad_request", "channels must list 1 to the broadcast limit of channels")
+		Fail(w, http.StatusBadRequest, "bad_request", "channels must list 1 to the broadcast limit of channels")
 		return
 	}
 	for _, ch := range req.Channels {
@@ -288,21 +306,21 @@ func (a *API) broadcast(w http.ResponseWriter, r *http.Request) {
 	for _, ch := range req.Channels {
 		seq, err := a.hub.Publish(r.Context(), ch, req.Data)
 		if err != nil {
-			fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
 		out = append(out, published{ch, seq})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"results": out})
 }
 
 func (a *API) channels(w http.ResponseWriter, r *http.Request) {
 	chans, err := a.hub.opts.Broker.Channels(r.Context())
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"channels": chans})
+	WriteJSON(w, http.StatusOK, map[string]any{"channels": chans})
 }
 
 func (a *API) presence(w http.ResponseWriter, r *http.Request) {
@@ -312,10 +330,10 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := a.hub.opts.Broker.Presence(r.Context(), ch)
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"channel": ch, "subscribers": n})
+	WriteJSON(w, http.StatusOK, map[string]any{"channel": ch, "subscribers": n})
 }
 
 type historyMessage struct {
@@ -337,7 +355,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			fail(w, http.StatusBadRequest, "bad_request", "since must be a sequence number")
+			Fail(w, http.StatusBadRequest, "bad_request", "since must be a sequence number")
 			return
 		}
 		since = n
@@ -346,14 +364,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			fail(w, http.StatusBadRequest, "bad_request", "limit must be a positive number")
+			Fail(w, http.StatusBadRequest, "bad_request", "limit must be a positive number")
 			return
 		}
 		limit = min(n, limit)
 	}
 	hist, err := a.hub.opts.Broker.History(r.Context(), ch, since, limit)
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
 	// An incomplete history answers no messages, as documented: a
@@ -365,7 +383,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 			msgs = append(msgs, historyMessage{m.Seq, m.Data})
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	WriteJSON(w, http.StatusOK, map[string]any{
 		"channel": ch, "epoch": hist.Epoch, "seq": hist.Seq, "complete": hist.Complete, "messages": msgs,
 	})
 }

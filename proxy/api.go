@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -104,65 +103,15 @@ func (a *API) Mount(r *mux.Router, prefix string) {
 	r.HandleFunc(NodePath, a.deliverFromNode)
 }
 
-type apiError struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func fail(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, apiError{code, msg})
-}
-
+// The API's door, answers and body decoding are the hub API's, so that
+// one backend sees one API: hub.Guard, hub.WriteJSON, hub.Fail,
+// hub.DecodeJSON.
 func (a *API) guard(method string, next http.HandlerFunc) http.Handler {
-	checked := hub.CrossSite(a.opts.AllowedOrigins, a.opts.Refused, next)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method {
-			w.Header().Set("Allow", method)
-			fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
-			return
-		}
-		if a.opts.Key != "" {
-			got := r.Header.Get("X-API-Key")
-			if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
-				got = strings.TrimPrefix(auth, "Bearer ")
-			}
-			if got == "" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sockjsd"`)
-				fail(w, http.StatusUnauthorized, "unauthorized", "an API key is required")
-				return
-			}
-			if subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Key)) != 1 {
-				fail(w, http.StatusForbidden, "forbidden", "wrong API key")
-				return
-			}
-		}
-		checked.ServeHTTP(w, r)
-	})
+	return hub.Guard(method, a.opts.Key, a.opts.AllowedOrigins, a.opts.Refused, next)
 }
 
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
-		} else {
-			fail(w, http.StatusBadRequest, "bad_request", "could not read the body")
-		}
-		return false
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		fail(w, http.StatusBadRequest, "bad_json", "the body is not valid JSON: "+err.Error())
-		return false
-	}
-	return true
+	return hub.DecodeJSON(w, r, a.opts.MaxBodyBytes, v)
 }
 
 // target is the sessions a call names: exactly one of the three.
@@ -215,11 +164,11 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := b.check(a.opts.MaxSessions); err != nil {
-		fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		hub.Fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	if b.Data == nil {
-		fail(w, http.StatusBadRequest, "bad_request", `"data" (a string, the message's text) is required`)
+		hub.Fail(w, http.StatusBadRequest, "bad_request", `"data" (a string, the message's text) is required`)
 		return
 	}
 	a.act(w, r, b.target, action{Op: "send", Data: *b.Data})
@@ -231,14 +180,14 @@ func (a *API) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := b.check(a.opts.MaxSessions); err != nil {
-		fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		hub.Fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	if b.Code == 0 {
 		b.Code, b.Reason = DefaultDisconnectCode, cmp.Or(b.Reason, DefaultDisconnectReason)
 	}
 	if !validCode(b.Code) {
-		fail(w, http.StatusBadRequest, "bad_code", "code must be 4000-4999")
+		hub.Fail(w, http.StatusBadRequest, "bad_code", "code must be 4000-4999")
 		return
 	}
 	a.act(w, r, b.target, action{Op: "disconnect", Code: b.Code, Reason: cutReason(b.Reason)})
@@ -262,7 +211,7 @@ type action struct {
 func (a *API) act(w http.ResponseWriter, r *http.Request, t target, act action) {
 	byNode, err := a.resolve(r.Context(), t)
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		hub.Fail(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
 	n := 0
@@ -281,10 +230,10 @@ func (a *API) act(w http.ResponseWriter, r *http.Request, t target, act action) 
 	}
 	if len(errs) > 0 && n == 0 {
 		a.g.opts.Logger.Warn("proxy api: delivery to another node failed", "err", errors.Join(errs...))
-		fail(w, http.StatusBadGateway, "node_unreachable", "the sessions' node did not answer")
+		hub.Fail(w, http.StatusBadGateway, "node_unreachable", "the sessions' node did not answer")
 		return
 	}
-	writeJSON(w, http.StatusOK, countAnswer{n})
+	hub.WriteJSON(w, http.StatusOK, countAnswer{n})
 }
 
 // resolve groups t's sessions by node ("" for this one).
@@ -395,24 +344,24 @@ func (a *API) deliverFromNode(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes+4<<10))
 	if err != nil {
-		fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
+		hub.Fail(w, http.StatusRequestEntityTooLarge, "too_large", "body over the size limit")
 		return
 	}
 	if err := sign.Verify(a.opts.NodeSecret, r.Header.Get(sign.Header), body, time.Now(), nodeTolerance); err != nil {
 		a.g.opts.Logger.Warn("proxy api: node delivery with a bad signature", "remote", r.RemoteAddr, "err", err)
-		fail(w, http.StatusForbidden, "forbidden", "bad signature")
+		hub.Fail(w, http.StatusForbidden, "forbidden", "bad signature")
 		return
 	}
 	var act action
 	if err := json.Unmarshal(body, &act); err != nil || (act.Op != "send" && act.Op != "disconnect") || act.Nonce == "" {
-		fail(w, http.StatusBadRequest, "bad_request", "not a delivery")
+		hub.Fail(w, http.StatusBadRequest, "bad_request", "not a delivery")
 		return
 	}
 	if !a.fresh(act.Nonce) {
-		fail(w, http.StatusConflict, "replayed", "delivery seen already")
+		hub.Fail(w, http.StatusConflict, "replayed", "delivery seen already")
 		return
 	}
-	writeJSON(w, http.StatusOK, countAnswer{a.apply(act)})
+	hub.WriteJSON(w, http.StatusOK, countAnswer{a.apply(act)})
 }
 
 // fresh reports whether a delivery's nonce is new, and keeps it for the
@@ -452,14 +401,14 @@ type SessionInfo struct {
 func (a *API) sessions(w http.ResponseWriter, r *http.Request) {
 	user := r.URL.Query().Get("user")
 	if user == "" {
-		fail(w, http.StatusBadRequest, "bad_request", "user is required")
+		hub.Fail(w, http.StatusBadRequest, "bad_request", "user is required")
 		return
 	}
 	var out []SessionInfo
 	if d := a.g.opts.Directory; d != nil {
 		es, err := d.ByUser(r.Context(), user)
 		if err != nil {
-			fail(w, http.StatusServiceUnavailable, "unavailable", "directory: "+err.Error())
+			hub.Fail(w, http.StatusServiceUnavailable, "unavailable", "directory: "+err.Error())
 			return
 		}
 		for _, e := range es[:min(len(es), a.opts.MaxSessions)] {
@@ -473,5 +422,5 @@ func (a *API) sessions(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []SessionInfo{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	hub.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }

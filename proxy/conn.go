@@ -67,7 +67,7 @@ func (c *conn) received(msg string) {
 	}
 	if c.pendBytes+len(msg) > c.svc.g.opts.MaxPendingBytes {
 		c.mu.Unlock()
-		c.svc.g.opts.Logger.Info("proxy: client sent more than the backend took; closing", "service", c.svc.prefix, "limit_bytes", c.svc.g.opts.MaxPendingBytes)
+		c.svc.warn("proxy: client sent more than the backend took; closing", "limit_bytes", c.svc.g.opts.MaxPendingBytes)
 		_ = c.s.CloseFor(session.CauseLimit, CodeBacklog, ReasonBacklog)
 		return
 	}
@@ -118,9 +118,9 @@ func (c *conn) run() {
 			c.mu.Unlock()
 			return
 		}
-		batch, size := c.takeBatch()
+		batch := c.takeBatch()
 		c.mu.Unlock()
-		if !c.message(batch, size) {
+		if !c.message(batch) {
 			return
 		}
 	}
@@ -128,7 +128,7 @@ func (c *conn) run() {
 
 // takeBatch takes the pending messages that fit in one request (at least
 // one), with c.mu held.
-func (c *conn) takeBatch() ([]string, int) {
+func (c *conn) takeBatch() []string {
 	n, size := 0, 0
 	for n < len(c.pending) && (n == 0 || size+len(c.pending[n]) <= c.svc.g.opts.MaxBatchBytes) {
 		size += len(c.pending[n])
@@ -140,7 +140,7 @@ func (c *conn) takeBatch() ([]string, int) {
 		c.pending = nil // let the batch's array go once it is sent
 	}
 	c.pendBytes -= size
-	return batch, size
+	return batch
 }
 
 // connect asks the backend whether the session may open. It reports
@@ -202,7 +202,7 @@ func (c *conn) connect() bool {
 		e := directory.Entry{ID: c.id, Service: c.svc.prefix, User: c.user, Transport: c.s.Transport().String(),
 			Node: g.opts.Node, Remote: body.Remote, Opened: c.opened}
 		if err := d.Add(context.WithoutCancel(c.s.Context()), e); err != nil {
-			g.opts.Logger.Warn("proxy: directory could not record the session; the server API of other nodes will not find it", "service", c.svc.prefix, "err", err)
+			c.svc.warn("proxy: directory could not record the session; the server API of other nodes will not find it", "err", err)
 		}
 	}
 	c.mu.Lock()
@@ -218,24 +218,24 @@ func (c *conn) refuse(code int, reason, logMsg string, err error) {
 	c.pending, c.pendBytes = nil, 0
 	c.mu.Unlock()
 	if logMsg != "" {
-		attrs := []any{"service", c.svc.prefix, "code", code}
+		attrs := []any{"code", code}
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		c.svc.g.opts.Logger.Warn(logMsg, attrs...)
+		c.svc.warn(logMsg, attrs...)
 	}
 	_ = c.s.CloseFor(session.CauseServer, code, reason)
 }
 
 // message sends one batch and applies the answer. It reports whether to
 // go on; on a failure the session is closed and nothing more is sent.
-func (c *conn) message(batch []string, _ int) bool {
+func (c *conn) message(batch []string) bool {
 	var ans messageAnswer
 	err := c.svc.call(context.WithoutCancel(c.s.Context()), "message",
 		messageRequest{Session: c.id, User: c.user, Meta: c.meta, Messages: batch}, &ans)
 	if err != nil {
 		code, reason := failure(err)
-		c.svc.g.opts.Logger.Warn("proxy: message failed; closing the session", "service", c.svc.prefix, "code", code, "err", err)
+		c.svc.warn("proxy: message failed; closing the session", "code", code, "err", err)
 		c.mu.Lock()
 		c.broken, c.pending, c.pendBytes = true, nil, 0
 		c.mu.Unlock()
@@ -256,7 +256,7 @@ func (c *conn) message(batch []string, _ int) bool {
 		code, reason := ans.Close.Code, cutReason(ans.Close.Reason)
 		if !validCode(code) {
 			code, reason = CodeBackendFailed, ReasonBackendFailed
-			c.svc.g.opts.Logger.Warn("proxy: backend closed a session with a code outside 4000-4999", "service", c.svc.prefix)
+			c.svc.warn("proxy: backend closed a session with a code outside 4000-4999")
 		}
 		_ = c.s.CloseFor(session.CauseServer, code, reason)
 	}
@@ -270,13 +270,13 @@ func (c *conn) sendClose() {
 	g.local.remove(c)
 	if d := g.opts.Directory; d != nil {
 		if err := d.Remove(context.Background(), c.id, c.closeCode, c.closeWhy); err != nil {
-			g.opts.Logger.Warn("proxy: directory could not remove the session", "service", c.svc.prefix, "err", err)
+			c.svc.warn("proxy: directory could not remove the session", "err", err)
 		}
 	}
 	err := c.svc.call(context.Background(), "close",
 		closeRequest{Session: c.id, User: c.user, Meta: c.meta, Code: c.closeCode, Reason: c.closeWhy}, nil)
 	if err != nil {
-		g.opts.Logger.Warn("proxy: close request failed", "service", c.svc.prefix, "err", err)
+		c.svc.warn("proxy: close request failed", "err", err)
 	}
 }
 
@@ -284,7 +284,7 @@ func (c *conn) sendClose() {
 func (c *conn) subscribe(sub, unsub []string) {
 	g := c.svc.g
 	if g.opts.Attach == nil {
-		g.opts.Logger.Warn("proxy: backend asked for hub channels but no hub is attached", "service", c.svc.prefix)
+		c.svc.warn("proxy: backend asked for hub channels but no hub is attached")
 		return
 	}
 	if c.subs == nil {

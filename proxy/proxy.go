@@ -193,7 +193,7 @@ func (g *Gateway) Service(prefix, base string) (func(*session.Session), error) {
 	g.mu.Lock()
 	g.clients = append(g.clients, c)
 	g.mu.Unlock()
-	svc := &service{g: g, prefix: prefix, backend: c}
+	svc := &service{g: g, prefix: prefix, backend: c, logged: map[string]*logState{}}
 	return svc.serve, nil
 }
 
@@ -225,6 +225,41 @@ type service struct {
 	g       *Gateway
 	prefix  string
 	backend *backend.Client
+
+	logMu  sync.Mutex
+	logged map[string]*logState // by message: a fixed set of constants
+}
+
+type logState struct {
+	last    time.Time
+	skipped int
+}
+
+// warn logs a problem of the service's backend or directory at most once
+// a second per message, with how many like it went unlogged since: a
+// backend that goes down fails every session at once, and that is one
+// line a second, not one per session.
+func (svc *service) warn(msg string, attrs ...any) {
+	now := time.Now()
+	svc.logMu.Lock()
+	st := svc.logged[msg]
+	if st == nil {
+		st = &logState{}
+		svc.logged[msg] = st
+	}
+	if now.Sub(st.last) < time.Second {
+		st.skipped++
+		svc.logMu.Unlock()
+		return
+	}
+	skipped := st.skipped
+	st.last, st.skipped = now, 0
+	svc.logMu.Unlock()
+	attrs = append([]any{"service", svc.prefix}, attrs...)
+	if skipped > 0 {
+		attrs = append(attrs, "more_since_last_line", skipped)
+	}
+	svc.g.opts.Logger.Warn(msg, attrs...)
 }
 
 // call is one request to the backend, observed.

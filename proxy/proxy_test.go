@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -539,4 +540,45 @@ func TestServerAPI(t *testing.T) {
 	if res.StatusCode != 401 {
 		t.Fatalf("no key: %d", res.StatusCode)
 	}
+}
+
+// A backend that is down fails every session at once: that is one log
+// line a second, not one per session.
+func TestBackendDownLogsOnce(t *testing.T) {
+	b := newBackend(t)
+	b.message = func(string, []string) (int, string) { return 500, "down" }
+	var buf syncBuffer
+	g := startGateway(t, proxy.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))}, b)
+	var cs []*sockjsclient.Conn
+	for range 20 {
+		cs = append(cs, dial(t, g.url+"/app0", "websocket"))
+	}
+	for _, c := range cs {
+		_ = c.Send("x")
+	}
+	for _, c := range cs {
+		if code, _ := closedWith(t, c, 5*time.Second); code != proxy.CodeBackendFailed {
+			t.Fatalf("closed %d", code)
+		}
+	}
+	if n := strings.Count(buf.String(), "proxy: message failed"); n < 1 || n > 3 {
+		t.Fatalf("%d log lines for 20 sessions failing at once, want 1 (a second apart at most 3):\n%s", n, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -251,7 +251,7 @@ var (
 	// Hub and API error codes: backticked snake_case words on lines about
 	// errors.
 	errWord    = regexp.MustCompile("`([a-z]+(?:_[a-z]+)*)`")
-	errDecl    = regexp.MustCompile(`Code\w*\s*=\s*"([a-z_]+)"|fail\([^,]+,[^,]+,\s*"([a-z_]+)"`)
+	errDecl    = regexp.MustCompile(`Code\w*\s*=\s*"([a-z_]+)"|[Ff]ail\([^,]+,[^,]+,\s*"([a-z_]+)"`)
 	errorsLine = regexp.MustCompile(`(?i)error codes|errors are json`)
 )
 

@@ -144,6 +144,21 @@ type Options struct {
 	// body; a slower body gets 408 and its connection is closed.
 	// Default 10s.
 	BodyReadTimeout time.Duration
+
+	// MessageBudget bounds the bytes of websocket (and Hixie) messages
+	// past their first 1 KiB held at once by the services sharing it,
+	// while they are read and until their messages are queued; a message
+	// that cannot grow waits, until its MessageReadTimeout, then its
+	// connection is closed with 1013. A budget of its own, not
+	// BodyBudget, so that neither kind of flood starves the other (see
+	// message.go). nil: each service gets its own budget of
+	// DefaultMessageBudgetBytes (16 MiB).
+	MessageBudget *BodyBudget
+	// MessageReadTimeout bounds a websocket message from its first byte
+	// to its last (waiting for MessageBudget included); a slower one
+	// closes its connection with 1008. Idle connections between
+	// messages are not affected. Default 10s.
+	MessageReadTimeout time.Duration
 }
 
 // Defaults for Options.
@@ -174,8 +189,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	o.limitDefaults() // limits.go
-	o.bodyDefaults()  // body.go
+	o.limitDefaults()   // limits.go
+	o.bodyDefaults()    // body.go
+	o.messageDefaults() // message.go
 	return o
 }
 

@@ -40,8 +40,9 @@ type Config struct {
 	Proxy           ProxyConfig
 	RedisURL        string
 	Cluster         ClusterConfig
-	Limits          LimitConfig // limits.go
-	Conns           ConnConfig  // listener.go
+	Limits          LimitConfig   // limits.go
+	Messages        MessageConfig // messages.go
+	Conns           ConnConfig    // listener.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -73,6 +74,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
 	c.Limits.register(fs)
+	c.Messages.register(fs)
 	c.Conns.register(fs)
 
 	// Environment variables set defaults; flags override them.
@@ -109,6 +111,7 @@ func (c Config) transportOptions() transport.Options {
 		AllowIframeTransports: c.AllowIframe,
 	}
 	c.Limits.apply(&o)
+	c.Messages.apply(&o)
 	return o
 }
 

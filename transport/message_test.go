@@ -1,0 +1,228 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testMsgReader reads messages of at most limit bytes within a budget of
+// its own (1 MiB) and a 10 s deadline.
+func testMsgReader(limit int) msgReader {
+	return msgReader{budget: NewBodyBudget(1 << 20), limit: limit, timeout: 10 * time.Second}
+}
+
+// nopDeadline is a connection whose deadlines never fire (in-memory
+// readers).
+type nopDeadline struct{}
+
+func (nopDeadline) SetReadDeadline(time.Time) error { return nil }
+
+// TestMsgReaderBudget: a message's first 4 KiB cost no budget; past them
+// the buffer's whole capacity is reserved as it grows (never more than
+// twice what arrived), and done gives all of it back. A message as large
+// as the whole budget fits.
+func TestMsgReaderBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		size        int
+		maxReserved int
+	}{
+		{"small", 100, 0},
+		{"exactlySmall", msgSmall, 0},
+		{"justOver", msgSmall + 1, 2 * msgSmall},
+		{"100KiB", 100 << 10, 128 << 10},
+		{"atLimit", 1 << 20, 1 << 20}, // the budget's size
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMsgReader(1 << 20)
+			m.begin(time.Now().Add(time.Minute))
+			payload := bytes.Repeat([]byte("x"), tc.size)
+			most := 0
+			for p := payload; len(p) > 0; {
+				n := min(len(p), 1000) // the pieces a socket gives
+				if err := m.add(context.Background(), p[:n]); err != nil {
+					t.Fatal(err)
+				}
+				p = p[n:]
+				most = max(most, m.budget.InUse())
+			}
+			if !bytes.Equal(m.bytes(), payload) {
+				t.Fatalf("read %d bytes, want the %d sent", len(m.bytes()), tc.size)
+			}
+			if got := m.budget.InUse(); got != tc.maxReserved || most != tc.maxReserved {
+				t.Fatalf("reserved %d (most %d), want %d", got, most, tc.maxReserved)
+			}
+			m.done()
+			if n := m.budget.InUse(); n != 0 {
+				t.Fatalf("%d bytes still reserved after done", n)
+			}
+			if err := m.add(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestMsgReaderBudgetWait: a message that cannot grow waits for the
+// budget until its deadline (errMsgBudget), or until another message
+// releases what it needs, or until the session ends.
+func TestMsgReaderBudgetWait(t *testing.T) {
+	const size = 64 << 10
+	big := bytes.Repeat([]byte("x"), size)
+	t.Run("deadline", func(t *testing.T) {
+		m := testMsgReader(1 << 20)
+		held, _ := m.budget.tryAcquire(1 << 20)
+		defer m.budget.release(held)
+		start := time.Now()
+		m.begin(start.Add(200 * time.Millisecond))
+		err := m.add(context.Background(), big)
+		if !errors.Is(err, errMsgBudget) {
+			t.Fatalf("got %v, want errMsgBudget", err)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond || d > 10*time.Second {
+			t.Fatalf("gave up after %v, want the deadline (200ms)", d)
+		}
+		m.done()
+		if n := m.budget.InUse(); n != 1<<20 {
+			t.Fatalf("%d bytes reserved, want only the 1 MiB held by the test", n)
+		}
+	})
+	t.Run("released", func(t *testing.T) {
+		m := testMsgReader(1 << 20)
+		held, _ := m.budget.tryAcquire(1 << 20)
+		m.begin(time.Now().Add(time.Minute))
+		errc := make(chan error, 1)
+		go func() { errc <- m.add(context.Background(), big) }()
+		waitFor(t, func() bool { return m.budget.waitersForTest() == 1 })
+		m.budget.release(held)
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		m.done()
+	})
+	t.Run("sessionEnds", func(t *testing.T) {
+		m := testMsgReader(1 << 20)
+		held, _ := m.budget.tryAcquire(1 << 20)
+		defer m.budget.release(held)
+		ctx, cancel := context.WithCancel(context.Background())
+		m.begin(time.Now().Add(time.Minute))
+		errc := make(chan error, 1)
+		go func() { errc <- m.add(ctx, big) }()
+		waitFor(t, func() bool { return m.budget.waitersForTest() == 1 })
+		cancel()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, errMsgBudget) {
+				t.Fatalf("got %v, want errMsgBudget", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the wait did not end with the session")
+		}
+		m.done()
+	})
+}
+
+// waitFor polls cond (a state another goroutine reaches with no event to
+// wait on) for at most 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHixieFrameDeadline: over a real socket, a Hixie frame that does not
+// end within the timeout fails with errMsgTimeout and releases its
+// buffer; a frame that arrived whole sets no deadline; a connection idle
+// between frames is not affected.
+func TestHixieFrameDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	rec := &deadlineRecorder{Conn: server}
+	br := bufio.NewReader(rec)
+	m := testMsgReader(1 << 20)
+	m.timeout = 300 * time.Millisecond
+	read := func() ([]byte, error) {
+		type result struct {
+			b   []byte
+			err error
+		}
+		c := make(chan result, 1)
+		go func() { b, err := m.readHixieFrame(context.Background(), br, rec); c <- result{bytes.Clone(b), err} }()
+		select {
+		case r := <-c:
+			m.done()
+			return r.b, r.err
+		case <-time.After(20 * time.Second):
+			t.Fatal("the frame reader did not return in 20s")
+			return nil, nil
+		}
+	}
+
+	// Whole in one write: no deadline.
+	if _, err := client.Write([]byte("\x00whole\xff")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := read(); err != nil || string(b) != "whole" || rec.set != 0 {
+		t.Fatalf("whole frame: %q %v, %d deadlines set", b, err, rec.set)
+	}
+	// Idle for longer than the timeout, then a frame in two writes: the
+	// reader waits as long as it takes for the frame to begin.
+	go func() {
+		time.Sleep(600 * time.Millisecond) // an idle client, not synchronisation
+		_, _ = client.Write([]byte("\x00sp"))
+		_, _ = client.Write([]byte("lit\xff"))
+	}()
+	if b, err := read(); err != nil || string(b) != "split" {
+		t.Fatalf("split frame after idling: %q %v", b, err)
+	}
+	// Half of a large frame, then silence: errMsgTimeout, nothing held.
+	if _, err := client.Write(append([]byte{0x00}, strings.Repeat("x", 50<<10)...)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := read(); !errors.Is(err, errMsgTimeout) {
+		t.Fatalf("got %v, want errMsgTimeout", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("cut after %v, want about 300ms", d)
+	}
+	if n := m.budget.InUse(); n != 0 {
+		t.Fatalf("%d bytes still reserved", n)
+	}
+}
+
+// deadlineRecorder counts the read deadlines set on a connection.
+type deadlineRecorder struct {
+	net.Conn
+	set int
+}
+
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		d.set++
+	}
+	return d.Conn.SetReadDeadline(t)
+}

@@ -211,8 +211,9 @@ type Handler struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
-	keep   []string // canonical KeepHeaders (reqinfo.go)
-	limits limitLog // limits.go
+	keep   []string    // canonical KeepHeaders (reqinfo.go)
+	msgs   *msgWatcher // payload deadlines (msgwatch.go)
+	limits limitLog    // limits.go
 
 	closing atomic.Bool
 	active  atomic.Int64  // receiving connections, for Shutdown
@@ -237,6 +238,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		client:  newClientScript(opts.ClientScript),
 		log:     opts.Logger,
 		keep:    keepList(opts),
+		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
 	if opts.Cluster != nil {

@@ -275,8 +275,8 @@ func (h *Handler) readHixie(br *bufio.Reader, s *engine.Session, rcv *hixieRecei
 	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
-	m := h.newMsgReader()
-	defer m.done()
+	m := h.newMsgReader(rcv.conn)
+	defer m.close()
 	fail := func(msg string, code int, reason string, why session.CloseCause, frame bool) {
 		h.logFail(msg, code, why)
 		rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
@@ -287,7 +287,7 @@ func (h *Handler) readHixie(br *bufio.Reader, s *engine.Session, rcv *hixieRecei
 	}
 	for {
 		m.done() // the last message was copied out of its buffer
-		data, err := m.readHixieFrame(ctx, br, rcv.conn)
+		data, err := m.readHixieFrame(ctx, br)
 		if err != nil {
 			m.done()
 		}

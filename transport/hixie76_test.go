@@ -58,7 +58,7 @@ func readAllHixie(data []byte, limit int) ([]string, error) {
 	var msgs []string
 	m := testMsgReader(limit)
 	for {
-		data, err := m.readHixieFrame(context.Background(), br, nopDeadline{})
+		data, err := m.readHixieFrame(context.Background(), br)
 		msgs = append(msgs, string(data))
 		m.done()
 		if n := m.budget.InUse(); n != 0 {

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -33,7 +32,9 @@ import (
 //     last byte, and any wait for the budget, must come within it, else
 //     the connection is closed with 1008 (CodeMessageTimeout). Idle
 //     connections between messages have no deadline: heartbeats keep
-//     them. Delivery to the application is not timed either (it waits
+//     them. The Handler's msgWatcher keeps the deadlines (msgwatch.go):
+//     a message is cut between the timeout and a fifth more after its
+//     first byte. Delivery to the application is not timed (it waits
 //     for the receive queue, which is the back-pressure a slow
 //     application exerts), and the message's buffer stays reserved
 //     until its messages are queued, as a send body's does.
@@ -130,25 +131,62 @@ func msgPool(size int) *sync.Pool {
 // than one chunk is copied into one buffer for decoding (bytes).
 type msgReader struct {
 	budget   *BodyBudget
-	limit    int           // MaxMessageBytes
-	timeout  time.Duration // MessageReadTimeout
-	chunks   []*[]byte     // full buffers before b
-	chunked  int           // the bytes in chunks
-	b        []byte        // the buffer being filled
-	pooled   *[]byte       // the pooled buffer b is, or nil
-	over     [1]byte       // where a byte past the limit is read (readWSMessage)
-	reserved int64         // budget bytes held for chunks and b
+	limit    int       // MaxMessageBytes
+	w        *msgWatch // the payload deadline; nil: none (tests)
+	stamp    int64     // the message's start, for w
+	chunks   []*[]byte // full buffers before b
+	chunked  int       // the bytes in chunks
+	b        []byte    // the buffer being filled
+	pooled   *[]byte   // the pooled buffer b is, or nil
+	over     [1]byte   // where a byte past the limit is read (readWSMessage)
+	reserved int64     // budget bytes held for chunks and b
 	deadline time.Time
 }
 
-func (h *Handler) newMsgReader() msgReader {
-	return msgReader{budget: h.opts.MessageBudget, limit: h.opts.MaxMessageBytes, timeout: h.opts.MessageReadTimeout}
+// newMsgReader returns the message reader of a connection, watched for
+// the payload deadline until close.
+func (h *Handler) newMsgReader(conn readDeadliner) msgReader {
+	return msgReader{budget: h.opts.MessageBudget, limit: h.opts.MaxMessageBytes, w: h.msgs.watch(conn)}
+}
+
+// close ends the connection's reading: no message, no watch.
+func (m *msgReader) close() {
+	m.done()
+	if m.w != nil {
+		m.w.w.unwatch(m.w)
+	}
+}
+
+// arm starts the payload deadline of a message: from now (its first
+// byte arrived), the whole of it must come within the timeout.
+func (m *msgReader) arm() {
+	if m.w != nil {
+		m.stamp = m.w.begin()
+	}
+}
+
+// disarm ends the deadline of a message read whole: errMsgTimeout if the
+// watcher found it late meanwhile.
+func (m *msgReader) disarm() error {
+	if m.w != nil && !m.w.end(m.stamp) {
+		return m.fail(errMsgTimeout)
+	}
+	return nil
+}
+
+// fail ends the deadline of a message refused with err (which it
+// returns), clearing what the watcher set, so that the connection can
+// be drained.
+func (m *msgReader) fail(err error) error {
+	if m.w != nil {
+		m.w.stop()
+	}
+	return err
 }
 
 // begin starts a message in a small pooled buffer (taken only now, so
 // that an idle connection holds none). deadline bounds waiting for the
-// budget; zero: the message's end was already buffered, and a wait (which
-// the budget's bookkeeping may still need) gets the whole timeout.
+// budget; zero: the payload deadline's.
 func (m *msgReader) begin(deadline time.Time) {
 	m.pooled = msgBufs[0].Get().(*[]byte)
 	m.b = (*m.pooled)[:0]
@@ -233,7 +271,10 @@ func (m *msgReader) room(ctx context.Context) ([]byte, error) {
 	got, ok := m.budget.tryAcquire(more)
 	if !ok { // in use: wait, with a timer only then
 		if m.deadline.IsZero() {
-			m.deadline = time.Now().Add(m.timeout)
+			m.deadline = time.Now().Add(DefaultMessageReadTimeout)
+			if m.w != nil {
+				m.deadline = m.w.deadline(m.stamp)
+			}
 		}
 		wctx, cancel := context.WithDeadline(ctx, m.deadline)
 		got, ok = m.budget.acquire(wctx, more)
@@ -300,9 +341,8 @@ func readWSMessage(ctx context.Context, conn *websocket.Conn, m *msgReader) (mt 
 	if err != nil {
 		return 0, nil, err
 	}
-	deadline := time.Now().Add(m.timeout)
-	_ = conn.SetReadDeadline(deadline)
-	m.begin(deadline)
+	m.arm()
+	m.begin(time.Time{})
 	for {
 		p, err := m.room(ctx)
 		full := errors.Is(err, errAtLimit)
@@ -310,68 +350,64 @@ func readWSMessage(ctx context.Context, conn *websocket.Conn, m *msgReader) (mt 
 			p, err = m.over[:], nil // a byte more is one too many
 		}
 		if err != nil {
-			return mt, nil, err
+			return mt, nil, m.fail(err)
 		}
 		n, err := r.Read(p)
 		switch {
 		case full && n > 0:
-			return mt, nil, errTooBig
+			return mt, nil, m.fail(errTooBig)
 		case !full:
 			m.b = m.b[:len(m.b)+n]
 		}
 		if err != nil {
 			if err != io.EOF {
-				return mt, nil, readErr(err)
+				return mt, nil, m.fail(readErr(err))
 			}
 			break
 		}
 	}
-	// Between messages a connection waits without a deadline.
-	_ = conn.SetReadDeadline(time.Time{})
+	if err := m.disarm(); err != nil {
+		return mt, nil, err
+	}
 	return mt, m.bytes(), nil
 }
 
-// readDeadliner is what the Hixie reader needs of its connection.
+// readDeadliner is what the payload deadline needs of a connection.
 type readDeadliner interface {
 	SetReadDeadline(t time.Time) error
 }
 
 // readHixieFrame returns the next text message, at most m.limit bytes,
-// read through the gates: the deadline is set only when the frame's end
-// is not already buffered, so that small frames cost no timer. Other
-// frames (binary, or text with another type byte) are skipped, as the
-// drafts say; errHixieClosing reports the closing handshake and
-// errTooBig a frame over the limit. The caller calls m.done once it is
-// done with the message (also after an error).
-func (m *msgReader) readHixieFrame(ctx context.Context, br *bufio.Reader, conn readDeadliner) ([]byte, error) {
+// read through the gates. Other frames (binary, or text with another
+// type byte) are skipped, as the drafts say; errHixieClosing reports the
+// closing handshake and errTooBig a frame over the limit. The caller
+// calls m.done once it is done with the message (also after an error).
+func (m *msgReader) readHixieFrame(ctx context.Context, br *bufio.Reader) ([]byte, error) {
 	for {
 		t, err := br.ReadByte()
 		if err != nil {
 			return nil, err
 		}
-		buffered, _ := br.Peek(br.Buffered())
-		timed := t&0x80 != 0 || bytes.IndexByte(buffered, 0xFF) < 0
-		deadline := time.Time{}
-		if timed {
-			deadline = time.Now().Add(m.timeout)
-			_ = conn.SetReadDeadline(deadline)
+		m.arm()
+		msg, err := m.hixieFrame(ctx, br, t)
+		if err != nil {
+			return nil, m.fail(readErr(err))
 		}
-		msg, err := m.hixieFrame(ctx, br, t, deadline)
-		if timed {
-			_ = conn.SetReadDeadline(time.Time{})
+		if err := m.disarm(); err != nil {
+			return nil, err
 		}
-		if err != nil || msg != nil {
-			return msg, readErr(err)
+		if msg != nil {
+			return msg, nil
 		}
 	}
 }
 
 // hixieFrame reads the rest of a frame of type t: the message of a text
 // frame of type 0x00, nil for a frame that is skipped.
-func (m *msgReader) hixieFrame(ctx context.Context, br *bufio.Reader, t byte, deadline time.Time) ([]byte, error) {
+func (m *msgReader) hixieFrame(ctx context.Context, br *bufio.Reader, t byte) ([]byte, error) {
 	if t&0x80 == 0 {
 		if t == 0x00 {
-			m.begin(deadline)
+			m.begin(time.Time{})
 		}
 		size := 0
 		for {

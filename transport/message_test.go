@@ -7,21 +7,16 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 // testMsgReader reads messages of at most limit bytes within a budget of
-// its own (1 MiB) and a 10 s deadline.
+// its own (1 MiB), without a payload deadline.
 func testMsgReader(limit int) msgReader {
-	return msgReader{budget: NewBodyBudget(1 << 20), limit: limit, timeout: 10 * time.Second}
+	return msgReader{budget: NewBodyBudget(1 << 20), limit: limit}
 }
-
-// nopDeadline is a connection whose deadlines never fire (in-memory
-// readers).
-type nopDeadline struct{}
-
-func (nopDeadline) SetReadDeadline(time.Time) error { return nil }
 
 // TestMsgReaderBudget: a message's first 4 KiB cost no budget; past them
 // the buffer's whole capacity is reserved as it grows (never more than
@@ -142,35 +137,22 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // TestHixieFrameDeadline: over a real socket, a Hixie frame that does not
 // end within the timeout fails with errMsgTimeout and releases its
-// buffer; a frame that arrived whole sets no deadline; a connection idle
+// buffer; a frame that arrives whole sets no deadline; a connection idle
 // between frames is not affected.
 func TestHixieFrameDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	rec := &deadlineRecorder{Conn: server}
 	br := bufio.NewReader(rec)
 	m := testMsgReader(1 << 20)
-	m.timeout = 300 * time.Millisecond
+	m.w = newMsgWatcher(300 * time.Millisecond).watch(rec)
+	defer m.close()
 	read := func() ([]byte, error) {
 		type result struct {
 			b   []byte
 			err error
 		}
 		c := make(chan result, 1)
-		go func() { b, err := m.readHixieFrame(context.Background(), br, rec); c <- result{bytes.Clone(b), err} }()
+		go func() { b, err := m.readHixieFrame(context.Background(), br); c <- result{bytes.Clone(b), err} }()
 		select {
 		case r := <-c:
 			m.done()
@@ -225,4 +207,84 @@ func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
 		d.set++
 	}
 	return d.Conn.SetReadDeadline(t)
+}
+
+// fakeDeadline records the read deadlines set on it.
+type fakeDeadline struct {
+	mu  sync.Mutex
+	set []time.Time
+}
+
+func (f *fakeDeadline) SetReadDeadline(t time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.set = append(f.set, t)
+	return nil
+}
+
+func (f *fakeDeadline) deadlines() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.set...)
+}
+
+// TestMsgWatcher: a message that ends in time costs its connection no
+// deadline; one that does not is cut (a past read deadline) no sooner
+// than the timeout and no later than two ticks after it, and end then
+// reports it; stop clears the deadline; the tick loop ends once no
+// connection is watched.
+func TestMsgWatcher(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	mw := newMsgWatcher(timeout)
+	quick, slow := &fakeDeadline{}, &fakeDeadline{}
+	wq, ws := mw.watch(quick), mw.watch(slow)
+
+	s := wq.begin()
+	if !wq.end(s) {
+		t.Fatal("a message that ended at once was cut")
+	}
+	start := time.Now()
+	s = ws.begin()
+	waitFor(t, func() bool { return len(slow.deadlines()) == 1 })
+	took := time.Since(start)
+	if took < timeout || took > timeout+10*time.Second {
+		t.Fatalf("cut after %v, want the timeout (%v) and a little more", took, timeout)
+	}
+	if d := slow.deadlines()[0]; d.After(time.Now()) {
+		t.Fatalf("cut with a future deadline %v", d)
+	}
+	if ws.end(s) {
+		t.Fatal("end reported a cut message as in time")
+	}
+	ws.stop()
+	if d := slow.deadlines(); len(d) != 2 || !d[1].IsZero() {
+		t.Fatalf("after stop: deadlines %v, want the past one cleared", d)
+	}
+	if d := quick.deadlines(); len(d) != 0 {
+		t.Fatalf("the quick connection got deadlines %v", d)
+	}
+	mw.unwatch(wq)
+	mw.unwatch(ws)
+	waitFor(t, func() bool { mw.mu.Lock(); defer mw.mu.Unlock(); return !mw.running })
+}
+
+// loopbackPair is both ends of a TCP connection on 127.0.0.1, closed at
+// cleanup.
+func loopbackPair(tb testing.TB) (client, server net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { server.Close() })
+	return client, server
 }

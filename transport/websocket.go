@@ -229,7 +229,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		return
 	}
 	go h.run(s)
-	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs, msg: h.newMsgReader()}
+	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs, msg: h.newMsgReader(conn)}
 	if h.wsRTT != nil {
 		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
 		conn.SetPongHandler(rcv.pong)
@@ -294,7 +294,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
-	defer rcv.msg.done()
+	defer rcv.msg.close()
 	for {
 		mt, data, err := readWSMessage(ctx, conn, &rcv.msg)
 		h.handleWSMessage(ctx, s, rcv, mt, data, err)
@@ -304,9 +304,7 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 			// until the pump closes the connection after the close
 			// frames (within CloseWait). Returning now would mark the
 			// client gone, and the close frames would not be written.
-			nc := conn.NetConn()
-			_ = nc.SetReadDeadline(time.Time{})
-			drain(nc)
+			drain(conn.NetConn())
 			return
 		}
 		if err != nil && !errors.Is(err, errTooBig) {

@@ -4,13 +4,17 @@ package transport_test
 // deadline, the message budget, on RFC 6455 and Hixie websockets.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/session"
@@ -237,5 +241,70 @@ func TestHixieMessageDeadline(t *testing.T) {
 				t.Fatalf("%d %s hits, want 1", n, tc.limit)
 			}
 		})
+	}
+}
+
+// TestMessageGatesShutdown: Shutdown ends a message waiting for the budget
+// and one half read, with 1001, long before their deadline, and gives
+// the budget back.
+func TestMessageGatesShutdown(t *testing.T) {
+	budget := transport.NewBodyBudget(64 << 10)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	h := transport.New("/s", transport.Options{
+		MessageReadTimeout: time.Minute,
+		MessageBudget:      budget,
+		Session:            session.Options{RecvQueueBytes: 1 << 10},
+	}, func(s *session.Session) {
+		select { // an application that does not read
+		case <-stuck:
+		case <-s.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := wsURL(srv.URL) + "/s/000/"
+
+	holder := dialWS(t, url+newSID()+"/websocket")
+	wsRead(t, holder)
+	wsWrite(t, holder, `["a"]`)
+	wsWrite(t, holder, `["`+strings.Repeat("x", 60<<10)+`"]`) // waits in its 64 KiB
+	for end := time.Now().Add(10 * time.Second); budget.InUse() < 60<<10; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the holder's message reserved %d bytes", budget.InUse())
+		}
+	}
+	waiter := dialWS(t, url+newSID()+"/websocket")
+	wsRead(t, waiter)
+	wsWrite(t, waiter, `["`+strings.Repeat("y", 20<<10)+`"]`) // waits for the budget
+	half := dialWS(t, url+newSID()+"/websocket")
+	wsRead(t, half)
+	if _, err := half.UnderlyingConn().Write(partialFrame(10<<10, 500)); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	for name, c := range map[string]*websocket.Conn{"holder": holder, "waiter": waiter, "half": half} {
+		msgs, ce := closeFrame(t, c)
+		if ce.Code != websocket.CloseNormalClosure || len(msgs) != 1 || msgs[0] != `c[1001,"Going away"]` {
+			t.Errorf("%s: %.60q then close %d, want c[1001,...] then 1000", name, msgs, ce.Code)
+		}
+		// Answer, so that the server need not wait CloseWait.
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(5*time.Second))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("shutdown took %v", took)
+	}
+	for end := time.Now().Add(10 * time.Second); budget.InUse() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%d bytes of the budget still reserved after shutdown", budget.InUse())
+		}
 	}
 }

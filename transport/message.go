@@ -109,6 +109,18 @@ func init() {
 	}
 }
 
+// poolSizeFor is the smallest pooled size that holds n bytes (the largest
+// if none does): a connection's next message that outgrows its first
+// buffer grows at once to what its last message took, in one step of
+// reservation and copy, not one per doubling.
+func poolSizeFor(n int) int {
+	size := msgSmall
+	for size < n && size < msgPooledMax {
+		size <<= 1
+	}
+	return size
+}
+
 // msgPool returns the pool of buffers of capacity size, or nil.
 func msgPool(size int) *sync.Pool {
 	for i := range msgBufs {
@@ -134,6 +146,7 @@ type msgReader struct {
 	limit    int       // MaxMessageBytes
 	w        *msgWatch // the payload deadline; nil: none (tests)
 	stamp    int64     // the message's start, for w
+	last     int       // the size of the connection's last message
 	chunks   []*[]byte // full buffers before b
 	chunked  int       // the bytes in chunks
 	b        []byte    // the buffer being filled
@@ -196,6 +209,9 @@ func (m *msgReader) begin(deadline time.Time) {
 // done lets go of the message's buffers and reservation. The message's
 // bytes must not be used after it.
 func (m *msgReader) done() {
+	if m.b != nil {
+		m.last = m.size()
+	}
 	m.unpool()
 	if m.reserved > 0 {
 		m.budget.release(m.reserved)
@@ -262,7 +278,7 @@ func (m *msgReader) room(ctx context.Context) ([]byte, error) {
 	// doubling, what the old one (back to its pool once copied) did not
 	// reserve already.
 	chunk := cap(m.b) >= msgPooledMax
-	size := min(2*cap(m.b), left+len(m.b))
+	size := min(max(2*cap(m.b), poolSizeFor(m.last)), left+len(m.b))
 	more := int64(size) - m.reserved
 	if chunk {
 		size = min(msgPooledMax, left)

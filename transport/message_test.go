@@ -288,3 +288,25 @@ func loopbackPair(tb testing.TB) (client, server net.Conn) {
 	tb.Cleanup(func() { server.Close() })
 	return client, server
 }
+
+// TestMsgReaderGrowsToLastSize: a message that outgrows its first buffer
+// grows at once to the pooled size that held the connection's last
+// message, not by doubling from 1 KiB again.
+func TestMsgReaderGrowsToLastSize(t *testing.T) {
+	m := testMsgReader(1 << 20)
+	for _, tc := range []struct{ size, reserved int }{
+		{3000, 4 << 10},         // 1 KiB, 2 KiB, 4 KiB
+		{msgSmall + 1, 4 << 10}, // at once the last message's 4 KiB
+		{100, 0},                // within the first buffer: nothing
+		{msgSmall + 1, 2 << 10}, // the last was small: doubling again
+	} {
+		m.begin(time.Now().Add(time.Minute))
+		if err := m.add(context.Background(), bytes.Repeat([]byte("x"), tc.size)); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.budget.InUse(); got != tc.reserved {
+			t.Fatalf("a message of %d bytes after one of %d: %d reserved, want %d", tc.size, m.last, got, tc.reserved)
+		}
+		m.done()
+	}
+}

@@ -42,6 +42,7 @@ type Config struct {
 	Cluster         ClusterConfig
 	Limits          LimitConfig // limits.go
 	Conns           ConnConfig  // listener.go
+	Drain           DrainConfig // drain.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -74,6 +75,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Cluster.register(fs)
 	c.Limits.register(fs)
 	c.Conns.register(fs)
+	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {

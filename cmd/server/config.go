@@ -46,6 +46,12 @@ type Config struct {
 }
 
 func parseConfig(args []string) (Config, error) {
+	return parseConfigEnv(args, os.LookupEnv)
+}
+
+// parseConfigEnv is parseConfig with the environment read through lookup
+// (a container's, in the Kubernetes manifests' test).
+func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "listen address")
@@ -78,7 +84,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
-	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
+	if err := parseFlags(fs, args, lookup, helpOutput); err != nil {
 		return c, err
 	}
 	return c, nil

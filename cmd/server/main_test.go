@@ -29,6 +29,12 @@ func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startServerConfig(t, log, cfg)
+}
+
+// startServerConfig is startServerLog with a config made by the test.
+func startServerConfig(t *testing.T, log io.Writer, cfg Config) (*server, string) {
+	t.Helper()
 	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -31,12 +31,15 @@ type binaryProc struct {
 	err    error         // cmd.Wait's; read after exited
 }
 
-// buildBinary builds cmd/server into a test directory.
-func buildBinary(t *testing.T) string {
+// buildBinary builds cmd/server into a test directory, with env added
+// to the go command's environment (CGO_ENABLED=0) and flags to go build.
+func buildBinary(t *testing.T, env []string, flags ...string) string {
 	t.Helper()
 	testenv.SkipIfShort(t, "a build of the binary")
 	bin := filepath.Join(t.TempDir(), "sockjsd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", append(append([]string{"build"}, flags...), "-o", bin, ".")...)
+	build.Env = append(os.Environ(), env...)
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	return bin
@@ -50,9 +53,21 @@ func startBinary(t *testing.T, bin string, args ...string) *binaryProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &binaryProc{addr: ln.Addr().String(), log: &testenv.Buffer{}, exited: make(chan struct{})}
+	addr := ln.Addr().String()
 	_ = ln.Close()
-	p.cmd = exec.Command(bin, append([]string{"-addr", p.addr, "-client-dir", t.TempDir()}, args...)...)
+	return runBinary(t, bin, addr, nil, append([]string{"-addr", addr, "-client-dir", t.TempDir()}, args...)...)
+}
+
+// runBinary runs bin with args and, unless env is nil, that environment
+// alone; addr is where it listens. It returns once the binary logged that
+// it listens, and kills it when the test ends.
+func runBinary(t *testing.T, bin, addr string, env []string, args ...string) *binaryProc {
+	t.Helper()
+	p := &binaryProc{addr: addr, log: &testenv.Buffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = env
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +256,7 @@ var tookRe = regexp.MustCompile(`msg="shut down" took=(\S+)`)
 // websocket sessions are open when the drain starts, to measure the
 // time to drain.
 func TestBinaryDrain(t *testing.T) {
-	bin := buildBinary(t)
+	bin := buildBinary(t, nil)
 	sessions := 100
 	if v := os.Getenv("SOCKJSD_TEST_DRAIN_SESSIONS"); v != "" {
 		n, err := strconv.Atoi(v)

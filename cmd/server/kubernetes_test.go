@@ -238,10 +238,13 @@ type k8sCheck struct {
 	status func(path string) int
 }
 
+// k8sPodIP is the pod address the checks give status.podIP.
+const k8sPodIP = "10.244.1.7"
+
 // containerEnv resolves the container's variables as the kubelet does:
-// values from the Secret, the pod's IP (an example address), and
-// $(NAME) references to variables defined above.
-func containerEnv(c k8sContainer, objs []k8sObject) (map[string]string, error) {
+// values from the Secret, the pod's IP, and $(NAME) references to
+// variables defined above.
+func containerEnv(c k8sContainer, objs []k8sObject, podIP string) (map[string]string, error) {
 	env := map[string]string{}
 	var errs []error
 	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
@@ -268,7 +271,7 @@ func containerEnv(c k8sContainer, objs []k8sObject) (map[string]string, error) {
 				errs = append(errs, fmt.Errorf("%s: the test knows no value for %s", e.Name, e.ValueFrom.FieldRef.FieldPath))
 				continue
 			}
-			v = "10.244.1.7"
+			v = podIP
 		case e.ValueFrom != nil:
 			errs = append(errs, fmt.Errorf("%s: a valueFrom the test does not know", e.Name))
 			continue
@@ -375,7 +378,7 @@ func (k k8sCheck) check(f k8sFiles) []error {
 	c := pod.Containers[i]
 
 	// Variables and flags exist, and parse as the binary parses them.
-	env, err := containerEnv(c, objs)
+	env, err := containerEnv(c, objs, k8sPodIP)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -579,10 +582,8 @@ func (k8sCheck) checkDockerfile(f k8sFiles, c k8sContainer, pod k8sPodSpec, port
 	return errs
 }
 
-// k8sServer runs the server in-process with the manifests' settings less
-// Redis (the routes are the same without it) and returns a GET's status
-// for a path.
-func k8sServer(t *testing.T, f k8sFiles) func(string) int {
+// sockjsdPod is the Deployment's sockjsd container and the objects.
+func sockjsdPod(t *testing.T, f k8sFiles) (k8sDeploymentSpec, k8sContainer, []k8sObject) {
 	t.Helper()
 	objs, err := f.objects()
 	if err != nil {
@@ -592,7 +593,22 @@ func k8sServer(t *testing.T, f k8sFiles) func(string) int {
 	if _, err := find(objs, "Deployment", "sockjsd", &dep); err != nil {
 		t.Fatal(err)
 	}
-	env, err := containerEnv(dep.Template.Spec.Containers[0], objs)
+	for _, c := range dep.Template.Spec.Containers {
+		if c.Name == "sockjsd" {
+			return dep, c, objs
+		}
+	}
+	t.Fatal("the Deployment has no container named sockjsd")
+	return dep, k8sContainer{}, nil
+}
+
+// k8sServer runs the server in-process with the manifests' settings less
+// Redis (the routes are the same without it) and returns a GET's status
+// for a path.
+func k8sServer(t *testing.T, f k8sFiles) func(string) int {
+	t.Helper()
+	_, c, objs := sockjsdPod(t, f)
+	env, err := containerEnv(c, objs, k8sPodIP)
 	if err != nil {
 		t.Fatal(err)
 	}

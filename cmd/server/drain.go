@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"net/http"
 	"os"
 	"time"
 )
@@ -32,11 +33,6 @@ func (s *server) drain(ctx context.Context, delay time.Duration) {
 	if delay <= 0 {
 		return
 	}
-	// A keep-alive connection would carry a client's next requests here
-	// after the balancer took this node out; closing them once idle makes
-	// those requests open a connection the balancer sends elsewhere.
-	// Requests in flight, websockets and streams are not touched.
-	s.http.SetKeepAlivesEnabled(false)
 	start := time.Now()
 	s.log.Info("draining: /readyz answers 503, still serving", "drain_delay", delay)
 	t := time.NewTimer(delay)
@@ -62,4 +58,21 @@ func untilSignal(sigs <-chan os.Signal) (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
+}
+
+// closeWhileDraining answers every request with Connection: close once
+// the drain has begun (over HTTP/2: a graceful GOAWAY). A keep-alive
+// connection would carry a client's or a balancer's next requests here
+// after this node was taken out; closed after an answer, the next request
+// opens a connection that the balancer sends elsewhere. Idle connections
+// are not closed at the drain's start: a peer may be sending on one at
+// that moment, and a POST cut that way is retried by no balancer.
+// Websocket upgrades keep their own Connection header.
+func (s *server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining() && r.Header.Get("Upgrade") == "" {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }

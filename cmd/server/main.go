@@ -191,8 +191,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.http = &http.Server{
 		// The client's address from a trusted proxy's headers, before
 		// anything reads it (realaddr.go); an answer given without
-		// reading the body closes its connection (unreadbody.go).
-		Handler:           closeOnUnreadBody(trusted.handler(r)),
+		// reading the body closes its connection (unreadbody.go), and so
+		// does every answer while draining (drain.go).
+		Handler:           s.closeWhileDraining(closeOnUnreadBody(trusted.handler(r))),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,

@@ -42,6 +42,7 @@ type Config struct {
 	Cluster         ClusterConfig
 	Limits          LimitConfig // limits.go
 	Conns           ConnConfig  // listener.go
+	TLS             TLSConfig   // tls.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -74,9 +75,13 @@ func parseConfig(args []string) (Config, error) {
 	c.Cluster.register(fs)
 	c.Limits.register(fs)
 	c.Conns.register(fs)
+	c.TLS.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
+		return c, err
+	}
+	if err := c.TLS.check(); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -41,7 +41,7 @@ func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.http.Serve(srv.listener(ln)) }()
+	go func() { _ = srv.serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.http.Close()
 		if srv.hub != nil && srv.hub.Close != nil {

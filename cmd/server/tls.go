@@ -66,6 +66,14 @@ func (c *TLSConfig) register(fs *flag.FlagSet) {
 // enabled says whether the listener speaks TLS.
 func (c TLSConfig) enabled() bool { return c.Cert != "" || c.Key != "" }
 
+// scheme is the URL scheme of this server's own address.
+func (c TLSConfig) scheme() string {
+	if c.enabled() {
+		return "https"
+	}
+	return "http"
+}
+
 // check refuses one of the pair without the other.
 func (c TLSConfig) check() error {
 	switch {

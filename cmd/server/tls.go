@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -104,9 +105,23 @@ func (c TLSConfig) apply(srv *http.Server, certs *certReloader, reg prometheus.R
 	if certs == nil {
 		return
 	}
+	handshakes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sockjs_tls_handshakes_total",
+		Help: "TLS handshakes completed, by the protocol ALPN chose (h2, http/1.1; none: the client offered neither).",
+	}, []string{"protocol"})
+	for _, p := range []string{"h2", "http/1.1", "none"} {
+		handshakes.WithLabelValues(p)
+	}
+	reg.MustRegister(handshakes)
 	srv.TLSConfig = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: certs.GetCertificate,
+		// Called once per completed handshake; the protocol is one
+		// the server offered, so the label stays bounded.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			handshakes.WithLabelValues(cmp.Or(cs.NegotiatedProtocol, "none")).Inc()
+			return nil
+		},
 	}
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -114,6 +129,12 @@ func (c TLSConfig) apply(srv *http.Server, certs *certReloader, reg prometheus.R
 	srv.Protocols = &p
 	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: c.MaxStreams}
 	srv.ErrorLog = handshakeErrors(srv.ErrorLog, reg, log)
+	if c.HTTP2 && strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") {
+		// Browsers would then open websockets as HTTP/2 streams
+		// (RFC 8441), which the websocket handler cannot take: they
+		// fail and fall back to an HTTP transport.
+		log.Warn("GODEBUG=http2xconnect=1 offers websockets over HTTP/2, which sockjsd's websocket handler does not accept: browsers will fall back to HTTP transports; unset it")
+	}
 }
 
 // certReloader serves the certificate of the files as last loaded: new

@@ -191,7 +191,8 @@ func servedSerial(t *testing.T, ca *testenv.CA, addr string) int64 {
 // (HTTP/1.1 with -http2=false); a renewed certificate goes to new
 // handshakes while an open connection keeps serving; plain HTTP gets a
 // 400; a client that never completes its handshake is dropped within
-// -read-header-timeout; both count as handshake errors.
+// -read-header-timeout; both count as handshake errors, and completed
+// handshakes count by protocol (h2 for the HTTP client, none for tls.Dial).
 func TestHTTPS(t *testing.T) {
 	ca := testenv.NewCA(t)
 	certFile, keyFile := certFiles(t, ca.Issue(t, 1))
@@ -259,7 +260,7 @@ func TestHTTPS(t *testing.T) {
 	}
 	m, _ := io.ReadAll(mres.Body)
 	_ = mres.Body.Close()
-	for _, line := range []string{"sockjs_tls_handshake_errors_total 2", `sockjs_tls_reloads_total{result="ok"} 1`, "sockjs_tls_certificate_expiry_timestamp_seconds "} {
+	for _, line := range []string{"sockjs_tls_handshake_errors_total 2", `sockjs_tls_reloads_total{result="ok"} 1`, "sockjs_tls_certificate_expiry_timestamp_seconds ", `sockjs_tls_handshakes_total{protocol="h2"} 1`, `sockjs_tls_handshakes_total{protocol="none"} 2`} {
 		if !strings.Contains(string(m), line) {
 			t.Errorf("/metrics lacks %q", line)
 		}
@@ -362,4 +363,27 @@ func tlsMetrics(t *testing.T, reg prometheus.Registerer) {
 		t.Fatal(err)
 	}
 	c.apply(&http.Server{}, certs, reg, log)
+}
+
+// TestExtendedConnectWarning: GODEBUG=http2xconnect=1 would have browsers
+// open websockets as HTTP/2 streams, which the websocket handler refuses:
+// the server says so at start.
+func TestExtendedConnectWarning(t *testing.T) {
+	certFile, keyFile := certFiles(t, testenv.NewCA(t).Issue(t, 1))
+	for _, c := range []struct {
+		godebug string
+		args    []string
+		warn    bool
+	}{
+		{"http2xconnect=1", nil, true},
+		{"http2xconnect=1", []string{"-http2=false"}, false},
+		{"", nil, false},
+	} {
+		t.Setenv("GODEBUG", c.godebug)
+		lg := &syncBuffer{}
+		startServerLog(t, lg, append([]string{"-tls-cert", certFile, "-tls-key", keyFile}, c.args...)...)
+		if got := strings.Contains(lg.String(), "http2xconnect=1 offers websockets over HTTP/2"); got != c.warn {
+			t.Errorf("GODEBUG=%q %v: warned %v, want %v\n%s", c.godebug, c.args, got, c.warn, lg.String())
+		}
+	}
 }

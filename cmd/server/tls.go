@@ -282,10 +282,13 @@ func readPair(certFile, keyFile string) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
+// hashFiles is the hash of the two files' bytes; when they cannot be
+// read, the hash of the error, so that the same failure is recognised
+// at the next check.
 func hashFiles(certFile, keyFile string) ([32]byte, error) {
 	c, k, err := readPair(certFile, keyFile)
 	if err != nil {
-		return [32]byte{}, err
+		return sha256.Sum256([]byte(err.Error())), err
 	}
 	return pairSum(c, k), nil
 }
@@ -305,7 +308,7 @@ func pairSum(certPEM, keyPEM []byte) [32]byte {
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, [32]byte, error) {
 	certPEM, keyPEM, err := readPair(certFile, keyFile)
 	if err != nil {
-		return nil, [32]byte{}, err
+		return nil, sha256.Sum256([]byte(err.Error())), err
 	}
 	sum := pairSum(certPEM, keyPEM)
 	// The certificate alone first, so that its errors name its file

@@ -165,6 +165,23 @@ func TestCertReloader(t *testing.T) {
 			t.Fatalf("%s: got %+v, want %+v\nlog:\n%s", s.name, got, s.want, lg.String())
 		}
 	}
+
+	// A file missing at the first check after the start waits for the
+	// second check too.
+	r, err = newCertReloader(certFile, keyFile, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(lg, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(certFile)
+	before := strings.Count(lg.String(), "TLS certificate not reloaded")
+	r.reload()
+	if n := strings.Count(lg.String(), "TLS certificate not reloaded") - before; n != 0 {
+		t.Fatalf("a file missing at one check: %d lines, want none yet", n)
+	}
+	r.reload()
+	if _, bad := counts(); strings.Count(lg.String(), "TLS certificate not reloaded")-before != 1 || bad != 1 {
+		t.Fatalf("a file still missing at the next check: want one line and one error, got\n%s", lg.String())
+	}
 }
 
 // tlsClient is an HTTP client trusting only ca, speaking HTTP/2 when the

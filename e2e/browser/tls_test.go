@@ -160,6 +160,7 @@ func TestTLSBrowser(t *testing.T) {
 func testTLSTransports(t *testing.T, br *browser, s *tlsBinary) {
 	p := br.openHarness(t, s.base)
 	msgs := messages(20)
+	res := &results{}
 	for _, tr := range clientTransports {
 		t.Run(tr.name, func(t *testing.T) {
 			if tr.skip != "" {
@@ -168,7 +169,7 @@ func testTLSTransports(t *testing.T, br *browser, s *tlsBinary) {
 			p.t = t
 			label := fmt.Sprintf(`transport="%s"`, serverTransport(tr.name))
 			before := s.metric(t, "sockjs_sessions_opened_total", label)
-			exchange(t, p, nil, s.base, connectOpts{Transports: []string{tr.name}, Timeout: forcedTimeout}, tr.name, msgs)
+			res.add("https "+tr.name, exchange(t, p, nil, s.base, connectOpts{Transports: []string{tr.name}, Timeout: forcedTimeout}, tr.name, msgs))
 			if after := s.metric(t, "sockjs_sessions_opened_total", label); after <= before {
 				t.Errorf("the server opened no %s session (%v before, %v after)", serverTransport(tr.name), before, after)
 			}
@@ -176,6 +177,7 @@ func testTLSTransports(t *testing.T, br *browser, s *tlsBinary) {
 	}
 	p.t = t
 	checkH2(t, p.protocols("/echo/"))
+	t.Log("over HTTPS (HTTP/2; websocket over HTTP/1.1), round trips of one message echoed at a time:\n" + res.String())
 }
 
 // checkH2 checks that requests went over HTTP/2: every protocol is h2,

@@ -419,3 +419,37 @@ func TestExtendedConnectWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeErrorLog: net/http's per-connection handshake error lines
+// are counted and go to debug; its other lines still reach the server's
+// error log.
+func TestHandshakeErrorLog(t *testing.T) {
+	var warn, all syncBuffer
+	next := slog.NewLogLogger(slog.NewTextHandler(&warn, nil), slog.LevelWarn)
+	reg := prometheus.NewRegistry()
+	l := handshakeErrors(next, reg, slog.New(slog.NewTextHandler(&all, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	for _, c := range []struct {
+		line      string
+		toWarn    bool
+		wantCount float64
+	}{
+		{"http: TLS handshake error from 127.0.0.1:5555: EOF", false, 1},
+		{"http: TLS handshake error from 127.0.0.1:5556: client sent an HTTP request to an HTTPS server", false, 2},
+		{"http: superfluous response.WriteHeader call", true, 2},
+	} {
+		l.Print(c.line)
+		if got := strings.Contains(warn.String(), c.line); got != c.toWarn {
+			t.Errorf("%q in the warn log: %v, want %v", c.line, got, c.toWarn)
+		}
+		if !c.toWarn && !strings.Contains(all.String(), "level=DEBUG") {
+			t.Errorf("%q not logged at debug:\n%s", c.line, all.String())
+		}
+		if n, err := testutil.GatherAndCount(reg, "sockjs_tls_handshake_errors_total"); err != nil || n != 1 {
+			t.Fatalf("metric: %d series, %v", n, err)
+		}
+		mfs, _ := reg.Gather()
+		if got := mfs[0].GetMetric()[0].GetCounter().GetValue(); got != c.wantCount {
+			t.Errorf("after %q: %v handshake errors counted, want %v", c.line, got, c.wantCount)
+		}
+	}
+}

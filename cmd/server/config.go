@@ -42,6 +42,7 @@ type Config struct {
 	Cluster         ClusterConfig
 	Limits          LimitConfig // limits.go
 	Conns           ConnConfig  // listener.go
+	TLS             TLSConfig   // tls.go
 	Drain           DrainConfig // drain.go
 }
 
@@ -81,10 +82,14 @@ func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, 
 	c.Cluster.register(fs)
 	c.Limits.register(fs)
 	c.Conns.register(fs)
+	c.TLS.register(fs)
 	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, lookup, helpOutput); err != nil {
+		return c, err
+	}
+	if err := c.TLS.check(); err != nil {
 		return c, err
 	}
 	return c, nil

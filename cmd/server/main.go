@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,13 +92,17 @@ func run(cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	demo, on := demoURL(ln.Addr())
-	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
+	if srv.tls != nil {
+		demo = "https" + strings.TrimPrefix(demo, "http")
+		// Renewals are loaded until run returns: through the drain and
+		// the shutdown too.
+		wctx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go srv.tls.watch(wctx, cfg.TLS.ReloadInterval)
+	}
+	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo, "tls", srv.tls != nil)
 	errc := make(chan error, 1)
-	// The caps count TCP connections as accepted, before a PROXY header
-	// is read (refusing costs nothing then); connections from trusted
-	// proxies count against -max-connections only.
-	srv.conns.Listener = ln
-	go func() { errc <- srv.http.Serve(srv.listener(srv.conns)) }()
+	go func() { errc <- srv.serve(ln) }()
 
 	select {
 	case err := <-errc:
@@ -116,6 +121,23 @@ func run(cfg Config, log *slog.Logger) error {
 	return err
 }
 
+// serve serves ln until the server is closed. Each connection passes the
+// caps, then the PROXY protocol, then TLS: the caps count TCP connections
+// as accepted, before a PROXY header is read (refusing costs nothing
+// then; connections from trusted proxies count against -max-connections
+// only), and the handshake needs the PROXY header out of the way. The
+// handshake is bounded by -read-header-timeout (net/http bounds it by
+// the smallest of its timeouts). ServeTLS sees the *tls.Conn itself, so
+// HTTP/2 is negotiated by ALPN.
+func (s *server) serve(ln net.Listener) error {
+	s.conns.Listener = ln
+	l := s.listener(s.conns)
+	if s.tls != nil {
+		return s.http.ServeTLS(l, "", "")
+	}
+	return s.http.Serve(l)
+}
+
 type server struct {
 	http     *http.Server
 	services []*transport.Handler
@@ -129,6 +151,7 @@ type server struct {
 	// listener wraps the capped listener: the PROXY protocol from
 	// -trusted-proxies (realaddr.go).
 	listener func(net.Listener) net.Listener
+	tls      *certReloader // -tls-cert: the certificate served (tls.go); nil: plain HTTP
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -146,6 +169,12 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// Each feature wires itself in its own file (metrics.go, hub.go):
 	// the observer must be in opts before any service is built.
 	m, reg := mountMetrics(r, &opts)
+	// The certificate files first: a bad one stops the start before
+	// anything else is set up.
+	certs, err := cfg.TLS.loadCerts(reg, log)
+	if err != nil {
+		return nil, err
+	}
 	checks, err := setupCluster(cfg, &opts, reg, log)
 	if err != nil {
 		return nil, err
@@ -199,6 +228,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	cfg.TLS.apply(s.http, certs, reg, log)
+	s.tls = certs
 	return s, nil
 }
 

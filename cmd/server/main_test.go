@@ -43,7 +43,7 @@ func startServerConfig(t *testing.T, log io.Writer, cfg Config) (*server, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.http.Serve(srv.listener(ln)) }()
+	go func() { _ = srv.serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.http.Close()
 		if srv.hub != nil && srv.hub.Close != nil {

@@ -439,6 +439,10 @@ func (k k8sCheck) check(f k8sFiles) []error {
 	}
 	if u, err := url.Parse(cfg.Cluster.Advertise); cfg.Cluster.Advertise != "" && (err != nil || u.Port() != strconv.Itoa(port)) {
 		fail("-cluster-advertise %q is not on the container's port %d", cfg.Cluster.Advertise, port)
+	} else if tls := cfg.TLS.Cert != ""; cfg.Cluster.Advertise != "" && tls != (u.Scheme == "https") {
+		// A pod serving TLS is reached over https, one serving HTTP over
+		// http: other nodes forward to the advertised URL as it is.
+		fail("-cluster-advertise %q: its scheme does not match the listener (TLS: %v)", cfg.Cluster.Advertise, tls)
 	}
 
 	// Probes: readiness on /readyz (503 while draining), liveness on
@@ -664,6 +668,7 @@ func TestKubernetesManifests(t *testing.T) {
 		{"listen port not the container port", dep, "value: \":8081\"", "value: \":9000\"", "the server listens on \":9000\""},
 		{"advertised URL on another port", dep, "http://$(POD_IP):8081", "http://$(POD_IP):9000", "-cluster-advertise \"http://10.244.1.7:9000\""},
 		{"advertised URL before POD_IP is defined", dep, "fieldPath: status.podIP", "fieldPath: status.podIP\n            - name: SOCKJSD_LOG_LEVEL\n              value: $(HOST_IP)", "refers to $(HOST_IP)"},
+		{"TLS in the pod, advertised over http", dep, "            - name: SOCKJSD_DRAIN_DELAY\n", "            - name: SOCKJSD_TLS_CERT\n              value: /etc/sockjsd/tls/tls.crt\n            - name: SOCKJSD_TLS_KEY\n              value: /etc/sockjsd/tls/tls.key\n            - name: SOCKJSD_DRAIN_DELAY\n", "its scheme does not match the listener (TLS: true)"},
 		{"readiness path", dep, "path: /readyz", "path: /ready", "readinessProbe GETs /ready, want /readyz"},
 		{"readiness path not a route", dep, "path: /readyz", "path: /ready", "GET /ready answers 404"},
 		{"liveness on readyz", dep, "path: /healthz", "path: /readyz", "livenessProbe GETs /readyz, want /healthz"},

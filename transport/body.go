@@ -183,7 +183,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		h.limitHit(t, session.LimitBodyReadTimeout)
-		w.Header().Set("Connection", "close")
+		if r.ProtoMajor == 1 {
+			// HTTP/2 ends the stream alone; "Connection: close" would
+			// end the connection and the other sessions on it (GOAWAY).
+			w.Header().Set("Connection", "close")
+		}
 		plainError(w, http.StatusRequestTimeout, "Body not received in time.")
 	default:
 		plainError(w, http.StatusBadRequest, "Could not read body.")

@@ -43,9 +43,17 @@ type Config struct {
 	Limits          LimitConfig   // limits.go
 	Messages        MessageConfig // messages.go
 	Conns           ConnConfig    // listener.go
+	TLS             TLSConfig     // tls.go
+	Drain           DrainConfig   // drain.go
 }
 
 func parseConfig(args []string) (Config, error) {
+	return parseConfigEnv(args, os.LookupEnv)
+}
+
+// parseConfigEnv is parseConfig with the environment read through lookup
+// (a container's, in the Kubernetes manifests' test).
+func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "listen address")
@@ -76,9 +84,14 @@ func parseConfig(args []string) (Config, error) {
 	c.Limits.register(fs)
 	c.Messages.register(fs)
 	c.Conns.register(fs)
+	c.TLS.register(fs)
+	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
-	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
+	if err := parseFlags(fs, args, lookup, helpOutput); err != nil {
+		return c, err
+	}
+	if err := c.TLS.check(); err != nil {
 		return c, err
 	}
 	return c, nil

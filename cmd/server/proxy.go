@@ -207,7 +207,7 @@ func advertise(cfg Config) (string, error) {
 	if cfg.Cluster.Advertise != "" {
 		return cfg.Cluster.Advertise, nil
 	}
-	return advertiseFromAddr(cfg.Addr)
+	return advertiseFromAddr(cfg.Addr, cfg.TLS.scheme())
 }
 
 // redisOrNil keeps a nil *redis.Client from becoming a non-nil interface.

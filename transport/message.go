@@ -33,7 +33,7 @@ import (
 //     the connection is closed with 1008 (CodeMessageTimeout). Idle
 //     connections between messages have no deadline: heartbeats keep
 //     them. The Handler's msgWatcher keeps the deadlines (msgwatch.go):
-//     a message is cut between the timeout and a fifth more after its
+//     a message is cut between the timeout and a tenth more after its
 //     first byte. Delivery to the application is not timed (it waits
 //     for the receive queue, which is the back-pressure a slow
 //     application exerts), and the message's buffer stays reserved

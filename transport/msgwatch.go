@@ -10,19 +10,18 @@ import (
 // Handler rather than by a read deadline per message: setting and clearing
 // a socket's deadline costs 300-500 ns a message (two timer updates in the
 // runtime's poller), as much as reading a small message. A message being
-// read instead stamps its connection's msgWatch with a coarse clock (an
-// atomic load and store), and the watcher, ticking every tenth of the
-// timeout while connections are watched, sets a past read deadline on
-// the connections whose message is older than the timeout plus a tick:
-// their reader's Read then fails, and the message is refused. A message
-// is so cut between the timeout and the timeout plus two ticks after its
-// first byte, never before.
+// read instead stamps its connection's msgWatch with the monotonic clock
+// (an atomic store, and a compare-and-swap at its end), and the watcher,
+// ticking every tenth of the timeout while connections are watched, sets
+// a past read deadline on the connections whose message is older than
+// the timeout: their reader's Read then fails, and the message is
+// refused. A message is so cut between the timeout and a tick more after
+// its first byte (later only if the ticker is late), never before.
 
 // msgWatcher watches the messages being read on a Handler's connections.
 type msgWatcher struct {
 	timeout time.Duration
 	tick    time.Duration
-	now     atomic.Int64 // the coarse clock: Unix nanoseconds, a tick behind at most
 
 	mu      sync.Mutex
 	watched map[*msgWatch]struct{}
@@ -33,11 +32,16 @@ type msgWatcher struct {
 type msgWatch struct {
 	w     *msgWatcher
 	conn  readDeadliner
-	start atomic.Int64 // coarse start of the message being read; 0: none; msgLate: cut
+	start atomic.Int64 // monoNow at the start of the message being read; 0: none; msgLate: cut
 	mu    sync.Mutex   // orders the watcher's past deadline before the reader's clearing
 }
 
 const msgLate = -1
+
+// msgEpoch and monoNow: a monotonic clock in nanoseconds, positive.
+var msgEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(msgEpoch)) + 1 }
 
 func newMsgWatcher(timeout time.Duration) *msgWatcher {
 	return &msgWatcher{timeout: timeout, tick: max(timeout/10, time.Millisecond), watched: map[*msgWatch]struct{}{}}
@@ -50,7 +54,6 @@ func (mw *msgWatcher) watch(conn readDeadliner) *msgWatch {
 	mw.watched[w] = struct{}{}
 	if !mw.running {
 		mw.running = true
-		mw.now.Store(time.Now().UnixNano())
 		go mw.run()
 	}
 	mw.mu.Unlock()
@@ -71,9 +74,7 @@ func (mw *msgWatcher) run() {
 	defer t.Stop()
 	var late []*msgWatch
 	for range t.C {
-		now := time.Now().UnixNano()
-		mw.now.Store(now)
-		oldest := now - int64(mw.timeout+mw.tick)
+		oldest := monoNow() - int64(mw.timeout)
 		late = late[:0]
 		mw.mu.Lock()
 		if len(mw.watched) == 0 {
@@ -104,7 +105,7 @@ func (w *msgWatch) cut(oldest int64) {
 
 // begin stamps the start of a message and returns the stamp, for end.
 func (w *msgWatch) begin() int64 {
-	s := w.w.now.Load()
+	s := monoNow()
 	w.start.Store(s)
 	return s
 }
@@ -113,9 +114,9 @@ func (w *msgWatch) begin() int64 {
 func (w *msgWatch) end(s int64) bool { return w.start.CompareAndSwap(s, 0) }
 
 // deadline is when a message stamped s is due: its timeout after its
-// first byte, or a little later (the stamp is a tick behind at most).
+// first byte.
 func (w *msgWatch) deadline(s int64) time.Time {
-	return time.Unix(0, s).Add(w.w.timeout + w.w.tick)
+	return msgEpoch.Add(time.Duration(s-1) + w.w.timeout)
 }
 
 // stop stops watching the message and clears a past deadline the watcher

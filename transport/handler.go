@@ -151,7 +151,8 @@ type Options struct {
 	// that cannot grow waits, until its MessageReadTimeout, then its
 	// connection is closed with 1013. A budget of its own, not
 	// BodyBudget, so that neither kind of flood starves the other (see
-	// message.go). nil: each service gets its own budget of
+	// message.go). Keep it at least MaxMessageBytes: a larger message
+	// could never complete. nil: each service gets its own budget of
 	// DefaultMessageBudgetBytes (16 MiB).
 	MessageBudget *BodyBudget
 	// MessageReadTimeout bounds a websocket message from its first byte

@@ -94,6 +94,9 @@ func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, 
 	if err := c.TLS.check(); err != nil {
 		return c, err
 	}
+	if err := c.Messages.check(c.MaxMessageBytes); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 

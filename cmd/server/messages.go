@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"time"
 
 	"github.com/sockjsd/sockjsd/transport"
@@ -16,8 +17,18 @@ type MessageConfig struct {
 }
 
 func (m *MessageConfig) register(fs *flag.FlagSet) {
-	fs.IntVar(&m.BudgetBytes, "message-budget-bytes", transport.DefaultMessageBudgetBytes, "bytes of websocket messages past their first 1 KiB held at once by the whole server, while read and until queued (a message that cannot grow within -message-read-timeout: close 1013); keep it at least -max-message-bytes")
+	fs.IntVar(&m.BudgetBytes, "message-budget-bytes", transport.DefaultMessageBudgetBytes, "bytes of websocket messages past their first 1 KiB held at once by the whole server, while read and until queued (a message that cannot grow within -message-read-timeout: close 1013); at least -max-message-bytes")
 	fs.DurationVar(&m.ReadTimeout, "message-read-timeout", transport.DefaultMessageReadTimeout, "longest time from a websocket message's first byte to its last, waiting for the budget included (slower: close 1008); idle connections are not affected")
+}
+
+// check refuses a budget smaller than the largest message: such a message
+// could never complete, and would close its connection with 1013 at its
+// deadline every time.
+func (m MessageConfig) check(maxMessageBytes int) error {
+	if m.BudgetBytes > 0 && m.BudgetBytes < maxMessageBytes {
+		return fmt.Errorf("-message-budget-bytes %d is below -max-message-bytes %d: the largest messages could never be read", m.BudgetBytes, maxMessageBytes)
+	}
+	return nil
 }
 
 func (m MessageConfig) apply(o *transport.Options) {

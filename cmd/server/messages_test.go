@@ -33,3 +33,14 @@ func TestMessageFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestMessageBudgetBelowMessageSize: a budget smaller than
+// -max-message-bytes is refused at start.
+func TestMessageBudgetBelowMessageSize(t *testing.T) {
+	if _, err := parseConfig([]string{"-message-budget-bytes", "1000", "-max-message-bytes", "2000"}); err == nil {
+		t.Fatal("a message budget below -max-message-bytes was accepted")
+	}
+	if _, err := parseConfig([]string{"-message-budget-bytes", "2000", "-max-message-bytes", "2000"}); err != nil {
+		t.Fatalf("a budget of exactly -max-message-bytes: %v", err)
+	}
+}

@@ -58,7 +58,7 @@ func (o *memOwners) Owner(_ context.Context, key string) (string, error) {
 		return "", err
 	}
 	if v := o.m[key]; v != "" {
-		return v, nil
+		return ownerOf(v), nil
 	}
 	return "", o.settled()
 }
@@ -75,7 +75,7 @@ func (o *memOwners) Claim(_ context.Context, key, node, stale string) (string, e
 	if cur := o.m[key]; cur == "" || cur == node || (stale != "" && cur == stale) {
 		o.m[key] = node
 	}
-	return o.m[key], nil
+	return ownerOf(o.m[key]), nil
 }
 
 func (o *memOwners) Keep(_ context.Context, keys []string, node string) ([]string, error) {

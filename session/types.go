@@ -90,6 +90,7 @@ const (
 	LimitBodyBudget      = engine.LimitBodyBudget      // the service's budget of body bytes being read was exhausted (503)
 	LimitBodyReadTimeout = engine.LimitBodyReadTimeout // a send body not read in time (408)
 	LimitSendQueue       = engine.LimitSendQueue       // the send queue overflowed (close 3009)
+	LimitHandOff         = engine.LimitHandOff         // a session's hand-off record over its byte limit (closed with 1001 at the drain)
 	NumLimits            = engine.NumLimits
 )
 

@@ -40,6 +40,7 @@ type Config struct {
 	Proxy           ProxyConfig
 	RedisURL        string
 	Cluster         ClusterConfig
+	HandOff         HandOffConfig
 	Limits          LimitConfig // limits.go
 	Conns           ConnConfig  // listener.go
 }
@@ -72,6 +73,7 @@ func parseConfig(args []string) (Config, error) {
 	c.Proxy.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
+	c.HandOff.register(fs)
 	c.Limits.register(fs)
 	c.Conns.register(fs)
 
@@ -109,6 +111,7 @@ func (c Config) transportOptions() transport.Options {
 		AllowIframeTransports: c.AllowIframe,
 	}
 	c.Limits.apply(&o)
+	o.MaxHandOffBytes = c.HandOff.MaxBytes
 	return o
 }
 

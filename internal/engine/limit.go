@@ -16,12 +16,13 @@ const (
 	LimitBodyBudget                   // the service's budget of body bytes being read was exhausted (503)
 	LimitBodyReadTimeout              // a send body not read in time (408)
 	LimitSendQueue                    // the send queue overflowed (close 3009)
+	LimitHandOff                      // a session's hand-off record over its byte limit (closed with 1001 at the drain)
 	NumLimits
 )
 
 var limitNames = [NumLimits]string{
 	"id-length", "request-info", "sessions", "body-size", "message-size",
-	"concurrent-sends", "body-budget", "body-read-timeout", "send-queue",
+	"concurrent-sends", "body-budget", "body-read-timeout", "send-queue", "handoff",
 }
 
 func (l Limit) String() string {

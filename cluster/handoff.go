@@ -194,3 +194,45 @@ func (m *member) movedTo(w http.ResponseWriter, r *http.Request, sid, endpoint s
 	w.Header().Set(OwnerHeader, owner)
 	plainError(w, http.StatusMisdirectedRequest, "Session handed off to another node")
 }
+
+// reforwardedHeader marks a send that a node passed on once more
+// (strayForwardedSend): it is not passed on again, so that nodes that
+// disagree about an owner cannot bounce it for ever.
+const reforwardedHeader = "X-Sockjsd-Reforwarded"
+
+// strayForwardedSend handles a send another node forwarded here for a
+// session this node does not have: the forwarding node's owner was
+// stale (a cached owner that handed the session off, restarted since).
+// The store knows where the session is: a handed-off record is taken
+// and the session resumed here (false: serve it), another owner gets the
+// send (once; true). A send that cannot be placed is served here as
+// before: 404, an unknown session.
+func (m *member) strayForwardedSend(w http.ResponseWriter, r *http.Request, sid, endpoint string) bool {
+	if r.Header.Get(reforwardedHeader) != "" {
+		return false
+	}
+	n := m.n
+	ctx, cancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
+	owner, err := n.opts.Store.Owner(ctx, m.key(sid))
+	cancel()
+	switch {
+	case err != nil || owner == "" || owner == n.opts.Self:
+		return false
+	case owner == HandOffOwner:
+		if !m.svc.Accepting() {
+			m.Redirect(w, r, sid, endpoint)
+			return true
+		}
+		if owner = m.take(w, r, sid); owner == "" {
+			return true // answered
+		}
+		if owner == n.opts.Self {
+			return false
+		}
+	}
+	r.Header.Set(reforwardedHeader, "1")
+	if res := m.forward(w, r, owner, endpoint); !res.answered {
+		plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	}
+	return true
+}

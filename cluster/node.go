@@ -427,6 +427,9 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 		m.movedTo(w, r, sid, endpoint) // handoff.go
 		return true
 	}
+	if !receiving(endpoint) && m.svc.Session(sid) == nil && m.strayForwardedSend(w, r, sid, endpoint) {
+		return true // handoff.go
+	}
 	if !receiving(endpoint) || m.svc.Session(sid) != nil || !m.svc.Accepting() {
 		return false
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,11 @@ type forwardState struct {
 	moved    string // the owner answered 421 naming another; nothing was written
 	timeout  error  // the owner was too slow; the client got 504
 	otherErr error
+	// receiving: the request has no body and may be tried again; broken
+	// is its failure, held back (nothing written) until forward knows
+	// whether the session moved meanwhile.
+	receiving bool
+	broken    error
 }
 
 // forwardResult is what forward did: answered the client, or wrote
@@ -68,7 +74,7 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now()}
+	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now(), receiving: receiving(endpoint)}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
 	result := "error"
@@ -82,6 +88,22 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		n.obs.Forwarded(endpoint, result, st.headers)
 	}()
 	n.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
+	if st.broken != nil {
+		// The owner broke the connection before answering. A node that
+		// drains does so to the requests still queued on its listener;
+		// if the session moved (handed off), follow it; otherwise the
+		// client gets 502 as for any failed owner.
+		sctx, scancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
+		now, err := n.opts.Store.Owner(sctx, m.key(path.Base(path.Dir(r.URL.Path))))
+		scancel()
+		if err == nil && now != "" && now != owner {
+			result = "moved"
+			return forwardResult{moved: now}
+		}
+		st.otherErr = st.broken
+		m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", m.prefix, "owner", u.Host, "path", r.URL.Path, "err", st.broken)
+		plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	}
 	switch {
 	case st.gone != nil:
 		result = "owner_gone"
@@ -126,6 +148,13 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
 		pr.Out.GetBody = nil
+	} else {
+		// A request without a body may be sent again on a new
+		// connection when a kept-alive one turns out closed by the
+		// owner before it read anything (a node draining closes its
+		// idle connections): net/http retries it once. The key is only
+		// looked up, not sent (a nil value).
+		pr.Out.Header["X-Idempotency-Key"] = nil
 	}
 	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
 }
@@ -158,7 +187,9 @@ func ownerGone(err error) bool {
 		return false
 	}
 	var dns *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &dns) && dns.IsNotFound)
+	// A reset while dialling: the owner's listener closed with this
+	// connection still in its backlog (a node shutting down).
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &dns) && dns.IsNotFound)
 }
 
 func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -181,8 +212,12 @@ func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		plainError(w, http.StatusGatewayTimeout, "Session owner did not answer in time")
 		return
 	}
+	if st.receiving {
+		st.broken = err // forward decides, nothing written yet
+		return
+	}
 	st.otherErr = err
-	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "err", err)
+	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "path", r.URL.Path, "err", err)
 	plainError(w, http.StatusBadGateway, "Session owner unavailable")
 }
 

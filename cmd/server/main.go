@@ -226,6 +226,9 @@ func (s *server) draining() bool { return s.stopping.Load() }
 // what is left when ctx ends.
 func (s *server) shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
+	// Answers say Connection: close from now on, so that the balancer
+	// and the other nodes stop reusing connections to this node.
+	s.http.SetKeepAlivesEnabled(false)
 	// The HTTP sessions that can move go to the other nodes first
 	// (handoff.go); the rest end with 1001 below.
 	s.handOff(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,7 @@ type sessionWatch struct {
 	opens  []openSeen      // every open frame seen, in order
 	lost   context.Context // done once the session is lost
 	cancel context.CancelFunc
+	fails  []string // requests that failed: endpoint, node, status or error
 }
 
 // openSeen is an open frame: when it came and from which node (the
@@ -64,6 +66,15 @@ func newSessionWatch() *sessionWatch {
 
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := w.base.RoundTrip(req)
+	if err != nil || res.StatusCode >= 300 {
+		what := fmt.Sprint(err)
+		if err == nil {
+			what = fmt.Sprintf("%d from %s", res.StatusCode, res.Header.Get(lbServerHeader))
+		}
+		w.mu.Lock()
+		w.fails = append(w.fails, fmt.Sprintf("%s %s +%s", path.Base(req.URL.Path), what, time.Now().Format("15:04:05.000")))
+		w.mu.Unlock()
+	}
 	if err == nil && (strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
 		w.mu.Lock()
 		if w.sid == "" {

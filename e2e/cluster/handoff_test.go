@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockjsd/sockjsd/client"
+)
+
+// publisher publishes {"n":i} on channel through the balancer at a steady
+// pace until stopped, and keeps what was acknowledged.
+type publisher struct {
+	mu      sync.Mutex
+	acked   map[uint64]string // seq -> data
+	max     uint64
+	failed  map[string]int
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func startPublisher(t *testing.T, lb, channel string, every time.Duration, first uint64) *publisher {
+	p := &publisher{acked: map[uint64]string{}, max: first, failed: map[string]int{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(p.stopped)
+		tick := time.NewTicker(every) // the publisher's pace, not a synchronisation
+		defer tick.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			r := publishN(lb, channel, n)
+			p.mu.Lock()
+			if r.err != nil || r.code != 200 {
+				p.failed[fmt.Sprintf("%d %v %v", r.code, r.body["error"], r.err)]++
+			} else {
+				seq := uint64(r.body["seq"].(float64))
+				if seq <= p.max {
+					t.Errorf("publish %d acknowledged with seq %d after seq %d", n, seq, p.max)
+				}
+				p.acked[seq], p.max = fmt.Sprintf(`{"n":%d}`, n), seq
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *publisher) halt() {
+	close(p.stop)
+	<-p.stopped
+}
+
+// drain stops n with SIGTERM, waits for it to exit, and returns its
+// drain's log line ("" if it logged none).
+func (e *clusterEnv) drain(n *node) string {
+	e.t.Helper()
+	if err := n.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		e.t.Fatal(err)
+	}
+	select {
+	case <-n.p.Done():
+	case <-time.After(60 * time.Second):
+		e.t.Fatalf("%s did not exit within 60s of SIGTERM", n.name)
+	}
+	for _, l := range strings.Split(n.p.Out.String(), "\n") {
+		if strings.Contains(l, "drain: sessions handed off") {
+			return l
+		}
+	}
+	return ""
+}
+
+var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
+
+// TestClusterRollingHandOff: hub subscribers on xhr-polling,
+// xhr-streaming and websocket follow a channel through the balancer while
+// a publisher posts 20 messages a second; the three nodes are restarted
+// one at a time (SIGTERM, then a new process on the same port). The HTTP
+// subscribers' sessions are handed off and resumed on other nodes: they
+// see no close and no second open frame. The websocket subscribers are
+// closed with 1001, reconnect and resume with since. Every subscriber
+// gets every acknowledged publish exactly once, in order.
+func TestClusterRollingHandOff(t *testing.T) {
+	const perTransport = 20
+	env := startCluster(t, "-hub-history-size", "2000")
+	mustPublish(t, env.lb, "feed", 0, 1) // the channel's epoch starts
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	target := newFeedGoal(ctx)
+	ready := make(chan error, 3*perTransport)
+	var subs []*feedSub
+	var wg sync.WaitGroup
+	for i := range 3 * perTransport {
+		s := &feedSub{tr: hubTransports[i%3], data: map[uint64]string{}, closes: map[string]int{}}
+		subs = append(subs, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx, env.lb, target, ready)
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	for range subs {
+		if err := <-ready; err != nil {
+			t.Fatalf("subscribe through the balancer: %v", err)
+		}
+	}
+	pub := startPublisher(t, env.lb, "feed", 50*time.Millisecond, 1)
+	handedOff := 0
+	for _, n := range env.nodes {
+		line := env.drain(n)
+		m := handedOffRe.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("%s logged no drain line; output:\n%s", n.name, tail(n.p.Out.String(), 3000))
+		}
+		h, _ := strconv.Atoi(m[1])
+		handedOff += h
+		t.Logf("%s: %s", n.name, line[strings.Index(line, "handed_off="):])
+		env.startNode(n)
+	}
+	pub.halt()
+	pub.mu.Lock()
+	maxAcked, acked := pub.max, pub.acked
+	t.Logf("%d publishes acknowledged, up to seq %d; failed: %v", len(acked), maxAcked, pub.failed)
+	pub.mu.Unlock()
+	target.Store(&feedTarget{seq: maxAcked})
+	wg.Wait()
+
+	why := map[string]int{}
+	for _, s := range subs {
+		if s.err != nil {
+			t.Error(s.err)
+			continue
+		}
+		for seq, data := range acked {
+			if s.data[seq] != data {
+				t.Errorf("%s: seq %d is %q, acknowledged as %s", s.tr, seq, s.data[seq], data)
+				break
+			}
+		}
+		for k, v := range s.closes {
+			why[s.tr+": "+k] += v
+		}
+		if s.tr != client.WebSocket {
+			if len(s.closes) > 0 || len(s.lost) > 0 {
+				t.Errorf("%s subscriber saw its session end: closes %v, lost %v, failed requests %v", s.tr, s.closes, s.lost, s.fails)
+			}
+		}
+	}
+	var lines []string
+	for k, v := range why {
+		lines = append(lines, fmt.Sprintf("%s ×%d", k, v))
+	}
+	sort.Strings(lines)
+	t.Logf("%d sessions handed off; sessions ended, by transport and reason: %s", handedOff, strings.Join(lines, "; "))
+	if handedOff == 0 {
+		t.Errorf("no session was handed off")
+	}
+}

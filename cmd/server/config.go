@@ -43,6 +43,7 @@ type Config struct {
 	HandOff         HandOffConfig
 	Limits          LimitConfig // limits.go
 	Conns           ConnConfig  // listener.go
+	Drain           DrainConfig // drain.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -76,6 +77,7 @@ func parseConfig(args []string) (Config, error) {
 	c.HandOff.register(fs)
 	c.Limits.register(fs)
 	c.Conns.register(fs)
+	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {

@@ -73,10 +73,14 @@ func demoURL(a net.Addr) (url, on string) {
 	}
 }
 
-// run serves until SIGINT or SIGTERM, then shuts down gracefully.
+// run serves until SIGINT or SIGTERM, then drains (-drain-delay) and
+// shuts down gracefully.
 func run(cfg Config, log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Two signals fit: the first starts the drain, the second cuts it
+	// short; later ones are dropped while the shutdown runs.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	srv, err := newServer(cfg, log)
 	if err != nil {
@@ -98,12 +102,18 @@ func run(cfg Config, log *slog.Logger) error {
 	select {
 	case err := <-errc:
 		return err
-	case <-ctx.Done():
+	case <-sigs:
 	}
+	dctx, cancelDrain := untilSignal(sigs)
+	srv.drain(dctx, cfg.Drain.Delay)
+	cancelDrain()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return srv.shutdown(sctx)
+	start := time.Now()
+	err = srv.shutdown(sctx)
+	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 type server struct {
@@ -197,13 +207,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	return s, nil
 }
 
-// ready answers 503 once shutdown has begun, so load balancers stop
-// sending new sessions here, and while a dependency is down.
+// ready answers 503 once the drain has begun (drain.go), so load
+// balancers stop sending new sessions here, and while a dependency is
+// down.
 func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("shutting down\n"))
+		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
 	for _, check := range s.checks {

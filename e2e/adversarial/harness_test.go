@@ -129,7 +129,9 @@ func Start(t *testing.T, cfg Config) *Server {
 		t.Skip("adversarial corpus: starts server processes and floods them; skipped under -short")
 	}
 	bin := serverBinary(t)
-	args := []string{bin, "-addr", "127.0.0.1:0", "-client-dir", t.TempDir(), "-log-level", "info"}
+	// No drain on SIGTERM: no balancer watches these servers, and each
+	// test's stop would wait the default delay for nothing.
+	args := []string{bin, "-addr", "127.0.0.1:0", "-client-dir", t.TempDir(), "-log-level", "info", "-drain-delay", "0"}
 	if cfg.NoFile > 0 {
 		pl, err := exec.LookPath("prlimit")
 		if err != nil {

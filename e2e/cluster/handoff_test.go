@@ -92,7 +92,7 @@ var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
 // gets every acknowledged publish exactly once, in order.
 func TestClusterRollingHandOff(t *testing.T) {
 	const perTransport = 20
-	env := startCluster(t, "-hub-history-size", "2000")
+	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "1s")
 	mustPublish(t, env.lb, "feed", 0, 1) // the channel's epoch starts
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -91,7 +91,7 @@ var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
 // closed with 1001, reconnect and resume with since. Every subscriber
 // gets every acknowledged publish exactly once, in order.
 func TestClusterRollingHandOff(t *testing.T) {
-	const perTransport = 20
+	const perTransport = 100
 	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "1s")
 	mustPublish(t, env.lb, "feed", 0, 1) // the channel's epoch starts
 

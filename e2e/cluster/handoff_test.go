@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/sockjsd/sockjsd/client"
 )
@@ -166,5 +170,107 @@ func TestClusterRollingHandOff(t *testing.T) {
 	t.Logf("%d sessions handed off; sessions ended, by transport and reason: %s", handedOff, strings.Join(lines, "; "))
 	if handedOff == 0 {
 		t.Errorf("no session was handed off")
+	}
+}
+
+// rollingRestart drains and restarts every node in turn and returns the
+// sessions they handed off, as their drain lines say.
+func (e *clusterEnv) rollingRestart() int {
+	t := e.t
+	t.Helper()
+	handedOff := 0
+	for _, n := range e.nodes {
+		line := e.drain(n)
+		m := handedOffRe.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("%s logged no drain line; output:\n%s", n.name, tail(n.p.Out.String(), 3000))
+		}
+		h, _ := strconv.Atoi(m[1])
+		handedOff += h
+		t.Logf("%s: %s", n.name, line[strings.Index(line, "handed_off="):])
+		e.startNode(n)
+	}
+	return handedOff
+}
+
+// followed is one page subscriber's record (testdata/hubfollow.js).
+type followed struct {
+	Transport string            `json:"transport"`
+	Used      string            `json:"used"`
+	Last      uint64            `json:"last"`
+	Data      map[string]string `json:"data"`
+	Closes    []string          `json:"closes"`
+	Errors    []string          `json:"errors"`
+}
+
+// TestClusterRollingHandOffBrowser: the real sockjs-client in Chromium,
+// one hub session per HTTP transport (a page has six connections per
+// host), through the balancer, while the three nodes are restarted one at
+// a time and a publisher posts 20 messages a second: no close event, no
+// unasked subscribed, and every acknowledged publish exactly once, in
+// order.
+func TestClusterRollingHandOffBrowser(t *testing.T) {
+	need(t)
+	dist := filepath.Join("..", "..", "web", "sockjs-client", "node_modules", "sockjs-client", "dist", "sockjs.min.js")
+	if _, err := os.Stat(dist); err != nil {
+		t.Skipf("sockjs-client is not installed in web/sockjs-client (run `make deps-client`): %v", err)
+	}
+	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "1s")
+	ctx := startChromium(t)
+	followJS, err := os.ReadFile(filepath.Join("testdata", "hubfollow.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, env.lb, "feed", 0, 1)
+	load := fmt.Sprintf(`new Promise(function (resolve, reject) {
+		var s = document.createElement('script');
+		s.src = '/sockjs-client/sockjs.min.js';
+		s.onload = function () { (0, eval)(%q); resolve(typeof SockJS + ' ' + typeof hubFollow); };
+		s.onerror = reject;
+		document.head.appendChild(s);
+	})`, string(followJS))
+	step, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(step, chromedp.Navigate(env.lb+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := chromedp.Run(step, chromedp.Evaluate[string](load, chromedp.EvalAwaitPromise))
+	if err != nil || loaded != "function function" {
+		t.Fatalf("load the client through the balancer: %q, %v", loaded, err)
+	}
+	transports := []string{"xhr-polling", "xhr-streaming", "eventsource", "jsonp-polling"}
+	js := fmt.Sprintf(`hubFollow(SockJS, %q, %s, "feed", 30000)`, env.lb+"/hub", jsonOf(transports))
+	if _, err := chromedp.Run(step, chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	pub := startPublisher(t, env.lb, "feed", 50*time.Millisecond, 1)
+	handedOff := env.rollingRestart()
+	pub.halt()
+	maxAcked, acked := pub.max, pub.acked
+	t.Logf("%d sessions handed off; %d publishes acknowledged, up to seq %d; failed: %v", handedOff, len(acked), maxAcked, pub.failed)
+	var subs []followed
+	waitFor(t, 30*time.Second, "every page subscriber to reach the last acknowledged seq", func() bool {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[[]followed](`hubFollowed()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = s
+		for _, f := range subs {
+			if f.Last < maxAcked {
+				return false
+			}
+		}
+		return true
+	})
+	for _, f := range subs {
+		if f.Used != f.Transport || len(f.Closes) > 0 || len(f.Errors) > 0 {
+			t.Errorf("%s (used %s): closes %v, errors %v", f.Transport, f.Used, f.Closes, f.Errors)
+		}
+		for seq, data := range acked {
+			if got := f.Data[strconv.FormatUint(seq, 10)]; got != data {
+				t.Errorf("%s: seq %d is %q, acknowledged as %s", f.Transport, seq, got, data)
+				break
+			}
+		}
 	}
 }

@@ -228,6 +228,7 @@ func (s *Session) detach(r Receiver, carried bool) {
 		if s.settling == settled {
 			s.settling = nil
 		}
+		s.finishPending = false
 		s.mu.Unlock()
 	}
 

@@ -173,6 +173,9 @@ type Session struct {
 	// closed when a freeze ends (Done or Thaw).
 	handoff    uint8
 	handoffEnd chan struct{}
+	// finishPending: a batch was written to a polling answer that is not
+	// finished (sent) yet (writeBatch sets it, detach clears it).
+	finishPending bool
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {

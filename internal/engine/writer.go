@@ -220,6 +220,11 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	clear(f.Messages)
 	s.mu.Lock()
 	s.writing, s.writingB = 0, 0
+	if _, ok := r.(Finisher); ok && done && err == nil {
+		// Written, but on its way only once the answer is finished
+		// (detach): a hand-off waits for that too.
+		s.finishPending = true
+	}
 	s.lastWrite = t
 	if s.written != nil {
 		close(s.written) // Written

@@ -2,12 +2,19 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
+
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // HandOff and Take on the map store, as RedisStore does them (the record
@@ -89,5 +96,90 @@ func TestHandOffResumesElsewhere(t *testing.T) {
 	}
 	if a.h.Sessions() != 1 || b.h.Sessions() != 1 {
 		t.Fatalf("sessions: A %d (the stub), B %d", a.h.Sessions(), b.h.Sessions())
+	}
+}
+
+// TestHandOffHubSession: a hub session on xhr-polling moves from A to B.
+// Message 3 was queued on A and not polled (it comes from the hand-off
+// record), message 4 was published after A froze the session (it comes
+// from the broker's history when B subscribes it again): B's first poll
+// has both, once, and no subscribed frame; the session then follows the
+// channel on B.
+func TestHandOffHubSession(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	broker := hub.NewMemoryBroker(hub.MemoryBrokerOptions{History: hub.HistoryOptions{Size: 100}})
+	t.Cleanup(func() { _ = broker.Close() })
+	type hubNode struct {
+		url string
+		h   *transport.Handler
+	}
+	var nodes []hubNode
+	for range 2 {
+		r := mux.NewRouter()
+		r.SkipClean(true)
+		srv := httptest.NewServer(r)
+		t.Cleanup(srv.Close)
+		hb := hub.New(hub.Options{Broker: broker, Rules: hub.Rules{Channels: []string{"news"}}})
+		node := mustNode(t, Options{Store: owners, Self: srv.URL, Secret: []byte("s3cret"), KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond})
+		h := transport.New("/hub", transport.Options{Cluster: node, HandOff: hb}, hb.Serve)
+		gorillamux.Mount(r, h)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = h.Shutdown(ctx)
+		})
+		nodes = append(nodes, hubNode{srv.URL, h})
+	}
+	a, b := nodes[0], nodes[1]
+	sess := "/hub/000/abc"
+	poll := func(base string) string {
+		t.Helper()
+		code, body := post(t, base+sess+"/xhr", "", nil)
+		if code != 200 {
+			t.Fatalf("poll on %s: %d %q", base, code, body)
+		}
+		return body
+	}
+	publish := func(n int) {
+		t.Helper()
+		if _, err := broker.Publish(context.Background(), "news", json.RawMessage(strconv.Itoa(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := poll(a.url); got != "o\n" {
+		t.Fatalf("open: %q", got)
+	}
+	if code, _ := post(t, a.url+sess+"/xhr_send", `["{\"op\":\"subscribe\",\"channel\":\"news\"}"]`, nil); code != 204 {
+		t.Fatalf("subscribe: %d", code)
+	}
+	if got := poll(a.url); !strings.Contains(got, `\"op\":\"subscribed\"`) {
+		t.Fatalf("subscribed: %q", got)
+	}
+	publish(1)
+	publish(2)
+	got := ""
+	for range 5 { // the messages may come in one poll or two
+		if got += poll(a.url); strings.Contains(got, `\"seq\":2,`) {
+			break
+		}
+	}
+	if !strings.Contains(got, `\"seq\":1,\"data\":1}`) || !strings.Contains(got, `\"seq\":2,\"data\":2}`) {
+		t.Fatalf("messages 1 and 2 on A: %q", got)
+	}
+	publish(3) // queued on A: no poll is waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r := a.h.HandOff(ctx); r.HandedOff != 1 {
+		t.Fatalf("hand-off: %+v", r)
+	}
+	publish(4) // after the freeze: from history
+	got = poll(b.url)
+	want := `a["{\"op\":\"message\",\"channel\":\"news\",\"seq\":3,\"data\":3}","{\"op\":\"message\",\"channel\":\"news\",\"seq\":4,\"data\":4}"]` + "\n"
+	if got != want {
+		t.Fatalf("first poll on B:\n got %q\nwant %q", got, want)
+	}
+	publish(5)
+	if got, want := poll(b.url), `a["{\"op\":\"message\",\"channel\":\"news\",\"seq\":5,\"data\":5}"]`+"\n"; got != want {
+		t.Fatalf("live on B: %q, want %q", got, want)
 	}
 }

@@ -73,11 +73,6 @@ func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.Read
 		return nil, nil, err
 	}
 	copyHeader(req.Header, c.opts.Header)
-	// A receiving request has no body: when a kept-alive connection
-	// turns out closed by the server (or a proxy) before it answered,
-	// net/http may send it again on a new one, as browsers do. The key is
-	// looked up, not sent (a nil value).
-	req.Header["X-Idempotency-Key"] = nil
 	res, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
 		return nil, nil, err

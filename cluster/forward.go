@@ -25,6 +25,9 @@ import (
 
 type forwardKey struct{}
 
+// retriedKey marks a forwarded request tried a second time (forward).
+type retriedKey struct{}
+
 // forwardState travels with one forwarded request through the proxy's
 // callbacks.
 type forwardState struct {
@@ -100,6 +103,16 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 			result = "moved"
 			return forwardResult{moved: now}
 		}
+		if err == nil && now == owner && r.Context().Value(retriedKey{}) == nil {
+			// Still the owner: it closed a kept-alive connection as
+			// the request went out (a node beginning to drain closes
+			// its idle ones). Once more, on a new connection, signed
+			// anew. A first try that did reach the session cannot
+			// leave a silent gap: its answer would have come, and a
+			// poll whose client left closes the session (1002).
+			result = "retried"
+			return m.forward(w, r.WithContext(context.WithValue(r.Context(), retriedKey{}, true)), owner, endpoint)
+		}
 		st.otherErr = st.broken
 		m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", m.prefix, "owner", u.Host, "path", r.URL.Path, "err", st.broken)
 		plainError(w, http.StatusBadGateway, "Session owner unavailable")
@@ -148,13 +161,6 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
 		pr.Out.GetBody = nil
-	} else {
-		// A request without a body may be sent again on a new
-		// connection when a kept-alive one turns out closed by the
-		// owner before it read anything (a node draining closes its
-		// idle connections): net/http retries it once. The key is only
-		// looked up, not sent (a nil value).
-		pr.Out.Header["X-Idempotency-Key"] = nil
 	}
 	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
 }

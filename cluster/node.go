@@ -64,7 +64,10 @@ type member struct {
 // seven HTTP session endpoints; result is "ok" (the owner answered),
 // "owner_gone" (nothing listens at the owner's address: the request was
 // served here as for an unknown session), "moved" (the node reached
-// answered 421 naming another owner, tried next), "timeout" (the owner was
+// answered 421 naming another owner, tried next, or the owner broke the
+// connection and the store names another), "retried" (the owner broke
+// the connection before answering a receiving request and is still the
+// owner: tried once more), "timeout" (the owner was
 // reached but did not begin its answer within ForwardTimeout, or the
 // connection could not be set up in time: the client got 504),
 // "client_gone" (the client left first, as streaming clients do) or

@@ -86,8 +86,8 @@ func (e *clusterEnv) drain(n *node) string {
 
 var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
 
-// TestClusterRollingHandOff: hub subscribers on xhr-polling,
-// xhr-streaming and websocket follow a channel through the balancer while
+// TestClusterRollingHandOff: 300 hub subscribers on xhr-polling,
+// xhr-streaming, eventsource and websocket (75 each) follow a channel through the balancer while
 // a publisher posts 20 messages a second; the three nodes are restarted
 // one at a time (SIGTERM, then a new process on the same port). The HTTP
 // subscribers' sessions are handed off and resumed on other nodes: they
@@ -95,18 +95,24 @@ var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
 // closed with 1001, reconnect and resume with since. Every subscriber
 // gets every acknowledged publish exactly once, in order.
 func TestClusterRollingHandOff(t *testing.T) {
-	const perTransport = 100
+	const perTransport = 75
 	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "1s")
 	mustPublish(t, env.lb, "feed", 0, 1) // the channel's epoch starts
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	target := newFeedGoal(ctx)
-	ready := make(chan error, 3*perTransport)
+	trs := []string{client.WebSocket, client.XHRStreaming, client.XHRPolling, client.EventSource}
+	ready := make(chan error, len(trs)*perTransport)
 	var subs []*feedSub
 	var wg sync.WaitGroup
-	for i := range 3 * perTransport {
-		s := &feedSub{tr: hubTransports[i%3], data: map[uint64]string{}, closes: map[string]int{}}
+	for i := range len(trs) * perTransport {
+		// Receiving requests resent as a browser's are: when a node
+		// closes its listener or its idle connections, haproxy closes
+		// the client's kept-alive connection without an answer and
+		// counts on the client to send the request again (no node is
+		// killed here, so no request was served twice).
+		s := &feedSub{tr: trs[i%len(trs)], data: map[uint64]string{}, closes: map[string]int{}, resend: true}
 		subs = append(subs, s)
 		wg.Add(1)
 		go func() {
@@ -142,7 +148,9 @@ func TestClusterRollingHandOff(t *testing.T) {
 	wg.Wait()
 
 	why := map[string]int{}
+	resent := 0
 	for _, s := range subs {
+		resent += s.resent
 		if s.err != nil {
 			t.Error(s.err)
 			continue
@@ -167,7 +175,7 @@ func TestClusterRollingHandOff(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("%s ×%d", k, v))
 	}
 	sort.Strings(lines)
-	t.Logf("%d sessions handed off; sessions ended, by transport and reason: %s", handedOff, strings.Join(lines, "; "))
+	t.Logf("%d sessions handed off; %d receiving requests resent; sessions ended, by transport and reason: %s", handedOff, resent, strings.Join(lines, "; "))
 	if handedOff == 0 {
 		t.Errorf("no session was handed off")
 	}

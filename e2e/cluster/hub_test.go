@@ -87,6 +87,8 @@ type feedSub struct {
 	anomalies []string      // lenient: what was wrong, in order
 	lost      []lostSession // sessions that showed a second open frame
 	fails     []string      // failed requests of its sessions (sessionWatch)
+	resend    bool          // receiving requests resent as browsers do (sessionWatch.resend)
+	resent    int
 	gaps      int           // lenient: unannounced seq jumps
 	gapped    uint64        // lenient: messages they skipped
 	backwards int           // lenient: seqs seen again (duplicates or unannounced new epochs)
@@ -158,7 +160,7 @@ func (s *feedSub) run(ctx context.Context, lb string, target *feedGoal, ready ch
 			s.err = fmt.Errorf("%s: gave up at seq %d of epoch %q after %d dials: %v", s.tr, s.last, s.epoch, dials, ctx.Err())
 			return
 		}
-		h, err := dialHub(ctx, lb, s.tr)
+		h, err := dialHubWith(ctx, lb, s.tr, s.resend)
 		if err != nil {
 			if first && !s.lenient {
 				s.err = err
@@ -182,6 +184,7 @@ func (s *feedSub) run(ctx context.Context, lb string, target *feedGoal, ready ch
 		h.close()
 		h.watch.mu.Lock()
 		s.fails = append(s.fails, h.watch.fails...)
+		s.resent += h.watch.resent
 		h.watch.mu.Unlock()
 		if sid, opens := h.watch.seen(); len(opens) > 1 {
 			s.lost = append(s.lost, lostSession{sid, opens})

@@ -45,6 +45,12 @@ type sessionWatch struct {
 	lost   context.Context // done once the session is lost
 	cancel context.CancelFunc
 	fails  []string // requests that failed: endpoint, node, status or error
+	// resend: a receiving request whose connection closed before any
+	// answer is sent once more, as browsers do on a kept-alive
+	// connection (and as haproxy expects when it closes one without an
+	// answer); resent counts them.
+	resend bool
+	resent int
 }
 
 // openSeen is an open frame: when it came and from which node (the
@@ -66,6 +72,13 @@ func newSessionWatch() *sessionWatch {
 
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := w.base.RoundTrip(req)
+	receiving := strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming") || strings.HasSuffix(req.URL.Path, "/eventsource")
+	for try := 0; try < 2 && err != nil && w.resend && receiving && (req.Body == nil || req.Body == http.NoBody) && req.Context().Err() == nil; try++ {
+		w.mu.Lock()
+		w.resent++
+		w.mu.Unlock()
+		res, err = w.base.RoundTrip(req.Clone(req.Context()))
+	}
 	if err != nil || res.StatusCode >= 300 {
 		what := fmt.Sprint(err)
 		if err == nil {
@@ -75,7 +88,8 @@ func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 		w.fails = append(w.fails, fmt.Sprintf("%s %s +%s", path.Base(req.URL.Path), what, time.Now().Format("15:04:05.000")))
 		w.mu.Unlock()
 	}
-	if err == nil && (strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
+	sse := strings.HasSuffix(req.URL.Path, "/eventsource")
+	if err == nil && (sse || strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
 		w.mu.Lock()
 		if w.sid == "" {
 			// .../<server>/<session>/<endpoint>
@@ -83,7 +97,7 @@ func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 			w.sid = parts[len(parts)-2]
 		}
 		w.mu.Unlock()
-		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true}
+		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true, sse: sse}
 	}
 	return res, err
 }
@@ -106,17 +120,33 @@ func (w *sessionWatch) seen() (string, []openSeen) {
 }
 
 // openSpotter finds lines that are exactly "o" in a response body: the
-// open frame (messages are JSON, so a raw newline never occurs in one).
+// open frame (messages are JSON, so a raw newline never occurs in one);
+// on eventsource, lines "data: o\r".
 type openSpotter struct {
 	io.ReadCloser
 	w         *sessionWatch
 	server    string // the node the balancer sent the request to
 	lineStart bool
 	candidate bool
+	sse       bool
+	line      []byte // sse: the current line's start
 }
 
 func (o *openSpotter) Read(p []byte) (int, error) {
 	n, err := o.ReadCloser.Read(p)
+	if o.sse {
+		for _, b := range p[:n] {
+			if b == '\n' {
+				if string(o.line) == "data: o\r" {
+					o.w.opened(o.server)
+				}
+				o.line = o.line[:0]
+			} else if len(o.line) < 16 {
+				o.line = append(o.line, b)
+			}
+		}
+		return n, err
+	}
 	for _, b := range p[:n] {
 		if o.candidate && b == '\n' {
 			o.w.opened(o.server)
@@ -136,7 +166,14 @@ type hubConn struct {
 // dialHub opens a hub session at base (a node's or the balancer's URL)
 // over transport tr.
 func dialHub(ctx context.Context, base, tr string) (*hubConn, error) {
+	return dialHubWith(ctx, base, tr, false)
+}
+
+// dialHubWith is dialHub; resend makes its receiving requests behave as a
+// browser's on a kept-alive connection (sessionWatch.resend).
+func dialHubWith(ctx context.Context, base, tr string, resend bool) (*hubConn, error) {
 	w := newSessionWatch()
+	w.resend = resend
 	c, err := client.Dial(ctx, base+"/hub", client.Options{
 		Transports:     []string{tr},
 		HTTPClient:     &http.Client{Transport: w},

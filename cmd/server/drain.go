@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"net/http"
 	"os"
 	"time"
 )
@@ -33,10 +34,13 @@ func (s *server) drain(ctx context.Context, delay time.Duration) {
 		return
 	}
 	// A keep-alive connection would carry a client's next requests here
-	// after the balancer took this node out; closing them once idle makes
-	// those requests open a connection the balancer sends elsewhere.
-	// Requests in flight, websockets and streams are not touched.
-	s.http.SetKeepAlivesEnabled(false)
+	// after the balancer took this node out: every answer from now on
+	// closes its connection (closeWhileDraining), so the next request
+	// opens one the balancer sends elsewhere. Idle connections are not
+	// closed at once: a request the balancer is sending on one as it
+	// closes would be lost, and haproxy then drops the client's
+	// connection without an answer. Requests in flight, websockets and
+	// streams are not touched.
 	start := time.Now()
 	s.log.Info("draining: /readyz answers 503, still serving", "drain_delay", delay)
 	t := time.NewTimer(delay)
@@ -62,4 +66,17 @@ func untilSignal(sigs <-chan os.Signal) (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
+}
+
+// closeWhileDraining makes every answer close its connection once the
+// drain began (Connection: close, which net/http honours after the
+// answer), so that the balancer and the other nodes stop reusing
+// connections to this node without any being closed under a request.
+func (s *server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }

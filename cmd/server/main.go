@@ -198,7 +198,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// The client's address from a trusted proxy's headers, before
 		// anything reads it (realaddr.go); an answer given without
 		// reading the body closes its connection (unreadbody.go).
-		Handler:           closeOnUnreadBody(trusted.handler(r)),
+		Handler:           s.closeWhileDraining(closeOnUnreadBody(trusted.handler(r))),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
@@ -237,9 +237,6 @@ func (s *server) draining() bool { return s.stopping.Load() }
 // what is left when ctx ends.
 func (s *server) shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
-	// Answers say Connection: close from now on, so that the balancer
-	// and the other nodes stop reusing connections to this node.
-	s.http.SetKeepAlivesEnabled(false)
 	// The HTTP sessions that can move go to the other nodes first
 	// (handoff.go); the rest end with 1001 below.
 	s.handOff(ctx)

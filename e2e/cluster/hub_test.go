@@ -87,8 +87,6 @@ type feedSub struct {
 	anomalies []string      // lenient: what was wrong, in order
 	lost      []lostSession // sessions that showed a second open frame
 	fails     []string      // failed requests of its sessions (sessionWatch)
-	resend    bool          // receiving requests resent as browsers do (sessionWatch.resend)
-	resent    int
 	gaps      int           // lenient: unannounced seq jumps
 	gapped    uint64        // lenient: messages they skipped
 	backwards int           // lenient: seqs seen again (duplicates or unannounced new epochs)
@@ -160,7 +158,7 @@ func (s *feedSub) run(ctx context.Context, lb string, target *feedGoal, ready ch
 			s.err = fmt.Errorf("%s: gave up at seq %d of epoch %q after %d dials: %v", s.tr, s.last, s.epoch, dials, ctx.Err())
 			return
 		}
-		h, err := dialHubWith(ctx, lb, s.tr, s.resend)
+		h, err := dialHub(ctx, lb, s.tr)
 		if err != nil {
 			if first && !s.lenient {
 				s.err = err
@@ -184,7 +182,6 @@ func (s *feedSub) run(ctx context.Context, lb string, target *feedGoal, ready ch
 		h.close()
 		h.watch.mu.Lock()
 		s.fails = append(s.fails, h.watch.fails...)
-		s.resent += h.watch.resent
 		h.watch.mu.Unlock()
 		if sid, opens := h.watch.seen(); len(opens) > 1 {
 			s.lost = append(s.lost, lostSession{sid, opens})

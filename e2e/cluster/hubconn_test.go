@@ -45,12 +45,6 @@ type sessionWatch struct {
 	lost   context.Context // done once the session is lost
 	cancel context.CancelFunc
 	fails  []string // requests that failed: endpoint, node, status or error
-	// resend: a receiving request whose connection closed before any
-	// answer is sent once more, as browsers do on a kept-alive
-	// connection (and as haproxy expects when it closes one without an
-	// answer); resent counts them.
-	resend bool
-	resent int
 }
 
 // openSeen is an open frame: when it came and from which node (the
@@ -72,13 +66,6 @@ func newSessionWatch() *sessionWatch {
 
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := w.base.RoundTrip(req)
-	receiving := strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming") || strings.HasSuffix(req.URL.Path, "/eventsource")
-	for try := 0; try < 2 && err != nil && w.resend && receiving && (req.Body == nil || req.Body == http.NoBody) && req.Context().Err() == nil; try++ {
-		w.mu.Lock()
-		w.resent++
-		w.mu.Unlock()
-		res, err = w.base.RoundTrip(req.Clone(req.Context()))
-	}
 	if err != nil || res.StatusCode >= 300 {
 		what := fmt.Sprint(err)
 		if err == nil {
@@ -166,14 +153,7 @@ type hubConn struct {
 // dialHub opens a hub session at base (a node's or the balancer's URL)
 // over transport tr.
 func dialHub(ctx context.Context, base, tr string) (*hubConn, error) {
-	return dialHubWith(ctx, base, tr, false)
-}
-
-// dialHubWith is dialHub; resend makes its receiving requests behave as a
-// browser's on a kept-alive connection (sessionWatch.resend).
-func dialHubWith(ctx context.Context, base, tr string, resend bool) (*hubConn, error) {
 	w := newSessionWatch()
-	w.resend = resend
 	c, err := client.Dial(ctx, base+"/hub", client.Options{
 		Transports:     []string{tr},
 		HTTPClient:     &http.Client{Transport: w},

@@ -285,7 +285,9 @@ func TestClusterRollingHandOffBrowser(t *testing.T) {
 // reconnect and resume with since. Nothing is delivered twice, nothing
 // acknowledged is missed.
 func TestClusterKilledMidHandOff(t *testing.T) {
-	const perTransport = 100
+	// Enough sessions on the node that its hand-off takes tens of
+	// milliseconds, for the kill to land in the middle.
+	const perTransport = 150
 	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "1s")
 	mustPublish(t, env.lb, "feed", 0, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -392,9 +392,10 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 	return true
 }
 
-// forwarded handles a request another node forwarded here: it is always
-// served here, never forwarded again, so that two nodes that disagree
-// about the owner cannot loop. A receive for an unknown id claims it
+// forwarded handles a request another node forwarded here: it is served
+// here, not forwarded again, so that two nodes that disagree about the
+// owner cannot loop (a send for a session this node does not have follows
+// the store's owner once: strayForwardedSend). A receive for an unknown id claims it
 // first; when the store names another owner, the answer is 421 with that
 // owner, for the forwarding node to try there.
 func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, endpoint string) bool {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ import (
 )
 
 type forwardKey struct{}
+
+// retriedKey marks a forwarded request tried a second time (forward).
+type retriedKey struct{}
 
 // forwardState travels with one forwarded request through the proxy's
 // callbacks.
@@ -38,6 +42,11 @@ type forwardState struct {
 	moved    string // the owner answered 421 naming another; nothing was written
 	timeout  error  // the owner was too slow; the client got 504
 	otherErr error
+	// receiving: the request has no body and may be tried again; broken
+	// is its failure, held back (nothing written) until forward knows
+	// whether the session moved meanwhile.
+	receiving bool
+	broken    error
 }
 
 // forwardResult is what forward did: answered the client, or wrote
@@ -68,7 +77,7 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now()}
+	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now(), receiving: receiving(endpoint)}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
 	result := "error"
@@ -82,6 +91,32 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		n.obs.Forwarded(endpoint, result, st.headers)
 	}()
 	n.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
+	if st.broken != nil {
+		// The owner broke the connection before answering. A node that
+		// drains does so to the requests still queued on its listener;
+		// if the session moved (handed off), follow it; otherwise the
+		// client gets 502 as for any failed owner.
+		sctx, scancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
+		now, err := n.opts.Store.Owner(sctx, m.key(path.Base(path.Dir(r.URL.Path))))
+		scancel()
+		if err == nil && now != "" && now != owner {
+			result = "moved"
+			return forwardResult{moved: now}
+		}
+		if err == nil && now == owner && r.Context().Value(retriedKey{}) == nil {
+			// Still the owner: it closed a kept-alive connection as
+			// the request went out (a node beginning to drain closes
+			// its idle ones). Once more, on a new connection, signed
+			// anew. A first try that did reach the session cannot
+			// leave a silent gap: its answer would have come, and a
+			// poll whose client left closes the session (1002).
+			result = "retried"
+			return m.forward(w, r.WithContext(context.WithValue(r.Context(), retriedKey{}, true)), owner, endpoint)
+		}
+		st.otherErr = st.broken
+		m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", m.prefix, "owner", u.Host, "path", r.URL.Path, "err", st.broken)
+		plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	}
 	switch {
 	case st.gone != nil:
 		result = "owner_gone"
@@ -158,7 +193,9 @@ func ownerGone(err error) bool {
 		return false
 	}
 	var dns *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &dns) && dns.IsNotFound)
+	// A reset while dialling: the owner's listener closed with this
+	// connection still in its backlog (a node shutting down).
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &dns) && dns.IsNotFound)
 }
 
 func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -181,8 +218,12 @@ func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		plainError(w, http.StatusGatewayTimeout, "Session owner did not answer in time")
 		return
 	}
+	if st.receiving {
+		st.broken = err // forward decides, nothing written yet
+		return
+	}
 	st.otherErr = err
-	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "err", err)
+	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "path", r.URL.Path, "err", err)
 	plainError(w, http.StatusBadGateway, "Session owner unavailable")
 }
 

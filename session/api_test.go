@@ -101,7 +101,7 @@ func TestPublicDeclarations(t *testing.T) {
 		"const EndpointXHRStreaming", "const EventSource", "const FrameClose", "const FrameHeartbeat",
 		"const FrameMessages", "const FrameOpen", "const HTMLFile", "const JSONPPolling",
 		"const LimitBodyBudget", "const LimitBodyReadTimeout", "const LimitBodySize",
-		"const LimitConcurrentSends", "const LimitIDLength", "const LimitMessageBudget",
+		"const LimitConcurrentSends", "const LimitHandOff", "const LimitIDLength", "const LimitMessageBudget",
 		"const LimitMessageReadTimeout", "const LimitMessageSize",
 		"const LimitRequestInfo", "const LimitSendQueue", "const LimitSessions", "const NumCauses",
 		"const NumEndpoints", "const NumLimits", "const NumTransports", "const RawWebSocket",

@@ -92,6 +92,7 @@ const (
 	LimitSendQueue          = engine.LimitSendQueue          // the send queue overflowed (close 3009)
 	LimitMessageBudget      = engine.LimitMessageBudget      // the budget of websocket message bytes being read stayed exhausted (close 1013)
 	LimitMessageReadTimeout = engine.LimitMessageReadTimeout // a websocket message not received in time once begun (close 1008)
+	LimitHandOff            = engine.LimitHandOff            // a session's hand-off record over its byte limit (closed with 1001 at the drain)
 	NumLimits               = engine.NumLimits
 )
 

@@ -127,6 +127,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		plainError(w, http.StatusTooManyRequests, "Too many concurrent sends for this session.")
 		return nil, nil, false
 	}
+	if h.handingOff(w, r, s) { // handoff.go
+		return nil, nil, false
+	}
 	limit := int64(h.opts.MaxMessageBytes)
 	if r.ContentLength > limit {
 		s.ReleaseSendSlot()

@@ -160,6 +160,16 @@ type Options struct {
 	// closes its connection with 1008. Idle connections between
 	// messages are not affected. Default 10s.
 	MessageReadTimeout time.Duration
+	// HandOff, in cluster mode, moves the service's HTTP sessions to
+	// another node when this one drains (Handler.HandOff) instead of
+	// closing them: see the HandOff interface. Default nil: sessions end
+	// with 1001 at Shutdown.
+	HandOff HandOff
+	// MaxHandOffBytes bounds one session's hand-off record: its queued
+	// messages both ways and the application's state. A session over it
+	// is closed with 1001 instead (LimitHandOff). Default
+	// DefaultMaxHandOffBytes (6 MiB).
+	MaxHandOffBytes int
 }
 
 // Defaults for Options.
@@ -189,6 +199,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MaxHandOffBytes <= 0 {
+		o.MaxHandOffBytes = DefaultMaxHandOffBytes
 	}
 	o.limitDefaults()   // limits.go
 	o.bodyDefaults()    // body.go

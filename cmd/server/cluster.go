@@ -76,6 +76,7 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 		Secret:         []byte(cc.Secret),
 		KeepInterval:   ttl / 3,
 		ForwardTimeout: cc.ForwardTimeout,
+		HandOffTTL:     cfg.HandOff.TTL,
 		Observer:       cluster.NewMetrics(reg),
 		Logger:         log,
 	})

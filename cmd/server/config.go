@@ -40,6 +40,7 @@ type Config struct {
 	Proxy           ProxyConfig
 	RedisURL        string
 	Cluster         ClusterConfig
+	HandOff         HandOffConfig // handoff.go
 	Limits          LimitConfig   // limits.go
 	Messages        MessageConfig // messages.go
 	Conns           ConnConfig    // listener.go
@@ -81,6 +82,7 @@ func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, 
 	c.Proxy.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
+	c.HandOff.register(fs)
 	c.Limits.register(fs)
 	c.Messages.register(fs)
 	c.Conns.register(fs)
@@ -128,6 +130,7 @@ func (c Config) transportOptions() transport.Options {
 	}
 	c.Limits.apply(&o)
 	c.Messages.apply(&o)
+	o.MaxHandOffBytes = c.HandOff.MaxBytes
 	return o
 }
 

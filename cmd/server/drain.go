@@ -33,6 +33,14 @@ func (s *server) drain(ctx context.Context, delay time.Duration) {
 	if delay <= 0 {
 		return
 	}
+	// A keep-alive connection would carry a client's next requests here
+	// after the balancer took this node out: every answer from now on
+	// closes its connection (closeWhileDraining), so the next request
+	// opens one the balancer sends elsewhere. Idle connections are not
+	// closed at once: a request the balancer is sending on one as it
+	// closes would be lost, and haproxy then drops the client's
+	// connection without an answer. Requests in flight, websockets and
+	// streams are not touched.
 	start := time.Now()
 	s.log.Info("draining: /readyz answers 503, still serving", "drain_delay", delay)
 	t := time.NewTimer(delay)

@@ -152,6 +152,9 @@ type server struct {
 	// -trusted-proxies (realaddr.go).
 	listener func(net.Listener) net.Listener
 	tls      *certReloader // -tls-cert: the certificate served (tls.go); nil: plain HTTP
+	// handOffTimeout bounds the hand-off of sessions at shutdown
+	// (handoff.go); 0: none.
+	handOffTimeout time.Duration
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -211,6 +214,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks, conns: connLimiter(cfg.Conns, cfg.trustedProxies(), reg)}
+	if cfg.RedisURL != "" && cfg.HandOff.Enabled {
+		s.handOffTimeout = cfg.HandOff.Timeout
+	}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -263,6 +269,9 @@ func (s *server) draining() bool { return s.stopping.Load() }
 // what is left when ctx ends.
 func (s *server) shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
+	// The HTTP sessions that can move go to the other nodes first
+	// (handoff.go); the rest end with 1001 below.
+	s.handOff(ctx)
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.services)+2)
 	wg.Add(1)

@@ -18,13 +18,14 @@ const (
 	LimitSendQueue                       // the send queue overflowed (close 3009)
 	LimitMessageBudget                   // the budget of websocket message bytes being read stayed exhausted (close 1013)
 	LimitMessageReadTimeout              // a websocket message not received in time once begun (close 1008)
+	LimitHandOff                         // a session's hand-off record over its byte limit (closed with 1001 at the drain)
 	NumLimits
 )
 
 var limitNames = [NumLimits]string{
 	"id-length", "request-info", "sessions", "body-size", "message-size",
 	"concurrent-sends", "body-budget", "body-read-timeout", "send-queue",
-	"message-budget", "message-read-timeout",
+	"message-budget", "message-read-timeout", "handoff",
 }
 
 func (l Limit) String() string {

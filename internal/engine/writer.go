@@ -65,6 +65,28 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		r = s.conn
 	}
 	switch {
+	case s.handoff == hoFrozen:
+		// Nothing is written while the session is being handed off:
+		// wait for Done or Thaw (a pump ends; Serve waits for notify).
+
+	case s.handoff == hoDone:
+		if m.pumped {
+			if r == nil {
+				s.pumping = false
+				s.mu.Unlock()
+				return stepIdle
+			}
+			onEnd := s.releaseConnLocked(f)
+			s.mu.Unlock()
+			_, _ = r.WriteFrame(&lastFrame)
+			s.detach(r, true)
+			onEnd()
+			return stepClosed
+		}
+		s.mu.Unlock()
+		_, _ = r.WriteFrame(&lastFrame)
+		return stepClosed // Serve detaches r
+
 	// An ended session (End) with messages queued goes to its close
 	// frame on a connection: its connection is what ended it.
 	case len(s.out) > 0 && (s.state < stateClosed || !m.pumped):
@@ -198,6 +220,11 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	clear(f.Messages)
 	s.mu.Lock()
 	s.writing, s.writingB = 0, 0
+	if _, ok := r.(Finisher); ok && done && err == nil {
+		// Written, but on its way only once the answer is finished
+		// (detach): a hand-off waits for that too.
+		s.finishPending = true
+	}
 	s.lastWrite = t
 	if s.written != nil {
 		close(s.written) // Written

@@ -285,6 +285,10 @@ func TestBinaryDrain(t *testing.T) {
 		if body := p.waitReadyz(t, http.StatusServiceUnavailable); body != "draining\n" {
 			t.Errorf("/readyz while draining says %q, want \"draining\\n\"", body)
 		}
+		// The balancer's check (deploy/haproxy.cfg) says so too.
+		if code, body := httpGet("http://" + p.addr + "/readyz?local"); code != http.StatusServiceUnavailable || body != "draining\n" {
+			t.Errorf("/readyz?local while draining: %d %q, want 503 \"draining\\n\"", code, body)
+		}
 		// Everything is still served: the open sessions, a new session,
 		// and the liveness probe.
 		for i, c := range conns {

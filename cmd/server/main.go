@@ -241,12 +241,20 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 // ready answers 503 once the drain has begun (drain.go), so load
 // balancers stop sending new sessions here, and while a dependency is
-// down.
+// down. /readyz?local leaves the dependencies out: it is the balancer's
+// check (deploy/haproxy.cfg). Every node shares one Redis, so taking all
+// of them out while it is down helps nobody, but a draining node must be
+// taken out before its shutdown, or the balancer keeps sending it
+// requests until its listener closes under them.
 func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	if r.URL.Query().Has("local") {
+		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
 	for _, check := range s.checks {

@@ -97,7 +97,9 @@ var handedOffRe = regexp.MustCompile(`handed_off=(\d+) failed=(\d+) took=(\S+)`)
 func TestClusterRollingHandOff(t *testing.T) {
 	const perTransport = 75
 	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "3s")
-	env.lb = env.readyBalancer()
+	// env.lb is deploy/haproxy.cfg as shipped: its check, /readyz?local,
+	// takes a draining node out within its drain delay, so the hand-off
+	// meets only the requests already on their way.
 	mustPublish(t, env.lb, "feed", 0, 1) // the channel's epoch starts
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -218,7 +220,9 @@ func TestClusterRollingHandOffBrowser(t *testing.T) {
 		t.Skipf("sockjs-client is not installed in web/sockjs-client (run `make deps-client`): %v", err)
 	}
 	env := startCluster(t, "-hub-history-size", "2000", "-drain-delay", "3s")
-	env.lb = env.readyBalancer()
+	// env.lb is deploy/haproxy.cfg as shipped: its check, /readyz?local,
+	// takes a draining node out within its drain delay, so the hand-off
+	// meets only the requests already on their way.
 	ctx := startChromium(t)
 	followJS, err := os.ReadFile(filepath.Join("testdata", "hubfollow.js"))
 	if err != nil {
@@ -384,16 +388,4 @@ return h * 1000000 + o`, "0", n.url)
 		return [2]int{}
 	}
 	return [2]int{x / 1000000, x % 1000000}
-}
-
-// readyBalancer runs another haproxy over the nodes, with deploy/haproxy.cfg
-// checking /readyz instead of /healthz: a balancer that takes a draining
-// node out of rotation during its drain delay (as Kubernetes does), so
-// that the hand-off meets only the requests already on their way. With
-// /healthz, haproxy keeps sending requests until the node's listener
-// closes, and closes a client's kept-alive connection without an answer
-// when the node drops one it had queued (docs/operations.md).
-func (e *clusterEnv) readyBalancer() string {
-	e.t.Helper()
-	return e.startHAProxyOn(e.nodes, freePort(e.t), "option httpchk GET /readyz")
 }

@@ -206,7 +206,7 @@ func HAProxyOn(t testing.TB, lbPort int, nodes []string, backendLines ...string)
 	for _, l := range backendLines {
 		if strings.HasPrefix(l, "option httpchk ") {
 			// Another health check replaces the file's.
-			s = strings.Replace(s, "    option httpchk GET /healthz\n", "    "+l+"\n", 1)
+			s = strings.Replace(s, "    option httpchk GET /readyz?local\n", "    "+l+"\n", 1)
 			continue
 		}
 		s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    "+l+"\n", 1)

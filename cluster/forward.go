@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -78,6 +79,9 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now(), receiving: receiving(endpoint)}
+	if !st.receiving {
+		keepSendBody(r)
+	}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
 	result := "error"
@@ -135,6 +139,49 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	return forwardResult{answered: true}
 }
 
+// sendReplayMax is the largest send body a forwarding node keeps so that
+// it can send it again (keepSendBody); a larger one streams through once.
+// SockJS sends are mostly a few hundred bytes.
+const sendReplayMax = 64 << 10
+
+// keepSendBody reads a send's body into memory, when it is at most
+// sendReplayMax, and gives r a GetBody over it: r.Body is then a fresh
+// reader each time forward is called (Route tries the next owner after a
+// refused connection), and rewrite makes the outgoing request replayable.
+// A draining owner closes its kept-alive connections; a send that went
+// out on one as it closed was never read, and net/http's Transport sends
+// a replayable request again on a new connection by itself. Without it
+// the client got 502, and sockjs-client closes its session on a failed
+// send. A larger body is put back in front of what is left of it and
+// streams through, not replayable.
+func keepSendBody(r *http.Request) {
+	if r.GetBody == nil && r.Body != nil && r.Body != http.NoBody {
+		buf, err := io.ReadAll(io.LimitReader(r.Body, sendReplayMax+1))
+		if err != nil || len(buf) > sendReplayMax {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf), errReader{err}, r.Body), r.Body}
+			return
+		}
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	}
+	if r.GetBody != nil {
+		r.Body, _ = r.GetBody()
+	}
+}
+
+// errReader returns err once the bytes before it are read (nil: EOF, so
+// that the rest of the body follows).
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
+}
+
 // forwardedHeaders are the balancer's view of the client. They reach the
 // owner as the first node received them: ReverseProxy's Rewrite drops
 // them, and SetXForwarded would rewrite them with this node's view.
@@ -161,6 +208,20 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
 		pr.Out.GetBody = nil
+		if pr.In.GetBody != nil { // a send keepSendBody kept
+			// Sent again only when the owner closed the connection
+			// without reading it (see keepSendBody); the same nonce
+			// makes a copy the owner did read a refused replay, never a
+			// second delivery.
+			pr.Out.GetBody = func() (io.ReadCloser, error) {
+				b, err := pr.In.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				return &signingBody{body: b, sum: sha256.New(), trailer: sb.trailer, n: n, nonce: nonce}, nil
+			}
+			pr.Out.Header.Set("Idempotency-Key", hexenc.EncodeToString(nonce[:]))
+		}
 	}
 	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -708,4 +710,120 @@ func mustNode(t *testing.T, o Options) *Node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// cutProxy relays TCP connections to target; once cut is set, a
+// connection that carried a request and then brings another has it
+// closed without a byte passed on: an owner closing a kept-alive
+// connection just as the next request goes out on it (a node beginning
+// its shutdown closes its idle connections).
+type cutProxy struct {
+	ln  net.Listener
+	cut atomic.Bool
+	n   atomic.Int32 // connections cut
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c, target)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) relay(c net.Conn, target string) {
+	defer c.Close()
+	o, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer o.Close()
+	go func() { _, _ = io.Copy(c, o); c.Close() }()
+	buf := make([]byte, 32<<10)
+	requests := 0
+	for {
+		k, err := c.Read(buf)
+		if k > 0 && bytes.HasPrefix(buf[:k], []byte("POST ")) {
+			if requests++; requests > 1 && p.cut.Load() {
+				p.n.Add(1)
+				return // closed with the request unread
+			}
+		}
+		if k > 0 {
+			if _, werr := o.Write(buf[:k]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestClusterSendSurvivesClosedKeepAlive: an owner that closes a kept-alive
+// connection as a forwarded send goes out on it never read that send: the
+// forwarding node sends it again on a new connection (it kept the small
+// body), and the client gets 204, the message delivered once. Without
+// that the client got 502 and sockjs-client ends its session on a failed
+// send (seen in rolling restarts: the draining node's idle connections
+// closing).
+func TestClusterSendSurvivesClosedKeepAlive(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	var proxy *cutProxy
+	nodes := startNodesWith(t, 2, owners, func(_ *transport.Options, c *Options) {
+		if proxy == nil { // node A: the others reach it through the proxy
+			proxy = startCutProxy(t, strings.TrimPrefix(c.Self, "http://"))
+			c.Self = "http://" + proxy.ln.Addr().String()
+		}
+	})
+	a, b := nodes[0], nodes[1]
+	sess := "/echo/000/keepalive"
+	if code, body := post(t, a.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	// The first send opens B's kept-alive connection to A.
+	if code, body := post(t, b.srv.URL+sess+"/xhr_send", `["one"]`, nil); code != 204 {
+		t.Fatalf("first send via B: %d %q", code, body)
+	}
+	proxy.cut.Store(true)
+	if code, body := post(t, b.srv.URL+sess+"/xhr_send", `["two"]`, nil); code != 204 {
+		t.Fatalf("send via B on a connection A closed: %d %q, want 204", code, body)
+	}
+	if proxy.n.Load() != 1 {
+		t.Fatalf("connections cut: %d, want 1 (the test did not reuse the connection)", proxy.n.Load())
+	}
+	if code, body := post(t, a.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "a[\"one\",\"two\"]\n" {
+		t.Fatalf("poll on A: %d %q, want each message once", code, body)
+	}
+}
+
+// TestClusterLargeSendStreams: a send over sendReplayMax is not kept in
+// memory by the forwarding node: it streams through to the owner whole.
+func TestClusterLargeSendStreams(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodes(t, 2, owners, "s3cret")
+	a, b := nodes[0], nodes[1]
+	sess := "/echo/000/large"
+	if code, body := post(t, a.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	big := strings.Repeat("x", sendReplayMax+1000)
+	if code, body := post(t, b.srv.URL+sess+"/xhr_send", `["`+big+`"]`, nil); code != 204 {
+		t.Fatalf("large send via B: %d %q", code, body)
+	}
+	if code, body := post(t, a.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "a[\""+big+"\"]\n" {
+		t.Fatalf("poll on A: %d, %d bytes, want the large message", code, len(body))
+	}
 }

@@ -150,3 +150,8 @@ func (s *Session) CloseFor(why CloseCause, code int, reason string) error {
 // (3009), a shutdown (1001) or the application's own Close, for logging
 // and for deciding whether to keep the user's state for a reconnect.
 func (s *Session) CloseInfo() (code int, reason string, closed bool) { return s.e().CloseInfo() }
+
+// HandedOff reports whether the session ended here because it moved to
+// another node of the cluster (transport.HandOff): it is not over, and
+// whoever the application tells of a session's end is not to be told.
+func (s *Session) HandedOff() bool { return s.e().HandedOff() }

@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/directory"
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/proxy"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
@@ -27,9 +30,10 @@ import (
 // user u1 with meta {"n":1} and a welcome, and echoes each message as
 // "echo:"+m. A message "slow" is answered only once hold is closed.
 type echoBackend struct {
-	srv     *httptest.Server
-	hold    chan struct{}
-	arrived chan struct{} // closed when "slow" came
+	srv      *httptest.Server
+	channels string // the connect answer's channels, JSON
+	hold     chan struct{}
+	arrived  chan struct{} // closed when "slow" came
 
 	mu       sync.Mutex
 	session  string   // the opaque id of the last connect
@@ -60,7 +64,7 @@ func (b *echoBackend) serve(w http.ResponseWriter, r *http.Request) {
 		b.connects++
 		b.session = req.Session
 		b.mu.Unlock()
-		_, _ = io.WriteString(w, `{"user":"u1","meta":{"n":1},"messages":["welcome"]}`)
+		_, _ = io.WriteString(w, `{"user":"u1","meta":{"n":1},"messages":["welcome"],"channels":`+cmp.Or(b.channels, "[]")+`}`)
 		return
 	case "/close":
 		b.closes++
@@ -138,85 +142,15 @@ func (e exportSignal) Export(s *session.Session) ([]byte, error) {
 // and no close, and the directory emits no event for the move. The
 // server API asked on A reaches the session on B.
 func TestHandOffProxySession(t *testing.T) {
-	owners := &memOwners{m: map[string]string{}}
 	be := newEchoBackend(t)
 	events := &eventLog{}
 	dir := directory.NewMemory(directory.MemoryOptions{Events: events, OfflineDelay: -1})
 	t.Cleanup(func() { _ = dir.Close() })
 	exporting := make(chan struct{})
-	type proxyNode struct {
-		url string
-		h   *transport.Handler
-	}
-	var nodes []proxyNode
-	for i := range 2 {
-		r := mux.NewRouter()
-		r.SkipClean(true)
-		srv := httptest.NewServer(r)
-		t.Cleanup(srv.Close)
-		gw, err := proxy.New(proxy.Options{Secret: []byte("backend secret"), Node: srv.URL, Directory: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		serve, err := gw.Service("/px", be.srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ho, err := gw.HandOff("/px")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tho transport.HandOff = ho
-		if i == 0 {
-			tho = exportSignal{ho, exporting}
-		}
-		node := mustNode(t, Options{Store: owners, Self: srv.URL, Secret: []byte("s3cret"), KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond})
-		// Heartbeats every second bound each empty poll of collect.
-		h := transport.New("/px", transport.Options{Cluster: node, HandOff: tho, Session: session.Options{HeartbeatDelay: time.Second}}, serve)
-		gorillamux.Mount(r, h)
-		proxy.NewAPI(gw, proxy.APIOptions{Key: "k", NodeSecret: []byte("s3cret")}).Mount(r, "/api")
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = h.Shutdown(ctx)
-			_ = gw.Shutdown(ctx)
-		})
-		nodes = append(nodes, proxyNode{srv.URL, h})
-	}
+	nodes := startProxyNodes(t, be.srv.URL, dir, nil, func(ho *proxy.HandOff) transport.HandOff { return exportSignal{ho, exporting} })
 	a, b := nodes[0], nodes[1]
-	sess := "/px/000/abc"
-	var page []string // every message the page got, in order
-	// collect polls base until the page got want in all.
-	collect := func(base string, want int) {
-		t.Helper()
-		for range 20 { // each poll ends with a message or a heartbeat (1s): bounded
-			if len(page) >= want {
-				return
-			}
-			code, body := post(t, base+sess+"/xhr", "", nil)
-			if code != 200 {
-				t.Fatalf("poll on %s: %d %q", base, code, body)
-			}
-			if strings.HasPrefix(body, "a") {
-				var ms []string
-				if err := json.Unmarshal([]byte(body[1:]), &ms); err != nil {
-					t.Fatalf("poll on %s: %q", base, body)
-				}
-				page = append(page, ms...)
-			}
-		}
-		t.Fatalf("page got %q, want %d messages", page, want)
-	}
-	send := func(base, body string) {
-		t.Helper()
-		if code, got := post(t, base+sess+"/xhr_send", body, nil); code != 204 {
-			t.Fatalf("send %s on %s: %d %q", body, base, code, got)
-		}
-	}
-	if code, body := post(t, a.url+sess+"/xhr", "", nil); code != 200 || body != "o\n" {
-		t.Fatalf("open on A: %d %q", code, body)
-	}
-	collect(a.url, 1)
+	collect, send := pollingPage(t, "/px/000/abc")
+	collect(a.url, 1) // the open frame's poll, then the welcome
 	send(a.url, `["m1","m2"]`)
 	collect(a.url, 3)
 	send(a.url, `["slow"]`)
@@ -258,8 +192,7 @@ func TestHandOffProxySession(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(string(ans), `"sessions":1`) {
 		t.Fatalf("/api/send on A: %d %s", res.StatusCode, ans)
 	}
-	collect(b.url, 7)
-
+	page := collect(b.url, 7)
 	want := []string{"welcome", "echo:m1", "echo:m2", "echo:slow", "echo:m3", "echo:m4", "pushed"}
 	if !slices.Equal(page, want) {
 		t.Errorf("page got %q, want %q", page, want)
@@ -273,5 +206,146 @@ func TestHandOffProxySession(t *testing.T) {
 	}
 	if got := events.types(); !slices.Equal(got, []string{webhook.SessionOpened, webhook.UserOnline}) {
 		t.Errorf("events: %q", got)
+	}
+}
+
+type proxyNode struct {
+	url string
+	h   *transport.Handler
+}
+
+// startProxyNodes runs two nodes A and B serving /px from the backend at
+// base, sharing an owners store and dir. attach, when set, makes each
+// node's Options.Attach (a hub of its own); wrapA wraps A's hand-off.
+func startProxyNodes(t *testing.T, base string, dir proxy.Directory, attach func() func(*session.Session) proxy.Subscriber, wrapA func(*proxy.HandOff) transport.HandOff) []proxyNode {
+	t.Helper()
+	owners := &memOwners{m: map[string]string{}}
+	var nodes []proxyNode
+	for i := range 2 {
+		r := mux.NewRouter()
+		r.SkipClean(true)
+		srv := httptest.NewServer(r)
+		t.Cleanup(srv.Close)
+		po := proxy.Options{Secret: []byte("backend secret"), Node: srv.URL, Directory: dir}
+		if attach != nil {
+			po.Attach = attach()
+		}
+		gw, err := proxy.New(po)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve, err := gw.Service("/px", base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ho, err := gw.HandOff("/px")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tho transport.HandOff = ho
+		if i == 0 && wrapA != nil {
+			tho = wrapA(ho)
+		}
+		node := mustNode(t, Options{Store: owners, Self: srv.URL, Secret: []byte("s3cret"), KeepInterval: 50 * time.Millisecond, CheckInterval: 10 * time.Millisecond})
+		// Heartbeats every second bound each empty poll of collect.
+		h := transport.New("/px", transport.Options{Cluster: node, HandOff: tho, Session: session.Options{HeartbeatDelay: time.Second}}, serve)
+		gorillamux.Mount(r, h)
+		proxy.NewAPI(gw, proxy.APIOptions{Key: "k", NodeSecret: []byte("s3cret")}).Mount(r, "/api")
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = h.Shutdown(ctx)
+			_ = gw.Shutdown(ctx)
+		})
+		nodes = append(nodes, proxyNode{srv.URL, h})
+	}
+	return nodes
+}
+
+// pollingPage is an xhr-polling page of session sess: collect polls a
+// node until the page got want messages in all (the first poll opens the
+// session) and returns them; send posts a body of messages.
+func pollingPage(t *testing.T, sess string) (collect func(base string, want int) []string, send func(base, body string)) {
+	var page []string // every message the page got, in order
+	collect = func(base string, want int) []string {
+		t.Helper()
+		for range 20 { // each poll ends with a message or a heartbeat (1s): bounded
+			if len(page) >= want {
+				return page
+			}
+			code, body := post(t, base+sess+"/xhr", "", nil)
+			if code != 200 {
+				t.Fatalf("poll on %s: %d %q", base, code, body)
+			}
+			if strings.HasPrefix(body, "a") {
+				var ms []string
+				if err := json.Unmarshal([]byte(body[1:]), &ms); err != nil {
+					t.Fatalf("poll on %s: %q", base, body)
+				}
+				page = append(page, ms...)
+			}
+		}
+		t.Fatalf("page got %q, want %d messages", page, want)
+		return nil
+	}
+	send = func(base, body string) {
+		t.Helper()
+		if code, got := post(t, base+sess+"/xhr_send", body, nil); code != 204 {
+			t.Fatalf("send %s on %s: %d %q", body, base, code, got)
+		}
+	}
+	return collect, send
+}
+
+// TestHandOffProxyHubSession: a proxied session its backend subscribed to
+// a hub channel moves from A to B. Message 3 was queued on A and not
+// polled (it comes in the hand-off record), message 4 was published after
+// A froze the session (it comes from the broker's history when B
+// subscribes the session again): B's first polls have both, once, and no
+// subscribed frame; the session then follows the channel on B. The
+// backend sees one connect and no close.
+func TestHandOffProxyHubSession(t *testing.T) {
+	be := newEchoBackend(t)
+	be.channels = `["news"]`
+	broker := hub.NewMemoryBroker(hub.MemoryBrokerOptions{History: hub.HistoryOptions{Size: 100}})
+	t.Cleanup(func() { _ = broker.Close() })
+	attach := func() func(*session.Session) proxy.Subscriber {
+		hb := hub.New(hub.Options{Broker: broker, Rules: hub.Rules{Channels: []string{"news"}}})
+		return func(s *session.Session) proxy.Subscriber { return hb.Attach(s) }
+	}
+	nodes := startProxyNodes(t, be.srv.URL, nil, attach, nil)
+	a, b := nodes[0], nodes[1]
+	collect, _ := pollingPage(t, "/px/000/abc")
+	publish := func(n int) {
+		t.Helper()
+		if _, err := broker.Publish(context.Background(), "news", json.RawMessage(strconv.Itoa(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := func(n int) string {
+		return `{"op":"message","channel":"news","seq":` + strconv.Itoa(n) + `,"data":` + strconv.Itoa(n) + `}`
+	}
+	page := collect(a.url, 2) // subscribed, welcome
+	if !strings.Contains(page[0], `"op":"subscribed"`) || page[1] != "welcome" {
+		t.Fatalf("open on A: %q", page)
+	}
+	publish(1)
+	publish(2)
+	collect(a.url, 4)
+	publish(3) // queued on A: no poll is waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r := a.h.HandOff(ctx); r.HandedOff != 1 || r.Failed != 0 {
+		t.Fatalf("hand-off: %+v", r)
+	}
+	publish(4) // after the freeze: from history
+	collect(b.url, 6)
+	publish(5)
+	page = collect(b.url, 7)
+	if want := []string{msg(1), msg(2), msg(3), msg(4), msg(5)}; !slices.Equal(page[2:], want) {
+		t.Errorf("page got %q, want %q after subscribed and welcome", page[2:], want)
+	}
+	if connects, closes, _, _, _ := be.counts(); connects != 1 || closes != 0 {
+		t.Errorf("backend: %d connects, %d closes", connects, closes)
 	}
 }

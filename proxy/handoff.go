@@ -23,9 +23,12 @@ import (
 // record moves with the session (Adopt) without an event: no
 // session.closed, session.opened, user.offline or user.online.
 //
-// A session the backend subscribed to hub channels is not handed off
-// (Export fails): it is closed with 1001 at shutdown, and its backend
-// gets its close, as without hand-off.
+// Hub channels the backend subscribed the session to move with it when
+// its Subscriber implements SubscriberHandOff (hub.Member does): from the
+// position of the last message queued for the session, through the
+// broker's history. With a Subscriber that does not, a session with
+// channels is not handed off (Export fails): it is closed with 1001 at
+// shutdown, and its backend gets its close, as without hand-off.
 
 // handOffState is a proxied session's state in a hand-off record.
 type handOffState struct {
@@ -35,6 +38,17 @@ type handOffState struct {
 	// Pending are the client's messages not sent to the backend yet, in
 	// order.
 	Pending []string `json:"pending,omitempty"`
+	// Subs is the Subscriber's state (SubscriberHandOff.Export).
+	Subs json.RawMessage `json:"subs,omitempty"`
+}
+
+// SubscriberHandOff is a Subscriber whose channels move with a handed-off
+// session (hub.Member): Export ends them on the draining node and returns
+// their positions; Resume, on the Subscriber Attach returns for the
+// resumed session, subscribes again from there.
+type SubscriberHandOff interface {
+	Export() ([]byte, error)
+	Resume(state []byte) error
 }
 
 // Mover is what a Directory implements for hand-offs (package directory's
@@ -51,8 +65,8 @@ var (
 	// ErrNotProxied: the session is not one of the service's.
 	ErrNotProxied = errors.New("proxy: not a session of this service")
 	// ErrSubscribed: the backend subscribed the session to hub channels,
-	// whose positions are not handed off.
-	ErrSubscribed = errors.New("proxy: a session with hub channels is not handed off")
+	// and its Subscriber does not implement SubscriberHandOff.
+	ErrSubscribed = errors.New("proxy: a session with hub channels is not handed off by its subscriber")
 )
 
 // HandOff is a proxied service's transport.HandOff: set it as the
@@ -112,13 +126,23 @@ func (ho *HandOff) Export(s *session.Session) ([]byte, error) {
 		c.mu.Unlock()
 		c.stayHere()
 		return nil, session.ErrClosed
-	case c.subs != nil:
-		c.mu.Unlock()
-		c.stayHere()
-		return nil, ErrSubscribed
 	}
 	st := handOffState{User: c.user, Meta: c.meta, Opened: c.opened, Pending: c.pending}
 	c.mu.Unlock()
+	// c.subs is set by run, which is not going.
+	if c.subs != nil {
+		sh, ok := c.subs.(SubscriberHandOff)
+		if !ok {
+			c.stayHere()
+			return nil, ErrSubscribed
+		}
+		subs, err := sh.Export()
+		if err != nil {
+			c.stayHere()
+			return nil, fmt.Errorf("proxy: hub channels: %w", err)
+		}
+		st.Subs = subs
+	}
 	return json.Marshal(st)
 }
 
@@ -183,12 +207,37 @@ func (ho *HandOff) Resume(s *session.Session, state []byte) error {
 			svc.warn("proxy: directory could not record the resumed session; the server API of other nodes will not find it", "err", err)
 		}
 	}
+	// The channels are back before the first message goes, as after a
+	// connect, so that what the backend publishes in answer is not
+	// missed. An error closes the session (the transport does): its
+	// close request goes from here.
+	var err error
+	if len(st.Subs) > 0 {
+		err = c.resubscribe(st.Subs)
+	}
 	// The client's messages the old node had not handed over come
 	// through here after the pending ones.
 	s.OnMessage(c.received)
 	context.AfterFunc(s.Context(), c.end)
 	if c.running {
 		c.start()
+	}
+	return err
+}
+
+// resubscribe attaches the resumed session to the hub again, from the
+// positions Export recorded.
+func (c *conn) resubscribe(state []byte) error {
+	if c.svc.g.opts.Attach == nil {
+		return errors.New("proxy: a session with hub channels resumed on a node without a hub")
+	}
+	c.subs = c.svc.g.opts.Attach(c.s)
+	sh, ok := c.subs.(SubscriberHandOff)
+	if !ok {
+		return ErrSubscribed
+	}
+	if err := sh.Resume(state); err != nil {
+		return fmt.Errorf("proxy: hub channels: %w", err)
 	}
 	return nil
 }

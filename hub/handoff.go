@@ -65,13 +65,23 @@ func (h *Hub) Export(s *session.Session) ([]byte, error) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	st := handOffState{Token: c.token}
+	st := handOffState{Token: c.token, Subs: h.exportSubs(c)}
+	c.pingMu.Lock()
+	st.Ping = &handOffPing{ID: c.pingID, LastRTT: int64(c.lastRTT)}
+	c.pingMu.Unlock()
+	return json.Marshal(st)
+}
+
+// exportSubs ends c's subscriptions here and returns each channel's
+// position, sorted by channel (under c.mu).
+func (h *Hub) exportSubs(c *client) []handOffSub {
+	var subs []handOffSub
 	for ch, sub := range c.subs {
 		l := sub.l
 		l.mu.Lock()
 		// Read and leave under the channel's lock: no message is
 		// delivered to the session after its position was read.
-		st.Subs = append(st.Subs, handOffSub{Channel: ch, Epoch: sub.epoch, Last: sub.last})
+		subs = append(subs, handOffSub{Channel: ch, Epoch: sub.epoch, Last: sub.last})
 		if _, was := l.subs[c]; was {
 			delete(l.subs, c)
 			h.opts.Broker.AddPresence(ch, -1)
@@ -80,11 +90,8 @@ func (h *Hub) Export(s *session.Session) ([]byte, error) {
 		delete(c.subs, ch)
 		h.release(c.addr, ch, l)
 	}
-	sort.Slice(st.Subs, func(i, j int) bool { return st.Subs[i].Channel < st.Subs[j].Channel })
-	c.pingMu.Lock()
-	st.Ping = &handOffPing{ID: c.pingID, LastRTT: int64(c.lastRTT)}
-	c.pingMu.Unlock()
-	return json.Marshal(st)
+	sort.Slice(subs, func(i, j int) bool { return subs[i].Channel < subs[j].Channel })
+	return subs
 }
 
 // resumeTimeout bounds resuming one session's subscriptions: a broker
@@ -112,8 +119,19 @@ func (h *Hub) Resume(s *session.Session, state []byte) error {
 	if st.Ping != nil {
 		c.pingID, c.lastRTT = st.Ping.ID, time.Duration(st.Ping.LastRTT)
 	}
+	err := h.resubscribeAll(ctx, c, st.Subs)
+	c.mu.Unlock()
+	// Messages the client sent meanwhile are handled from here on, after
+	// the subscriptions are back.
+	h.serveClient(c)
+	return err
+}
+
+// resubscribeAll subscribes a resumed session again to each channel
+// from its recorded position (under c.mu).
+func (h *Hub) resubscribeAll(ctx context.Context, c *client, subs []handOffSub) error {
 	var err error
-	for _, sub := range st.Subs {
+	for _, sub := range subs {
 		if len(c.subs) >= h.opts.MaxSubscriptions || !h.opts.Rules.Exists(sub.Channel) {
 			continue
 		}
@@ -123,11 +141,39 @@ func (h *Hub) Resume(s *session.Session, state []byte) error {
 			err = errors.Join(err, fmt.Errorf("hub: resubscribe to %s: %w", sub.Channel, e))
 		}
 	}
-	c.mu.Unlock()
-	// Messages the client sent meanwhile are handled from here on, after
-	// the subscriptions are back.
-	h.serveClient(c)
 	return err
+}
+
+// Export ends the Member's subscriptions on this node and returns each
+// channel's position, for Resume on the node a hand-off moves the session
+// to (transport.HandOff: the proxy's sessions). The hub sends the session
+// nothing once it returned.
+func (m *Member) Export() ([]byte, error) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return nil, session.ErrClosed
+	}
+	c.ended = true // nothing more is delivered here
+	return json.Marshal(handOffState{Subs: m.h.exportSubs(c)})
+}
+
+// Resume subscribes the Member of a resumed session again, from the
+// positions Export recorded on the node that handed it off, as Hub.Resume
+// does for a hub session: the messages published after them arrive once,
+// in order, and no subscribed frame unless history no longer reaches back.
+func (m *Member) Resume(state []byte) error {
+	var st handOffState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return fmt.Errorf("hub: hand-off state: %w", err)
+	}
+	c := m.c
+	ctx, cancel := context.WithTimeout(c.s.Context(), resumeTimeout)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return m.h.resubscribeAll(ctx, c, st.Subs)
 }
 
 // resubscribe is subscribe for a resumed session: activate sends no

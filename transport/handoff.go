@@ -33,7 +33,9 @@ type HandOff interface {
 	// sends to the session (so that no Send comes after it returns) and
 	// return the state Resume needs, which should stay small: it is
 	// stored in the cluster's store, bounded by
-	// Options.MaxHandOffBytes with the session's queues.
+	// Options.MaxHandOffBytes with the session's queues. When the
+	// session's Context is done afterwards, Session.HandedOff tells
+	// whether it moved or the hand-off failed and it was closed.
 	Export(s *session.Session) ([]byte, error)
 	// Resume runs on the node that resumes the session, in place of the
 	// service's handler function, with what Export returned. Messages

@@ -11,8 +11,8 @@ import (
 )
 
 // HandOffConfig is session hand-off's part of the config: in cluster mode
-// a node that shuts down moves its HTTP hub sessions to the other nodes
-// instead of closing them (docs/cluster.md, "Rolling deploys and session
+// a node that shuts down moves its HTTP hub and proxied sessions to the
+// other nodes instead of closing them (docs/cluster.md, "Rolling deploys and session
 // hand-off").
 type HandOffConfig struct {
 	Enabled  bool
@@ -22,7 +22,7 @@ type HandOffConfig struct {
 }
 
 func (c *HandOffConfig) register(fs *flag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "handoff", true, "with -redis: at shutdown, hand the HTTP sessions of the hub off to the other nodes (the page notices nothing) instead of closing them with 1001")
+	fs.BoolVar(&c.Enabled, "handoff", true, "with -redis: at shutdown, hand the HTTP sessions of the hub and of -proxy services off to the other nodes (the page and the backend notice nothing) instead of closing them with 1001")
 	fs.DurationVar(&c.Timeout, "handoff-timeout", 10*time.Second, "bound on handing every session off at shutdown; sessions not handed off by then are closed with 1001")
 	fs.IntVar(&c.MaxBytes, "handoff-max-bytes", transport.DefaultMaxHandOffBytes, "largest hand-off record of one session (its queued messages both ways and the hub's state); a session over it is closed with 1001 at shutdown")
 	fs.DurationVar(&c.TTL, "cluster-handoff-ttl", cluster.DefaultHandOffTTL, "how long a handed-off session waits in Redis for its next request, which resumes it on the node it reaches")

@@ -43,10 +43,12 @@ type forwardState struct {
 	moved    string // the owner answered 421 naming another; nothing was written
 	timeout  error  // the owner was too slow; the client got 504
 	otherErr error
-	// receiving: the request has no body and may be tried again; broken
-	// is its failure, held back (nothing written) until forward knows
-	// whether the session moved meanwhile.
+	// receiving: the request has no body and may be tried again; so may
+	// a send whose body keepSendBody kept (kept). broken is its failure,
+	// held back (nothing written) until forward knows whether the session
+	// moved meanwhile.
 	receiving bool
+	kept      bool
 	broken    error
 }
 
@@ -81,6 +83,7 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now(), receiving: receiving(endpoint)}
 	if !st.receiving {
 		keepSendBody(r)
+		st.kept = r.GetBody != nil
 	}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
@@ -95,11 +98,21 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		n.obs.Forwarded(endpoint, result, st.headers)
 	}()
 	n.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
+	if st.kept {
+		// Whoever reads the send next (another try, or this node's own
+		// handler when Route serves it here) reads it whole.
+		r.Body, _ = r.GetBody()
+	}
 	if st.broken != nil {
 		// The owner broke the connection before answering. A node that
-		// drains does so to the requests still queued on its listener;
-		// if the session moved (handed off), follow it; otherwise the
-		// client gets 502 as for any failed owner.
+		// drains does so to the requests still queued on its listener
+		// (in its backlog as the listener closed: connected, never
+		// read); if the session moved (handed off), follow it;
+		// otherwise the client gets 502 as for any failed owner. A send
+		// comes here only with its body kept (keepSendBody): one the
+		// owner did read is answered before the owner exits (its
+		// shutdown waits for requests in flight), so a broken one was
+		// not delivered, short of the owner's death at that instant.
 		sctx, scancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
 		now, err := n.opts.Store.Owner(sctx, m.key(path.Base(path.Dir(r.URL.Path))))
 		scancel()
@@ -279,7 +292,7 @@ func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		plainError(w, http.StatusGatewayTimeout, "Session owner did not answer in time")
 		return
 	}
-	if st.receiving {
+	if st.receiving || st.kept {
 		st.broken = err // forward decides, nothing written yet
 		return
 	}

@@ -106,24 +106,7 @@ func TestClusterRollingHandOff(t *testing.T) {
 	defer cancel()
 	target := newFeedGoal(ctx)
 	trs := []string{client.WebSocket, client.XHRStreaming, client.XHRPolling, client.EventSource}
-	ready := make(chan error, len(trs)*perTransport)
-	var subs []*feedSub
-	var wg sync.WaitGroup
-	for i := range len(trs) * perTransport {
-		s := &feedSub{tr: trs[i%len(trs)], data: map[uint64]string{}, closes: map[string]int{}}
-		subs = append(subs, s)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(ctx, env.lb, target, ready)
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
-	for range subs {
-		if err := <-ready; err != nil {
-			t.Fatalf("subscribe through the balancer: %v", err)
-		}
-	}
+	subs, wait := startFeedSubs(t, ctx, env.lb, target, trs, perTransport)
 	pub := startPublisher(t, env.lb, "feed", 50*time.Millisecond, 1)
 	handedOff := 0
 	for _, n := range env.nodes {
@@ -143,7 +126,7 @@ func TestClusterRollingHandOff(t *testing.T) {
 	t.Logf("%d publishes acknowledged, up to seq %d; failed: %v", len(acked), maxAcked, pub.failed)
 	pub.mu.Unlock()
 	target.Store(&feedTarget{seq: maxAcked})
-	wg.Wait()
+	wait()
 
 	why := map[string]int{}
 	for _, s := range subs {
@@ -298,24 +281,7 @@ func TestClusterKilledMidHandOff(t *testing.T) {
 	defer cancel()
 	target := newFeedGoal(ctx)
 	trs := []string{client.XHRPolling, client.XHRStreaming}
-	ready := make(chan error, len(trs)*perTransport)
-	var subs []*feedSub
-	var wg sync.WaitGroup
-	for i := range len(trs) * perTransport {
-		s := &feedSub{tr: trs[i%len(trs)], data: map[uint64]string{}, closes: map[string]int{}}
-		subs = append(subs, s)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(ctx, env.lb, target, ready)
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
-	for range subs {
-		if err := <-ready; err != nil {
-			t.Fatalf("subscribe through the balancer: %v", err)
-		}
-	}
+	subs, wait := startFeedSubs(t, ctx, env.lb, target, trs, perTransport)
 	pub := startPublisher(t, env.lb, "feed", 50*time.Millisecond, 1)
 	victim := env.nodes[2]
 	if err := victim.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -346,7 +312,7 @@ func TestClusterKilledMidHandOff(t *testing.T) {
 	pub.halt()
 	maxAcked, acked := pub.max, pub.acked
 	target.Store(&feedTarget{seq: maxAcked})
-	wg.Wait()
+	wait()
 	closed := 0
 	why := map[string]int{}
 	for _, s := range subs {
@@ -388,4 +354,33 @@ return h * 1000000 + o`, "0", n.url)
 		return [2]int{}
 	}
 	return [2]int{x / 1000000, x % 1000000}
+}
+
+// startFeedSubs runs perTransport subscribers of the feed on each of trs
+// through lb, and returns once every one has subscribed; wait returns
+// when they have all reached target (or ctx ended). Those still running
+// when the test ends are stopped.
+func startFeedSubs(t *testing.T, ctx context.Context, lb string, target *feedGoal, trs []string, perTransport int) (subs []*feedSub, wait func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan error, len(trs)*perTransport)
+	var wg sync.WaitGroup
+	for i := range len(trs) * perTransport {
+		s := &feedSub{tr: trs[i%len(trs)], data: map[uint64]string{}, closes: map[string]int{}}
+		subs = append(subs, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx, lb, target, ready)
+		}()
+	}
+	for range subs {
+		if err := <-ready; err != nil {
+			cancel()
+			wg.Wait()
+			t.Fatalf("subscribe through the balancer: %v", err)
+		}
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return subs, wg.Wait
 }

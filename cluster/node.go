@@ -39,6 +39,7 @@ type Node struct {
 	proxy    *httputil.ReverseProxy
 	cache    ownerCache
 	nonces   nonceCache
+	relays   relays // receiving requests relayed to their owners (relay.go)
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -425,6 +426,10 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 	}
 	// The client's address as the first node saw it: the session sees
 	// the same request whichever node the client reached first.
+	if r.URL.Query().Has(releaseParam) {
+		m.released(w, sid) // relay.go
+		return true
+	}
 	r.RemoteAddr = r.Header.Get(RemoteHeader)
 	r.Header.Del(ForwardHeader)
 	r.Header.Del(RemoteHeader)

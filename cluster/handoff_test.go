@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/sockjsd/sockjsd/hub"
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/session"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/transport/gorillamux"
@@ -292,6 +294,54 @@ func TestHandOffTakeRacesSend(t *testing.T) {
 	if !strings.Contains(p.body, "two") {
 		if code, body := post(t, b.srv.URL+sess+"/xhr", "", nil); code != 200 || body != "a[\"two\"]\n" {
 			t.Fatalf("next poll: %d %q", code, body)
+		}
+	}
+}
+
+// sweepingOwners runs the node's keep sweep right after each hand-off
+// record is written, as the keep loop may.
+type sweepingOwners struct {
+	*memOwners
+	sweep func()
+}
+
+func (o *sweepingOwners) HandOff(ctx context.Context, key, node string, state []byte, ttl time.Duration) error {
+	err := o.memOwners.HandOff(ctx, key, node, state, ttl)
+	if o.sweep != nil {
+		o.sweep()
+	}
+	return err
+}
+
+// TestHandOffSweepSeesRecord: the keep loop's sweep runs just as a
+// session's hand-off record replaces this node's ownership. It finds
+// another value in the key, and must not take the session for a copy
+// another node owns: closing it would send its backend a close and a
+// session.closed webhook for a session that only moved.
+func TestHandOffSweepSeesRecord(t *testing.T) {
+	owners := &sweepingOwners{memOwners: &memOwners{m: map[string]string{}}}
+	var logs testenv.Buffer
+	a := startNodesWith(t, 1, owners, func(o *transport.Options, _ *Options) {
+		o.HandOff = echoHandOff{}
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})[0]
+	for _, sid := range []string{"one", "two", "three"} {
+		if code, body := post(t, a.srv.URL+"/echo/000/"+sid+"/xhr", "", nil); code != 200 || body != "o\n" {
+			t.Fatalf("open %s: %d %q", sid, code, body)
+		}
+	}
+	owners.sweep = func() { a.node.sweep() }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r := a.h.HandOff(ctx); r.HandedOff != 3 || r.Failed != 0 {
+		t.Fatalf("hand-off: %+v", r)
+	}
+	if strings.Contains(logs.String(), "closing this copy") {
+		t.Fatalf("the sweep closed handed-off sessions as copies:\n%s", logs.String())
+	}
+	for _, sid := range []string{"one", "two", "three"} {
+		if got := owners.get("/echo/" + sid); !strings.HasPrefix(got, handOffMarker) {
+			t.Errorf("%s: store %q, want its hand-off record", sid, got)
 		}
 	}
 }

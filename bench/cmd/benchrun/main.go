@@ -82,6 +82,7 @@ var (
 	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load; needs perf and root), written to bench-results/profile.md")
 	soakWorkers = flag.Int("soak-sessions", 30, "soak sessions at a time per transport")
 	onlyServers = flag.String("servers", "", "comma-separated subset of servers (sockjsd, igm, sockjs-node, bare)")
+	onlyLoads   = flag.String("loads", "", "comma-separated subset of the echo loads as transport:sessions (websocket:100, websocket:1000, xhr-streaming:100, xhr-polling:100); empty: all")
 	pin         = flag.Bool("pin", true, "pin servers to CPU 0 and load generators to CPU 1 (taskset) when there are two or more CPUs")
 	timeout     = flag.Duration("timeout", 35*time.Minute, "the whole run's deadline")
 	docPath     = flag.String("doc", "docs/bench.md", "where the table is written (between the bench:begin and bench:end markers); empty: nowhere")
@@ -201,12 +202,23 @@ func loadavg() string {
 // echoLoads are the table's echo rows.
 var echoLoads = []load{{"websocket", 100}, {"websocket", 1000}, {"xhr-streaming", 100}, {"xhr-polling", 100}}
 
+// loads are the echo loads -loads keeps.
+func loads() []load {
+	if *onlyLoads == "" {
+		return echoLoads
+	}
+	keep := strings.Split(*onlyLoads, ",")
+	return slices.DeleteFunc(slices.Clone(echoLoads), func(l load) bool {
+		return !slices.Contains(keep, l.transport+":"+strconv.Itoa(l.sessions))
+	})
+}
+
 // echoRounds runs every echo load against every server, -rounds times,
 // and keeps the median of each.
 func echoRounds(list []server, deadline time.Time) []run {
 	var samples roundRuns[run]
 	for round := 0; round < *rounds; round++ {
-		for _, l := range echoLoads {
+		for _, l := range loads() {
 			for _, s := range list {
 				if !s.serves(l.transport) {
 					continue

@@ -491,7 +491,10 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
 		return nil
 	}
-	if h.reg.Get(sid) == nil && h.refuseRequestInfo(w, r, t) {
+	if s := h.reg.Get(sid); s != nil {
+		return s // one lookup on every poll, not two
+	}
+	if h.refuseRequestInfo(w, r, t) {
 		return nil
 	}
 	s, created, err := h.reg.GetOrCreate(sid, t, func() engine.Request { return h.requestInfo(r) })

@@ -1,5 +1,6 @@
-// Command loadgen puts load on a SockJS service through the Go client, in
-// one of four modes:
+// Command loadgen puts load on a SockJS service through the Go client (or,
+// for echoes over the xhr transports with -http raw, through its own
+// lighter HTTP/1.1 sessions: rawxhr.go), in one of four modes:
 //
 //   - echo: N sessions over one transport echoing K messages of S bytes in
 //     flight each, for D; reports messages/s, round-trip p50/p95/p99, errors

@@ -266,7 +266,7 @@ loop:
 }
 
 // subscriber subscribes conn and records every delivery in its step.
-func subscriber(ctx context.Context, conn *client.Conn, sub string, steps []*stepStats, subscribed *sync.WaitGroup, n *atomic.Int64, st *stats) {
+func subscriber(ctx context.Context, conn echoConn, sub string, steps []*stepStats, subscribed *sync.WaitGroup, n *atomic.Int64, st *stats) {
 	acked := false
 	defer func() {
 		if !acked {

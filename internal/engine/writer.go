@@ -65,6 +65,15 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		r = s.conn
 	}
 	switch {
+	// What the receiver held of a frame written now goes first; a
+	// frame written by WriteFrame would flush it too, but a pump may
+	// have nothing else to write.
+	case m.pumped && s.held:
+		s.held = false
+		nw := s.nowConn
+		s.mu.Unlock()
+		return s.flushHeld(nw)
+
 	// An ended session (End) with messages queued goes to its close
 	// frame on a connection: its connection is what ended it.
 	case len(s.out) > 0 && (s.state < stateClosed || !m.pumped):
@@ -185,11 +194,24 @@ func (s *Session) takeBatchLocked() []queued {
 // writeBatch writes batch to r as the frame f (whose array it reuses),
 // with s.mu not held, and gives the batch's array back for the next one.
 func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, err error) {
+	fillFrame(f, batch)
+	done, err = r.WriteFrame(f)
+	s.batchWritten(f, batch)
+	return done, err
+}
+
+// fillFrame makes f the message frame of batch, reusing f's array.
+func fillFrame(f *Frame, batch []queued) {
 	f.Messages = f.Messages[:0]
 	for i := range batch {
 		f.Messages = append(f.Messages, batch[i].msg)
 	}
-	done, err = r.WriteFrame(f)
+}
+
+// batchWritten records that batch was written as f (or failed): its
+// delivery delays, the end of Buffered's count, Written's signal; it
+// keeps the batch's array for the next one.
+func (s *Session) batchWritten(f *Frame, batch []queued) {
 	t := now()
 	for i := range batch {
 		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
@@ -207,5 +229,4 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 		s.spare = batch[:0]
 	}
 	s.mu.Unlock()
-	return done, err
 }

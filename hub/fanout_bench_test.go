@@ -87,7 +87,6 @@ func TestHubFanOutSubscribers(t *testing.T) {
 func dialSubs(tb testing.TB, url, channel string, n int) []net.Conn {
 	tb.Helper()
 	ws := "ws" + strings.TrimPrefix(url, "http") + "/hub/000/"
-	subMsg, _ := json.Marshal([]string{`{"op":"subscribe","channel":"` + channel + `"}`})
 	conns := make([]net.Conn, n)
 	for i := range conns {
 		c, _, err := websocket.DefaultDialer.Dial(ws+strconv.Itoa(i)+"/websocket", nil)
@@ -95,28 +94,43 @@ func dialSubs(tb testing.TB, url, channel string, n int) []net.Conn {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { c.Close() })
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		if _, m, err := c.ReadMessage(); err != nil || string(m) != "o" {
-			tb.Fatalf("open frame: %q %v", m, err)
-		}
-		if err := c.WriteMessage(websocket.TextMessage, subMsg); err != nil {
-			tb.Fatal(err)
-		}
-		for {
-			_, m, err := c.ReadMessage()
-			if err != nil {
-				tb.Fatal(err)
-			}
-			if bytes.Contains(m, []byte(`subscribed`)) {
-				break
-			}
-		}
-		_ = c.SetReadDeadline(time.Time{})
+		subscribeWS(tb, c, channel)
 		// Nothing more is buffered in gorilla's reader: the server
 		// sends nothing before the next publish.
 		conns[i] = c.NetConn()
 	}
 	return conns
+}
+
+// subscribeWS subscribes a SockJS websocket connection, read with gorilla,
+// to channel and reads up to its subscribed.
+func subscribeWS(tb testing.TB, c *websocket.Conn, channel string) {
+	tb.Helper()
+	subMsg, _ := json.Marshal([]string{`{"op":"subscribe","channel":"` + channel + `"}`})
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	if err := c.WriteMessage(websocket.TextMessage, subMsg); err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		_, m, err := c.ReadMessage()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if bytes.Contains(m, []byte(`subscribed`)) {
+			return
+		}
+	}
+}
+
+// seqOf is a hub message's op and seq.
+func seqOf(m string) (op string, seq uint64) {
+	var v struct {
+		Op  string
+		Seq uint64
+	}
+	_ = json.Unmarshal([]byte(m), &v)
+	return v.Op, v.Seq
 }
 
 // startSubscribers runs TestHubFanOutSubscribers in a child process and

@@ -46,29 +46,9 @@ type nbConn struct {
 }
 
 // errNoRawConn: a connection without a file descriptor (TLS, a test's
-// pipe) is written by gorilla directly.
+// pipe), or a platform without non-blocking writes here, is written by
+// gorilla directly.
 var errNoRawConn = errors.New("no raw connection")
-
-func newNBConn(c net.Conn, timeout time.Duration) (*nbConn, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, errNoRawConn
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	nc := &nbConn{Conn: c, rc: rc, timeout: timeout}
-	nc.write = func(fd uintptr) bool {
-		for {
-			nc.wn, nc.werr = syscall.Write(int(fd), nc.wp)
-			if nc.werr != syscall.EINTR {
-				return true // never wait: a full socket is for Flush
-			}
-		}
-	}
-	return nc, nil
-}
 
 // SetWriteDeadline is ignored: no write waits but Flush, which is
 // bounded by the write timeout from its start.
@@ -98,23 +78,6 @@ func (c *nbConn) Write(p []byte) (int, error) {
 		c.spare = nil
 	}
 	return len(p), nil
-}
-
-// tryWrite is one non-blocking write of p (under mu).
-func (c *nbConn) tryWrite(p []byte) (int, error) {
-	c.wp = p
-	err := c.rc.Write(c.write)
-	n, werr := c.wn, c.werr
-	c.wp, c.wn, c.werr = nil, 0, nil
-	switch {
-	case err != nil:
-		return 0, err
-	case werr == syscall.EAGAIN:
-		return 0, nil
-	case werr != nil:
-		return 0, werr
-	}
-	return n, nil
 }
 
 // Held reports whether bytes wait for a Flush that no one is making.

@@ -110,14 +110,23 @@ func (wr *wsReceiver) writeFrame(f *engine.Frame) (bool, error) {
 	if wr.raw {
 		return wr.writeRaw(f, deadline)
 	}
-	wr.buf = appendFrame(wr.buf[:0], f)
 	_ = wr.conn.SetWriteDeadline(deadline)
-	if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
-		return true, err
-	}
-	wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), len(wr.buf))
-	if cap(wr.buf) > 64<<10 {
-		wr.buf = nil // do not pin a large frame's buffer to an idle session
+	if p := sharedFrame(f); p != nil {
+		// A message many sessions write (a hub publish): its frame
+		// was encoded once, for all of them (wsprepared.go).
+		if err := wr.conn.WritePreparedMessage(p.pm); err != nil {
+			return true, err
+		}
+		wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+	} else {
+		wr.buf = appendFrame(wr.buf[:0], f)
+		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
+			return true, err
+		}
+		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), len(wr.buf))
+		if cap(wr.buf) > 64<<10 {
+			wr.buf = nil // do not pin a large frame's buffer to an idle session
+		}
 	}
 	if err := wr.afterFrame(deadline); err != nil {
 		return true, err

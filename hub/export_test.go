@@ -10,3 +10,11 @@ func (h *Hub) ChannelRefs(ch string) int {
 	}
 	return 0
 }
+
+// SetParallelMin sets the fewest subscribers fanned out in parallel, for
+// a test, until it ends.
+func SetParallelMin(t interface{ Cleanup(func()) }, n int) {
+	old := parallelMin
+	parallelMin = n
+	t.Cleanup(func() { parallelMin = old })
+}

@@ -43,6 +43,9 @@ if [ "${BENCH_MICRO:-1}" = 1 ]; then
 	# Informative only: a failing micro-benchmark must not stop the table.
 	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./internal/engine/ ./transport/ ||
 		echo "bench: a micro-benchmark failed (above); going on with the table" >&2
+	# The hub's fan-out as a pinned server runs it: server CPU per delivery.
+	$GO test -run '^$' -bench HubFanOut -cpu 1 -benchmem -benchtime 500x ./hub/ ||
+		echo "bench: the hub's fan-out benchmark failed (above); going on with the table" >&2
 fi
 # shellcheck disable=SC2086
 BENCH_COMMAND="make bench BENCH_D=${BENCH_D:-5s} BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SOAK=${BENCH_SOAK:-0} BENCH_FLAGS=\"${BENCH_FLAGS:-}\"" \

@@ -199,7 +199,11 @@ func cpuTime() time.Duration {
 //
 //	go test -run '^$' -bench HubFanOut -cpu=1 -benchmem ./hub/
 func BenchmarkHubFanOut(b *testing.B) {
-	const subscribers, perRound = 1000, 1
+	const perRound = 1
+	subscribers := 1000
+	if n, err := strconv.Atoi(os.Getenv(subsNEnv)); err == nil && n > 0 {
+		subscribers = n // more, with ulimit -n to match
+	}
 	obs := &deliveryCounter{Metrics: metrics.New(prometheus.NewRegistry()), reached: make(chan struct{}, 1)}
 	h := hub.New(hub.Options{Rules: hub.Rules{Channels: []string{"bench"}}, MaxSubscriptionsPerAddress: 2 * subscribers, Observer: obs})
 	r := mux.NewRouter()

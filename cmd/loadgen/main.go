@@ -198,7 +198,15 @@ func closeIdle(opts []client.Options) {
 // c.connectMax); a session that fails to open is counted in st and left
 // nil.
 func dialAll(c config, url string, opts []client.Options, st *stats) []*client.Conn {
-	conns := make([]*client.Conn, c.n)
+	return dialEach(c, st, func(ctx context.Context, i int) (*client.Conn, error) {
+		return client.Dial(ctx, url, opts[i%len(opts)])
+	})
+}
+
+// dialEach opens c.n connections with dial (c.connectRate at a time,
+// within c.connectMax); one that fails is counted in st and left nil.
+func dialEach[T any](c config, st *stats, dial func(ctx context.Context, i int) (*T, error)) []*T {
+	conns := make([]*T, c.n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.connectRate)
 	dialCtx, dialCancel := context.WithTimeout(context.Background(), c.connectMax)
@@ -214,7 +222,7 @@ func dialAll(c config, url string, opts []client.Options, st *stats) []*client.C
 				return
 			}
 			defer func() { <-sem }()
-			conn, err := client.Dial(dialCtx, url, opts[i%len(opts)])
+			conn, err := dial(dialCtx, i)
 			if err != nil {
 				st.fail(err)
 				return

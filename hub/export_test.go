@@ -11,8 +11,8 @@ func (h *Hub) ChannelRefs(ch string) int {
 	return 0
 }
 
-// SetParallelMin sets the fewest subscribers fanned out in parallel, for
-// a test, until it ends.
+// SetParallelMin sets the fewest subscribers fanned out in parallel by
+// the hubs New makes until the test ends.
 func SetParallelMin(t interface{ Cleanup(func()) }, n int) {
 	old := parallelMin
 	parallelMin = n

@@ -130,6 +130,8 @@ type Hub struct {
 	opts    Options
 	refused func(string)
 	reset   func(session.Transport, string)
+	// parallelMin is parallelMin when the hub was made (subscribe.go).
+	parallelMin int
 
 	mu       sync.Mutex
 	channels map[string]*local
@@ -143,7 +145,7 @@ type Hub struct {
 
 // New returns a Hub.
 func New(opts Options) *Hub {
-	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}}
+	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}, parallelMin: parallelMin}
 	h.refused = func(string) {}
 	if r, ok := h.opts.Observer.(RefusalObserver); ok {
 		h.refused = r.Refused

@@ -26,6 +26,8 @@ type local struct {
 	// shares is deliverParallel's list of the subscribers, reused from
 	// one publish to the next (under mu; emptied after each).
 	shares []subRef
+	// fan is the channel's fan-out queue (fanout.go).
+	fan fanQueue
 }
 
 type subRef struct {
@@ -290,17 +292,18 @@ func (h *Hub) release(addr, ch string, l *local) {
 	}
 }
 
-// deliver fans one message out to the channel's local subscribers. The
-// frame is encoded once; Send never blocks, so a slow subscriber delays
-// no one: one whose queue overflows is closed by the session (3009) and
-// counted here. Send writes to an idle websocket itself (one
-// non-blocking write), so the fan-out is the publisher's work: a large
-// channel is shared among up to GOMAXPROCS goroutines (deliverParallel).
-func (h *Hub) deliver(l *local, m Message) {
+// deliverNow fans one message out to the channel's local subscribers,
+// on the channel's fan-out goroutine (fanout.go). The frame is encoded
+// once; Send never blocks, so a slow subscriber delays no one: one whose
+// queue overflows is closed by the session (3009) and counted here. Send
+// writes to an idle websocket itself (one non-blocking write), so the
+// fan-out is this goroutine's work: a large channel is shared among up
+// to GOMAXPROCS goroutines (deliverParallel).
+func (h *Hub) deliverNow(l *local, m Message) {
 	frame := EncodeMessage(m.Channel, m.Seq, m.Data)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(l.subs) >= parallelMin {
+	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(l.subs) >= h.parallelMin {
 		h.deliverParallel(l, m, frame, procs)
 		return
 	}
@@ -316,7 +319,8 @@ func (h *Hub) deliver(l *local, m Message) {
 
 // parallelMin is the fewest local subscribers for which a publish is
 // fanned out by several goroutines; each takes at least half as many.
-// Below it, starting them costs more than it saves. A variable for tests.
+// Below it, starting them costs more than it saves. A variable for tests,
+// read by New.
 var parallelMin = 512
 
 // deliverParallel is deliver's loop on procs goroutines at once (the
@@ -329,7 +333,7 @@ func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
 	for c, s := range l.subs {
 		refs = append(refs, subRef{c, s})
 	}
-	parts := max(min(procs, len(refs)/(parallelMin/2)), 1)
+	parts := max(min(procs, len(refs)/(h.parallelMin/2)), 1)
 	size := (len(refs) + parts - 1) / parts
 	failed := make([][]*client, parts)
 	var wg sync.WaitGroup
@@ -361,7 +365,7 @@ func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
 	}
 	clear(refs) // hold no client past its subscription
 	l.shares = refs[:0]
-	if cap(refs) > 2*len(l.subs)+parallelMin {
+	if cap(refs) > 2*len(l.subs)+h.parallelMin {
 		l.shares = nil // the channel shrank: let a large array go
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -115,11 +114,4 @@ func rawSubscriber(ctx context.Context, conn *rawConn, sub string, steps []*step
 			}
 		}
 	}
-}
-
-// cpuSeconds is this process's user and system CPU time so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

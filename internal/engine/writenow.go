@@ -16,7 +16,9 @@ package engine
 // client that does not read fills its send queue and is closed with
 // 3009 as before. Order and exactly-once hold because the sender claims
 // the pump (startPumpLocked) for the write: one writer at a time, as
-// always.
+// always. Buffered and Written count a frame written now as written once
+// the receiver took it, held part included, as they count what the
+// kernel's socket buffer holds: the held part is at most that one frame.
 
 // NowWriter is a Receiver that can also take a frame without waiting for
 // its connection. The session uses it for messages sent while no pump

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,14 +199,17 @@ func TestSubscribeRacingPublishes(t *testing.T) {
 // for the last 20 messages of history (since), which the subscribe writes
 // while the flood goes on: more than its 2-message queue takes, whatever
 // the speed of its client. (A client that reads is otherwise kept up
-// with: an idle websocket is written by the publisher itself.)
+// with: an idle websocket is written by the fan-out itself.)
 func TestPresenceDoesNotDrift(t *testing.T) {
 	// History deep enough that the flood cannot overrun since before the
-	// subscribe reads it.
+	// subscribe reads it: 4 KB messages, so that the flood goes at the
+	// fan-out's pace (its queue's byte bound) and the broker's history
+	// bytes hold thousands of them.
 	url, h := startHub(t, hub.Options{Rules: defaultRules, PingInterval: time.Hour, HistorySize: 100_000}, session.Options{SendQueueMessages: 2})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	data := []byte(`"` + strings.Repeat("x", 4096) + `"`)
 	go func() {
 		defer wg.Done()
 		for {
@@ -213,7 +217,7 @@ func TestPresenceDoesNotDrift(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				_, _ = h.Publish(context.Background(), "news", []byte(`1`))
+				_, _ = h.Publish(context.Background(), "news", data)
 			}
 		}
 	}()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,7 +62,10 @@ func TestSlowSubscriberDoesNotStallFanOut(t *testing.T) {
 	}
 	results := make(chan error, readers)
 	lastSeq := make(chan uint64, 1)
-	for _, c := range conns {
+	// Each reader's progress: the publisher stays at most a window ahead
+	// of the slowest, so that readers never fall behind by their queue.
+	progress := make([]atomic.Uint64, readers)
+	for r, c := range conns {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -84,6 +88,7 @@ func TestSlowSubscriberDoesNotStallFanOut(t *testing.T) {
 					return
 				}
 				want++
+				progress[r].Store(seq)
 				if last == 0 {
 					select {
 					case last = <-lastSeq:
@@ -104,6 +109,17 @@ func TestSlowSubscriberDoesNotStallFanOut(t *testing.T) {
 	var seq uint64
 	publish := func() {
 		t.Helper()
+		// At most 32 messages (32 KB, half a queue) ahead of the
+		// slowest reader, whose progress is waited for, bounded.
+		wait := time.Now().Add(time.Minute)
+		for r := range progress {
+			for progress[r].Load()+32 < seq {
+				if time.Now().After(wait) {
+					t.Fatalf("reader %d stuck at seq %d of %d", r, progress[r].Load(), seq)
+				}
+				time.Sleep(200 * time.Microsecond) // polling the readers' progress, bounded by wait
+			}
+		}
 		start := time.Now()
 		if seq, err = h.Publish(context.Background(), "news", data); err != nil {
 			t.Fatal(err)

@@ -154,7 +154,7 @@ clean:
 # runs the exec bridge's programs and example pages (docs/exec.md).
 .PHONY: browser-test
 browser-test: deps-client deps-system
-	$(GO) test -race -count=1 -timeout 15m -v -run '^TestBrowser(Exec)?$$' ./e2e/browser/
+	$(GO) test -race -count=1 -timeout 15m -v -run '^(TestBrowser(Exec)?|TestTLSBrowser|TestTLSBadStart)$$' ./e2e/browser/
 
 # Cluster mode on one machine: redis-server, three nodes (127.0.0.1:8091-8093)
 # and haproxy (deploy/haproxy.cfg: round robin, no sticky sessions) at

@@ -20,6 +20,11 @@ const (
 	WebSocket    = "websocket"
 	XHRStreaming = "xhr-streaming"
 	XHRPolling   = "xhr-polling"
+	// EventSource receives over a text/event-stream response
+	// (GET …/eventsource) and sends with xhr_send. Not in the default
+	// list: a browser takes it where xhr-streaming does not work, a Go
+	// program never needs it; it is for tests and load generators.
+	EventSource = "eventsource"
 )
 
 // Options configure Dial. Zero values mean the documented defaults.
@@ -225,7 +230,7 @@ func dialTransport(ctx context.Context, base target, t string, opts Options) (*C
 	switch t {
 	case WebSocket:
 		return dialWebSocket(ctx, base, opts)
-	case XHRStreaming, XHRPolling:
+	case XHRStreaming, XHRPolling, EventSource:
 		return dialHTTP(ctx, base, t, opts)
 	}
 	return nil, fmt.Errorf("unknown transport %q", t)

@@ -76,7 +76,7 @@ func echoRoundTrips(t *testing.T, c *client.Conn, n int) {
 
 func TestEchoEveryTransport(t *testing.T) {
 	for _, srv := range []struct{ name, url string }{{"ours", ours(t)}, {"igm", igmServer(t)}} {
-		for _, tr := range []string{client.WebSocket, client.XHRStreaming, client.XHRPolling} {
+		for _, tr := range []string{client.WebSocket, client.XHRStreaming, client.XHRPolling, client.EventSource} {
 			t.Run(srv.name+"/"+tr, func(t *testing.T) {
 				c, err := client.Dial(context.Background(), srv.url+"/echo", client.Options{Transports: []string{tr}})
 				if err != nil {
@@ -99,7 +99,7 @@ func TestEchoEveryTransport(t *testing.T) {
 
 func TestServerClose(t *testing.T) {
 	base := ours(t)
-	for _, tr := range []string{client.WebSocket, client.XHRStreaming, client.XHRPolling} {
+	for _, tr := range []string{client.WebSocket, client.XHRStreaming, client.XHRPolling, client.EventSource} {
 		c, err := client.Dial(context.Background(), base+"/close", client.Options{Transports: []string{tr}})
 		if err != nil {
 			t.Fatal(err)

@@ -18,10 +18,13 @@ import (
 func dialHTTP(ctx context.Context, base target, t string, opts Options) (*Conn, error) {
 	su := sessionURL(base)
 	c := newConn(t, opts)
-	streaming := t == XHRStreaming
+	streaming := t == XHRStreaming || t == EventSource
 	endpoint := "/xhr"
-	if streaming {
+	switch t {
+	case XHRStreaming:
 		endpoint = "/xhr_streaming"
+	case EventSource:
+		endpoint = "/eventsource"
 	}
 	// The first receiving request must bring the open frame within the
 	// connect timeout (a proxy that buffers the stream will not). A
@@ -33,7 +36,7 @@ func dialHTTP(ctx context.Context, base target, t string, opts Options) (*Conn, 
 	body, br, err := c.receive(attempt, su.url(endpoint), streaming)
 	var frame []byte
 	if err == nil {
-		frame, err = readFrame(br, opts.MaxFrameBytes)
+		frame, err = c.readFrame(br)
 	}
 	timedOut := !timer.Stop()
 	stop()
@@ -61,7 +64,11 @@ func dialHTTP(ctx context.Context, base target, t string, opts Options) (*Conn, 
 // receive starts one receiving request and, for streaming, skips the
 // prelude.
 func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.ReadCloser, *bufio.Reader, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	method := http.MethodPost
+	if c.transport == EventSource {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,6 +89,26 @@ func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.Read
 		}
 	}
 	return res.Body, br, nil
+}
+
+// readFrame reads the next frame of the connection's receiving response:
+// a line, or on eventsource an event's data ("data: <frame>\r\n\r\n").
+func (c *Conn) readFrame(br *bufio.Reader) ([]byte, error) {
+	if c.transport != EventSource {
+		return readFrame(br, c.opts.MaxFrameBytes)
+	}
+	for {
+		line, err := readFrame(br, c.opts.MaxFrameBytes+len("data: \r"))
+		if err != nil {
+			return nil, err
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if data, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+			return data, nil
+		}
+		// The blank line ending an event, or a field this client
+		// does not use.
+	}
 }
 
 // readFrame reads one '\n'-terminated frame of at most max bytes. The
@@ -127,7 +154,7 @@ func (c *Conn) receiveLoop(url string, streaming bool, body io.ReadCloser, br *b
 			}
 		}
 		for {
-			f, err := readFrame(br, c.opts.MaxFrameBytes)
+			f, err := c.readFrame(br)
 			if errors.Is(err, errFrameTooBig) {
 				body.Close()
 				c.shutdown(1009, "Frame too big")

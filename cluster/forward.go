@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,9 @@ import (
 )
 
 type forwardKey struct{}
+
+// retriedKey marks a forwarded request tried a second time (forward).
+type retriedKey struct{}
 
 // forwardState travels with one forwarded request through the proxy's
 // callbacks.
@@ -38,6 +43,13 @@ type forwardState struct {
 	moved    string // the owner answered 421 naming another; nothing was written
 	timeout  error  // the owner was too slow; the client got 504
 	otherErr error
+	// receiving: the request has no body and may be tried again; so may
+	// a send whose body keepSendBody kept (kept). broken is its failure,
+	// held back (nothing written) until forward knows whether the session
+	// moved meanwhile.
+	receiving bool
+	kept      bool
+	broken    error
 }
 
 // forwardResult is what forward did: answered the client, or wrote
@@ -68,7 +80,11 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now()}
+	st := &forwardState{m: m, owner: u, client: r.Context(), start: time.Now(), receiving: receiving(endpoint)}
+	if !st.receiving {
+		keepSendBody(r)
+		st.kept = r.GetBody != nil
+	}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()
 	result := "error"
@@ -82,6 +98,42 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		n.obs.Forwarded(endpoint, result, st.headers)
 	}()
 	n.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, st)))
+	if st.kept {
+		// Whoever reads the send next (another try, or this node's own
+		// handler when Route serves it here) reads it whole.
+		r.Body, _ = r.GetBody()
+	}
+	if st.broken != nil {
+		// The owner broke the connection before answering. A node that
+		// drains does so to the requests still queued on its listener
+		// (in its backlog as the listener closed: connected, never
+		// read); if the session moved (handed off), follow it;
+		// otherwise the client gets 502 as for any failed owner. A send
+		// comes here only with its body kept (keepSendBody): one the
+		// owner did read is answered before the owner exits (its
+		// shutdown waits for requests in flight), so a broken one was
+		// not delivered, short of the owner's death at that instant.
+		sctx, scancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
+		now, err := n.opts.Store.Owner(sctx, m.key(path.Base(path.Dir(r.URL.Path))))
+		scancel()
+		if err == nil && now != "" && now != owner {
+			result = "moved"
+			return forwardResult{moved: now}
+		}
+		if err == nil && now == owner && r.Context().Value(retriedKey{}) == nil {
+			// Still the owner: it closed a kept-alive connection as
+			// the request went out (a node beginning to drain closes
+			// its idle ones). Once more, on a new connection, signed
+			// anew. A first try that did reach the session cannot
+			// leave a silent gap: its answer would have come, and a
+			// poll whose client left closes the session (1002).
+			result = "retried"
+			return m.forward(w, r.WithContext(context.WithValue(r.Context(), retriedKey{}, true)), owner, endpoint)
+		}
+		st.otherErr = st.broken
+		m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", m.prefix, "owner", u.Host, "path", r.URL.Path, "err", st.broken)
+		plainError(w, http.StatusBadGateway, "Session owner unavailable")
+	}
 	switch {
 	case st.gone != nil:
 		result = "owner_gone"
@@ -98,6 +150,49 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		result = "ok"
 	}
 	return forwardResult{answered: true}
+}
+
+// sendReplayMax is the largest send body a forwarding node keeps so that
+// it can send it again (keepSendBody); a larger one streams through once.
+// SockJS sends are mostly a few hundred bytes.
+const sendReplayMax = 64 << 10
+
+// keepSendBody reads a send's body into memory, when it is at most
+// sendReplayMax, and gives r a GetBody over it: r.Body is then a fresh
+// reader each time forward is called (Route tries the next owner after a
+// refused connection), and rewrite makes the outgoing request replayable.
+// A draining owner closes its kept-alive connections; a send that went
+// out on one as it closed was never read, and net/http's Transport sends
+// a replayable request again on a new connection by itself. Without it
+// the client got 502, and sockjs-client closes its session on a failed
+// send. A larger body is put back in front of what is left of it and
+// streams through, not replayable.
+func keepSendBody(r *http.Request) {
+	if r.GetBody == nil && r.Body != nil && r.Body != http.NoBody {
+		buf, err := io.ReadAll(io.LimitReader(r.Body, sendReplayMax+1))
+		if err != nil || len(buf) > sendReplayMax {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf), errReader{err}, r.Body), r.Body}
+			return
+		}
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	}
+	if r.GetBody != nil {
+		r.Body, _ = r.GetBody()
+	}
+}
+
+// errReader returns err once the bytes before it are read (nil: EOF, so
+// that the rest of the body follows).
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
 }
 
 // forwardedHeaders are the balancer's view of the client. They reach the
@@ -126,6 +221,20 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
 		pr.Out.GetBody = nil
+		if pr.In.GetBody != nil { // a send keepSendBody kept
+			// Sent again only when the owner closed the connection
+			// without reading it (see keepSendBody); the same nonce
+			// makes a copy the owner did read a refused replay, never a
+			// second delivery.
+			pr.Out.GetBody = func() (io.ReadCloser, error) {
+				b, err := pr.In.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				return &signingBody{body: b, sum: sha256.New(), trailer: sb.trailer, n: n, nonce: nonce}, nil
+			}
+			pr.Out.Header.Set("Idempotency-Key", hexenc.EncodeToString(nonce[:]))
+		}
 	}
 	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
 }
@@ -158,7 +267,9 @@ func ownerGone(err error) bool {
 		return false
 	}
 	var dns *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &dns) && dns.IsNotFound)
+	// A reset while dialling: the owner's listener closed with this
+	// connection still in its backlog (a node shutting down).
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &dns) && dns.IsNotFound)
 }
 
 func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -181,8 +292,12 @@ func (n *Node) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		plainError(w, http.StatusGatewayTimeout, "Session owner did not answer in time")
 		return
 	}
+	if st.receiving || st.kept {
+		st.broken = err // forward decides, nothing written yet
+		return
+	}
 	st.otherErr = err
-	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "err", err)
+	st.m.svc.Logger().Warn("sockjs: forwarding to session owner failed", "prefix", st.m.prefix, "owner", st.owner.Host, "path", r.URL.Path, "err", err)
 	plainError(w, http.StatusBadGateway, "Session owner unavailable")
 }
 

@@ -8,8 +8,8 @@ import (
 
 // Metrics counts forwarded requests; it implements
 // Observer. Labels take bounded values only: the seven
-// HTTP session endpoints and the results ok, owner_gone, moved, timeout,
-// client_gone and error.
+// HTTP session endpoints and the results ok, owner_gone, moved, retried,
+// timeout, client_gone and error.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -21,7 +21,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sockjs", Subsystem: "cluster", Name: "forwarded_requests_total",
-			Help: "Session requests forwarded to the node owning the session, by endpoint and result (ok, owner_gone, moved, timeout, client_gone, error).",
+			Help: "Session requests forwarded to the node owning the session, by endpoint and result (ok, owner_gone, moved, retried, timeout, client_gone, error).",
 		}, []string{"endpoint", "result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "sockjs", Subsystem: "cluster", Name: "forward_seconds",

@@ -55,13 +55,19 @@ type member struct {
 
 	mu    sync.Mutex
 	owned map[string]*session.Session // URL session id -> the session we own under it
+	// resuming: URL session ids a request of this node is taking over
+	// from a hand-off record (handoff.go); closed when it is done.
+	resuming map[string]chan struct{}
 }
 
 // Observer is told about every forwarded request. endpoint is one of the
 // seven HTTP session endpoints; result is "ok" (the owner answered),
 // "owner_gone" (nothing listens at the owner's address: the request was
 // served here as for an unknown session), "moved" (the node reached
-// answered 421 naming another owner, tried next), "timeout" (the owner was
+// answered 421 naming another owner, tried next, or the owner broke the
+// connection and the store names another), "retried" (the owner broke
+// the connection before answering a receiving request and is still the
+// owner: tried once more), "timeout" (the owner was
 // reached but did not begin its answer within ForwardTimeout, or the
 // connection could not be set up in time: the client got 504),
 // "client_gone" (the client left first, as streaming clients do) or
@@ -118,6 +124,10 @@ type Options struct {
 	// Transport carries forwarded requests. Default: keep-alive
 	// connections, a 2s dial timeout, no proxy from the environment.
 	Transport http.RoundTripper
+	// HandOffTTL is how long a session handed off by a draining node
+	// waits in the store for its next request, which resumes it on the
+	// node that request reaches (see handoff.go). Default 30s.
+	HandOffTTL time.Duration
 	// Observer receives forwarded-request events. Default: none.
 	Observer Observer
 	// Logger receives what goes wrong between nodes, at most one line
@@ -200,6 +210,9 @@ func New(o Options) (*Node, error) {
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = DefaultStoreTimeout
 	}
+	if o.HandOffTTL <= 0 {
+		o.HandOffTTL = DefaultHandOffTTL
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -236,7 +249,7 @@ func (nopObserver) Forwarded(string, string, time.Duration) {}
 // Join implements transport.Cluster. The node's keep loop runs while it
 // has members: from the first Join to the last Leave.
 func (n *Node) Join(svc transport.ClusterService) transport.ClusterMember {
-	m := &member{n: n, svc: svc, prefix: svc.Prefix(), owned: map[string]*session.Session{}}
+	m := &member{n: n, svc: svc, prefix: svc.Prefix(), owned: map[string]*session.Session{}, resuming: map[string]chan struct{}{}}
 	n.mu.Lock()
 	n.members[m] = struct{}{}
 	if len(n.members) == 1 {
@@ -275,7 +288,22 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 	if sig := r.Header.Get(ForwardHeader); sig != "" {
 		return m.forwarded(w, r, sig, sid, endpoint)
 	}
-	if !forwardable(endpoint, r.Method) || m.svc.Session(sid) != nil {
+	if !forwardable(endpoint, r.Method) {
+		return false
+	}
+	if !m.resumingHere(r, sid) {
+		return true // the client left
+	}
+	if m.svc.Session(sid) != nil {
+		if !m.svc.HandedOff(sid) {
+			return false
+		}
+		// Handed off from here: the stub tells a receiver to ask again;
+		// a send goes to the node that takes the session.
+		if !receiving(endpoint) {
+			m.Redirect(w, r, sid, endpoint)
+			return true
+		}
 		return false
 	}
 	n, key := m.n, m.key(sid)
@@ -300,6 +328,22 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 		owner = m.claim(r.Context(), sid, "")
 	}
 	for range forwardTries {
+		if owner == HandOffOwner {
+			// A drained node handed the session off: resume it here.
+			if closing {
+				if !receiving(endpoint) {
+					m.Redirect(w, r, sid, endpoint)
+					return true
+				}
+				plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
+				return true
+			}
+			n.cache.drop(key)
+			if owner = m.take(w, r, sid); owner == "" {
+				return true // answered
+			}
+			cached = false
+		}
 		if owner == "" || owner == n.opts.Self {
 			return false
 		}
@@ -323,6 +367,20 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 		// unknown ids now. A receive takes the session over, unless
 		// another node did so first; that one gets the request then.
 		n.cache.drop(key)
+		if !receiving(endpoint) && !closing {
+			// The owner may have handed the session off before it
+			// went (a cached owner): the store knows.
+			gone := owner
+			ctx, cancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
+			var err error
+			owner, err = n.opts.Store.Owner(ctx, key)
+			cancel()
+			if err != nil || owner == gone {
+				return false
+			}
+			cached = false
+			continue
+		}
 		if !receiving(endpoint) || closing {
 			return false
 		}
@@ -334,9 +392,10 @@ func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 	return true
 }
 
-// forwarded handles a request another node forwarded here: it is always
-// served here, never forwarded again, so that two nodes that disagree
-// about the owner cannot loop. A receive for an unknown id claims it
+// forwarded handles a request another node forwarded here: it is served
+// here, not forwarded again, so that two nodes that disagree about the
+// owner cannot loop (a send for a session this node does not have follows
+// the store's owner once: strayForwardedSend). A receive for an unknown id claims it
 // first; when the store names another owner, the answer is 421 with that
 // owner, for the forwarding node to try there.
 func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, endpoint string) bool {
@@ -367,6 +426,13 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 				m.svc.Logger().Warn("sockjs: forwarded request refused", "prefix", m.prefix, "client", from, "err", err)
 			}}
 		r.ContentLength = fs.length
+	}
+	if m.svc.Session(sid) != nil && m.svc.HandedOff(sid) {
+		m.movedTo(w, r, sid, endpoint) // handoff.go
+		return true
+	}
+	if !receiving(endpoint) && m.svc.Session(sid) == nil && m.strayForwardedSend(w, r, sid, endpoint) {
+		return true // handoff.go
 	}
 	if !receiving(endpoint) || m.svc.Session(sid) != nil || !m.svc.Accepting() {
 		return false

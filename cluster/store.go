@@ -52,3 +52,25 @@ func (e *RecoveringError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrRecovering) true.
 func (e *RecoveringError) Unwrap() error { return ErrRecovering }
+
+// HandOffStore is a Store that can also hold a session's state between
+// the node that hands it off (a node draining for a restart) and the node
+// that resumes it. RedisStore is one. A Node whose store is not one
+// hands nothing off: its sessions end at shutdown as before.
+type HandOffStore interface {
+	// HandOff replaces node's ownership of key with a hand-off record
+	// holding state, which lives for ttl unless taken. It returns
+	// ErrNotOwner (wrapped) when another node owns key.
+	HandOff(ctx context.Context, key, node string, state []byte, ttl time.Duration) error
+	// Take makes node the owner of key if key holds a hand-off record,
+	// and returns the record's state; only one caller gets it. owner is
+	// the owner after the call: node on success, HandOffOwner never.
+	Take(ctx context.Context, key, node string) (state []byte, owner string, err error)
+}
+
+// HandOffOwner is what Store.Owner (and Claim) return for a key that holds
+// a hand-off record: the session waits for a node to take it.
+const HandOffOwner = "handoff"
+
+// ErrNotOwner is HandOff's error when another node owns the key.
+var ErrNotOwner = errors.New("session owned by another node")

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +112,24 @@ if not g then
   end
 end
 return {g, redis.call('PTTL', KEYS[2])}`)
+	// KEYS[1] key; ARGV node, the record (marker and state), ttl ms.
+	// A key Redis lost (nil) is still this node's to hand off.
+	handOffScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then
+  return cur
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return ARGV[1]`)
+	// KEYS[1] key; ARGV node, marker, owner ttl ms. Returns the owner
+	// after the call and, when node took the key, the record's state.
+	takeScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return {ARGV[1], string.sub(cur, #ARGV[2] + 1)}
+end
+return {cur or '', ''}`)
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -123,7 +142,7 @@ return 0`)
 func (o *RedisStore) Owner(ctx context.Context, key string) (string, error) {
 	v, err := o.rdb.Get(ctx, o.prefix+key).Result()
 	if err == nil {
-		return v, nil
+		return ownerOf(v), nil
 	}
 	if !errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("redis: owner of %s: %w", key, err)
@@ -148,7 +167,50 @@ func (o *RedisStore) Claim(ctx context.Context, key, node, stale string) (string
 	if err != nil {
 		return "", fmt.Errorf("redis: claim %s: %w", key, err)
 	}
-	return v, nil
+	return ownerOf(v), nil
+}
+
+// handOffMarker starts the value of a key that holds a hand-off record;
+// the session's state follows it. No node's URL starts so.
+const handOffMarker = HandOffOwner + "\n"
+
+// ownerOf is the owner a key's value names: HandOffOwner for a hand-off
+// record.
+func ownerOf(v string) string {
+	if strings.HasPrefix(v, handOffMarker) {
+		return HandOffOwner
+	}
+	return v
+}
+
+// HandOff implements HandOffStore: the record replaces the owner in the
+// same key (one key per session, so that it works on Redis Cluster too).
+func (o *RedisStore) HandOff(ctx context.Context, key, node string, state []byte, ttl time.Duration) error {
+	v, err := handOffScript.Run(ctx, o.rdb, []string{o.prefix + key}, node, handOffMarker+string(state), ttl.Milliseconds()).Text()
+	if err != nil {
+		return fmt.Errorf("redis: hand off %s: %w", key, err)
+	}
+	if v != node {
+		return fmt.Errorf("redis: hand off %s: %w (%s)", key, ErrNotOwner, ownerOf(v))
+	}
+	return nil
+}
+
+// Take implements HandOffStore.
+func (o *RedisStore) Take(ctx context.Context, key, node string) ([]byte, string, error) {
+	v, err := takeScript.Run(ctx, o.rdb, []string{o.prefix + key}, node, handOffMarker, o.ttl.Milliseconds()).Slice()
+	if err != nil {
+		return nil, "", fmt.Errorf("redis: take %s: %w", key, err)
+	}
+	if len(v) != 2 {
+		return nil, "", fmt.Errorf("redis: take %s: unexpected answer %v", key, v)
+	}
+	owner, _ := v[0].(string)
+	state, _ := v[1].(string)
+	if owner != node {
+		return nil, ownerOf(owner), nil
+	}
+	return []byte(state), owner, nil
 }
 
 // Generation implements Store: it reads (or, when Redis lost

@@ -197,3 +197,62 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("latency series %d, want 1 (owner_gone is not timed)", n)
 	}
 }
+
+var (
+	_ HandOffStore             = (*RedisStore)(nil)
+	_ transport.ClusterHandOff = (*member)(nil)
+)
+
+// TestRedisHandOff: the hand-off record replaces its node's ownership only,
+// reads as HandOffOwner, survives Claim and Keep by others, and is taken
+// once, by one node, with its state (binary-safe).
+func TestRedisHandOff(t *testing.T) {
+	rdb := startRedis(t)
+	ctx := context.Background()
+	o := NewRedisStore(rdb, RedisStoreOptions{TTL: 5 * time.Second})
+	const a, b, c, key = "http://a", "http://b", "http://c", "/hub/s1"
+	state := []byte("{\"x\":1}\x00\n\xff")
+	if _, err := o.Claim(ctx, key, a, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.HandOff(ctx, key, b, state, time.Second); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("b hands off a's session: %v, want ErrNotOwner", err)
+	}
+	if err := o.HandOff(ctx, key, a, state, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, DefaultKeyPrefix+key).Val(); ttl <= time.Second || ttl > 2*time.Second {
+		t.Fatalf("record TTL %s, want the hand-off's 2s", ttl)
+	}
+	for _, step := range []struct {
+		name string
+		run  func() (string, error)
+	}{
+		{"owner", func() (string, error) { return o.Owner(ctx, key) }},
+		{"claim by c", func() (string, error) { return o.Claim(ctx, key, c, "") }},
+		{"claim by c over a", func() (string, error) { return o.Claim(ctx, key, c, a) }},
+	} {
+		if got, err := step.run(); err != nil || got != HandOffOwner {
+			t.Fatalf("%s: %q, %v; want %q", step.name, got, err, HandOffOwner)
+		}
+	}
+	if lost, err := o.Keep(ctx, []string{key}, a); err != nil || len(lost) != 1 {
+		t.Fatalf("a keeps its handed-off key: lost %v, %v", lost, err)
+	}
+	if err := o.Release(ctx, []string{key}, a); err != nil {
+		t.Fatal(err)
+	}
+	got, owner, err := o.Take(ctx, key, b)
+	if err != nil || owner != b || string(got) != string(state) {
+		t.Fatalf("b takes: %q %q %v", got, owner, err)
+	}
+	if got, owner, err := o.Take(ctx, key, c); err != nil || owner != b || got != nil {
+		t.Fatalf("c takes after b: %q %q %v; want b's", got, owner, err)
+	}
+	if owner, _ := o.Owner(ctx, key); owner != b {
+		t.Fatalf("owner after the take: %q", owner)
+	}
+	if ttl := rdb.PTTL(ctx, DefaultKeyPrefix+key).Val(); ttl < 4*time.Second {
+		t.Fatalf("owner TTL after the take %s, want the store's", ttl)
+	}
+}

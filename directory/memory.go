@@ -119,6 +119,26 @@ func (m *Memory) Add(ctx context.Context, e Entry) error {
 	return nil
 }
 
+// Adopt records a session that moved here from another node (a
+// hand-off): an entry of another node becomes e, and no event is
+// emitted; without one it is Add. It is what the Redis directory does,
+// for a Memory shared by the nodes of a test.
+func (m *Memory) Adopt(ctx context.Context, e Entry) error {
+	m.mu.Lock()
+	if old, ok := m.sessions[e.ID]; ok && !m.closed {
+		e.Opened = old.Opened
+		m.sessions[e.ID] = e
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.Unlock()
+	return m.Add(ctx, e)
+}
+
+// Forget does nothing: a Memory keeps no per-node state (see
+// Redis.Forget).
+func (m *Memory) Forget(string) {}
+
 // Remove implements Directory.
 func (m *Memory) Remove(ctx context.Context, id string, code int, reason string) error {
 	m.mu.Lock()

@@ -204,16 +204,27 @@ func (d *Redis) args(gen string, events int, extra ...any) []any {
 	return append(a, extra...)
 }
 
+// The modes of addScript (its last argument).
+const (
+	addLoud  = "0" // Add: events
+	addQuiet = "1" // restore after Redis lost its data: no events
+	addAdopt = "2" // Adopt: another instance's record becomes this one's
+)
+
 func (d *Redis) addArgs(gen string, e Entry, quiet bool) []any {
+	mode := addLoud
+	if quiet {
+		mode = addQuiet
+	}
+	return d.addArgsMode(gen, e, mode)
+}
+
+func (d *Redis) addArgsMode(gen string, e Entry, mode string) []any {
 	var opened int64
 	if !e.Opened.IsZero() {
 		opened = e.Opened.UnixMilli()
 	}
-	q := "0"
-	if quiet {
-		q = "1"
-	}
-	return d.args(gen, addEvents, e.ID, e.Service, e.User, e.Transport, e.Node, e.Remote, opened, q)
+	return d.args(gen, addEvents, e.ID, e.Service, e.User, e.Transport, e.Node, e.Remote, opened, mode)
 }
 
 // The most events one Add (opened, online) and one Remove (closed, and
@@ -286,6 +297,29 @@ func (d *Redis) run(ctx context.Context, s *redis.Script, args func(gen string) 
 // directory (and a record the failed call may have left is removed with
 // CodeAddFailed at the next refresh, unless Add is called again).
 func (d *Redis) Add(ctx context.Context, e Entry) error {
+	return d.add(ctx, e, addLoud)
+}
+
+// Adopt records a session that moved to this node from another (a
+// hand-off): the record the other node holds becomes this node's, with
+// e's node, transport and remote, and no event is enqueued (the session
+// did not open or close, and its user did not come or go). When there is
+// no record (the other node's was closed as lost meanwhile, or never
+// made) it is Add, events included.
+func (d *Redis) Adopt(ctx context.Context, e Entry) error {
+	return d.add(ctx, e, addAdopt)
+}
+
+// Forget drops id from the sessions this node refreshes and puts back,
+// without touching its record: the session moved to another node, which
+// adopts the record (Adopt). A later Remove of id here does nothing.
+func (d *Redis) Forget(id string) {
+	d.mu.Lock()
+	delete(d.live, id)
+	d.mu.Unlock()
+}
+
+func (d *Redis) add(ctx context.Context, e Entry, mode string) error {
 	if e.ID == "" {
 		return ErrNoID
 	}
@@ -297,7 +331,7 @@ func (d *Redis) Add(ctx context.Context, e Entry) error {
 	if d.isClosed() {
 		return ErrClosed
 	}
-	a, err := d.run(ctx, addScript, func(gen string) []any { return d.addArgs(gen, e, false) }, "add")
+	a, err := d.run(ctx, addScript, func(gen string) []any { return d.addArgsMode(gen, e, mode) }, "add")
 	if errors.Is(err, ErrExists) {
 		return err
 	}

@@ -150,8 +150,10 @@ end
 // Script-specific ARGV starts at 12.
 var (
 	// addScript: ARGV[12..19] id, service, user, transport, node, remote,
-	// opened ms (0: now), "1" to restore quietly. Returns {"ok", pushed,
-	// dropped, opened ms}, {"exists"} or {"gen"}.
+	// opened ms (0: now), "1" to restore quietly, "2" to adopt (a record
+	// another instance holds becomes this one's, quietly: the session
+	// moved here). Returns {"ok", pushed, dropped, opened ms}, {"exists"}
+	// or {"gen"}.
 	addScript = redis.NewScript(luaCommon + `
 if not genok() then return {'gen'} end
 local id, inst = ARGV[12], ARGV[11]
@@ -159,7 +161,12 @@ local sk = B .. 's:' .. id
 local cur = redis.call('HGET', sk, 'inst')
 if cur then
   if cur == inst then return {'ok', 0, 0, tonumber(redis.call('HGET', sk, 'opened'))} end
-  return {'exists'}
+  if ARGV[19] ~= '2' then return {'exists'} end
+  redis.call('HSET', sk, 'transport', ARGV[15], 'node', ARGV[16], 'remote', ARGV[17], 'inst', inst)
+  redis.call('SREM', B .. 'n:' .. cur, id)
+  redis.call('SADD', B .. 'n:' .. inst, id)
+  redis.call('ZADD', B .. 'nodes', 'GT', nowms + tonumber(ARGV[10]), inst)
+  return {'ok', 0, 0, tonumber(redis.call('HGET', sk, 'opened'))}
 end
 local opened = tonumber(ARGV[18])
 if opened <= 0 then opened = nowms end

@@ -440,3 +440,72 @@ func TestRedisRefreshDropsNothing(t *testing.T) {
 		t.Fatalf("Dropped() = %d after refreshes, want 0", n)
 	}
 }
+
+// TestRedisAdopt: a session moves from node a to node b (a hand-off): a
+// forgets it, b adopts its record. No event tells of the move; the record
+// names b, outlives a (stopped without removing anything, past its TTL
+// and a reap) and b's Remove closes it, once. Adopting an id with no
+// record is an Add, events included.
+func TestRedisAdopt(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	const ttl = 900 * time.Millisecond
+	rec := newRedisRecorder(t, rs.Addr, "d:")
+	o := directory.RedisOptions{Prefix: "d:", TTL: ttl, OfflineDelay: testDelay, Events: true}
+	o.Node = "a"
+	a := newRedisDir(t, rs.Addr, o)
+	o.Node = "b"
+	b := newRedisDir(t, rs.Addr, o)
+	ctx := context.Background()
+	if err := a.Add(ctx, directory.Entry{ID: "s1", User: "u1", Service: "/chat", Transport: "xhr-streaming"}); err != nil {
+		t.Fatal(err)
+	}
+	before, _, err := a.Lookup(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Forget("s1")
+	if err := b.Adopt(ctx, directory.Entry{ID: "s1", User: "u1", Service: "/chat", Transport: "xhr-streaming", Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	// a2 stays a's: its close as lost tells that b reaped a's sessions.
+	if err := a.Add(ctx, directory.Entry{ID: "a2", Service: "/chat"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	rec.waitFor(t, ttl+10*time.Second, "a2 closed as lost", func(l []webhook.Event) bool {
+		return count(l, webhook.SessionClosed, isClosed(directory.CodeNodeLost, directory.ReasonNodeLost)) == 1
+	})
+	e, ok, err := b.Lookup(ctx, "s1")
+	if err != nil || !ok || e.Node != "b" || e.User != "u1" || !e.Opened.Equal(before.Opened) {
+		t.Fatalf("b.Lookup(s1) = %+v %v %v, opened before %v", e, ok, err, before.Opened)
+	}
+	if err := b.Adopt(ctx, directory.Entry{ID: "s2", User: "u2", Service: "/chat", Transport: "xhr"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(ctx, "s1", 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	sentinel(t, world{dirs: []directory.Directory{b}, ev: rec.events, drain: rec.drain})
+	list := rec.snapshot()
+	type key struct{ typ, who string }
+	got := map[key]int{}
+	for _, ev := range list {
+		if ev.Session == "sentinel" || ev.User == "sentinel" {
+			continue
+		}
+		got[key{ev.Type, ev.Session + "/" + ev.User}]++
+		if ev.Type == webhook.SessionClosed && ev.Session == "s1" && (ev.Node != "b" || ev.Code != 4000) {
+			t.Errorf("closed event %+v", ev)
+		}
+	}
+	want := map[key]int{
+		{webhook.SessionOpened, "s1/u1"}: 1, {webhook.UserOnline, "s1/u1"}: 1,
+		{webhook.SessionOpened, "s2/u2"}: 1, {webhook.UserOnline, "s2/u2"}: 1,
+		{webhook.SessionClosed, "s1/u1"}: 1, {webhook.UserOffline, "/u1"}: 1,
+		{webhook.SessionOpened, "a2/"}: 1, {webhook.SessionClosed, "a2/"}: 1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events\n got %v\nwant %v", got, want)
+	}
+	unique(t, list)
+}

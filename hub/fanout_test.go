@@ -28,7 +28,12 @@ func TestFanOut(t *testing.T) {
 		sessions  = 2000
 		publishes = 1000
 	)
-	e := newEnv(t, defaultRules, "", session.Options{SendQueueMessages: 600, DisconnectDelay: time.Minute})
+	// A queue of 900 of the 1,000 publishes: the stalled session overflows
+	// it, and a polling session on a loaded machine (2 cores running the
+	// whole suite) does not fall that far behind, as it did at 600. The
+	// stalled session must outlive the publishes (90 s on such a machine)
+	// to overflow rather than expire.
+	e := newEnv(t, defaultRules, "", session.Options{SendQueueMessages: 900, DisconnectDelay: 10 * time.Minute})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * sessions, IdleConnTimeout: time.Minute}}
 	transports := []string{client.WebSocket, client.XHRStreaming, client.XHRPolling}
 

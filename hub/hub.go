@@ -137,6 +137,9 @@ type Hub struct {
 	channels map[string]*local
 	perAddr  map[string]int // subscriptions by client address
 	members  map[*session.Session]*Member
+	// served are the clients of the sessions Serve (or Resume) runs, for
+	// Export.
+	served map[*session.Session]*client
 
 	// subscribing counts the broker subscriptions being made
 	// (subscribeShared), each bounded by the broker's own timeout.
@@ -145,7 +148,7 @@ type Hub struct {
 
 // New returns a Hub.
 func New(opts Options) *Hub {
-	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}, parallelMin: parallelMin}
+	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}, served: map[*session.Session]*client{}, parallelMin: parallelMin}
 	h.refused = func(string) {}
 	if r, ok := h.opts.Observer.(RefusalObserver); ok {
 		h.refused = r.Refused
@@ -184,6 +187,9 @@ type client struct {
 	// the timer without mu, since mu may be held for a hook's round trip.
 	expiry *time.Timer
 	exp    atomic.Int64
+
+	// ping is the ping timer of a served session (nil for a Member's).
+	ping *time.Timer
 
 	pingMu   sync.Mutex
 	pingID   int64
@@ -232,21 +238,36 @@ func (h *Hub) releaseAtEnd(c *client, ping *time.Timer) {
 // token's exp, by a timer, unless a refresh op gave it a later one.
 func (h *Hub) Serve(s *session.Session) {
 	c := h.newClient(s)
-	var ping *time.Timer
-	ping = time.AfterFunc(h.opts.PingInterval, func() {
-		if _, _, closed := c.s.CloseInfo(); !closed { // a stopped session must not re-arm it
-			h.ping(c)
-			ping.Reset(h.opts.PingInterval)
-		}
-	})
 	c.mu.Lock()
-	c.token = s.Request().Query.Get("token")
+	h.setToken(c, s.Request().Query.Get("token"))
+	c.mu.Unlock()
+	h.serveClient(c)
+}
+
+// setToken makes token c's (under c.mu): with a TokenSecret, a valid one
+// sets the user and the session's expiry.
+func (h *Hub) setToken(c *client, token string) {
+	c.token = token
 	if len(h.opts.Rules.TokenSecret) > 0 {
 		if claims, err := h.opts.Rules.parseToken(c.token); err == nil {
 			h.setExpiry(c, claims)
 		}
 	}
-	c.mu.Unlock()
+}
+
+// serveClient starts c's pings, hands the session's messages to handle,
+// and releases c's subscriptions when the session ends.
+func (h *Hub) serveClient(c *client) {
+	s := c.s
+	c.ping = time.AfterFunc(h.opts.PingInterval, func() {
+		if _, _, closed := c.s.CloseInfo(); !closed { // a stopped session must not re-arm it
+			h.ping(c)
+			c.ping.Reset(h.opts.PingInterval)
+		}
+	})
+	h.mu.Lock()
+	h.served[s] = c
+	h.mu.Unlock()
 	ctx := s.Context()
 	s.OnMessage(func(raw string) {
 		c.mu.Lock()
@@ -256,7 +277,12 @@ func (h *Hub) Serve(s *session.Session) {
 		}
 		h.handle(ctx, c, raw)
 	})
-	h.releaseAtEnd(c, ping)
+	context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		delete(h.served, s)
+		h.mu.Unlock()
+	})
+	h.releaseAtEnd(c, c.ping)
 }
 
 // setExpiry takes the claims of c's valid token (under c.mu): its user,

@@ -138,6 +138,14 @@ func (h *Hub) subscribe(ctx context.Context, c *client, ch string, m clientMsg) 
 // duplicate: all under the channel's lock, so that no live message
 // overtakes them.
 func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) {
+	h.activateFrom(c, s, ch, m, hist, false)
+}
+
+// activateFrom is activate; quiet (a resumed session, handoff.go) sends
+// the subscribed frame only when the client must learn something from
+// it: its position does not continue (recovered:false), or the channel's
+// epoch started since it subscribed.
+func (h *Hub) activateFrom(c *client, s *sub, ch string, m clientMsg, hist History, quiet bool) {
 	var recovered *bool
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
@@ -158,8 +166,23 @@ func (h *Hub) activate(c *client, s *sub, ch string, m clientMsg, hist History) 
 			s.last = *m.Since
 		}
 	}
-	if !h.send(c, encodeSubscribed(ch, hist.Position, recovered)) {
-		return
+	switch {
+	case !quiet:
+		if !h.send(c, encodeSubscribed(ch, hist.Position, recovered)) {
+			return
+		}
+	case !*recovered:
+		h.reset(c.s.Transport(), ResetGap)
+		if !h.send(c, encodeSubscribed(ch, hist.Position, recovered)) {
+			return
+		}
+	case m.Epoch == "" && *m.Since == 0 && hist.Epoch != "":
+		// The channel had no epoch when the client subscribed: its first
+		// message started one, which the client is told of as a live
+		// subscriber would be (deliverOne).
+		if !h.send(c, encodeSubscribed(ch, Position{hist.Epoch, 0}, recovered)) {
+			return
+		}
 	}
 	if recovered != nil && *recovered {
 		for _, msg := range hist.Messages {

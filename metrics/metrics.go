@@ -81,6 +81,8 @@ type Metrics struct {
 	reg prometheus.Registerer // for metrics built on first use (exec.go)
 	execState
 	limitHits [session.NumLimits]prometheus.Counter
+	handedOff prometheus.Counter
+	resumed   [nt]prometheus.Counter
 }
 
 // New builds the metrics and registers them on reg.
@@ -121,10 +123,15 @@ func New(reg prometheus.Registerer) *Metrics {
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
 
-	limitHits := counter("limit_hits_total", "Requests, messages and sessions refused by a limit, by limit: id-length, request-info, sessions, body-size, message-size, concurrent-sends, body-budget, body-read-timeout, send-queue.", "limit")
+	limitHits := counter("limit_hits_total", "Requests, messages and sessions refused by a limit, by limit: id-length, request-info, sessions, body-size, message-size, concurrent-sends, body-budget, body-read-timeout, send-queue, handoff.", "limit")
 	for l := session.Limit(0); l < session.NumLimits; l++ {
 		m.limitHits[l] = limitHits.WithLabelValues(l.String())
 	}
+
+	m.handedOff = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "sessions_handed_off_total",
+		Help: "HTTP sessions this node handed off to the cluster when it drained, for another node to resume (cluster mode)."})
+	reg.MustRegister(m.handedOff)
+	resumed := counter("sessions_resumed_total", "HTTP sessions this node resumed from a drained node's hand-off (cluster mode), by transport.", tl...)
 
 	kindNames := [...]string{"open", "heartbeat", "messages", "close"}
 	for t := session.Transport(0); t < nt; t++ {
@@ -146,6 +153,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.delivery[t] = delivery.WithLabelValues(n)
 		m.receive[t] = receive.WithLabelValues(n)
 		m.dropped[t] = dropped.WithLabelValues(n)
+		m.resumed[t] = resumed.WithLabelValues(n)
 		for i, r := range resetReasons {
 			m.resets[t][i] = resets.WithLabelValues(n, r)
 		}
@@ -310,5 +318,17 @@ func (m *Metrics) SubscriberReset(t session.Transport, reason string) {
 		if r == reason {
 			m.resets[t][i].Inc()
 		}
+	}
+}
+
+// SessionHandedOff counts a session this node handed off
+// (transport.HandOffObserver).
+func (m *Metrics) SessionHandedOff(session.Transport) { m.handedOff.Inc() }
+
+// SessionResumed counts a session resumed here from another node's
+// hand-off (transport.HandOffObserver).
+func (m *Metrics) SessionResumed(t session.Transport) {
+	if ok(t) {
+		m.resumed[t].Inc()
 	}
 }

@@ -35,12 +35,15 @@ type conn struct {
 	ended     bool // the session is over: /close follows what is pending
 	closeCode int
 	closeWhy  string
+	moving    bool          // a hand-off: run stops after the request in flight (handoff.go)
+	halted    chan struct{} // closed when run's goroutine returns, for Export
 }
 
 // serve is the session handler of a proxied service.
 func (svc *service) serve(s *session.Session) {
 	c := &conn{svc: svc, s: s, id: s.ID(), opened: time.Now()}
 	c.running = true // the connect
+	svc.track(s, c)
 	s.OnMessage(c.received)
 	context.AfterFunc(s.Context(), c.end)
 	c.start()
@@ -53,6 +56,12 @@ func (c *conn) start() {
 	go func() {
 		defer c.svc.g.done()
 		c.run()
+		c.mu.Lock()
+		if c.halted != nil {
+			close(c.halted)
+			c.halted = nil
+		}
+		c.mu.Unlock()
 	}()
 }
 
@@ -73,22 +82,35 @@ func (c *conn) received(msg string) {
 	}
 	c.pending = append(c.pending, msg)
 	c.pendBytes += len(msg)
-	start := !c.running && c.connected
-	c.running = c.running || start
+	start := c.claimRun()
 	c.mu.Unlock()
 	if start {
 		c.start()
 	}
 }
 
+// claimRun reports whether run is to be started, and marks it going then
+// (with c.mu held): after the connect, when it is not going already.
+func (c *conn) claimRun() bool {
+	if c.running || !c.connected {
+		return false
+	}
+	c.running = true
+	return true
+}
+
 // end runs when the session closes: run sends what is pending, then the
 // close.
 func (c *conn) end() {
+	c.svc.untrack(c.s)
+	if c.s.HandedOff() {
+		c.movedAway()
+		return
+	}
 	code, reason, _ := c.s.CloseInfo()
 	c.mu.Lock()
 	c.ended, c.closeCode, c.closeWhy = true, code, reason
-	start := !c.running && c.connected
-	c.running = c.running || start
+	start := c.claimRun()
 	c.mu.Unlock()
 	if start {
 		c.start()
@@ -107,6 +129,13 @@ func (c *conn) run() {
 	}
 	for {
 		c.mu.Lock()
+		if c.moving && !c.ended {
+			// A hand-off: what is pending goes from the node that
+			// resumes the session (Export).
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
 		if len(c.pending) == 0 {
 			if c.ended && !c.refused {
 				c.refused = true // nothing is sent after the close

@@ -73,3 +73,26 @@ func ExampleGateway_Service() {
 	// welcome, alice
 	// alice said HELLO
 }
+
+// In cluster mode a proxied service's HTTP sessions move to another node
+// when this one drains (Handler.HandOff before Shutdown), without a close
+// or connect request to the backend: its transport gets the gateway's
+// HandOff along with the cluster node (transport.Options.Cluster, left
+// out here).
+func ExampleGateway_HandOff() {
+	gw, err := proxy.New(proxy.Options{Secret: []byte("shared with the backend")})
+	if err != nil {
+		panic(err)
+	}
+	serve, err := gw.Service("/app", "http://127.0.0.1:9000/sockjs")
+	if err != nil {
+		panic(err)
+	}
+	ho, err := gw.HandOff("/app")
+	if err != nil {
+		panic(err)
+	}
+	h := transport.New("/app", transport.Options{HandOff: ho}, serve)
+	fmt.Println(h.Prefix())
+	// Output: /app
+}

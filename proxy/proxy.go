@@ -140,8 +140,9 @@ type Gateway struct {
 	opts  Options
 	local registry
 
-	mu      sync.Mutex
-	clients []*backend.Client
+	mu       sync.Mutex
+	clients  []*backend.Client
+	services map[string]*service // by prefix, for HandOff
 	// running counts the sessions' request goroutines, so that Shutdown
 	// can wait for the close requests. Not a WaitGroup: sessions end (and
 	// start one) while Shutdown waits.
@@ -193,7 +194,13 @@ func (g *Gateway) Service(prefix, base string) (func(*session.Session), error) {
 	g.mu.Lock()
 	g.clients = append(g.clients, c)
 	g.mu.Unlock()
-	svc := &service{g: g, prefix: prefix, backend: c, logged: map[string]*logState{}}
+	svc := &service{g: g, prefix: prefix, backend: c, logged: map[string]*logState{}, conns: map[*session.Session]*conn{}}
+	g.mu.Lock()
+	if g.services == nil {
+		g.services = map[string]*service{}
+	}
+	g.services[prefix] = svc
+	g.mu.Unlock()
 	return svc.serve, nil
 }
 
@@ -228,6 +235,29 @@ type service struct {
 
 	logMu  sync.Mutex
 	logged map[string]*logState // by message: a fixed set of constants
+
+	// conns are the service's sessions from their start (before the
+	// connect registers them for the API) to their end, for Export.
+	connsMu sync.Mutex
+	conns   map[*session.Session]*conn
+}
+
+func (svc *service) track(s *session.Session, c *conn) {
+	svc.connsMu.Lock()
+	svc.conns[s] = c
+	svc.connsMu.Unlock()
+}
+
+func (svc *service) untrack(s *session.Session) {
+	svc.connsMu.Lock()
+	delete(svc.conns, s)
+	svc.connsMu.Unlock()
+}
+
+func (svc *service) conn(s *session.Session) *conn {
+	svc.connsMu.Lock()
+	defer svc.connsMu.Unlock()
+	return svc.conns[s]
 }
 
 type logState struct {

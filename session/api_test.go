@@ -21,7 +21,7 @@ import (
 // this defined type does not inherit.
 func TestSessionMethodSet(t *testing.T) {
 	want := []string{
-		"Buffered", "Close", "CloseFor", "CloseInfo", "Context", "ID", "OnMessage", "Recv", "Request", "Send",
+		"Buffered", "Close", "CloseFor", "CloseInfo", "Context", "HandedOff", "ID", "OnMessage", "Recv", "Request", "Send",
 		"Transport", "Written",
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[*Session](), reflect.TypeFor[Session]()} {
@@ -101,7 +101,8 @@ func TestPublicDeclarations(t *testing.T) {
 		"const EndpointXHRStreaming", "const EventSource", "const FrameClose", "const FrameHeartbeat",
 		"const FrameMessages", "const FrameOpen", "const HTMLFile", "const JSONPPolling",
 		"const LimitBodyBudget", "const LimitBodyReadTimeout", "const LimitBodySize",
-		"const LimitConcurrentSends", "const LimitIDLength", "const LimitMessageSize",
+		"const LimitConcurrentSends", "const LimitHandOff", "const LimitIDLength", "const LimitMessageBudget",
+		"const LimitMessageReadTimeout", "const LimitMessageSize",
 		"const LimitRequestInfo", "const LimitSendQueue", "const LimitSessions", "const NumCauses",
 		"const NumEndpoints", "const NumLimits", "const NumTransports", "const RawWebSocket",
 		"const ReasonAnother", "const ReasonGoAway", "const ReasonGoingAway", "const ReasonInterrupt",
@@ -111,7 +112,7 @@ func TestPublicDeclarations(t *testing.T) {
 		"method NopObserver.LimitHit", "method NopObserver.MessageReceived", "method NopObserver.ReceiveDelay",
 		"method NopObserver.SessionClosed", "method NopObserver.SessionOpened", "method NopObserver.TimeToOpen",
 		"method Options.WithDefaults",
-		"method Session.Buffered", "method Session.Close", "method Session.CloseFor", "method Session.CloseInfo",
+		"method Session.Buffered", "method Session.Close", "method Session.CloseFor", "method Session.CloseInfo", "method Session.HandedOff",
 		"method Session.Context", "method Session.ID", "method Session.OnMessage", "method Session.Recv",
 		"method Session.Request", "method Session.Send", "method Session.Transport", "method Session.Written",
 		"type CloseCause", "type Endpoint", "type FrameKind", "type Limit", "type NopObserver", "type Observer",

@@ -150,3 +150,11 @@ func (s *Session) CloseFor(why CloseCause, code int, reason string) error {
 // (3009), a shutdown (1001) or the application's own Close, for logging
 // and for deciding whether to keep the user's state for a reconnect.
 func (s *Session) CloseInfo() (code int, reason string, closed bool) { return s.e().CloseInfo() }
+
+// HandedOff reports whether the session ended here because it moved to
+// another node of the cluster (transport.HandOff): it is not over. An
+// application that tells someone of a session's end (a backend, a
+// webhook) checks it when Context is done: a hand-off that failed after
+// Export closes the session with the same 1001 as one that succeeded
+// ends it here, and only the latter is not an end.
+func (s *Session) HandedOff() bool { return s.e().HandedOff() }

@@ -81,16 +81,19 @@ type Limit = engine.Limit
 
 // The limits the session and transport packages enforce.
 const (
-	LimitIDLength        = engine.LimitIDLength        // a server or session id in the URL too long (404)
-	LimitRequestInfo     = engine.LimitRequestInfo     // headers and query a new session would keep over the cap (431)
-	LimitSessions        = engine.LimitSessions        // the service's session limit (503 / close 1013)
-	LimitBodySize        = engine.LimitBodySize        // a send body over the message limit (413)
-	LimitMessageSize     = engine.LimitMessageSize     // a websocket message over the message limit (close 1009)
-	LimitConcurrentSends = engine.LimitConcurrentSends // too many send requests in flight for one session (429)
-	LimitBodyBudget      = engine.LimitBodyBudget      // the service's budget of body bytes being read was exhausted (503)
-	LimitBodyReadTimeout = engine.LimitBodyReadTimeout // a send body not read in time (408)
-	LimitSendQueue       = engine.LimitSendQueue       // the send queue overflowed (close 3009)
-	NumLimits            = engine.NumLimits
+	LimitIDLength           = engine.LimitIDLength           // a server or session id in the URL too long (404)
+	LimitRequestInfo        = engine.LimitRequestInfo        // headers and query a new session would keep over the cap (431)
+	LimitSessions           = engine.LimitSessions           // the service's session limit (503 / close 1013)
+	LimitBodySize           = engine.LimitBodySize           // a send body over the message limit (413)
+	LimitMessageSize        = engine.LimitMessageSize        // a websocket message over the message limit (close 1009)
+	LimitConcurrentSends    = engine.LimitConcurrentSends    // too many send requests in flight for one session (429)
+	LimitBodyBudget         = engine.LimitBodyBudget         // the service's budget of body bytes being read was exhausted (503)
+	LimitBodyReadTimeout    = engine.LimitBodyReadTimeout    // a send body not read in time (408)
+	LimitSendQueue          = engine.LimitSendQueue          // the send queue overflowed (close 3009)
+	LimitMessageBudget      = engine.LimitMessageBudget      // the budget of websocket message bytes being read stayed exhausted (close 1013)
+	LimitMessageReadTimeout = engine.LimitMessageReadTimeout // a websocket message not received in time once begun (close 1008)
+	LimitHandOff            = engine.LimitHandOff            // a session's hand-off record over its byte limit (closed with 1001 at the drain)
+	NumLimits               = engine.NumLimits
 )
 
 // Close codes and reasons used by the protocol and by this server, as

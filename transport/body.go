@@ -127,6 +127,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		plainError(w, http.StatusTooManyRequests, "Too many concurrent sends for this session.")
 		return nil, nil, false
 	}
+	if h.handingOff(w, r, s) { // handoff.go
+		return nil, nil, false
+	}
 	limit := int64(h.opts.MaxMessageBytes)
 	if r.ContentLength > limit {
 		s.ReleaseSendSlot()
@@ -183,7 +186,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		h.limitHit(t, session.LimitBodyReadTimeout)
-		w.Header().Set("Connection", "close")
+		if r.ProtoMajor == 1 {
+			// HTTP/2 ends the stream alone; "Connection: close" would
+			// end the connection and the other sessions on it (GOAWAY).
+			w.Header().Set("Connection", "close")
+		}
 		plainError(w, http.StatusRequestTimeout, "Body not received in time.")
 	default:
 		plainError(w, http.StatusBadRequest, "Could not read body.")

@@ -37,6 +37,27 @@ type ClusterService interface {
 	PollWait() time.Duration
 	// Logger is the service's logger.
 	Logger() *slog.Logger
+	// HandedOff reports whether this node handed the session with URL
+	// session id sid off to another node (Handler.HandOff): it keeps a
+	// stub that tells receiving requests to ask again.
+	HandedOff(sid string) bool
+	// Resume makes a session of this node from the state another node
+	// handed off (ClusterHandOff.HandOff's state) under URL session id
+	// sid, and starts the service's Options.HandOff.Resume on it.
+	Resume(sid string, state []byte) error
+}
+
+// ClusterHandOff is a ClusterMember that can move sessions to other nodes
+// (package cluster's does on a store that holds state: RedisStore).
+type ClusterHandOff interface {
+	// HandOff stores state as the session's hand-off record in place of
+	// this node's ownership: the next node that gets a request for sid
+	// takes the record and resumes the session (ClusterService.Resume).
+	HandOff(ctx context.Context, sid string, state []byte) error
+	// Redirect answers a send request (xhr_send, jsonp_send) that reached
+	// this node for a session it handed off or is handing off: once
+	// another node has taken the session, the request is forwarded there.
+	Redirect(w http.ResponseWriter, r *http.Request, sid, endpoint string)
 }
 
 // ClusterMember is one service's membership of a cluster.
@@ -64,6 +85,11 @@ func (c clusterService) Session(sid string) *session.Session {
 }
 func (c clusterService) Accepting() bool      { return !c.h.closing.Load() }
 func (c clusterService) Logger() *slog.Logger { return c.h.log }
+func (c clusterService) HandedOff(sid string) bool {
+	s := c.h.reg.Get(sid)
+	return s != nil && s.HandedOff()
+}
+func (c clusterService) Resume(sid string, state []byte) error { return c.h.resume(sid, state) }
 func (c clusterService) PollWait() time.Duration {
 	return c.h.opts.Session.HeartbeatDelay + c.h.opts.Session.ReceiverWait
 }

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/gorilla/websocket"
 
 	sockjsclient "github.com/sockjsd/sockjsd/client"
 	"github.com/sockjsd/sockjsd/session"
@@ -142,4 +144,35 @@ func ExampleHandler_Shutdown() {
 	// Output:
 	// shutdown: <nil>
 	// 1001 Going away true
+}
+
+// Bound the websocket messages of two services together: one budget of
+// message bytes being read (send bodies have their own, BodyBudget), and
+// a payload deadline, here short. A client that starts a message and
+// stops is closed with 1008.
+func ExampleNewBodyBudget() {
+	messages := transport.NewBodyBudget(16 << 20)
+	opts := transport.Options{MessageBudget: messages, MessageReadTimeout: 200 * time.Millisecond}
+	mux := http.NewServeMux()
+	for _, name := range []string{"/a", "/b"} {
+		h := transport.New(name, opts, func(s *session.Session) { <-s.Context().Done() })
+		mux.Handle(name+"/", h)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/a/websocket", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	w, _ := c.NextWriter(websocket.TextMessage)
+	_, _ = w.Write(make([]byte, 8<<10)) // more than a frame's worth: sent, unfinished
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		fmt.Println(ce.Code, ce.Text)
+	}
+	// Output: 1008 Message not received in time
 }

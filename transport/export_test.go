@@ -13,3 +13,10 @@ func AttachedForTest(h *Handler, sid string) bool {
 	s := h.reg.Get(sid)
 	return s != nil && s.Attached()
 }
+
+// waitersForTest is the number of messages or bodies waiting for b.
+func (b *BodyBudget) waitersForTest() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiters
+}

@@ -144,6 +144,32 @@ type Options struct {
 	// body; a slower body gets 408 and its connection is closed.
 	// Default 10s.
 	BodyReadTimeout time.Duration
+
+	// MessageBudget bounds the bytes of websocket (and Hixie) messages
+	// past their first 1 KiB held at once by the services sharing it,
+	// while they are read and until their messages are queued; a message
+	// that cannot grow waits, until its MessageReadTimeout, then its
+	// connection is closed with 1013. A budget of its own, not
+	// BodyBudget, so that neither kind of flood starves the other (see
+	// message.go). Keep it at least MaxMessageBytes: a larger message
+	// could never complete. nil: each service gets its own budget of
+	// DefaultMessageBudgetBytes (16 MiB).
+	MessageBudget *BodyBudget
+	// MessageReadTimeout bounds a websocket message from its first byte
+	// to its last (waiting for MessageBudget included); a slower one
+	// closes its connection with 1008. Idle connections between
+	// messages are not affected. Default 10s.
+	MessageReadTimeout time.Duration
+	// HandOff, in cluster mode, moves the service's HTTP sessions to
+	// another node when this one drains (Handler.HandOff) instead of
+	// closing them: see the HandOff interface. Default nil: sessions end
+	// with 1001 at Shutdown.
+	HandOff HandOff
+	// MaxHandOffBytes bounds one session's hand-off record: its queued
+	// messages both ways and the application's state. A session over it
+	// is closed with 1001 instead (LimitHandOff). Default
+	// DefaultMaxHandOffBytes (6 MiB).
+	MaxHandOffBytes int
 }
 
 // Defaults for Options.
@@ -174,8 +200,12 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	o.limitDefaults() // limits.go
-	o.bodyDefaults()  // body.go
+	if o.MaxHandOffBytes <= 0 {
+		o.MaxHandOffBytes = DefaultMaxHandOffBytes
+	}
+	o.limitDefaults()   // limits.go
+	o.bodyDefaults()    // body.go
+	o.messageDefaults() // message.go
 	return o
 }
 
@@ -195,8 +225,9 @@ type Handler struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 
-	keep   []string // canonical KeepHeaders (reqinfo.go)
-	limits limitLog // limits.go
+	keep   []string    // canonical KeepHeaders (reqinfo.go)
+	msgs   *msgWatcher // payload deadlines (msgwatch.go)
+	limits limitLog    // limits.go
 
 	closing atomic.Bool
 	active  atomic.Int64  // receiving connections, for Shutdown
@@ -221,6 +252,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		client:  newClientScript(opts.ClientScript),
 		log:     opts.Logger,
 		keep:    keepList(opts),
+		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
 	if opts.Cluster != nil {

@@ -96,68 +96,6 @@ var (
 	errHixieClosing = errors.New("hixie: closing handshake")
 )
 
-// readHixieFrame returns the next text message, at most limit bytes.
-// Other frames (binary, or text with another type byte) are skipped, as
-// the drafts say; errHixieClosing reports the closing handshake and
-// errTooBig a frame over limit.
-func readHixieFrame(br *bufio.Reader, limit int) ([]byte, error) {
-	for {
-		t, err := br.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		if t&0x80 == 0 {
-			var msg []byte
-			for {
-				chunk, err := br.ReadSlice(0xFF)
-				n := len(chunk)
-				if err == nil {
-					n-- // the 0xFF that ends the frame
-				}
-				if len(msg)+n > limit {
-					return nil, errTooBig
-				}
-				if t == 0x00 {
-					msg = append(msg, chunk[:n]...)
-				}
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, bufio.ErrBufferFull) {
-					return nil, err
-				}
-			}
-			if t != 0x00 {
-				continue
-			}
-			if msg == nil {
-				msg = []byte{}
-			}
-			return msg, nil
-		}
-		var length int64
-		for {
-			b, err := br.ReadByte()
-			if err != nil {
-				return nil, err
-			}
-			length = length*128 + int64(b&0x7F)
-			if length > int64(limit) {
-				return nil, errTooBig
-			}
-			if b&0x80 == 0 {
-				break
-			}
-		}
-		if t == 0xFF && length == 0 {
-			return nil, errHixieClosing
-		}
-		if _, err := br.Discard(int(length)); err != nil {
-			return nil, err
-		}
-	}
-}
-
 // hixieReceiver writes SockJS frames to a Hixie connection. Only the
 // session's writer writes (one pump at a time, engine's writer.go), and
 // finish runs after it wrote the close frame.
@@ -337,8 +275,10 @@ func (h *Handler) readHixie(br *bufio.Reader, s *engine.Session, rcv *hixieRecei
 	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
+	m := h.newMsgReader(rcv.conn)
+	defer m.close()
 	fail := func(msg string, code int, reason string, why session.CloseCause, frame bool) {
-		h.log.Info(msg, "prefix", h.prefix, "limit", h.opts.MaxMessageBytes)
+		h.logFail(msg, code, why)
 		rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
 		if !frame {
 			code = session.CodeInterrupted
@@ -346,16 +286,22 @@ func (h *Handler) readHixie(br *bufio.Reader, s *engine.Session, rcv *hixieRecei
 		s.CloseWith(code, reason, why)
 	}
 	for {
-		data, err := readHixieFrame(br, h.opts.MaxMessageBytes)
-		switch {
-		case errors.Is(err, errTooBig):
+		m.done() // the last message was copied out of its buffer
+		data, err := m.readHixieFrame(ctx, br)
+		if err != nil {
+			m.done()
+		}
+		if fl, ok := messageFailure(err); ok {
 			// The rest of the stream cannot be framed any more: drop it
 			// until the connection ends, after the close frame is out.
 			if !s.Closed() {
-				fail("sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.CauseLimit, true)
+				h.limitHit(session.WebSocket, fl.limit)
+				fail(fl.log, fl.code, fl.reason, session.CauseLimit, true)
 			}
-			_, _ = io.Copy(io.Discard, br)
+			drain(br)
 			return
+		}
+		switch {
 		case errors.Is(err, errHixieClosing):
 			rcv.closing.Store(true)
 			return

@@ -3,7 +3,9 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -54,12 +56,17 @@ func TestHixieChallenge(t *testing.T) {
 func readAllHixie(data []byte, limit int) ([]string, error) {
 	br := bufio.NewReaderSize(bytes.NewReader(data), 16) // small: frames span buffer refills
 	var msgs []string
+	m := testMsgReader(limit)
 	for {
-		m, err := readHixieFrame(br, limit)
-		if err != nil {
-			return msgs, err
+		data, err := m.readHixieFrame(context.Background(), br)
+		msgs = append(msgs, string(data))
+		m.done()
+		if n := m.budget.InUse(); n != 0 {
+			return msgs, fmt.Errorf("%d bytes of the message budget still reserved after done", n)
 		}
-		msgs = append(msgs, string(m))
+		if err != nil {
+			return msgs[:len(msgs)-1], err
+		}
 	}
 }
 

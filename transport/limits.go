@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -61,4 +63,16 @@ func (h *Handler) limitHit(t session.Transport, l session.Limit) {
 	h.limits.suppressed[l] = 0
 	h.limits.mu.Unlock()
 	h.log.Warn("sockjs: limit refused a client", "prefix", h.prefix, "limit", l.String(), "transport", t.String(), "not_logged_since_last", n)
+}
+
+// logFail logs a connection closed because its client broke a rule: at
+// Info, except for limits, which limitHit already logged (at most once
+// per limit every logEvery), so that thousands of sockets cut at once
+// by a deadline do not flood the log.
+func (h *Handler) logFail(msg string, code int, why session.CloseCause) {
+	level := slog.LevelInfo
+	if why == session.CauseLimit {
+		level = slog.LevelDebug
+	}
+	h.log.Log(context.Background(), level, msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)
 }

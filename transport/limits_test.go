@@ -20,7 +20,7 @@ import (
 	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
-func serveOne(t *testing.T, opts transport.Options, app func(*session.Session)) string {
+func serveOne(t testing.TB, opts transport.Options, app func(*session.Session)) string {
 	t.Helper()
 	r := mux.NewRouter()
 	r.SkipClean(true)

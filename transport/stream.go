@@ -129,7 +129,7 @@ func (sc *streamConn) WriteFrame(f *engine.Frame) (bool, error) {
 	b[chunkRoom-2], b[chunkRoom-1] = '\r', '\n'
 	b = append(b, '\r', '\n')
 	sc.written += n
-	done := f.Kind == session.FrameClose || sc.written >= sc.limit
+	done := f.Kind == session.FrameClose || f.Last || sc.written >= sc.limit
 	if done {
 		b = append(b, lastChunk...)
 		// The client may close the connection as soon as it has the

@@ -1,10 +1,8 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -63,9 +61,9 @@ type wsReceiver struct {
 	obs       session.Observer
 	failure   atomic.Pointer[wsFailure]
 	closeSent atomic.Bool
-	lim       io.LimitedReader // the reader goroutine's (readMessage)
-	rtt       wsRTT            // websocket ping round trips (wsping.go)
-	pingOut   atomic.Int64     // stamp of the ping whose pong counts, 0: none
+	msg       msgReader    // the reader goroutine's (message.go)
+	rtt       wsRTT        // websocket ping round trips (wsping.go)
+	pingOut   atomic.Int64 // stamp of the ping whose pong counts, 0: none
 }
 
 func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
@@ -294,6 +292,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		return
 	}
 	go h.run(s)
+	rcv.msg = h.newMsgReader(conn)
 	if h.wsRTT != nil {
 		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
 		conn.SetPongHandler(rcv.pong)
@@ -335,45 +334,6 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 // errTooBig: a message over MaxMessageBytes.
 var errTooBig = errors.New("message over the size limit")
 
-// readBufs hold one websocket message while it is checked and delivered
-// (every message is copied out of it), so that reading does not allocate
-// per message; a buffer that grew past readBufKeep is left to the GC
-// rather than kept for the next small message.
-var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const readBufKeep = 64 << 10
-
-func putReadBuf(b *bytes.Buffer) {
-	if b.Cap() <= readBufKeep {
-		b.Reset()
-		readBufs.Put(b)
-	}
-}
-
-// readMessage reads the next message, at most limit bytes of it, into a
-// buffer from readBufs, taken only once a message has begun so that an
-// idle connection holds none; the caller gives buf back with putReadBuf.
-// gorilla's own read limit is not used: it sends its close frame, without
-// a reason, before the application can send its own.
-func readMessage(conn *websocket.Conn, limit int, lr *io.LimitedReader) (mt int, data []byte, buf *bytes.Buffer, err error) {
-	mt, r, err := conn.NextReader()
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	buf = readBufs.Get().(*bytes.Buffer)
-	// lr is the connection's own, so that limiting a read costs no
-	// allocation per message.
-	lr.R, lr.N = r, int64(limit)+1
-	defer func() { lr.R = nil }()
-	if _, err := buf.ReadFrom(lr); err != nil {
-		return 0, nil, buf, err
-	}
-	if buf.Len() > limit {
-		return mt, nil, buf, errTooBig
-	}
-	return mt, buf.Bytes(), buf, nil
-}
-
 // connReceiver is a receiver whose session lives as long as its connection
 // (RFC 6455 and Hixie websockets): after the close frame it waits, up to
 // CloseWait, for the client's close before the connection ends.
@@ -412,11 +372,18 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	defer s.ConnLost(rcv)
 	defer rcv.markGone()
 	ctx := s.Context()
+	defer rcv.msg.close()
 	for {
-		mt, data, buf, err := readMessage(conn, h.opts.MaxMessageBytes, &rcv.lim)
+		mt, data, err := readWSMessage(ctx, conn, &rcv.msg)
 		h.handleWSMessage(ctx, s, rcv, mt, data, err)
-		if buf != nil {
-			putReadBuf(buf) // every message was copied out of it
+		rcv.msg.done() // every message was copied out of its buffer
+		if errors.Is(err, errMsgTimeout) || errors.Is(err, errMsgBudget) {
+			// The message cannot be framed any more: drop what comes
+			// until the pump closes the connection after the close
+			// frames (within CloseWait). Returning now would mark the
+			// client gone, and the close frames would not be written.
+			drain(conn.NetConn())
+			return
 		}
 		if err != nil && !errors.Is(err, errTooBig) {
 			return
@@ -427,15 +394,11 @@ func (h *Handler) readWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 // handleWSMessage applies one message read by readWebSocket (or the error
 // reading it) to the session.
 func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *wsReceiver, mt int, data []byte, err error) {
-	if errors.Is(err, errTooBig) {
-		if s.Closed() {
-			return
-		}
-		h.limitHit(s.Transport(), session.LimitMessageSize)
-		h.wsFail(s, rcv, "sockjs: websocket message over limit, closing", session.CodeTooBig, session.ReasonTooBig, session.CauseLimit, true)
-		return
-	}
 	if err != nil {
+		if fl, ok := messageFailure(err); ok && !s.Closed() {
+			h.limitHit(s.Transport(), fl.limit)
+			h.wsFail(s, rcv, fl.log, fl.code, fl.reason, session.CauseLimit, true)
+		}
 		return
 	}
 	if s.Closed() {
@@ -475,7 +438,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *w
 // writer writes the close frames (so nothing is written after them)
 // and then waits for the client's close.
 func (h *Handler) wsFail(s *engine.Session, rcv *wsReceiver, msg string, code int, reason string, why session.CloseCause, frame bool) {
-	h.log.Info(msg, "prefix", h.prefix, "code", code, "limit", h.opts.MaxMessageBytes)
+	h.logFail(msg, code, why)
 	rcv.failure.CompareAndSwap(nil, &wsFailure{code: code, reason: reason, frame: frame})
 	sessCode := code
 	if !frame {

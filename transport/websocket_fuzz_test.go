@@ -3,9 +3,9 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -52,14 +52,15 @@ func readAllWebSocket(tb testing.TB, frames []byte, limit int) (msgs [][]byte, t
 	if uerr != nil {
 		tb.Fatalf("upgrade: %v", uerr)
 	}
-	var lr io.LimitedReader
+	m := testMsgReader(limit)
 	for {
-		mt, data, buf, err := readMessage(conn, limit, &lr)
+		mt, data, err := readWSMessage(context.Background(), conn, &m)
 		if err == nil {
 			msgs, types = append(msgs, bytes.Clone(data)), append(types, mt)
 		}
-		if buf != nil {
-			putReadBuf(buf)
+		m.done()
+		if n := m.budget.InUse(); n != 0 {
+			tb.Fatalf("%d bytes of the message budget still reserved after done", n)
 		}
 		if err != nil {
 			return msgs, types, err
@@ -163,6 +164,33 @@ func TestReadWebSocketMessageSeeds(t *testing.T) {
 	} {
 		if msgs, _, err := readAllWebSocket(t, frames, 64); len(msgs) != 0 || !errors.Is(err, errTooBig) {
 			t.Fatalf("past the limit: %q, %v", msgs, err)
+		}
+	}
+}
+
+// TestReadWebSocketMessageAtLimit: a message of exactly the limit passes
+// and one byte more is errTooBig, below and past the pooled 4 KiB buffer,
+// in one frame and in fragments.
+func TestReadWebSocketMessageAtLimit(t *testing.T) {
+	for _, limit := range []int{64, msgSmall, 10000, 300 << 10} {
+		for _, size := range []int{limit - 1, limit, limit + 1} {
+			payload := bytes.Repeat([]byte("x"), size)
+			half := size / 2
+			for name, frames := range map[string][]byte{
+				"frame":     clientFrame(true, websocket.TextMessage, payload),
+				"fragments": append(clientFrame(false, websocket.TextMessage, payload[:half]), clientFrame(true, 0, payload[half:])...),
+			} {
+				msgs, _, err := readAllWebSocket(t, frames, limit)
+				if size > limit {
+					if len(msgs) != 0 || !errors.Is(err, errTooBig) {
+						t.Fatalf("limit %d, %s of %d: %d messages, %v; want errTooBig", limit, name, size, len(msgs), err)
+					}
+					continue
+				}
+				if len(msgs) != 1 || !bytes.Equal(msgs[0], payload) {
+					t.Fatalf("limit %d, %s of %d: %d messages (%v), want it whole", limit, name, size, len(msgs), err)
+				}
+			}
 		}
 	}
 }

@@ -31,7 +31,7 @@ type ClusterConfig struct {
 }
 
 func (c *ClusterConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.Advertise, "cluster-advertise", "", "base URL other nodes reach this one at (default: http://<-addr>, with the host name when -addr has no host)")
+	fs.StringVar(&c.Advertise, "cluster-advertise", "", "base URL other nodes reach this one at (default: http://<-addr>, https:// with -tls-cert, with the host name when -addr has no host)")
 	fs.StringVar(&c.Secret, "cluster-secret", "", "shared secret authenticating requests between nodes; required with -redis, never logged")
 	fs.DurationVar(&c.OwnerTTL, "cluster-owner-ttl", cluster.DefaultTTL, "how long a session's owner record outlives its last refresh (refreshed every third of it)")
 	fs.DurationVar(&c.ForwardTimeout, "cluster-forward-timeout", cluster.DefaultForwardTimeout, "how long a session's owner may take to begin answering a forwarded request (beyond a poll's heartbeat wait); past it the client gets 504 and the session stays with its owner")
@@ -58,7 +58,7 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	}
 	self := cc.Advertise
 	if self == "" {
-		if self, err = advertiseFromAddr(cfg.Addr); err != nil {
+		if self, err = advertiseFromAddr(cfg.Addr, cfg.TLS.scheme()); err != nil {
 			return nil, err
 		}
 	}
@@ -76,6 +76,7 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 		Secret:         []byte(cc.Secret),
 		KeepInterval:   ttl / 3,
 		ForwardTimeout: cc.ForwardTimeout,
+		HandOffTTL:     cfg.HandOff.TTL,
 		Observer:       cluster.NewMetrics(reg),
 		Logger:         log,
 	})
@@ -88,8 +89,9 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	return []readyCheck{cluster.Ping(rdb)}, nil
 }
 
-// advertiseFromAddr derives this node's URL from its listen address.
-func advertiseFromAddr(addr string) (string, error) {
+// advertiseFromAddr derives this node's URL from its listen address and
+// scheme (https with -tls-cert: the other nodes forward to this listener).
+func advertiseFromAddr(addr, scheme string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("-addr %q: %w", addr, err)
@@ -102,5 +104,5 @@ func advertiseFromAddr(addr string) (string, error) {
 			return "", fmt.Errorf("-addr listens on every interface and the host name is unknown (%v): set -cluster-advertise", err)
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	return scheme + "://" + net.JoinHostPort(host, port), nil
 }

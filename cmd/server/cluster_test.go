@@ -5,10 +5,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
 func TestClusterConfig(t *testing.T) {
 	host, _ := os.Hostname()
+	certFile, keyFile := certFiles(t, testenv.NewCA(t).Issue(t, 1))
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -20,6 +23,7 @@ func TestClusterConfig(t *testing.T) {
 		{name: "no secret", args: []string{"-redis", "redis://127.0.0.1:1/0"}, wantErr: "-cluster-secret"},
 		{name: "bad URL", args: []string{"-redis", "http://user:hunter2@x", "-cluster-secret", "s"}, wantErr: "not a redis"},
 		{name: "derived from -addr", args: []string{"-redis", "redis://127.0.0.1:1/0", "-cluster-secret", "s", "-addr", "127.0.0.1:8085"}, wantURL: "http://127.0.0.1:8085"},
+		{name: "derived, with TLS", args: []string{"-redis", "redis://127.0.0.1:1/0", "-cluster-secret", "s", "-addr", "127.0.0.1:8085", "-tls-cert", certFile, "-tls-key", keyFile}, wantURL: "https://127.0.0.1:8085"},
 		{name: "every interface", args: []string{"-redis", "redis://127.0.0.1:1/0", "-cluster-secret", "s", "-addr", ":8085"}, wantURL: "http://" + host + ":8085"},
 		{name: "free port", args: []string{"-redis", "redis://127.0.0.1:1/0", "-cluster-secret", "s", "-addr", "127.0.0.1:0"}, wantErr: "-cluster-advertise"},
 		{name: "explicit", args: []string{"-redis", "redis://127.0.0.1:1/0", "-cluster-advertise", "http://10.1.2.3:9000"}, env: map[string]string{"SOCKJSD_CLUSTER_SECRET": "s"}, wantURL: "http://10.1.2.3:9000"},

@@ -40,11 +40,21 @@ type Config struct {
 	Proxy           ProxyConfig
 	RedisURL        string
 	Cluster         ClusterConfig
-	Limits          LimitConfig // limits.go
-	Conns           ConnConfig  // listener.go
+	HandOff         HandOffConfig // handoff.go
+	Limits          LimitConfig   // limits.go
+	Messages        MessageConfig // messages.go
+	Conns           ConnConfig    // listener.go
+	TLS             TLSConfig     // tls.go
+	Drain           DrainConfig   // drain.go
 }
 
 func parseConfig(args []string) (Config, error) {
+	return parseConfigEnv(args, os.LookupEnv)
+}
+
+// parseConfigEnv is parseConfig with the environment read through lookup
+// (a container's, in the Kubernetes manifests' test).
+func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "listen address")
@@ -72,11 +82,21 @@ func parseConfig(args []string) (Config, error) {
 	c.Proxy.register(fs)
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
 	c.Cluster.register(fs)
+	c.HandOff.register(fs)
 	c.Limits.register(fs)
+	c.Messages.register(fs)
 	c.Conns.register(fs)
+	c.TLS.register(fs)
+	c.Drain.register(fs)
 
 	// Environment variables set defaults; flags override them.
-	if err := parseFlags(fs, args, os.LookupEnv, helpOutput); err != nil {
+	if err := parseFlags(fs, args, lookup, helpOutput); err != nil {
+		return c, err
+	}
+	if err := c.TLS.check(); err != nil {
+		return c, err
+	}
+	if err := c.Messages.check(c.MaxMessageBytes); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -109,6 +129,8 @@ func (c Config) transportOptions() transport.Options {
 		AllowIframeTransports: c.AllowIframe,
 	}
 	c.Limits.apply(&o)
+	c.Messages.apply(&o)
+	o.MaxHandOffBytes = c.HandOff.MaxBytes
 	return o
 }
 

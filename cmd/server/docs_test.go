@@ -150,6 +150,7 @@ func serverMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	connLimiter(cfg.Conns, nil, rec) // the listener's
+	tlsMetrics(t, rec)               // -tls-cert's (tls_test.go)
 	for _, n := range rec.names {
 		have[n] = true
 	}

@@ -331,6 +331,9 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		log.Warn("the hub's publish API has no key and the server listens beyond loopback: set -hub-api-key")
 	}
 	hm.Hub = h
+	if cfg.RedisURL != "" && cfg.HandOff.Enabled {
+		opts.HandOff = h // handoff.go: HTTP hub sessions move to another node at shutdown
+	}
 	hm.Handlers = []*transport.Handler{transport.New("/hub", opts, h.Serve)}
 	return hm, nil
 }

@@ -38,7 +38,8 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 // TestClusterReadiness: with -redis, /readyz and sockjs_broker_up follow
-// Redis, and publishes answer 503 while it is down; /healthz stays ok.
+// Redis, and publishes answer 503 while it is down; /healthz and
+// /readyz?local (the balancer's check) stay ok.
 func TestClusterReadiness(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	_, addr := startServer(t, "-redis", rs.URL, "-cluster-secret", "test-secret", "-hub-presence-ttl", "600ms")
@@ -73,6 +74,9 @@ func TestClusterReadiness(t *testing.T) {
 	}
 	if c, _ := get(t, base+"/healthz"); c != 200 {
 		t.Fatalf("healthz: %d", c)
+	}
+	if c, b := get(t, base+"/readyz?local"); c != 200 {
+		t.Fatalf("/readyz?local with Redis down: %d %q, want 200", c, b)
 	}
 	rs.Start()
 	waitFor("ready again", ready(200))

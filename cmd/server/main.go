@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,10 +74,14 @@ func demoURL(a net.Addr) (url, on string) {
 	}
 }
 
-// run serves until SIGINT or SIGTERM, then shuts down gracefully.
+// run serves until SIGINT or SIGTERM, then drains (-drain-delay) and
+// shuts down gracefully.
 func run(cfg Config, log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Two signals fit: the first starts the drain, the second cuts it
+	// short; later ones are dropped while the shutdown runs.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	srv, err := newServer(cfg, log)
 	if err != nil {
@@ -87,23 +92,50 @@ func run(cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	demo, on := demoURL(ln.Addr())
-	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo)
+	if srv.tls != nil {
+		demo = "https" + strings.TrimPrefix(demo, "http")
+		// Renewals are loaded until run returns: through the drain and
+		// the shutdown too.
+		wctx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go srv.tls.watch(wctx, cfg.TLS.ReloadInterval)
+	}
+	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo, "tls", srv.tls != nil)
 	errc := make(chan error, 1)
-	// The caps count TCP connections as accepted, before a PROXY header
-	// is read (refusing costs nothing then); connections from trusted
-	// proxies count against -max-connections only.
-	srv.conns.Listener = ln
-	go func() { errc <- srv.http.Serve(srv.listener(srv.conns)) }()
+	go func() { errc <- srv.serve(ln) }()
 
 	select {
 	case err := <-errc:
 		return err
-	case <-ctx.Done():
+	case <-sigs:
 	}
+	dctx, cancelDrain := untilSignal(sigs)
+	srv.drain(dctx, cfg.Drain.Delay)
+	cancelDrain()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return srv.shutdown(sctx)
+	start := time.Now()
+	err = srv.shutdown(sctx)
+	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// serve serves ln until the server is closed. Each connection passes the
+// caps, then the PROXY protocol, then TLS: the caps count TCP connections
+// as accepted, before a PROXY header is read (refusing costs nothing
+// then; connections from trusted proxies count against -max-connections
+// only), and the handshake needs the PROXY header out of the way. The
+// handshake is bounded by -read-header-timeout (net/http bounds it by
+// the smallest of its timeouts). ServeTLS sees the *tls.Conn itself, so
+// HTTP/2 is negotiated by ALPN.
+func (s *server) serve(ln net.Listener) error {
+	s.conns.Listener = ln
+	l := s.listener(s.conns)
+	if s.tls != nil {
+		return s.http.ServeTLS(l, "", "")
+	}
+	return s.http.Serve(l)
 }
 
 type server struct {
@@ -119,6 +151,10 @@ type server struct {
 	// listener wraps the capped listener: the PROXY protocol from
 	// -trusted-proxies (realaddr.go).
 	listener func(net.Listener) net.Listener
+	tls      *certReloader // -tls-cert: the certificate served (tls.go); nil: plain HTTP
+	// handOffTimeout bounds the hand-off of sessions at shutdown
+	// (handoff.go); 0: none.
+	handOffTimeout time.Duration
 }
 
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
@@ -136,6 +172,12 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// Each feature wires itself in its own file (metrics.go, hub.go):
 	// the observer must be in opts before any service is built.
 	m, reg := mountMetrics(r, &opts)
+	// The certificate files first: a bad one stops the start before
+	// anything else is set up.
+	certs, err := cfg.TLS.loadCerts(reg, log)
+	if err != nil {
+		return nil, err
+	}
 	checks, err := setupCluster(cfg, &opts, reg, log)
 	if err != nil {
 		return nil, err
@@ -172,6 +214,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s := &server{services: svcs, log: log, hub: hm, exec: ex, proxy: px, checks: checks, conns: connLimiter(cfg.Conns, cfg.trustedProxies(), reg)}
+	if cfg.RedisURL != "" && cfg.HandOff.Enabled {
+		s.handOffTimeout = cfg.HandOff.Timeout
+	}
 	r.HandleFunc("/readyz", s.ready)
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
@@ -181,23 +226,35 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.http = &http.Server{
 		// The client's address from a trusted proxy's headers, before
 		// anything reads it (realaddr.go); an answer given without
-		// reading the body closes its connection (unreadbody.go).
-		Handler:           closeOnUnreadBody(trusted.handler(r)),
+		// reading the body closes its connection (unreadbody.go), and so
+		// does every answer while draining (drain.go).
+		Handler:           s.closeWhileDraining(closeOnUnreadBody(trusted.handler(r))),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	cfg.TLS.apply(s.http, certs, reg, log)
+	s.tls = certs
 	return s, nil
 }
 
-// ready answers 503 once shutdown has begun, so load balancers stop
-// sending new sessions here, and while a dependency is down.
+// ready answers 503 once the drain has begun (drain.go), so load
+// balancers stop sending new sessions here, and while a dependency is
+// down. /readyz?local leaves the dependencies out: it is the balancer's
+// check (deploy/haproxy.cfg). Every node shares one Redis, so taking all
+// of them out while it is down helps nobody, but a draining node must be
+// taken out before its shutdown, or the balancer keeps sending it
+// requests until its listener closes under them.
 func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("shutting down\n"))
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	if r.URL.Query().Has("local") {
+		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
 	for _, check := range s.checks {
@@ -220,6 +277,9 @@ func (s *server) draining() bool { return s.stopping.Load() }
 // what is left when ctx ends.
 func (s *server) shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
+	// The HTTP sessions that can move go to the other nodes first
+	// (handoff.go); the rest end with 1001 below.
+	s.handOff(ctx)
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.services)+2)
 	wg.Add(1)

@@ -7,11 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +29,12 @@ func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startServerConfig(t, log, cfg)
+}
+
+// startServerConfig is startServerLog with a config made by the test.
+func startServerConfig(t *testing.T, log io.Writer, cfg Config) (*server, string) {
+	t.Helper()
 	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +43,7 @@ func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.http.Serve(srv.listener(ln)) }()
+	go func() { _ = srv.serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.http.Close()
 		if srv.hub != nil && srv.hub.Close != nil {
@@ -133,65 +135,5 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
-	}
-}
-
-// TestBinarySIGTERM runs the real binary and checks it exits on SIGTERM
-// within its shutdown timeout.
-func TestBinarySIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "server")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-shutdown-timeout", "5s", "-client-dir", t.TempDir())
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	// Wait for the "listening" log line (bounded by the scanner ending
-	// when the process does).
-	sc := bufio.NewScanner(stderr)
-	listening := false
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "listening") {
-			listening = true
-			break
-		}
-	}
-	if !listening {
-		t.Fatal("server did not report listening")
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	resp, err := http.Get("http://" + addr + "/echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-		t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not exit within 10s of SIGTERM")
 	}
 }

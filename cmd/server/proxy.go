@@ -192,7 +192,15 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, hm *hubMount,
 		if err != nil {
 			return nil, fmt.Errorf("-proxy %s: %w", prefix, err)
 		}
-		out.handlers = append(out.handlers, transport.New(prefix, opts, serve))
+		so := opts
+		if cfg.RedisURL != "" && cfg.HandOff.Enabled {
+			// handoff.go: HTTP sessions move to another node at shutdown,
+			// without a close or connect request to the backend.
+			if so.HandOff, err = gw.HandOff(prefix); err != nil {
+				return nil, err
+			}
+		}
+		out.handlers = append(out.handlers, transport.New(prefix, so, serve))
 		log.Info("proxy: service mounted", "prefix", prefix, "backend", redactURL(base))
 	}
 	// The same key and cross-site rules as the hub's API, counted in the
@@ -207,7 +215,7 @@ func advertise(cfg Config) (string, error) {
 	if cfg.Cluster.Advertise != "" {
 		return cfg.Cluster.Advertise, nil
 	}
-	return advertiseFromAddr(cfg.Addr)
+	return advertiseFromAddr(cfg.Addr, cfg.TLS.scheme())
 }
 
 // redisOrNil keeps a nil *redis.Client from becoming a non-nil interface.

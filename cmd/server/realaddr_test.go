@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -76,7 +77,14 @@ func TestClientAddr(t *testing.T) {
 // The session stays open until the test ends.
 func execFirst(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second,
+	return execFirstOver(t, "ws", nil, addr, hdr, pre)
+}
+
+// execFirstOver is execFirst over scheme ws or wss (with tc): pre writes
+// to the TCP connection before the TLS handshake.
+func execFirstOver(t *testing.T, scheme string, tc *tls.Config, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tc,
 		NetDialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, a)
 			if err == nil && pre != nil {
@@ -86,7 +94,7 @@ func execFirst(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) er
 			}
 			return c, err
 		}}
-	ws, _, err := d.Dial("ws://"+addr+"/exec/000/a/websocket", hdr)
+	ws, _, err := d.Dial(scheme+"://"+addr+"/exec/000/a/websocket", hdr)
 	if err != nil {
 		return "", err
 	}

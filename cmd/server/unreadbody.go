@@ -23,9 +23,15 @@ import (
 // body (websocket upgrades, polls, streams) and those whose body the
 // handler read to its end (xhr_send) pass through untouched and keep
 // their connection.
+//
+// HTTP/2 needs neither step, and must not get the first: its server
+// answers without waiting for the body, ends an unread body with a
+// RST_STREAM of that stream alone once the handler returns, and turns a
+// "Connection: close" answer into a GOAWAY that would end every other
+// session multiplexed on the connection.
 func closeOnUnreadBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		if r.ProtoMajor != 1 || r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}

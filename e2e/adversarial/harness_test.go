@@ -32,6 +32,7 @@ package adversarial
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -106,6 +107,9 @@ type Config struct {
 	// NoFile, when > 0, runs the server with that limit on open files
 	// (through prlimit).
 	NoFile int
+	// TLS, when set, is the client side of a server run with -tls-cert
+	// (in Env): URL is https:// and Do speaks TLS with it.
+	TLS *tls.Config
 }
 
 // Server is one running server process.
@@ -117,6 +121,7 @@ type Server struct {
 	cmd    *exec.Cmd
 	stderr *testenv.Buffer
 	done   chan struct{}
+	client *http.Client
 }
 
 var listenRE = regexp.MustCompile(`msg="sockjs server listening" addr=(\S+)`)
@@ -129,7 +134,9 @@ func Start(t *testing.T, cfg Config) *Server {
 		t.Skip("adversarial corpus: starts server processes and floods them; skipped under -short")
 	}
 	bin := serverBinary(t)
-	args := []string{bin, "-addr", "127.0.0.1:0", "-client-dir", t.TempDir(), "-log-level", "info"}
+	// No drain on SIGTERM: no balancer watches these servers, and each
+	// test's stop would wait the default delay for nothing.
+	args := []string{bin, "-addr", "127.0.0.1:0", "-client-dir", t.TempDir(), "-log-level", "info", "-drain-delay", "0"}
 	if cfg.NoFile > 0 {
 		pl, err := exec.LookPath("prlimit")
 		if err != nil {
@@ -142,7 +149,12 @@ func Start(t *testing.T, cfg Config) *Server {
 	for k, v := range cfg.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	s := &Server{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
+	s := &Server{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{}), client: httpClient}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS, ForceAttemptHTTP2: true, DisableCompression: true}}
+	}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = io.Discard
@@ -174,7 +186,7 @@ func Start(t *testing.T, cfg Config) *Server {
 	t.Cleanup(func() { s.stop(t) })
 	select {
 	case a := <-addr:
-		s.Addr, s.URL = a, "http://"+a
+		s.Addr, s.URL = a, scheme+a
 	case <-s.done:
 		t.Fatalf("server exited at start:\n%s", s.stderr.String())
 	case <-time.After(30 * time.Second):
@@ -272,7 +284,7 @@ func (s *Server) Do(method, path string, body io.Reader, hdr ...string) (Resp, e
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res, err := httpClient.Do(req.WithContext(ctx))
+	res, err := s.client.Do(req.WithContext(ctx))
 	if err != nil {
 		return Resp{}, err
 	}

@@ -28,8 +28,8 @@ type browser struct {
 }
 
 // startBrowser starts Chromium with a fresh profile, or fails the test with
-// what to install when it or the npm client is missing.
-func startBrowser(t *testing.T) *browser {
+// what to install when it or the npm client is missing; extra adds flags.
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	chromiumPath := testenv.Chromium(t)
 	testenv.NPMPackage(t, filepath.Join(repoRoot(t), web.DefaultDir), "sockjs-client", "deps-client")
@@ -55,6 +55,7 @@ func startBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("mute-audio", true),
 	}
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(acancel)
 	bctx, bcancel := chromedp.NewContext(actx)

@@ -86,6 +86,7 @@ type feedSub struct {
 	events    []feedEvent   // lenient: every position and message, in order
 	anomalies []string      // lenient: what was wrong, in order
 	lost      []lostSession // sessions that showed a second open frame
+	fails     []string      // failed requests of its sessions (sessionWatch)
 	gaps      int           // lenient: unannounced seq jumps
 	gapped    uint64        // lenient: messages they skipped
 	backwards int           // lenient: seqs seen again (duplicates or unannounced new epochs)
@@ -179,6 +180,9 @@ func (s *feedSub) run(ctx context.Context, lb string, target *feedGoal, ready ch
 			err = s.follow(ctx, h, &first, target, ready)
 		}
 		h.close()
+		h.watch.mu.Lock()
+		s.fails = append(s.fails, h.watch.fails...)
+		h.watch.mu.Unlock()
 		if sid, opens := h.watch.seen(); len(opens) > 1 {
 			s.lost = append(s.lost, lostSession{sid, opens})
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,7 @@ type sessionWatch struct {
 	opens  []openSeen      // every open frame seen, in order
 	lost   context.Context // done once the session is lost
 	cancel context.CancelFunc
+	fails  []string // requests that failed: endpoint, node, status or error
 }
 
 // openSeen is an open frame: when it came and from which node (the
@@ -64,7 +66,17 @@ func newSessionWatch() *sessionWatch {
 
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := w.base.RoundTrip(req)
-	if err == nil && (strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
+	if err != nil || res.StatusCode >= 300 {
+		what := fmt.Sprint(err)
+		if err == nil {
+			what = fmt.Sprintf("%d from %s", res.StatusCode, res.Header.Get(lbServerHeader))
+		}
+		w.mu.Lock()
+		w.fails = append(w.fails, fmt.Sprintf("%s %s +%s", path.Base(req.URL.Path), what, time.Now().Format("15:04:05.000")))
+		w.mu.Unlock()
+	}
+	sse := strings.HasSuffix(req.URL.Path, "/eventsource")
+	if err == nil && (sse || strings.HasSuffix(req.URL.Path, "/xhr") || strings.HasSuffix(req.URL.Path, "/xhr_streaming")) {
 		w.mu.Lock()
 		if w.sid == "" {
 			// .../<server>/<session>/<endpoint>
@@ -72,7 +84,7 @@ func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 			w.sid = parts[len(parts)-2]
 		}
 		w.mu.Unlock()
-		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true}
+		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true, sse: sse}
 	}
 	return res, err
 }
@@ -95,17 +107,33 @@ func (w *sessionWatch) seen() (string, []openSeen) {
 }
 
 // openSpotter finds lines that are exactly "o" in a response body: the
-// open frame (messages are JSON, so a raw newline never occurs in one).
+// open frame (messages are JSON, so a raw newline never occurs in one);
+// on eventsource, lines "data: o\r".
 type openSpotter struct {
 	io.ReadCloser
 	w         *sessionWatch
 	server    string // the node the balancer sent the request to
 	lineStart bool
 	candidate bool
+	sse       bool
+	line      []byte // sse: the current line's start
 }
 
 func (o *openSpotter) Read(p []byte) (int, error) {
 	n, err := o.ReadCloser.Read(p)
+	if o.sse {
+		for _, b := range p[:n] {
+			if b == '\n' {
+				if string(o.line) == "data: o\r" {
+					o.w.opened(o.server)
+				}
+				o.line = o.line[:0]
+			} else if len(o.line) < 16 {
+				o.line = append(o.line, b)
+			}
+		}
+		return n, err
+	}
 	for _, b := range p[:n] {
 		if o.candidate && b == '\n' {
 			o.w.opened(o.server)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -17,11 +18,19 @@ import (
 )
 
 // freeRun finds a port p with p+1..p+n-1 free as well (deploy/cluster.sh
-// puts the nodes on the ports after the balancer's).
+// puts the nodes on the ports after the balancer's). It looks below the
+// kernel's ephemeral range (32768 and up here): after a test that opened
+// thousands of connections, runs of free ports there can be rare enough
+// that 50 tries found none.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		base := freePort(t)
+	for range 200 {
+		base := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base))
+		if err != nil {
+			continue
+		}
+		ln.Close()
 		ok := true
 		for i := 1; i < n && ok; i++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))

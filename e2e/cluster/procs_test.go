@@ -190,14 +190,14 @@ func (e *clusterEnv) startHAProxy(nodes []*node) string {
 }
 
 // startHAProxyOn is startHAProxy with the frontend on lbPort.
-func (e *clusterEnv) startHAProxyOn(nodes []*node, lbPort int) string {
+func (e *clusterEnv) startHAProxyOn(nodes []*node, lbPort int, backendLines ...string) string {
 	e.t.Helper()
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, n.url)
 	}
 	// Every response names the node it came from (see lbServerHeader).
-	return procs.HAProxyOn(e.t, lbPort, urls, "http-response set-header "+lbServerHeader+" %[srv_name]")
+	return procs.HAProxyOn(e.t, lbPort, urls, append([]string{"http-response set-header " + lbServerHeader + " %[srv_name]"}, backendLines...)...)
 }
 
 // startNginx runs deploy/nginx.conf as startHAProxy runs haproxy.cfg: a

@@ -7,21 +7,25 @@ type Limit uint8
 
 // The limits the session and transport packages enforce.
 const (
-	LimitIDLength        Limit = iota // a server or session id in the URL too long (404)
-	LimitRequestInfo                  // headers and query a new session would keep over the cap (431)
-	LimitSessions                     // the service's session limit (503 / close 1013)
-	LimitBodySize                     // a send body over the message limit (413)
-	LimitMessageSize                  // a websocket message over the message limit (close 1009)
-	LimitConcurrentSends              // too many send requests in flight for one session (429)
-	LimitBodyBudget                   // the service's budget of body bytes being read was exhausted (503)
-	LimitBodyReadTimeout              // a send body not read in time (408)
-	LimitSendQueue                    // the send queue overflowed (close 3009)
+	LimitIDLength           Limit = iota // a server or session id in the URL too long (404)
+	LimitRequestInfo                     // headers and query a new session would keep over the cap (431)
+	LimitSessions                        // the service's session limit (503 / close 1013)
+	LimitBodySize                        // a send body over the message limit (413)
+	LimitMessageSize                     // a websocket message over the message limit (close 1009)
+	LimitConcurrentSends                 // too many send requests in flight for one session (429)
+	LimitBodyBudget                      // the service's budget of body bytes being read was exhausted (503)
+	LimitBodyReadTimeout                 // a send body not read in time (408)
+	LimitSendQueue                       // the send queue overflowed (close 3009)
+	LimitMessageBudget                   // the budget of websocket message bytes being read stayed exhausted (close 1013)
+	LimitMessageReadTimeout              // a websocket message not received in time once begun (close 1008)
+	LimitHandOff                         // a session's hand-off record over its byte limit (closed with 1001 at the drain)
 	NumLimits
 )
 
 var limitNames = [NumLimits]string{
 	"id-length", "request-info", "sessions", "body-size", "message-size",
 	"concurrent-sends", "body-budget", "body-read-timeout", "send-queue",
+	"message-budget", "message-read-timeout", "handoff",
 }
 
 func (l Limit) String() string {

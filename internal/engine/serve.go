@@ -145,6 +145,24 @@ func (s *Session) attach(r Receiver) bool {
 	}()
 	for {
 		s.mu.Lock()
+		if s.handoff != hoNone {
+			// Frozen for a hand-off: wait for its outcome. Handed off:
+			// the client must ask again (its request then finds the
+			// node that resumed the session).
+			if s.handoff == hoDone {
+				s.mu.Unlock()
+				_, _ = r.WriteFrame(&lastFrame)
+				return false
+			}
+			end := s.handoffEnd
+			s.mu.Unlock()
+			select {
+			case <-end:
+				continue
+			case <-r.Gone():
+				return false
+			}
+		}
 		// A closed session answers with its close frame even while the
 		// receiver that got it first is still detaching.
 		if s.state >= stateClosed {
@@ -210,6 +228,7 @@ func (s *Session) detach(r Receiver, carried bool) {
 		if s.settling == settled {
 			s.settling = nil
 		}
+		s.finishPending = false
 		s.mu.Unlock()
 	}
 

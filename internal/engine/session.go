@@ -44,6 +44,10 @@ type Frame struct {
 	Messages []string // FrameMessages only
 	Code     int      // FrameClose only
 	Reason   string   // FrameClose only
+	// Last asks the receiver to end its answer normally after this
+	// frame, so that the client asks again (a handed-off session's
+	// receiver, see handoff.go).
+	Last bool
 }
 
 // Receiver is one client connection that frames are delivered to: an HTTP
@@ -166,6 +170,14 @@ type Session struct {
 	onMsg    func(string)
 	cbMu     sync.Mutex
 	holdPump int
+
+	// Hand-off (handoff.go): hoNone, hoFrozen or hoDone; handoffEnd is
+	// closed when a freeze ends (Done or Thaw).
+	handoff    uint8
+	handoffEnd chan struct{}
+	// finishPending: a batch was written to a polling answer that is not
+	// finished (sent) yet (writeBatch sets it, detach clears it).
+	finishPending bool
 }
 
 func newSession(key string, t Transport, req Request, opts *Options, reg *Registry) *Session {
@@ -436,7 +448,10 @@ func (s *Session) armExpiry() {
 // expire runs DisconnectDelay after the last receiver left.
 func (s *Session) expire() {
 	s.mu.Lock()
-	if s.attached || s.state == stateExpired {
+	// A handed-off session stays, as a stub that tells receivers to ask
+	// again, until its node ends: requests still in flight to this node
+	// must not find the id unknown.
+	if s.attached || s.state == stateExpired || s.handoff == hoDone {
 		s.mu.Unlock()
 		return
 	}

@@ -51,7 +51,7 @@ func (s *Session) writeNowLocked() {
 	f.Kind = FrameMessages
 	fillFrame(f, batch)
 	held, err := r.WriteFrameNow(f)
-	s.batchWritten(f, batch)
+	s.batchWritten(f, batch, false)
 	if err != nil {
 		s.closeLost(CauseError)
 		go s.pump() // still claimed: it writes the close frame

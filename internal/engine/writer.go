@@ -74,6 +74,28 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		s.mu.Unlock()
 		return s.flushHeld(nw)
 
+	case s.handoff == hoFrozen:
+		// Nothing is written while the session is being handed off:
+		// wait for Done or Thaw (a pump ends; Serve waits for notify).
+
+	case s.handoff == hoDone:
+		if m.pumped {
+			if r == nil {
+				s.pumping = false
+				s.mu.Unlock()
+				return stepIdle
+			}
+			onEnd := s.releaseConnLocked(f)
+			s.mu.Unlock()
+			_, _ = r.WriteFrame(&lastFrame)
+			s.detach(r, true)
+			onEnd()
+			return stepClosed
+		}
+		s.mu.Unlock()
+		_, _ = r.WriteFrame(&lastFrame)
+		return stepClosed // Serve detaches r
+
 	// An ended session (End) with messages queued goes to its close
 	// frame on a connection: its connection is what ended it.
 	case len(s.out) > 0 && (s.state < stateClosed || !m.pumped):
@@ -196,7 +218,8 @@ func (s *Session) takeBatchLocked() []queued {
 func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, err error) {
 	fillFrame(f, batch)
 	done, err = r.WriteFrame(f)
-	s.batchWritten(f, batch)
+	_, finisher := r.(Finisher)
+	s.batchWritten(f, batch, finisher && done && err == nil)
 	return done, err
 }
 
@@ -210,8 +233,9 @@ func fillFrame(f *Frame, batch []queued) {
 
 // batchWritten records that batch was written as f (or failed): its
 // delivery delays, the end of Buffered's count, Written's signal; it
-// keeps the batch's array for the next one.
-func (s *Session) batchWritten(f *Frame, batch []queued) {
+// keeps the batch's array for the next one. finishing says the batch is
+// on its way only once the receiver's answer is finished (detach).
+func (s *Session) batchWritten(f *Frame, batch []queued, finishing bool) {
 	t := now()
 	for i := range batch {
 		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
@@ -220,6 +244,11 @@ func (s *Session) batchWritten(f *Frame, batch []queued) {
 	clear(f.Messages)
 	s.mu.Lock()
 	s.writing, s.writingB = 0, 0
+	if finishing {
+		// Written, but on its way only once the answer is finished
+		// (detach): a hand-off waits for that too.
+		s.finishPending = true
+	}
 	s.lastWrite = t
 	if s.written != nil {
 		close(s.written) // Written

@@ -204,6 +204,11 @@ func HAProxyOn(t testing.TB, lbPort int, nodes []string, backendLines ...string)
 		s = strings.Replace(s, fmt.Sprintf("    server node%d 127.0.0.1:%d\n", i+1, 8091+i), "", 1)
 	}
 	for _, l := range backendLines {
+		if strings.HasPrefix(l, "option httpchk ") {
+			// Another health check replaces the file's.
+			s = strings.Replace(s, "    option httpchk GET /readyz?local\n", "    "+l+"\n", 1)
+			continue
+		}
 		s = strings.Replace(s, "    balance roundrobin\n", "    balance roundrobin\n    "+l+"\n", 1)
 	}
 	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")

@@ -19,6 +19,11 @@ package engine
 // always. Buffered and Written count a frame written now as written once
 // the receiver took it, held part included, as they count what the
 // kernel's socket buffer holds: the held part is at most that one frame.
+//
+// A hand-off (handoff.go) sees a frame written now as in flight until the
+// receiver took all of it: Freeze waits for the sender's write and for a
+// held part's flush (a pump flushes it even while frozen), and no frame
+// is written now while frozen (Send only queues, for the snapshot).
 
 // NowWriter is a Receiver that can also take a frame without waiting for
 // its connection. The session uses it for messages sent while no pump
@@ -45,6 +50,7 @@ type NowWriter interface {
 // failed (it writes the close frame), or more was queued meanwhile.
 func (s *Session) writeNowLocked() {
 	r := s.nowConn
+	s.nowBusy = true // until held is known: a hand-off waits for it
 	batch := s.takeBatchLocked()
 	s.mu.Unlock()
 	f := &s.pumpFrame // the pump is ours: so is its frame
@@ -53,11 +59,15 @@ func (s *Session) writeNowLocked() {
 	held, err := r.WriteFrameNow(f)
 	s.batchWritten(f, batch, false)
 	if err != nil {
+		s.mu.Lock()
+		s.nowBusy = false
+		s.mu.Unlock()
 		s.closeLost(CauseError)
 		go s.pump() // still claimed: it writes the close frame
 		return
 	}
 	s.mu.Lock()
+	s.nowBusy = false
 	s.held = held
 	if !s.pendingLocked() {
 		if cap(f.Messages) > 64 {
@@ -72,10 +82,15 @@ func (s *Session) writeNowLocked() {
 }
 
 // flushHeld writes what the connection receiver held of the last frame
-// written now (s.held, cleared by the caller), waiting for the
+// written now (s.held, cleared by the caller, who set s.nowBusy for the
+// flush), waiting for the
 // connection; a failure closes the session with 1002.
 func (s *Session) flushHeld(r NowWriter) step {
-	if err := r.Flush(); err != nil {
+	err := r.Flush()
+	s.mu.Lock()
+	s.nowBusy = false
+	s.mu.Unlock()
+	if err != nil {
 		s.closeLost(CauseError)
 		return stepFailed
 	}

@@ -65,11 +65,12 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		r = s.conn
 	}
 	switch {
-	// What the receiver held of a frame written now goes first; a
+	// What the receiver held of a frame written now goes first, even
+	// while frozen: that frame is in flight, which Freeze waits for. A
 	// frame written by WriteFrame would flush it too, but a pump may
 	// have nothing else to write.
 	case m.pumped && s.held:
-		s.held = false
+		s.held, s.nowBusy = false, true
 		nw := s.nowConn
 		s.mu.Unlock()
 		return s.flushHeld(nw)

@@ -38,11 +38,11 @@ type nbConn struct {
 	err      error  // the connection failed: every later write fails
 	// The non-blocking write's argument and result (under mu), so that
 	// the function handed to RawConn.Write is made once per connection
-	// rather than a closure allocated per write.
+	// rather than a closure allocated per write (wsconn_unix.go).
 	wp    []byte
 	wn    int
 	werr  error
-	write func(fd uintptr) bool
+	write func(fd uintptr)
 }
 
 // errNoRawConn: a connection without a file descriptor (TLS, a test's

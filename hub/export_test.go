@@ -18,3 +18,14 @@ func SetParallelMin(t interface{ Cleanup(func()) }, n int) {
 	parallelMin = n
 	t.Cleanup(func() { parallelMin = old })
 }
+
+// HoldFanOut keeps ch's fan-out from delivering until release is called:
+// it takes the channel's lock, which each delivery holds (deliverNow),
+// and so do subscribes and leaves. ch must have a subscriber here.
+func (h *Hub) HoldFanOut(ch string) (release func()) {
+	h.mu.Lock()
+	l := h.channels[ch]
+	h.mu.Unlock()
+	l.mu.Lock()
+	return l.mu.Unlock
+}

@@ -4,7 +4,8 @@
 # bench-results/latest.md and docs/bench.md).
 # Environment: GO (go); BENCH_D (5s per echo load and server), BENCH_ROUNDS
 # (3), BENCH_SOAK (0: no soak; e.g. 10m), BENCH_FLAGS (more benchrun flags,
-# e.g. "-skip-memory -skip-hub" or "-servers sockjsd,igm"), BENCH_MICRO (1:
+# e.g. "-skip-memory -skip-hub", "-servers sockjsd -skip-echo -skip-memory
+# -skip-gateway" for the hub rows alone, or "-servers sockjsd,igm"), BENCH_MICRO (1:
 # Go micro-benchmarks first; 0: skip). `bench/run.sh soak` runs the soak
 # alone for SOAK_D (10m); `bench/run.sh profile` the profile
 # (bench-results/profile.md); `bench/run.sh gateway` the gateway section

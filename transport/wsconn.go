@@ -37,7 +37,7 @@ type nbConn struct {
 	flushing bool   // a Flush is writing: later bytes queue behind it
 	err      error  // the connection failed: every later write fails
 	// The non-blocking write's argument and result (under mu), so that
-	// the function handed to RawConn.Write is made once per connection
+	// the function handed to RawConn.Control is made once per connection
 	// rather than a closure allocated per write (wsconn_unix.go).
 	wp    []byte
 	wn    int

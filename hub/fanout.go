@@ -14,14 +14,13 @@ import "sync"
 // out in order: one goroutine start per burst of publishes, not per
 // delivery, and the channels' fan-outs run on every core.
 
-// maxFanQueueBytes bounds the messages of one channel waiting for its
-// fan-out: past it, the broker's delivery waits (back-pressure on the
-// publishers) rather than the queue growing. A data size plus
-// fanEntryBytes per message counts.
-const (
-	maxFanQueueBytes = 16 << 20
-	fanEntryBytes    = 128
-)
+// DefaultMaxFanOutQueueBytes is Options.MaxFanOutQueueBytes's default:
+// past it, the broker's delivery waits (back-pressure on the publishers)
+// rather than the queue growing. A data size plus fanEntryBytes per
+// message counts.
+const DefaultMaxFanOutQueueBytes = 16 << 20
+
+const fanEntryBytes = 128
 
 // fanQueue is a channel's fan-out queue.
 type fanQueue struct {
@@ -40,8 +39,11 @@ func (h *Hub) deliver(l *local, m Message) {
 	if q.room.L == nil {
 		q.room.L = &q.mu
 	}
-	for q.bytes > maxFanQueueBytes {
-		q.room.Wait()
+	if q.bytes > h.opts.MaxFanOutQueueBytes {
+		h.fanWaited()
+		for q.bytes > h.opts.MaxFanOutQueueBytes {
+			q.room.Wait()
+		}
 	}
 	q.queue = append(q.queue, m)
 	q.bytes += len(m.Data) + fanEntryBytes

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/session"
 )
 
@@ -74,4 +75,58 @@ func TestPublishAnsweredBeforeFanOut(t *testing.T) {
 	for _, c := range []*hubConn{live, late, back} {
 		c.expectSeqs("news", 3, 3)
 	}
+}
+
+// TestFanOutQueueBound: publishes to a channel whose fan-out is held up
+// queue until the channel's fan-out queue is over MaxFanOutQueueBytes;
+// then publishing waits (counted by FanOutObserver) instead of the queue
+// growing, and once the fan-out goes on every publish is answered and
+// delivered once, in order.
+func TestFanOutQueueBound(t *testing.T) {
+	e := newEnvWith(t, hub.Options{Rules: defaultRules, MaxFanOutQueueBytes: 1}, "", session.Options{})
+	c := dialHub(t, e.url+"/hub", client.WebSocket)
+	c.send(`{"op":"subscribe","channel":"news"}`)
+	c.expect("subscribed", "seq", "0")
+	waited := func() int {
+		e.obs.mu.Lock()
+		defer e.obs.mu.Unlock()
+		return e.obs.fanWaited
+	}
+
+	release := e.hub.HoldFanOut("news")
+	const n = 4
+	answered := make(chan string, n)
+	for i := 1; i <= n; i++ {
+		// One at a time into the broker (its channel lock orders them);
+		// with a 1-byte bound, at most the fan-out's batch and one
+		// queued publish get past it.
+		go func() {
+			code, v := apiCall(t, "POST", e.url+"/api/publish", fmt.Sprintf(`{"channel":"news","data":{"n":%d}}`, i))
+			answered <- fmt.Sprint(code, " ", jsonNum(v["seq"]))
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for waited() == 0 {
+		if time.Now().After(deadline) {
+			release()
+			t.Fatal("no publish waited for room within 10s")
+		}
+		time.Sleep(time.Millisecond) // polling a counter, bounded
+	}
+	if got := len(answered); got > n-1 {
+		release()
+		t.Fatalf("%d publishes answered while one waits for room", got)
+	}
+	release()
+	for range n {
+		select {
+		case a := <-answered:
+			if len(a) < 4 || a[:4] != "200 " {
+				t.Fatalf("publish answered %s", a)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("publishes not answered within 10s of the fan-out going on")
+		}
+	}
+	c.expectSeqs("news", 1, n)
 }

@@ -309,6 +309,13 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 			}
 		}()
 	}
+	if cr, ok := h.cluster.(ClusterRelays); ok {
+		// The receives this node relays to other nodes end normally
+		// while the sessions of this one close.
+		relayed := make(chan struct{})
+		go func() { defer close(relayed); cr.EndRelays(ctx) }()
+		defer func() { <-relayed }()
+	}
 	h.reg.CloseAll(session.CodeGoingAway, session.ReasonGoingAway)
 	// Receivers end as soon as their close frame is written; poll for
 	// that instead of a WaitGroup, which may not be added to while

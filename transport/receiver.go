@@ -103,7 +103,7 @@ func (hr *httpReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	}
 	hr.obs.FrameWritten(hr.t, f.Kind, len(f.Messages), n)
 	hr.written += n
-	if !hr.streaming || f.Kind == session.FrameClose {
+	if !hr.streaming || f.Kind == session.FrameClose || f.Last {
 		return true, nil
 	}
 	return hr.written >= hr.limit, nil

@@ -141,6 +141,7 @@ type Session struct {
 	writingB    int      // and their bytes
 	spare       []queued // the previous batch's array, reused
 	attached    bool
+	releaseDue  bool // the attached receiver's answer ends with its next frame (Release)
 	opened      bool // the open frame was written
 	closeCode   int
 	closeReason string

@@ -143,6 +143,19 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		onEnd()
 		return stepClosed
 
+	case s.releaseDue && r != nil:
+		// Release: this answer ends (the client asks again); the
+		// session goes on.
+		s.releaseDue, s.hbDue = false, false
+		s.mu.Unlock()
+		if _, err := s.writeLast(r); err != nil {
+			return stepFailed
+		}
+		if m.pumped {
+			s.connDone(r, f)
+		}
+		return stepDone
+
 	case m.pumped && s.hbDue:
 		s.hbDue = false
 		s.mu.Unlock()
@@ -168,7 +181,17 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 // writeHeartbeat writes a heartbeat frame to r; a failed write closes the
 // session with 1002.
 func (s *Session) writeHeartbeat(r Receiver) (done bool, err error) {
-	done, err = r.WriteFrame(&heartbeatFrame)
+	return s.writeBeat(r, &heartbeatFrame)
+}
+
+// writeLast is writeHeartbeat with the heartbeat that ends r's answer
+// (lastFrame).
+func (s *Session) writeLast(r Receiver) (done bool, err error) {
+	return s.writeBeat(r, &lastFrame)
+}
+
+func (s *Session) writeBeat(r Receiver, hb *Frame) (done bool, err error) {
+	done, err = r.WriteFrame(hb)
 	s.mu.Lock()
 	s.lastWrite = now() // the pumps' heartbeat timer counts from here
 	s.mu.Unlock()

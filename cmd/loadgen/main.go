@@ -219,12 +219,33 @@ func closeIdle(opts []client.Options) {
 // c.connectMax); a session that fails to open is counted in st and left
 // nil.
 func dialAll(c config, target string, opts []client.Options, st *stats) []echoConn {
-	conns := make([]echoConn, c.n)
 	u, err := url.Parse(target)
 	if err != nil {
 		st.fail(err)
-		return conns
+		return make([]echoConn, c.n)
 	}
+	return dialEach(c, st, func(ctx context.Context, i int) (echoConn, error) {
+		if rawXHRFor(c) {
+			return dialRawXHR(ctx, u, c.transport == "xhr-streaming", func(ctx context.Context) (net.Conn, error) {
+				return dialer(c, i%c.localAddrs).DialContext(ctx, "tcp", u.Host)
+			}, &st.busy)
+		}
+		return client.Dial(ctx, target, opts[i%len(opts)])
+	})
+}
+
+// dialClients is dialAll with the Go client only.
+func dialClients(c config, target string, opts []client.Options, st *stats) []*client.Conn {
+	return dialEach(c, st, func(ctx context.Context, i int) (*client.Conn, error) {
+		return client.Dial(ctx, target, opts[i%len(opts)])
+	})
+}
+
+// dialEach opens c.n connections with dial (c.connectRate at a time,
+// within c.connectMax); one that fails is counted in st and left the
+// zero value.
+func dialEach[T any](c config, st *stats, dial func(ctx context.Context, i int) (T, error)) []T {
+	conns := make([]T, c.n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.connectRate)
 	dialCtx, dialCancel := context.WithTimeout(context.Background(), c.connectMax)
@@ -240,15 +261,7 @@ func dialAll(c config, target string, opts []client.Options, st *stats) []echoCo
 				return
 			}
 			defer func() { <-sem }()
-			var conn echoConn
-			var err error
-			if rawXHRFor(c) {
-				conn, err = dialRawXHR(dialCtx, u, c.transport == "xhr-streaming", func(ctx context.Context) (net.Conn, error) {
-					return dialer(c, i%c.localAddrs).DialContext(ctx, "tcp", u.Host)
-				}, &st.busy)
-			} else {
-				conn, err = client.Dial(dialCtx, target, opts[i%len(opts)])
-			}
+			conn, err := dial(dialCtx, i)
 			if err != nil {
 				st.fail(err)
 				return

@@ -105,7 +105,8 @@ func (s *Session) Freeze(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		idle := s.writing == 0 && s.settling == nil && !s.finishPending && s.holdPump == 0 && s.sendSlots.Load() == 0
+		idle := s.writing == 0 && s.settling == nil && !s.finishPending && s.holdPump == 0 && s.sendSlots.Load() == 0 &&
+			!s.nowBusy && !s.held // a frame written now, or its held part (writenow.go)
 		closed := s.state >= stateClosing
 		s.mu.Unlock()
 		switch {

@@ -70,6 +70,7 @@ var (
 	memCounts   = flag.String("mem-sessions", "5000,50000", "idle session counts for the memory rows (capped by ulimit -n)")
 	skipMem     = flag.Bool("skip-memory", false, "skip the idle-memory runs")
 	skipHub     = flag.Bool("skip-hub", false, "skip the hub fan-out runs")
+	skipEcho    = flag.Bool("skip-echo", false, "skip the echo loads (with -skip-memory: the hub rows alone)")
 	hubWS       = flag.Int("hub-websocket", 10000, "hub subscribers on websocket")
 	hubHTTP     = flag.Int("hub-http", 3000, "hub subscribers on each HTTP transport")
 	hubRates    = flag.String("hub-rates", "10,20,50,100,200,500,1000", "hub publish rates (per second) ramped through; the first is the table's 1 per 100 ms row")
@@ -135,7 +136,9 @@ func main() {
 	rep := &report{started: time.Now(), pinned: pinning(), load0: loadavg()}
 	list := servers()
 	if !*soakOnly && !*gatewayOnly {
-		rep.runs = echoRounds(list, deadline)
+		if !*skipEcho {
+			rep.runs = echoRounds(list, deadline)
+		}
 		if !*skipMem {
 			rep.mem = memory(list, deadline)
 		}

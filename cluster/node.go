@@ -39,6 +39,7 @@ type Node struct {
 	proxy    *httputil.ReverseProxy
 	cache    ownerCache
 	nonces   nonceCache
+	macs     macPool
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -232,12 +233,19 @@ func New(o Options) (*Node, error) {
 		n.obs = nopObserver{}
 	}
 	n.proxy = &httputil.ReverseProxy{
-		Rewrite:        n.rewrite,
-		Transport:      o.Transport,
-		FlushInterval:  -1, // streaming frames reach the client as they come
+		Rewrite:   n.rewrite,
+		Transport: o.Transport,
+		// Streaming responses (no Content-Length: xhr_streaming,
+		// htmlfile; eventsource) are flushed as each frame comes:
+		// ReverseProxy does so by itself for them. A response of known
+		// length (a poll's, a send's) goes out whole when it ends: with
+		// -1 here each one also had its headers flushed on their own,
+		// from a timer's goroutine, a write more per forwarded request.
+		FlushInterval:  0,
 		ErrorHandler:   n.proxyError,
 		ModifyResponse: n.gotResponse,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		BufferPool:     copyBuffers{},
 	}
 	return n, nil
 }

@@ -34,8 +34,9 @@ type peerTransport struct {
 	idleTimeout time.Duration // an idle connection older is closed, not used
 	tls         http.RoundTripper
 
-	mu   sync.Mutex
-	idle map[string][]*peerConn // owner host:port -> idle, most recent last
+	mu      sync.Mutex
+	idle    map[string][]*peerConn // owner host:port -> idle, most recent last
+	sweeper *time.Timer            // runs sweep while idle connections are kept
 }
 
 // Defaults of peerTransport, as net/http's Transport had them here.
@@ -124,22 +125,32 @@ func replayable(req *http.Request) bool {
 // get returns an idle connection to host, or a new one.
 func (t *peerTransport) get(ctx context.Context, host string) (*peerConn, error) {
 	now := time.Now()
-	t.mu.Lock()
-	for l := t.idle[host]; len(l) > 0; l = t.idle[host] {
-		pc := l[len(l)-1]
-		t.idle[host] = l[:len(l)-1]
+	for pc := t.pop(host); pc != nil; pc = t.pop(host) {
+		// The peek is a system call: outside the lock.
 		if now.Sub(pc.since) < t.idleTimeout && alive(pc.c) {
-			t.mu.Unlock()
 			return pc, nil
 		}
 		pc.c.Close()
 	}
-	t.mu.Unlock()
 	c, err := t.dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
 	return &peerConn{host: host, c: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}, nil
+}
+
+// pop takes the most recently used idle connection to host, or nil.
+func (t *peerTransport) pop(host string) *peerConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.idle[host]
+	if len(l) == 0 {
+		return nil
+	}
+	pc := l[len(l)-1]
+	l[len(l)-1] = nil
+	t.idle[host] = l[:len(l)-1]
+	return pc
 }
 
 // put keeps pc for the next request to its host, or closes it.
@@ -149,9 +160,50 @@ func (t *peerTransport) put(pc *peerConn) {
 	if l := t.idle[pc.host]; len(l) < t.maxIdle {
 		t.idle[pc.host] = append(l, pc)
 		pc = nil
+		if t.sweeper == nil {
+			t.sweeper = time.AfterFunc(t.idleTimeout/2, t.sweep)
+		}
 	}
 	t.mu.Unlock()
 	if pc != nil {
+		pc.c.Close()
+	}
+}
+
+// sweep closes the connections idle for longer than idleTimeout, and
+// forgets owners without idle connections: the owners' URLs change as
+// nodes are replaced, and the connections to one that is gone would
+// otherwise stay open. It runs every idleTimeout/2 while any connection
+// is idle.
+func (t *peerTransport) sweep() {
+	var expired []*peerConn
+	old := time.Now().Add(-t.idleTimeout)
+	t.mu.Lock()
+	for host, l := range t.idle {
+		keep := l[:0]
+		for _, pc := range l {
+			if pc.since.Before(old) {
+				expired = append(expired, pc)
+			} else {
+				keep = append(keep, pc)
+			}
+		}
+		clear(l[len(keep):])
+		if len(keep) == 0 {
+			delete(t.idle, host)
+		} else {
+			t.idle[host] = keep
+		}
+	}
+	switch {
+	case t.sweeper == nil: // CloseIdleConnections stopped it meanwhile
+	case len(t.idle) > 0:
+		t.sweeper.Reset(t.idleTimeout / 2)
+	default:
+		t.sweeper = nil
+	}
+	t.mu.Unlock()
+	for _, pc := range expired {
 		pc.c.Close()
 	}
 }
@@ -162,6 +214,10 @@ func (t *peerTransport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = map[string][]*peerConn{}
+	if t.sweeper != nil {
+		t.sweeper.Stop()
+		t.sweeper = nil
+	}
 	t.mu.Unlock()
 	for _, l := range idle {
 		for _, pc := range l {

@@ -243,3 +243,45 @@ func TestAlive(t *testing.T) {
 		})
 	}
 }
+
+// TestPeerTransportSweep: connections idle past idleTimeout are closed
+// even when no request goes to their owner again (an owner replaced, at a
+// new address), and the owner is forgotten.
+func TestPeerTransportSweep(t *testing.T) {
+	closed := make(chan struct{})
+	owner := startRawOwner(t, func(_, _ int, _ *http.Request, w io.Writer) bool {
+		_, _ = io.WriteString(w, okAnswer)
+		return true
+	})
+	tr := newPeerTransport()
+	tr.idleTimeout = 50 * time.Millisecond
+	defer tr.CloseIdleConnections()
+	if got, err := roundTripBody(tr, peerRequest(t, context.Background(), owner.url(), true)); err != nil || got != "ok" {
+		t.Fatalf("request: %q, %v", got, err)
+	}
+	go func() {
+		owner.wg.Wait() // the accept loop ends with the listener: close it
+		close(closed)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tr.mu.Lock()
+		owners := len(tr.idle)
+		tr.mu.Unlock()
+		if owners == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection was not swept within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The owner's side of the connection sees it closed: its handler
+	// goroutine ends (with the listener closed, so does the accept loop).
+	owner.ln.Close()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the owner's connection stayed open after the sweep")
+	}
+}

@@ -260,8 +260,11 @@ func (t *peerTransport) exchange(pc *peerConn, req *http.Request) (resp *http.Re
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: writing the request: %w", errNothingAnswered, err))
 	}
-	for {
+	for first := true; ; first = false {
 		if _, err := pc.br.Peek(1); err != nil {
+			if !first { // after a 1xx: the owner did read the request
+				return fail(err)
+			}
 			return fail(fmt.Errorf("%w: %w", errNothingAnswered, err))
 		}
 		resp, err = http.ReadResponse(pc.br, req)

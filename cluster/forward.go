@@ -263,11 +263,11 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 
 // signKept gives a forwarded send the body keepSendBody kept, with its
 // trailer's MAC taken before it goes out: the same request on the wire
-// as a streamed body's (chunked, the MAC in BodyTrailer), but the
-// Transport, seeing a body in memory, writes the headers and the body
-// together, then the trailer, rather than flushing the headers on their
-// own first (a write, a packet and a wake-up of the owner fewer per send:
-// 3 writes become 2, seen with strace under BenchmarkForward).
+// as a streamed body's (chunked, the MAC in BodyTrailer), but net/http's
+// Transport (https:// owners), seeing a body in memory, writes the
+// headers and the body together, then the trailer, rather than flushing
+// the headers on their own first (3 writes become 2, seen with strace
+// under BenchmarkForward; peerTransport writes any request whole).
 // GetBody makes it replayable: sent again only when the owner closed the
 // connection without reading it (see keepSendBody); the same nonce makes
 // a copy the owner did read a refused replay, never a second delivery.

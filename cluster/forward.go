@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -157,6 +158,27 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	return forwardResult{answered: true}
 }
 
+// copyBufferSize is the size of the buffers a forwarded response is
+// copied through: ReverseProxy's own default.
+const copyBufferSize = 32 << 10
+
+// copyBufferPool holds the buffers forwarded responses are copied
+// through. Without it ReverseProxy allocates one per response: 32 KiB for
+// a poll answer of a few bytes, more than half of what a forwarded
+// request allocated (BenchmarkForward).
+var copyBufferPool = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copyBuffers is ReverseProxy's BufferPool over copyBufferPool.
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		copyBufferPool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}
+
 // sendReplayMax is the largest send body a forwarding node keeps so that
 // it can send it again (keepSendBody); a larger one streams through once.
 // SockJS sends are mostly a few hundred bytes.
@@ -182,12 +204,21 @@ func keepSendBody(r *http.Request) {
 			}{io.MultiReader(bytes.NewReader(buf), errReader{err}, r.Body), r.Body}
 			return
 		}
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+		r.GetBody = func() (io.ReadCloser, error) { return &keptBody{bytes.NewReader(buf), buf}, nil }
 	}
 	if r.GetBody != nil {
 		r.Body, _ = r.GetBody()
 	}
 }
+
+// keptBody is a send's body that keepSendBody kept: rewrite signs it
+// whole before it goes out (signKept).
+type keptBody struct {
+	*bytes.Reader
+	buf []byte
+}
+
+func (*keptBody) Close() error { return nil }
 
 // errReader returns err once the bytes before it are read (nil: EOF, so
 // that the rest of the body follows).
@@ -218,30 +249,40 @@ func (n *Node) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Set(RemoteHeader, remote)
 	nonce := newNonce()
 	length := int64(0)
-	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+	// pr.Out.Body wraps pr.In.Body (ReverseProxy's noopCloseReader), and
+	// is nil for a body of Content-Length 0.
+	if kb, ok := pr.In.Body.(*keptBody); ok && pr.Out.Body != nil {
+		length = pr.In.ContentLength
+		n.signKept(pr, kb.buf, nonce)
+	} else if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		// The body streams on, hashed as it goes; its MAC follows it
 		// as a trailer, which needs the chunked encoding.
 		length = pr.In.ContentLength
 		sb := &signingBody{body: pr.Out.Body, sum: sha256.New(), trailer: http.Header{BodyTrailer: nil}, n: n, nonce: nonce}
 		pr.Out.Body, pr.Out.Trailer = sb, sb.trailer
 		pr.Out.ContentLength = -1
-		pr.Out.GetBody = nil
-		if pr.In.GetBody != nil { // a send keepSendBody kept
-			// Sent again only when the owner closed the connection
-			// without reading it (see keepSendBody); the same nonce
-			// makes a copy the owner did read a refused replay, never a
-			// second delivery.
-			pr.Out.GetBody = func() (io.ReadCloser, error) {
-				b, err := pr.In.GetBody()
-				if err != nil {
-					return nil, err
-				}
-				return &signingBody{body: b, sum: sha256.New(), trailer: sb.trailer, n: n, nonce: nonce}, nil
-			}
-			pr.Out.Header.Set("Idempotency-Key", hexenc.EncodeToString(nonce[:]))
-		}
+		pr.Out.GetBody = nil // a body larger than sendReplayMax, streamed once
 	}
 	pr.Out.Header.Set(ForwardHeader, n.sign(nonce, pr.Out.Method, pr.Out.URL.RequestURI(), remote, length, time.Now()))
+}
+
+// signKept gives a forwarded send the body keepSendBody kept, with its
+// trailer's MAC taken before it goes out: the same request on the wire
+// as a streamed body's (chunked, the MAC in BodyTrailer), but net/http's
+// Transport (https:// owners), seeing a body in memory, writes the
+// headers and the body together, then the trailer, rather than flushing
+// the headers on their own first (3 writes become 2, seen with strace
+// under BenchmarkForward; peerTransport writes any request whole).
+// GetBody makes it replayable: sent again only when the owner closed the
+// connection without reading it (see keepSendBody); the same nonce makes
+// a copy the owner did read a refused replay, never a second delivery.
+func (n *Node) signKept(pr *httputil.ProxyRequest, buf []byte, nonce [nonceLen]byte) {
+	sum := sha256.Sum256(buf)
+	trailer := http.Header{BodyTrailer: {n.bodyMAC(nonce, sum[:])}}
+	pr.Out.Body, pr.Out.Trailer = io.NopCloser(bytes.NewReader(buf)), trailer
+	pr.Out.ContentLength = -1
+	pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	pr.Out.Header.Set("Idempotency-Key", hexenc.EncodeToString(nonce[:]))
 }
 
 func (n *Node) gotResponse(resp *http.Response) error {
@@ -363,19 +404,48 @@ func lengthField(length int64) string {
 }
 
 func (n *Node) mac(ts, nonce, length, method, requestURI, remote string) []byte {
-	m := hmac.New(sha256.New, n.opts.Secret)
-	m.Write([]byte(sigVersion + "\n" + ts + "\n" + nonce + "\n" + length + "\n" + method + "\n" + requestURI + "\n" + remote))
+	m := n.macs.get(n.opts.Secret)
+	defer n.macs.put(m)
+	for _, s := range [...]string{sigVersion, ts, nonce, length, method, requestURI} {
+		io.WriteString(m, s)
+		m.Write(newline)
+	}
+	io.WriteString(m, remote)
 	return m.Sum(nil)
+}
+
+var newline = []byte{'\n'}
+
+// macPool keeps HMAC-SHA256 states keyed with the cluster secret. A new
+// one hashes the key's two pads before the first byte of the message: a
+// reset one restores them from the state saved at its first reset. Every
+// forwarded request takes two MACs on each node (headers and body).
+// A node has one secret: key is the same on every call.
+type macPool struct{ pool sync.Pool }
+
+func (p *macPool) get(key []byte) hash.Hash {
+	if m, ok := p.pool.Get().(hash.Hash); ok {
+		return m
+	}
+	return hmac.New(sha256.New, key)
+}
+
+// put resets m, which saves its keyed state on its first reset.
+func (p *macPool) put(m hash.Hash) {
+	m.Reset()
+	p.pool.Put(m)
 }
 
 // bodyMAC is the BodyTrailer value of a body whose SHA-256 is sum, sent
 // with nonce.
 func (n *Node) bodyMAC(nonce [nonceLen]byte, sum []byte) string {
-	m := hmac.New(sha256.New, n.opts.Secret)
-	m.Write([]byte(sigVersion + "-body\n"))
+	m := n.macs.get(n.opts.Secret)
+	defer n.macs.put(m)
+	io.WriteString(m, sigVersion+"-body\n")
 	m.Write(nonce[:])
 	m.Write(sum)
-	return hexenc.EncodeToString(m.Sum(nil))
+	var out [sha256.Size]byte
+	return hexenc.EncodeToString(m.Sum(out[:0]))
 }
 
 // maxSigLen bounds the ForwardHeader value parsed: a signature is about

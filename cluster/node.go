@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -40,6 +39,7 @@ type Node struct {
 	cache    ownerCache
 	nonces   nonceCache
 	relays   relays // receiving requests relayed to their owners (relay.go)
+	macs     macPool
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -123,7 +123,9 @@ type Options struct {
 	// StoreTimeout bounds one store call on the request path. Default 2s.
 	StoreTimeout time.Duration
 	// Transport carries forwarded requests. Default: keep-alive
-	// connections, a 2s dial timeout, no proxy from the environment.
+	// connections (up to 256 idle per owner, for 90s), a 2s dial timeout,
+	// no proxy from the environment; each request written and its answer
+	// read by the goroutine that forwards it (client.go).
 	Transport http.RoundTripper
 	// HandOffTTL is how long a session handed off by a draining node
 	// waits in the store for its next request, which resumes it on the
@@ -219,13 +221,7 @@ func New(o Options) (*Node, error) {
 	}
 	o.Self = strings.TrimSuffix(o.Self, "/")
 	if o.Transport == nil {
-		o.Transport = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
+		o.Transport = newPeerTransport()
 	}
 	n := &Node{opts: o, obs: o.Observer, log: o.Logger, members: map[*member]struct{}{},
 		cache: ownerCache{ttl: o.OwnerCacheTTL, m: make(map[string]cachedOwner)}, nonces: nonceCache{max: o.MaxNonces}}
@@ -233,12 +229,19 @@ func New(o Options) (*Node, error) {
 		n.obs = nopObserver{}
 	}
 	n.proxy = &httputil.ReverseProxy{
-		Rewrite:        n.rewrite,
-		Transport:      o.Transport,
-		FlushInterval:  -1, // streaming frames reach the client as they come
+		Rewrite:   n.rewrite,
+		Transport: o.Transport,
+		// Streaming responses (no Content-Length: xhr_streaming,
+		// htmlfile; eventsource) are flushed as each frame comes:
+		// ReverseProxy does so by itself for them. A response of known
+		// length (a poll's, a send's) goes out whole when it ends: with
+		// -1 here each one also had its headers flushed on their own,
+		// from a timer's goroutine, a write more per forwarded request.
+		FlushInterval:  0,
 		ErrorHandler:   n.proxyError,
 		ModifyResponse: n.gotResponse,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		BufferPool:     copyBuffers{},
 	}
 	return n, nil
 }

@@ -494,7 +494,7 @@ func frozenOwner(t *testing.T) string {
 // startNodesWith runs n nodes of an echo service sharing one owner store,
 // with options the test adjusts. Each node's app reports the request of
 // every session it opens on reqs.
-func startNodesWith(t *testing.T, n int, owners Store, adjust func(*transport.Options, *Options)) []*testNode {
+func startNodesWith(t testing.TB, n int, owners Store, adjust func(*transport.Options, *Options)) []*testNode {
 	t.Helper()
 	var nodes []*testNode
 	for range n {
@@ -703,7 +703,7 @@ func TestClusterOutageReconciles(t *testing.T) {
 }
 
 // mustNode is New for tests.
-func mustNode(t *testing.T, o Options) *Node {
+func mustNode(t testing.TB, o Options) *Node {
 	t.Helper()
 	n, err := New(o)
 	if err != nil {

@@ -36,6 +36,14 @@ type Options struct {
 	DisableWebSocket bool
 	// DisableRawWebSocket turns off <prefix>/websocket only.
 	DisableRawWebSocket bool
+	// WebSocketReaderGoroutines keeps a reader goroutine on every
+	// websocket connection. Default false: a plain TCP websocket is
+	// parked in the kernel's poller while the client sends nothing, with
+	// no goroutine and no read buffer (about half of what an idle
+	// websocket session costs otherwise); TLS, PROXY-protocol and
+	// Hixie-76 connections, and every one where there is no epoll (not
+	// Linux), keep their goroutine either way.
+	WebSocketReaderGoroutines bool
 
 	// ResponseLimit is the number of bytes a streaming response carries
 	// before the server ends it so that the client reconnects and frees
@@ -223,6 +231,7 @@ type Handler struct {
 	pingers  sync.Map             // *engine.Session -> *pinger, with PingInterval
 	wsRTT    WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
 	upgrader websocket.Upgrader
+	parkWS   bool // park idle websockets in the poller (wspoll.go)
 	log      *slog.Logger
 
 	keep   []string    // canonical KeepHeaders (reqinfo.go)
@@ -255,6 +264,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
+	h.parkWS = !opts.WebSocketReaderGoroutines && pollerWorks()
 	if opts.Cluster != nil {
 		h.cluster = opts.Cluster.Join(clusterService{h})
 	}

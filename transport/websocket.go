@@ -211,7 +211,11 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if h.refuseRequestInfo(w, r, t) {
 		return
 	}
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	uw := w
+	if h.parkWS && r.TLS == nil {
+		uw = pollHijacker{w} // a plain TCP connection is parked while idle (wspoll.go)
+	}
+	conn, err := h.upgrader.Upgrade(uw, r, nil)
 	if err != nil {
 		return // the upgrader answered and logged
 	}
@@ -249,7 +253,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	// this goroutine's deep stack, about half of what an idle websocket
 	// session would otherwise cost.
 	h.active.Add(1)
-	go h.readWebSocket(conn, s, rcv)
+	if !h.parkWebSocket(conn, s, rcv) {
+		go h.readWebSocket(conn, s, rcv)
+	}
 	h.serveConnection(s, rcv)
 }
 

@@ -1,0 +1,158 @@
+package transport
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// The poller: one epoll set for the parked websockets of the process,
+// each registered level-triggered and one-shot (a burst re-arms it when
+// the socket is empty), its event carrying the connection's id rather
+// than its descriptor, which the kernel may give to another connection
+// once this one is closed. The epoll descriptor itself waits in the Go
+// runtime's poller (an epoll set is readable while it has events), so
+// no thread is blocked in epoll_wait; the set exists only while
+// connections are parked, so an idle process keeps no goroutine for it.
+
+// pollReg is a connection's registration: its id and its epoll set.
+type pollReg struct {
+	id   uint64
+	epfd int
+}
+
+type poller struct {
+	mu    sync.Mutex
+	file  *os.File // the epoll set, nil while no connection is parked
+	epfd  int
+	next  uint64
+	conns map[uint64]*wsPoll
+}
+
+var wsPoller = poller{conns: map[uint64]*wsPoll{}}
+
+func pollerWorks() bool { return true }
+
+const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// register adds p's socket to the epoll set, armed.
+func (p *wsPoll) register() error {
+	pl := &wsPoller
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.file == nil {
+		if err := pl.start(); err != nil {
+			return err
+		}
+	}
+	pl.next++
+	p.reg = pollReg{id: pl.next, epfd: pl.epfd}
+	ev := p.reg.event()
+	var err error
+	if cerr := p.conn.rc.Control(func(fd uintptr) {
+		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		if len(pl.conns) == 0 {
+			pl.stop()
+		}
+		return fmt.Errorf("adding a websocket to the epoll set: %w", err)
+	}
+	pl.conns[p.reg.id] = p
+	return nil
+}
+
+func (r pollReg) event() syscall.EpollEvent {
+	return syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(r.id)), Pad: int32(uint32(r.id >> 32))}
+}
+
+// arm re-arms the socket, under its descriptor's reference so that it
+// cannot be closed (and its number given to another connection) meanwhile.
+func (p *wsPoll) arm() error {
+	ev := p.reg.event()
+	var err error
+	if cerr := p.conn.rc.Control(func(fd uintptr) {
+		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// unregister forgets p; the kernel drops its socket from the set when
+// it is closed, and a one-shot event already queued finds no one. The
+// set is closed with the last connection.
+func (p *wsPoll) unregister() {
+	pl := &wsPoller
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if _, ok := pl.conns[p.reg.id]; !ok {
+		return
+	}
+	delete(pl.conns, p.reg.id)
+	if len(pl.conns) == 0 {
+		pl.stop()
+	}
+}
+
+// start opens the epoll set and its goroutine; pl.mu held.
+func (pl *poller) start() error {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(epfd), "websocket-poller")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("epoll set: %w", err)
+	}
+	pl.file, pl.epfd = f, epfd
+	go pl.run(rc, epfd)
+	return nil
+}
+
+// stop closes the epoll set, which ends its goroutine; pl.mu held.
+func (pl *poller) stop() {
+	_ = pl.file.Close()
+	pl.file = nil
+}
+
+// run waits in the runtime's poller for the epoll set to have events and
+// wakes their connections, until the set is closed.
+func (pl *poller) run(rc syscall.RawConn, epfd int) {
+	events := make([]syscall.EpollEvent, 128)
+	woken := make([]*wsPoll, 0, len(events))
+	_ = rc.Read(func(uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(epfd, events, 0)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || n <= 0 {
+				return false // wait for the set to be readable again
+			}
+			woken = woken[:0]
+			pl.mu.Lock()
+			for _, ev := range events[:n] {
+				if p := pl.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; p != nil {
+					woken = append(woken, p)
+				}
+			}
+			pl.mu.Unlock()
+			for _, p := range woken {
+				p.wake()
+			}
+			if n < len(events) {
+				return false
+			}
+		}
+	})
+}

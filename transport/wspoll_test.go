@@ -1,0 +1,237 @@
+package transport_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sockjsd/sockjsd/services"
+	"github.com/sockjsd/sockjsd/transport"
+)
+
+// readerModes are the two ways a websocket is read: parked in the poller
+// (the default) and a reader goroutine per connection. Every case below
+// must come out the same on both.
+var readerModes = []struct {
+	name string
+	opts transport.Options
+}{
+	{"poller", transport.Options{}},
+	{"goroutines", transport.Options{WebSocketReaderGoroutines: true}},
+}
+
+// wsFrame is a client frame: masked with a key that changes every byte
+// (so that unmasking is checked), unless unmasked.
+func wsFrame(fin bool, op byte, payload string, unmasked bool) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	mask := byte(0x80)
+	if unmasked {
+		mask = 0
+	}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, mask|byte(n))
+	case n < 1<<16:
+		out = append(out, mask|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(n))
+	default:
+		out = append(out, mask|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	if unmasked {
+		return append(out, payload...)
+	}
+	key := [4]byte{0x11, 0x22, 0x33, 0x44}
+	out = append(out, key[:]...)
+	for i := 0; i < len(payload); i++ {
+		out = append(out, payload[i]^key[i&3])
+	}
+	return out
+}
+
+func closePayload(code int, reason string) string {
+	return string(binary.BigEndian.AppendUint16(nil, uint16(code))) + reason
+}
+
+// wsEvents reads what the server sends until its close frame (or the
+// connection's end), or until n events came (n >= 0): "msg:<text>",
+// "pong:<payload>", "close:<code>".
+func wsEvents(t *testing.T, c *websocket.Conn, n int) []string {
+	t.Helper()
+	var ev []string
+	c.SetPongHandler(func(p string) error { ev = append(ev, "pong:"+p); return nil })
+	c.SetCloseHandler(func(int, string) error { return nil })
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for n < 0 || len(ev) < n {
+		_, m, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		switch {
+		case errors.As(err, &ce):
+			return append(ev, fmt.Sprintf("close:%d", ce.Code))
+		case err != nil:
+			return append(ev, "end")
+		}
+		ev = append(ev, "msg:"+string(m))
+	}
+	return ev
+}
+
+// TestWebSocketFrameReader: the frame reader takes frames cut anywhere
+// (written a byte at a time), fragmented messages with control frames
+// between their fragments, and refuses what RFC 6455 forbids as gorilla
+// does, on both reader paths.
+func TestWebSocketFrameReader(t *testing.T) {
+	big := strings.Repeat("y", 300)
+	for _, tc := range []struct {
+		name     string
+		sockjs   bool
+		frames   [][]byte
+		byByte   bool
+		after    [][]byte // sent once every event of want but the last came
+		want     []string
+		maxBytes int
+	}{
+		{name: "fragmentedWithPing", byByte: true, frames: [][]byte{
+			wsFrame(false, 1, "hel", false), wsFrame(true, 9, "p", false), wsFrame(false, 0, "", false),
+			wsFrame(true, 0, "lo", false), wsFrame(true, 1, "", false), wsFrame(true, 1, big, false),
+		}, after: [][]byte{wsFrame(true, 8, closePayload(4000, "bye"), false)}, want: []string{"pong:p", "msg:hello", "msg:", "msg:" + big, "close:4000"}},
+		{name: "sockjsFragmented", sockjs: true, byByte: true, frames: [][]byte{
+			wsFrame(false, 1, `["a",`, false), wsFrame(true, 0, `"b"]`, false),
+		}, after: [][]byte{wsFrame(true, 8, "", false)}, want: []string{"msg:o", `msg:a["a","b"]`, "close:1000"}},
+		{name: "badOpcode", frames: [][]byte{wsFrame(true, 3, "", false)}, want: []string{"close:1002"}},
+		{name: "unmasked", frames: [][]byte{wsFrame(true, 1, "x", true)}, want: []string{"close:1002"}},
+		{name: "rsv", frames: [][]byte{{0xC1, 0x80, 0, 0, 0, 0}}, want: []string{"close:1002"}},
+		{name: "continuationFirst", frames: [][]byte{wsFrame(true, 0, "x", false)}, want: []string{"close:1002"}},
+		{name: "dataBeforeFin", frames: [][]byte{wsFrame(false, 1, "x", false), wsFrame(true, 1, "y", false)}, want: []string{"close:1002"}},
+		{name: "longControl", frames: [][]byte{wsFrame(true, 9, big, false)}, want: []string{"close:1002"}},
+		{name: "fragmentedControl", frames: [][]byte{wsFrame(false, 9, "p", false)}, want: []string{"close:1002"}},
+		{name: "badCloseCode", frames: [][]byte{wsFrame(true, 8, closePayload(1005, ""), false)}, want: []string{"close:1002"}},
+		{name: "badCloseReason", frames: [][]byte{wsFrame(true, 8, closePayload(1000, "\xff"), false)}, want: []string{"close:1002"}},
+		{name: "shortClose", frames: [][]byte{wsFrame(true, 8, "x", false)}, want: []string{"close:1000"}},
+		{name: "invalidUTF8", frames: [][]byte{wsFrame(true, 1, "\xff", false)}, want: []string{"close:1007"}},
+		{name: "binary", frames: [][]byte{wsFrame(true, 2, "\xff", false)}, want: []string{"close:1003"}},
+		{name: "brokenJSON", sockjs: true, frames: [][]byte{wsFrame(true, 1, `["a`, false)}, want: []string{"msg:o", "close:3000"}},
+		{name: "tooBig", maxBytes: 100, frames: [][]byte{
+			wsFrame(true, 1, "ok", false), wsFrame(false, 1, big[:60], false), wsFrame(true, 0, big[:60], false),
+		}, want: []string{"msg:ok", "close:1009"}},
+		{name: "tooBigSockJS", sockjs: true, maxBytes: 100, frames: [][]byte{wsFrame(true, 1, `["` + big + `"]`, false)},
+			want: []string{"msg:o", `msg:c[1009,"Message too big"]`, "close:1009"}},
+		{name: "atTheLimit", maxBytes: 300, frames: [][]byte{wsFrame(true, 1, big, false)}, after: [][]byte{wsFrame(true, 8, "", false)},
+			want: []string{"msg:" + big, "close:1000"}},
+	} {
+		for _, mode := range readerModes {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				opts := mode.opts
+				opts.MaxMessageBytes = tc.maxBytes
+				base := serveOne(t, opts, services.Echo)
+				path := "/websocket"
+				if tc.sockjs {
+					path = "/000/" + newSID() + "/websocket"
+				}
+				c := dialWS(t, wsURL(base)+path)
+				nc := c.UnderlyingConn()
+				for _, f := range tc.frames {
+					if !tc.byByte {
+						if _, err := nc.Write(f); err != nil {
+							t.Fatal(err)
+						}
+						continue
+					}
+					for i := range f {
+						if _, err := nc.Write(f[i : i+1]); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				var got []string
+				if len(tc.after) > 0 {
+					got = wsEvents(t, c, len(tc.want)-1)
+					for _, f := range tc.after {
+						if _, err := nc.Write(f); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				got = append(got, wsEvents(t, c, -1)...)
+				if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+					t.Fatalf("got %q\nwant %q", got, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestIdleWebSocketsHoldNoGoroutine: idle websocket sessions of a service
+// with no goroutine of its own (services.Echo) hold no goroutine when
+// parked in the poller, and one each (the reader) without it; the parked
+// ones still echo.
+func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
+	const n = 100
+	top := runtime.NumGoroutine()
+	for _, mode := range readerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			// The sessions of the previous mode end after their
+			// connections closed: bounded wait for their goroutines.
+			for deadline := time.Now().Add(20 * time.Second); runtime.NumGoroutine() > top && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond) // polling a count; bounded
+			}
+			base := serveOne(t, mode.opts, services.Echo)
+			start := runtime.NumGoroutine()
+			conns := make([]*websocket.Conn, n)
+			for i := range conns {
+				path, msg, echo := "/websocket", "hi", "hi"
+				if i%2 == 0 {
+					path, msg, echo = "/000/"+newSID()+"/websocket", `["hi"]`, `a["hi"]`
+				}
+				conns[i] = dialWS(t, wsURL(base)+path)
+				if i%2 == 0 {
+					wsRead(t, conns[i]) // o
+				}
+				// Each session echoes (read once) before it idles.
+				wsWrite(t, conns[i], msg)
+				if got := wsRead(t, conns[i]); got != echo {
+					t.Fatalf("session %d: echo %q, want %q", i, got, echo)
+				}
+			}
+			// net/http's connection goroutines end after the upgrade,
+			// and the poller's readers once the socket is empty:
+			// bounded wait for the count to settle. Goroutines of
+			// earlier tests that are still ending only lower the count.
+			readers := func() int { return goroutinesIn("transport.(*Handler).readWebSocket") }
+			perSession := func() float64 { return float64(runtime.NumGoroutine()-start) / n }
+			settled := func() bool { return perSession() <= 0.1 && readers() == 0 }
+			if mode.name != "poller" {
+				settled = func() bool { return readers() >= n }
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !settled() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond) // polling a count; bounded
+			}
+			if !settled() {
+				t.Fatalf("%.2f goroutines per idle websocket session, %d readers", perSession(), readers())
+			}
+		})
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack has fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}

@@ -211,11 +211,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if h.refuseRequestInfo(w, r, t) {
 		return
 	}
-	uw := w
-	if h.parkWS && r.TLS == nil {
-		uw = pollHijacker{w} // a plain TCP connection is parked while idle (wspoll.go)
-	}
-	conn, err := h.upgrader.Upgrade(uw, r, nil)
+	conn, err := h.upgrade(w, r)
 	if err != nil {
 		return // the upgrader answered and logged
 	}

@@ -41,10 +41,12 @@ import (
 // handleWSMessage, message.go); messages go through the same msgReader,
 // budget and payload deadline as on the goroutine path.
 //
-// Connections that are not a *net.TCPConn (TLS, PROXY protocol, whose
-// reader may hold bytes the kernel no longer has) and Hixie-76 ones keep
-// the reader goroutine, as does every connection where there is no
-// poller (not Linux) or when Options.WebSocketReaderGoroutine is set.
+// Connections that are not a *net.TCPConn, or a wrapper of one that
+// reads nothing itself (connUnwrapper), keep the reader goroutine: TLS,
+// and the PROXY protocol, whose reader may hold bytes the kernel no
+// longer has. So do Hixie-76 connections, and every connection where
+// there is no poller (not Linux) or when Options.WebSocketReaderGoroutines
+// is set.
 
 // pollBufSize is the read buffer of a connection while it is read: taken
 // from a pool when bytes arrive, given back once the socket is empty.
@@ -55,14 +57,40 @@ var pollBufs = sync.Pool{New: func() any { b := make([]byte, pollBufSize); retur
 // errWouldBlock: the socket has nothing to read now.
 var errWouldBlock = errors.New("would block")
 
-// pollConn is a hijacked *net.TCPConn as gorilla's Conn sees it: writes
-// go to the socket; a past read deadline (the payload deadline's cut,
-// msgwatch.go) and Close wake the connection's reader instead of a
-// parked Read.
+// pollConn is a hijacked connection as gorilla's Conn sees it: writes
+// and Close go to the connection (through the listener's wrapper, if
+// any); reads come from its TCP socket, read by the poller's bursts; a
+// past read deadline (the payload deadline's cut, msgwatch.go) and Close
+// wake the connection's reader instead of a parked Read.
 type pollConn struct {
-	*net.TCPConn
-	rc syscall.RawConn
-	p  *wsPoll // set before the connection is armed
+	net.Conn
+	rc syscall.RawConn // the TCP socket's
+	p  *wsPoll         // set before the connection is armed
+}
+
+// connUnwrapper is a listener's connection wrapper that reads nothing
+// itself (one that counts or limits connections, such as cmd/server's
+// connection caps): its websockets can be parked, their bytes read from
+// the connection it wraps. A wrapper that buffers what it reads (PROXY
+// protocol, TLS) must not implement it.
+type connUnwrapper interface {
+	UnwrapConn() net.Conn
+}
+
+// tcpConn is the TCP connection under c's read-transparent wrappers, or
+// nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for range 8 { // a bound on wrappers, should one return itself
+		switch w := c.(type) {
+		case *net.TCPConn:
+			return w
+		case connUnwrapper:
+			c = w.UnwrapConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // SetReadDeadline takes the payload deadline's cut (a deadline that has
@@ -71,7 +99,7 @@ type pollConn struct {
 func (c *pollConn) SetReadDeadline(t time.Time) error {
 	p := c.p
 	if p == nil {
-		return c.TCPConn.SetReadDeadline(t)
+		return c.Conn.SetReadDeadline(t)
 	}
 	if t.IsZero() {
 		p.late.Store(false)
@@ -87,7 +115,7 @@ func (c *pollConn) SetReadDeadline(t time.Time) error {
 // Close closes the socket and wakes its reader, which then ends: the
 // kernel drops a closed socket from the epoll set without a word.
 func (c *pollConn) Close() error {
-	err := c.TCPConn.Close()
+	err := c.Conn.Close()
 	if c.p != nil {
 		c.p.wake()
 	}
@@ -120,10 +148,30 @@ func (c *pollConn) read(b []byte) (int, error) {
 	return n, nil
 }
 
-// pollHijacker hands gorilla's Upgrade a *net.TCPConn wrapped as a
-// pollConn, when the poller is on; other connections pass as they are.
+// upgrade is the websocket handshake: a plain TCP connection comes out
+// of it as a pollConn when the poller is on.
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	if !h.parkWS || r.TLS != nil {
+		return h.upgrader.Upgrade(w, r, nil)
+	}
+	// A copy of the upgrader per handshake, whose read buffer size the
+	// hijack sets: gorilla allocates its read buffer after hijacking,
+	// with the upgrader's size, and a parked connection never reads
+	// through it.
+	up := h.upgrader
+	return up.Upgrade(pollHijacker{w, &up}, r, nil)
+}
+
+// parkedReadBuffer is gorilla's read buffer on a parked connection,
+// which only the poller reads: the least gorilla takes (a control frame).
+const parkedReadBuffer = 125
+
+// pollHijacker hands gorilla's Upgrade a plain TCP connection wrapped as
+// a pollConn, with the least read buffer; other connections pass as they
+// are, with the upgrader's read buffer.
 type pollHijacker struct {
 	http.ResponseWriter
+	up *websocket.Upgrader
 }
 
 func (w pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -131,9 +179,10 @@ func (w pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if tc, ok := c.(*net.TCPConn); ok && pollerWorks() {
+	if tc := tcpConn(c); tc != nil {
 		if rc, err := tc.SyscallConn(); err == nil {
-			return &pollConn{TCPConn: tc, rc: rc}, brw, nil
+			w.up.ReadBufferSize = parkedReadBuffer
+			return &pollConn{Conn: c, rc: rc}, brw, nil
 		}
 	}
 	return c, brw, nil

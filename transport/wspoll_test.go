@@ -4,15 +4,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 // readerModes are the two ways a websocket is read: parked in the poller
@@ -124,7 +128,7 @@ func TestWebSocketFrameReader(t *testing.T) {
 		{name: "tooBig", maxBytes: 100, frames: [][]byte{
 			wsFrame(true, 1, "ok", false), wsFrame(false, 1, big[:60], false), wsFrame(true, 0, big[:60], false),
 		}, want: []string{"msg:ok", "close:1009"}},
-		{name: "tooBigSockJS", sockjs: true, maxBytes: 100, frames: [][]byte{wsFrame(true, 1, `["` + big + `"]`, false)},
+		{name: "tooBigSockJS", sockjs: true, maxBytes: 100, frames: [][]byte{wsFrame(true, 1, `["`+big+`"]`, false)},
 			want: []string{"msg:o", `msg:c[1009,"Message too big"]`, "close:1009"}},
 		{name: "atTheLimit", maxBytes: 300, frames: [][]byte{wsFrame(true, 1, big, false)}, after: [][]byte{wsFrame(true, 8, "", false)},
 			want: []string{"msg:" + big, "close:1000"}},
@@ -171,21 +175,64 @@ func TestWebSocketFrameReader(t *testing.T) {
 	}
 }
 
+// countingListener wraps its connections, as cmd/server's connection
+// caps do: read-transparent ones say so (UnwrapConn), opaque ones do not.
+type countingListener struct {
+	net.Listener
+	transparent bool
+}
+
+type countedConn struct{ net.Conn }
+
+type transparentConn struct{ net.Conn }
+
+func (c transparentConn) UnwrapConn() net.Conn { return c.Conn }
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || !l.transparent {
+		return countedConn{c}, err
+	}
+	return transparentConn{c}, nil
+}
+
 // TestIdleWebSocketsHoldNoGoroutine: idle websocket sessions of a service
 // with no goroutine of its own (services.Echo) hold no goroutine when
-// parked in the poller, and one each (the reader) without it; the parked
-// ones still echo.
+// parked in the poller, also behind a listener's read-transparent
+// wrapper, and one each (the reader) without the poller or behind a
+// wrapper that may read; the parked ones still echo.
 func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 	const n = 100
 	top := runtime.NumGoroutine()
-	for _, mode := range readerModes {
+	modes := []struct {
+		name   string
+		opts   transport.Options
+		wrap   *countingListener
+		parked bool
+	}{
+		{"poller", transport.Options{}, nil, true},
+		{"goroutines", transport.Options{WebSocketReaderGoroutines: true}, nil, false},
+		{"transparentWrapper", transport.Options{}, &countingListener{transparent: true}, true},
+		{"opaqueWrapper", transport.Options{}, &countingListener{}, false},
+	}
+	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			// The sessions of the previous mode end after their
 			// connections closed: bounded wait for their goroutines.
 			for deadline := time.Now().Add(20 * time.Second); runtime.NumGoroutine() > top && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond) // polling a count; bounded
 			}
-			base := serveOne(t, mode.opts, services.Echo)
+			r := mux.NewRouter()
+			r.SkipClean(true)
+			gorillamux.Mount(r, transport.New("/s", mode.opts, services.Echo))
+			srv := httptest.NewUnstartedServer(r)
+			if mode.wrap != nil {
+				mode.wrap.Listener = srv.Listener
+				srv.Listener = mode.wrap
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			base := srv.URL + "/s"
 			start := runtime.NumGoroutine()
 			conns := make([]*websocket.Conn, n)
 			for i := range conns {
@@ -210,7 +257,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			readers := func() int { return goroutinesIn("transport.(*Handler).readWebSocket") }
 			perSession := func() float64 { return float64(runtime.NumGoroutine()-start) / n }
 			settled := func() bool { return perSession() <= 0.1 && readers() == 0 }
-			if mode.name != "poller" {
+			if !mode.parked {
 				settled = func() bool { return readers() >= n }
 			}
 			deadline := time.Now().Add(20 * time.Second)

@@ -232,24 +232,28 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs, msg: h.newMsgReader(conn)}
 	if h.wsRTT != nil {
 		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
-		conn.SetPongHandler(rcv.pong)
 	}
-	conn.SetCloseHandler(func(code int, _ string) error {
-		// Answer the client's close with its code, unless ours went
-		// first; either way the reader then ends.
-		if code == websocket.CloseNoStatusReceived {
-			code = websocket.CloseNormalClosure
-		}
-		_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
-		return nil
-	})
 	// The session runs on a reader goroutine (and a writer only while
 	// there is something to write) and this handler returns: net/http
 	// then lets go of the request, its 4 KiB read and write buffers and
 	// this goroutine's deep stack, about half of what an idle websocket
-	// session would otherwise cost.
+	// session would otherwise cost. A parked connection (wspoll.go) has
+	// no reader goroutine either while its client says nothing, and
+	// handles its control frames itself.
 	h.active.Add(1)
 	if !h.parkWebSocket(conn, s, rcv) {
+		if rcv.rtt.obs != nil {
+			conn.SetPongHandler(rcv.pong)
+		}
+		conn.SetCloseHandler(func(code int, _ string) error {
+			// Answer the client's close with its code, unless ours
+			// went first; either way the reader then ends.
+			if code == websocket.CloseNoStatusReceived {
+				code = websocket.CloseNormalClosure
+			}
+			_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
+			return nil
+		})
 		go h.readWebSocket(conn, s, rcv)
 	}
 	h.serveConnection(s, rcv)

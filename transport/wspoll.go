@@ -64,8 +64,7 @@ var errWouldBlock = errors.New("would block")
 // wake the connection's reader instead of a parked Read.
 type pollConn struct {
 	net.Conn
-	rc syscall.RawConn // the TCP socket's
-	p  *wsPoll         // set before the connection is armed
+	wsPoll // the reader, in the same allocation
 }
 
 // connUnwrapper is a listener's connection wrapper that reads nothing
@@ -97,8 +96,8 @@ func tcpConn(c net.Conn) *net.TCPConn {
 // passed) and its clearing (zero); nothing else sets read deadlines on a
 // parked connection.
 func (c *pollConn) SetReadDeadline(t time.Time) error {
-	p := c.p
-	if p == nil {
+	p := &c.wsPoll
+	if !p.parked.Load() {
 		return c.Conn.SetReadDeadline(t)
 	}
 	if t.IsZero() {
@@ -116,15 +115,15 @@ func (c *pollConn) SetReadDeadline(t time.Time) error {
 // kernel drops a closed socket from the epoll set without a word.
 func (c *pollConn) Close() error {
 	err := c.Conn.Close()
-	if c.p != nil {
-		c.p.wake()
+	if c.parked.Load() {
+		c.wake()
 	}
 	return err
 }
 
 // read reads what the socket has, without waiting: errWouldBlock when it
 // has nothing, io.EOF when the client closed its side.
-func (c *pollConn) read(b []byte) (int, error) {
+func (c *wsPoll) read(b []byte) (int, error) {
 	var n int
 	var err error
 	if rerr := c.rc.Read(func(fd uintptr) bool {
@@ -182,7 +181,7 @@ func (w pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if tc := tcpConn(c); tc != nil {
 		if rc, err := tc.SyscallConn(); err == nil {
 			w.up.ReadBufferSize = parkedReadBuffer
-			return &pollConn{Conn: c, rc: rc}, brw, nil
+			return &pollConn{Conn: c, wsPoll: wsPoll{rc: rc}}, brw, nil
 		}
 	}
 	return c, brw, nil
@@ -193,11 +192,12 @@ func (w pollHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // wsPoll reads one parked websocket: the state of its frame reader
 // between bursts, and the burst's exclusion.
 type wsPoll struct {
-	h    *Handler
-	s    *engine.Session
-	rcv  *wsReceiver
-	conn *pollConn
-	reg  pollReg // its place in the poller (wspoll_linux.go)
+	rc     syscall.RawConn // the TCP socket's
+	parked atomic.Bool     // registered in the poller: it reads the socket
+	h      *Handler
+	s      *engine.Session
+	rcv    *wsReceiver
+	reg    pollReg // its place in the poller (wspoll_linux.go)
 
 	// state: pollParked (armed, or being armed), pollRunning (a burst
 	// reads), pollAgain (and it must read again before it parks: it was
@@ -235,10 +235,11 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	if !ok {
 		return false
 	}
-	p := &wsPoll{h: h, s: s, rcv: rcv, conn: pc}
-	pc.p = p
+	p := &pc.wsPoll
+	p.h, p.s, p.rcv = h, s, rcv
+	p.parked.Store(true)
 	if err := p.register(); err != nil {
-		pc.p = nil
+		p.parked.Store(false)
 		h.log.Warn("sockjs: websocket not parked in the poller, reading on a goroutine", "err", err)
 		return false
 	}
@@ -295,7 +296,7 @@ func (p *wsPoll) burst() {
 		if bp == nil {
 			bp = pollBufs.Get().(*[]byte)
 		}
-		n, err := p.conn.read(*bp)
+		n, err := p.read(*bp)
 		if n > 0 {
 			if p.feed((*bp)[:n]) {
 				p.end()

@@ -50,7 +50,7 @@ func (p *wsPoll) register() error {
 	p.reg = pollReg{id: pl.next, epfd: pl.epfd}
 	ev := p.reg.event()
 	var err error
-	if cerr := p.conn.rc.Control(func(fd uintptr) {
+	if cerr := p.rc.Control(func(fd uintptr) {
 		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}); cerr != nil {
 		err = cerr
@@ -74,7 +74,7 @@ func (r pollReg) event() syscall.EpollEvent {
 func (p *wsPoll) arm() error {
 	ev := p.reg.event()
 	var err error
-	if cerr := p.conn.rc.Control(func(fd uintptr) {
+	if cerr := p.rc.Control(func(fd uintptr) {
 		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 	}); cerr != nil {
 		return cerr

@@ -36,14 +36,15 @@ type Options struct {
 	DisableWebSocket bool
 	// DisableRawWebSocket turns off <prefix>/websocket only.
 	DisableRawWebSocket bool
-	// WebSocketReaderGoroutines keeps a reader goroutine on every
-	// websocket connection. Default false: a plain TCP websocket is
-	// parked in the kernel's poller while the client sends nothing, with
-	// no goroutine and no read buffer (about half of what an idle
-	// websocket session costs otherwise); TLS, PROXY-protocol and
-	// Hixie-76 connections, and every one where there is no epoll (not
-	// Linux), keep their goroutine either way.
-	WebSocketReaderGoroutines bool
+	// ReaderGoroutines keeps a goroutine reading every websocket
+	// connection, and watching every taken-over streaming answer's
+	// connection for the client leaving. Default false: on a plain TCP
+	// connection they wait in the kernel's poller (epoll) while the
+	// client sends nothing, with no goroutine and no read buffer, which
+	// is about half of what an idle websocket session costs otherwise.
+	// TLS, PROXY-protocol and Hixie-76 connections, and every one where
+	// there is no epoll (not Linux), keep their goroutine either way.
+	ReaderGoroutines bool
 
 	// ResponseLimit is the number of bytes a streaming response carries
 	// before the server ends it so that the client reconnects and frees
@@ -264,7 +265,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
-	h.parkWS = !opts.WebSocketReaderGoroutines && pollerWorks()
+	h.parkWS = !opts.ReaderGoroutines && pollerWorks()
 	if opts.Cluster != nil {
 		h.cluster = opts.Cluster.Join(clusterService{h})
 	}

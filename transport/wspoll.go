@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -45,7 +43,7 @@ import (
 // reads nothing itself (connUnwrapper), keep the reader goroutine: TLS,
 // and the PROXY protocol, whose reader may hold bytes the kernel no
 // longer has. So do Hixie-76 connections, and every connection where
-// there is no poller (not Linux) or when Options.WebSocketReaderGoroutines
+// there is no poller (not Linux) or when Options.ReaderGoroutines
 // is set.
 
 // pollBufSize is the read buffer of a connection while it is read: taken
@@ -121,32 +119,6 @@ func (c *pollConn) Close() error {
 	return err
 }
 
-// read reads what the socket has, without waiting: errWouldBlock when it
-// has nothing, io.EOF when the client closed its side.
-func (c *wsPoll) read(b []byte) (int, error) {
-	var n int
-	var err error
-	if rerr := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), b)
-			if err != syscall.EINTR {
-				return true
-			}
-		}
-	}); rerr != nil {
-		return 0, rerr
-	}
-	switch {
-	case err == syscall.EAGAIN:
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, err
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
 // upgrade is the websocket handshake: a plain TCP connection comes out
 // of it as a pollConn when the poller is on.
 func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
@@ -181,7 +153,7 @@ func (w pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if tc := tcpConn(c); tc != nil {
 		if rc, err := tc.SyscallConn(); err == nil {
 			w.up.ReadBufferSize = parkedReadBuffer
-			return &pollConn{Conn: c, wsPoll: wsPoll{rc: rc}}, brw, nil
+			return &pollConn{Conn: c, wsPoll: wsPoll{parker: parker{rc: rc}}}, brw, nil
 		}
 	}
 	return c, brw, nil
@@ -192,18 +164,11 @@ func (w pollHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // wsPoll reads one parked websocket: the state of its frame reader
 // between bursts, and the burst's exclusion.
 type wsPoll struct {
-	rc     syscall.RawConn // the TCP socket's
-	parked atomic.Bool     // registered in the poller: it reads the socket
-	h      *Handler
-	s      *engine.Session
-	rcv    *wsReceiver
-	reg    pollReg // its place in the poller (wspoll_linux.go)
-
-	// state: pollParked (armed, or being armed), pollRunning (a burst
-	// reads), pollAgain (and it must read again before it parks: it was
-	// woken meanwhile), pollEnded.
-	state atomic.Int32
-	late  atomic.Bool // the payload deadline cut the message being read
+	parker
+	h    *Handler
+	s    *engine.Session
+	rcv  *wsReceiver
+	late atomic.Bool // the payload deadline cut the message being read
 
 	// The frame reader, used by one burst at a time.
 	hdr      [14]byte
@@ -221,13 +186,6 @@ type wsPoll struct {
 	draining bool   // drop everything until the connection ends
 }
 
-const (
-	pollParked int32 = iota
-	pollRunning
-	pollAgain
-	pollEnded
-)
-
 // parkWebSocket reads conn's websocket messages from the poller; false
 // when it cannot (the caller then reads on a goroutine).
 func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *wsReceiver) bool {
@@ -238,7 +196,7 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	p := &pc.wsPoll
 	p.h, p.s, p.rcv = h, s, rcv
 	p.parked.Store(true)
-	if err := p.register(); err != nil {
+	if err := p.register(p); err != nil {
 		p.parked.Store(false)
 		h.log.Warn("sockjs: websocket not parked in the poller, reading on a goroutine", "err", err)
 		return false
@@ -246,41 +204,8 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	return true
 }
 
-// wake makes sure a burst runs: one starts, or the running one reads
-// again before it parks.
-func (p *wsPoll) wake() {
-	for {
-		switch p.state.Load() {
-		case pollParked:
-			if p.state.CompareAndSwap(pollParked, pollRunning) {
-				go p.burst()
-				return
-			}
-		case pollRunning:
-			if p.state.CompareAndSwap(pollRunning, pollAgain) {
-				return
-			}
-		default:
-			return
-		}
-	}
-}
-
-// park arms the socket and lets the burst end: false when it must read
-// again (it was woken meanwhile).
-func (p *wsPoll) park() bool {
-	if p.state.CompareAndSwap(pollAgain, pollRunning) {
-		return false
-	}
-	if err := p.arm(); err != nil {
-		return false // closed: the next read says so
-	}
-	if p.state.CompareAndSwap(pollRunning, pollParked) {
-		return true
-	}
-	p.state.Store(pollRunning)
-	return false
-}
+// wake makes sure a burst reads the connection.
+func (p *wsPoll) wake() { p.parker.wake(p) }
 
 // burst reads until the socket has nothing more, then parks it, or until
 // the connection ends.

@@ -27,17 +27,21 @@ type poller struct {
 	file  *os.File // the epoll set, nil while no connection is parked
 	epfd  int
 	next  uint64
-	conns map[uint64]*wsPoll
+	conns map[uint64]waker
 }
 
-var wsPoller = poller{conns: map[uint64]*wsPoll{}}
+// waker is a parked connection as the poller wakes it.
+type waker interface{ wake() }
+
+var wsPoller = poller{conns: map[uint64]waker{}}
 
 func pollerWorks() bool { return true }
 
 const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// register adds p's socket to the epoll set, armed.
-func (p *wsPoll) register() error {
+// register adds p's socket to the epoll set, armed; the poller wakes w
+// when it is readable.
+func (p *parker) register(w waker) error {
 	pl := &wsPoller
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -61,7 +65,7 @@ func (p *wsPoll) register() error {
 		}
 		return fmt.Errorf("adding a websocket to the epoll set: %w", err)
 	}
-	pl.conns[p.reg.id] = p
+	pl.conns[p.reg.id] = w
 	return nil
 }
 
@@ -71,7 +75,7 @@ func (r pollReg) event() syscall.EpollEvent {
 
 // arm re-arms the socket, under its descriptor's reference so that it
 // cannot be closed (and its number given to another connection) meanwhile.
-func (p *wsPoll) arm() error {
+func (p *parker) arm() error {
 	ev := p.reg.event()
 	var err error
 	if cerr := p.rc.Control(func(fd uintptr) {
@@ -85,7 +89,7 @@ func (p *wsPoll) arm() error {
 // unregister forgets p; the kernel drops its socket from the set when
 // it is closed, and a one-shot event already queued finds no one. The
 // set is closed with the last connection.
-func (p *wsPoll) unregister() {
+func (p *parker) unregister() {
 	pl := &wsPoller
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -129,7 +133,7 @@ func (pl *poller) stop() {
 // wakes their connections, until the set is closed.
 func (pl *poller) run(rc syscall.RawConn, epfd int) {
 	events := make([]syscall.EpollEvent, 128)
-	woken := make([]*wsPoll, 0, len(events))
+	woken := make([]waker, 0, len(events))
 	_ = rc.Read(func(uintptr) bool {
 		for {
 			n, err := syscall.EpollWait(epfd, events, 0)
@@ -142,8 +146,8 @@ func (pl *poller) run(rc syscall.RawConn, epfd int) {
 			woken = woken[:0]
 			pl.mu.Lock()
 			for _, ev := range events[:n] {
-				if p := pl.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; p != nil {
-					woken = append(woken, p)
+				if w := pl.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; w != nil {
+					woken = append(woken, w)
 				}
 			}
 			pl.mu.Unlock()

@@ -10,8 +10,11 @@ type pollReg struct{}
 
 func pollerWorks() bool { return false }
 
-func (p *wsPoll) register() error { return errors.New("no websocket poller on this system") }
+// waker is a parked connection as the poller wakes it.
+type waker interface{ wake() }
 
-func (p *wsPoll) arm() error { return errors.New("no websocket poller on this system") }
+func (p *parker) register(waker) error { return errors.New("no poller on this system") }
 
-func (p *wsPoll) unregister() {}
+func (p *parker) arm() error { return errors.New("no poller on this system") }
+
+func (p *parker) unregister() {}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http/httptest"
 	"runtime"
@@ -27,7 +28,7 @@ var readerModes = []struct {
 	opts transport.Options
 }{
 	{"poller", transport.Options{}},
-	{"goroutines", transport.Options{WebSocketReaderGoroutines: true}},
+	{"goroutines", transport.Options{ReaderGoroutines: true}},
 }
 
 // wsFrame is a client frame: masked with a key that changes every byte
@@ -203,7 +204,6 @@ func (l countingListener) Accept() (net.Conn, error) {
 // wrapper that may read; the parked ones still echo.
 func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 	const n = 100
-	top := runtime.NumGoroutine()
 	modes := []struct {
 		name   string
 		opts   transport.Options
@@ -211,17 +211,12 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 		parked bool
 	}{
 		{"poller", transport.Options{}, nil, true},
-		{"goroutines", transport.Options{WebSocketReaderGoroutines: true}, nil, false},
+		{"goroutines", transport.Options{ReaderGoroutines: true}, nil, false},
 		{"transparentWrapper", transport.Options{}, &countingListener{transparent: true}, true},
 		{"opaqueWrapper", transport.Options{}, &countingListener{}, false},
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			// The sessions of the previous mode end after their
-			// connections closed: bounded wait for their goroutines.
-			for deadline := time.Now().Add(20 * time.Second); runtime.NumGoroutine() > top && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond) // polling a count; bounded
-			}
 			r := mux.NewRouter()
 			r.SkipClean(true)
 			gorillamux.Mount(r, transport.New("/s", mode.opts, services.Echo))
@@ -253,7 +248,8 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			// net/http's connection goroutines end after the upgrade,
 			// and the poller's readers once the socket is empty:
 			// bounded wait for the count to settle. Goroutines of
-			// earlier tests that are still ending only lower the count.
+			// earlier tests (and modes) that are still ending only
+			// lower the count; the readers are counted by their stack.
 			readers := func() int { return goroutinesIn("transport.(*Handler).readWebSocket") }
 			perSession := func() float64 { return float64(runtime.NumGoroutine()-start) / n }
 			settled := func() bool { return perSession() <= 0.1 && readers() == 0 }
@@ -281,4 +277,60 @@ func goroutinesIn(fn string) int {
 		}
 	}
 	return n
+}
+
+// TestIdleStreamsHoldNoGoroutine: idle xhr-streaming answers, taken over
+// from net/http, hold no watch goroutine when parked in the poller and
+// one each without it; either way a client that leaves is
+// noticed: the session closes with 1002, and a new streaming request
+// gets that close frame rather than 2010 (another connection still
+// open).
+func TestIdleStreamsHoldNoGoroutine(t *testing.T) {
+	const n = 50
+	for _, mode := range readerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			base := serveOne(t, mode.opts, services.Echo)
+			urls := make([]string, n)
+			bodies := make([]io.Closer, n)
+			for i := range urls {
+				urls[i] = base + "/000/" + newSID()
+				res, br := openStream(t, "POST", urls[i]+"/xhr_streaming")
+				frameLine(t, br, "")
+				bodies[i] = res.Body
+			}
+			// The client's transport has goroutines of its own for
+			// each connection: the server's are counted by their stack
+			// (net/http's serving goroutine ends with the take-over).
+			watchers := func() int { return goroutinesIn("transport.(*streamConn).watch") }
+			settled := func() bool { return watchers() == 0 }
+			if mode.name != "poller" {
+				settled = func() bool { return watchers() >= n }
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !settled() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond) // polling a count; bounded
+			}
+			if !settled() {
+				t.Fatalf("%d watch goroutines for %d idle streaming sessions", watchers(), n)
+			}
+			// The clients leave; each session notices.
+			for _, b := range bodies {
+				b.Close()
+			}
+			for i, u := range urls {
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					_, br := openStream(t, "POST", u+"/xhr_streaming")
+					f, _ := tryFrameLine(br, "")
+					if strings.HasPrefix(f, "c[1002,") {
+						break
+					}
+					if !strings.HasPrefix(f, "c[2010,") || time.Now().After(deadline) {
+						t.Fatalf("session %d after its client left: %q, want c[1002,...]", i, f)
+					}
+					time.Sleep(10 * time.Millisecond) // the close is on its way; bounded
+				}
+			}
+		})
+	}
 }

@@ -54,14 +54,12 @@ func (pk *parker) wake(b burster) {
 	}
 }
 
-// park arms the socket and lets the burst end: false when it must read
-// again (it was woken meanwhile).
+// park lets the burst end once the socket is empty: false when it must
+// read again (it was woken meanwhile: bytes arrived, or the connection
+// was closed or its message cut).
 func (pk *parker) park() bool {
 	if pk.state.CompareAndSwap(pollAgain, pollRunning) {
 		return false
-	}
-	if err := pk.arm(); err != nil {
-		return false // closed: the next read says so
 	}
 	if pk.state.CompareAndSwap(pollRunning, pollParked) {
 		return true

@@ -7,11 +7,14 @@ import (
 	"syscall"
 )
 
-// The poller: one epoll set for the parked websockets of the process,
-// each registered level-triggered and one-shot (a burst re-arms it when
-// the socket is empty), its event carrying the connection's id rather
-// than its descriptor, which the kernel may give to another connection
-// once this one is closed. The epoll descriptor itself waits in the Go
+// The poller: one epoll set for the parked connections of the process,
+// each registered edge-triggered, its event carrying the connection's id
+// rather than its descriptor, which the kernel may give to another
+// connection once this one is closed. Edge-triggered, a burst reads until
+// the socket is empty (EAGAIN) and nothing re-arms it: bytes arriving
+// during the burst or after it raise a new event, which makes the
+// running burst read again or starts the next (parker.wake), so a busy
+// connection costs no epoll_ctl per message. The epoll descriptor itself waits in the Go
 // runtime's poller (an epoll set is readable while it has events), so
 // no thread is blocked in epoll_wait; the set exists only while
 // connections are parked, so an idle process keeps no goroutine for it.
@@ -37,7 +40,9 @@ var wsPoller = poller{conns: map[uint64]waker{}}
 
 func pollerWorks() bool { return true }
 
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+// pollEvents: readable, peer closed, edge-triggered (syscall.EPOLLET
+// is a negative int).
+const pollEvents = uint32(syscall.EPOLLIN|syscall.EPOLLRDHUP) | 1<<31
 
 // register adds p's socket to the epoll set, armed; the poller wakes w
 // when it is readable.
@@ -73,21 +78,8 @@ func (r pollReg) event() syscall.EpollEvent {
 	return syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(r.id)), Pad: int32(uint32(r.id >> 32))}
 }
 
-// arm re-arms the socket, under its descriptor's reference so that it
-// cannot be closed (and its number given to another connection) meanwhile.
-func (p *parker) arm() error {
-	ev := p.reg.event()
-	var err error
-	if cerr := p.rc.Control(func(fd uintptr) {
-		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	}); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
 // unregister forgets p; the kernel drops its socket from the set when
-// it is closed, and a one-shot event already queued finds no one. The
+// it is closed, and an event already queued finds no one. The
 // set is closed with the last connection.
 func (p *parker) unregister() {
 	pl := &wsPoller

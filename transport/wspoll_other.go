@@ -15,6 +15,4 @@ type waker interface{ wake() }
 
 func (p *parker) register(waker) error { return errors.New("no poller on this system") }
 
-func (p *parker) arm() error { return errors.New("no poller on this system") }
-
 func (p *parker) unregister() {}

@@ -41,7 +41,7 @@ type Options struct {
 	// connection for the client leaving. Default false: on a plain TCP
 	// connection they wait in the kernel's poller (epoll) while the
 	// client sends nothing, with no goroutine and no read buffer, which
-	// is about half of what an idle websocket session costs otherwise.
+	// is about 40 % of what an idle websocket session costs otherwise.
 	// TLS, PROXY-protocol and Hixie-76 connections, and every one where
 	// there is no epoll (not Linux), keep their goroutine either way.
 	ReaderGoroutines bool

@@ -17,7 +17,7 @@ type parker struct {
 	parked atomic.Bool     // registered in the poller: bursts read the socket
 	reg    pollReg         // its place in the poller
 
-	// state: pollParked (armed, or being armed), pollRunning (a burst
+	// state: pollParked (no burst runs), pollRunning (a burst
 	// reads), pollAgain (and it must read again before it parks: it was
 	// woken meanwhile), pollEnded.
 	state atomic.Int32

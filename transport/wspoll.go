@@ -27,10 +27,10 @@ import (
 // kernel says bytes arrived, a goroutine reads what is there without
 // waiting (syscall.RawConn.Read with a function that never asks to
 // wait), feeds it to the frame reader below and, once the socket has
-// nothing more, arms the socket again and ends. An idle connection so
-// holds no goroutine, no stack and no read buffer, only its frame
-// reader's state and gorilla's Conn (which still writes every frame,
-// as on the goroutine path).
+// nothing more, ends (parker, park.go). An idle connection so holds no
+// goroutine, no stack and no read buffer, only its frame reader's state
+// and gorilla's Conn (which still writes every frame, as on the
+// goroutine path, with gorilla's least read buffer, never read).
 //
 // The frame reader is RFC 6455's server side, checking what gorilla
 // checks (RSV bits, opcodes, masking, fragmentation, control frame
@@ -230,7 +230,7 @@ func (p *wsPoll) burst() {
 			continue
 		}
 		if errors.Is(err, errWouldBlock) {
-			// Idle: the buffer goes back before the socket is armed.
+			// Idle: the buffer goes back before the burst parks.
 			pollBufs.Put(bp)
 			bp = nil
 			if p.park() {

@@ -49,9 +49,9 @@ const pollEvents = uint32(syscall.EPOLLIN|syscall.EPOLLRDHUP) | 1<<31
 func (p *parker) register(w waker) error {
 	pl := &wsPoller
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	if pl.file == nil {
 		if err := pl.start(); err != nil {
+			pl.mu.Unlock()
 			return err
 		}
 	}
@@ -65,12 +65,16 @@ func (p *parker) register(w waker) error {
 		err = cerr
 	}
 	if err != nil {
+		var f *os.File
 		if len(pl.conns) == 0 {
-			pl.stop()
+			f = pl.stop()
 		}
-		return fmt.Errorf("adding a websocket to the epoll set: %w", err)
+		pl.mu.Unlock()
+		closeSet(f)
+		return fmt.Errorf("adding a connection to the epoll set: %w", err)
 	}
 	pl.conns[p.reg.id] = w
+	pl.mu.Unlock()
 	return nil
 }
 
@@ -84,14 +88,17 @@ func (r pollReg) event() syscall.EpollEvent {
 func (p *parker) unregister() {
 	pl := &wsPoller
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	if _, ok := pl.conns[p.reg.id]; !ok {
+		pl.mu.Unlock()
 		return
 	}
 	delete(pl.conns, p.reg.id)
+	var f *os.File
 	if len(pl.conns) == 0 {
-		pl.stop()
+		f = pl.stop()
 	}
+	pl.mu.Unlock()
+	closeSet(f)
 }
 
 // start opens the epoll set and its goroutine; pl.mu held.
@@ -115,10 +122,20 @@ func (pl *poller) start() error {
 	return nil
 }
 
-// stop closes the epoll set, which ends its goroutine; pl.mu held.
-func (pl *poller) stop() {
-	_ = pl.file.Close()
+// stop takes the epoll set out of the poller, for closeSet; pl.mu held.
+func (pl *poller) stop() *os.File {
+	f := pl.file
 	pl.file = nil
+	return f
+}
+
+// closeSet closes an epoll set stop took out, which ends its goroutine.
+// Not under pl.mu: the close waits for the goroutine's read of the set to
+// return, and the goroutine takes pl.mu to wake what it read.
+func closeSet(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // run waits in the runtime's poller for the epoll set to have events and

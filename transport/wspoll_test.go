@@ -334,3 +334,26 @@ func TestIdleStreamsHoldNoGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// TestPollerStartsAndStops: one websocket at a time, opened, sent a
+// message and closed by the client at once: the poller's epoll set is
+// opened with the first parked connection and closed with the last,
+// again and again, while the closing connection's events (its message,
+// then its end) are still being handed out; every next connection is
+// served.
+func TestPollerStartsAndStops(t *testing.T) {
+	base := serveOne(t, transport.Options{}, services.Echo)
+	for i := 0; i < 300; i++ {
+		c := dialWS(t, wsURL(base)+"/websocket")
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if i%3 == 0 {
+			wsWrite(t, c, "hi")
+			if got := wsRead(t, c); got != "hi" {
+				t.Fatalf("connection %d: echo %q", i, got)
+			}
+		} else {
+			wsWrite(t, c, "bye")
+		}
+		c.Close()
+	}
+}

@@ -4,7 +4,8 @@
 # bench-results/latest.md and docs/bench.md).
 # Environment: GO (go); BENCH_D (5s per echo load and server), BENCH_ROUNDS
 # (3), BENCH_SOAK (0: no soak; e.g. 10m), BENCH_FLAGS (more benchrun flags,
-# e.g. "-skip-memory -skip-hub" or "-servers sockjsd,igm"), BENCH_MICRO (1:
+# e.g. "-skip-memory -skip-hub", "-servers sockjsd -skip-echo -skip-memory
+# -skip-gateway" for the hub rows alone, or "-servers sockjsd,igm"), BENCH_MICRO (1:
 # Go micro-benchmarks first; 0: skip). `bench/run.sh soak` runs the soak
 # alone for SOAK_D (10m); `bench/run.sh profile` the profile
 # (bench-results/profile.md); `bench/run.sh gateway` the gateway section
@@ -43,6 +44,9 @@ if [ "${BENCH_MICRO:-1}" = 1 ]; then
 	# Informative only: a failing micro-benchmark must not stop the table.
 	$GO test -run '^$' -bench . -benchmem -benchtime 200ms ./internal/engine/ ./transport/ ||
 		echo "bench: a micro-benchmark failed (above); going on with the table" >&2
+	# The hub's fan-out as a pinned server runs it: server CPU per delivery.
+	$GO test -run '^$' -bench HubFanOut -cpu 1 -benchmem -benchtime 500x ./hub/ ||
+		echo "bench: the hub's fan-out benchmark failed (above); going on with the table" >&2
 fi
 # shellcheck disable=SC2086
 BENCH_COMMAND="make bench BENCH_D=${BENCH_D:-5s} BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SOAK=${BENCH_SOAK:-0} BENCH_FLAGS=\"${BENCH_FLAGS:-}\"" \

@@ -84,6 +84,11 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 	if !st.receiving {
 		keepSendBody(r)
 		st.kept = r.GetBody != nil
+	} else {
+		// Ended normally when this node stops (relay.go).
+		rl := &relay{m: m, owner: u, uri: r.URL.RequestURI(), sid: path.Base(path.Dir(r.URL.Path))}
+		n.relays.add(rl)
+		defer n.relays.drop(rl)
 	}
 	st.deadline = time.AfterFunc(timeout, func() { st.timedOut.Store(true); cancel() })
 	defer st.deadline.Stop()

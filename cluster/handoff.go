@@ -45,14 +45,26 @@ func (m *member) HandOff(ctx context.Context, sid string, state []byte) error {
 		return errors.New("cluster: the store cannot hold hand-off records")
 	}
 	key := m.key(sid)
+	// Neither kept nor released by this node again, from before the
+	// record is written: a keep loop's sweep that took the owned list
+	// before and refreshes after it finds another value in the key, and
+	// must not take the session for a copy another node owns (it would
+	// close it: a close request to the backend, a session.closed
+	// webhook, for a session that only moved).
+	m.mu.Lock()
+	s := m.owned[sid]
+	delete(m.owned, sid)
+	m.mu.Unlock()
 	sctx, cancel := context.WithTimeout(ctx, n.opts.StoreTimeout)
 	defer cancel()
 	if err := hs.HandOff(sctx, key, n.opts.Self, state, n.opts.HandOffTTL); err != nil {
+		if s != nil {
+			m.mu.Lock()
+			m.owned[sid] = s // it stays here (thawed or closed by the transport)
+			m.mu.Unlock()
+		}
 		return err
 	}
-	m.mu.Lock()
-	delete(m.owned, sid) // neither kept nor released by this node again
-	m.mu.Unlock()
 	n.cache.drop(key)
 	return nil
 }

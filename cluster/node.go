@@ -39,6 +39,7 @@ type Node struct {
 	proxy    *httputil.ReverseProxy
 	cache    ownerCache
 	nonces   nonceCache
+	relays   relays // receiving requests relayed to their owners (relay.go)
 	lastWarn atomic.Int64
 
 	mu      sync.Mutex
@@ -285,6 +286,20 @@ func (m *member) key(sid string) string { return m.prefix + "/" + sid }
 
 // Route implements transport.ClusterMember.
 func (m *member) Route(w http.ResponseWriter, r *http.Request, sid, endpoint string) bool {
+	if m.route(w, r, sid, endpoint) {
+		return true
+	}
+	// Served here: first let a resume of the session by another request
+	// of this node end. That request took the hand-off record, so the
+	// store names this node already; this one, which found the store so
+	// (a claim, or an owner lookup) before the session was in the
+	// registry, would otherwise open a new session under the id (a
+	// second open frame, a second backend connect) or answer a send 404.
+	return !m.resumingHere(r, sid)
+}
+
+// route is Route without the wait for a resume in progress here.
+func (m *member) route(w http.ResponseWriter, r *http.Request, sid, endpoint string) bool {
 	if sig := r.Header.Get(ForwardHeader); sig != "" {
 		return m.forwarded(w, r, sig, sid, endpoint)
 	}
@@ -411,6 +426,10 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 	}
 	// The client's address as the first node saw it: the session sees
 	// the same request whichever node the client reached first.
+	if r.URL.Query().Has(releaseParam) {
+		m.released(w, sid) // relay.go
+		return true
+	}
 	r.RemoteAddr = r.Header.Get(RemoteHeader)
 	r.Header.Del(ForwardHeader)
 	r.Header.Del(RemoteHeader)

@@ -207,7 +207,9 @@ func (b *MemoryBroker) expireLocked() {
 
 // Publish implements Broker. Delivery runs under the channel's lock so
 // that every subscriber sees the channel's messages in sequence order;
-// the hub's delivery function never blocks (Session.Send queues).
+// the hub's delivery function only queues the message for the channel's
+// fan-out goroutine (it waits only while that queue is over its bound,
+// hub/fanout.go).
 func (b *MemoryBroker) Publish(_ context.Context, channel string, data json.RawMessage) (uint64, error) {
 	c, err := b.pin(channel, true)
 	if err != nil {

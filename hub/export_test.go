@@ -10,3 +10,22 @@ func (h *Hub) ChannelRefs(ch string) int {
 	}
 	return 0
 }
+
+// SetParallelMin sets the fewest subscribers fanned out in parallel by
+// the hubs New makes until the test ends.
+func SetParallelMin(t interface{ Cleanup(func()) }, n int) {
+	old := parallelMin
+	parallelMin = n
+	t.Cleanup(func() { parallelMin = old })
+}
+
+// HoldFanOut keeps ch's fan-out from delivering until release is called:
+// it takes the channel's lock, which each delivery holds (deliverNow),
+// and so do subscribes and leaves. ch must have a subscriber here.
+func (h *Hub) HoldFanOut(ch string) (release func()) {
+	h.mu.Lock()
+	l := h.channels[ch]
+	h.mu.Unlock()
+	l.mu.Lock()
+	return l.mu.Unlock
+}

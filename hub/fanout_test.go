@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -122,16 +121,12 @@ func TestFanOut(t *testing.T) {
 					results <- result{c.Transport(), time.Time{}, fmt.Errorf("after seq %d: %w", next-1, err)}
 					return
 				}
-				var v struct {
-					Op  string
-					Seq uint64
-				}
-				_ = json.Unmarshal([]byte(m), &v)
-				if v.Op != "message" {
+				op, seq := seqOf(m)
+				if op != "message" {
 					continue // pings
 				}
-				if v.Seq != next {
-					results <- result{c.Transport(), time.Time{}, fmt.Errorf("got seq %d, want %d", v.Seq, next)}
+				if seq != next {
+					results <- result{c.Transport(), time.Time{}, fmt.Errorf("got seq %d, want %d", seq, next)}
 					return
 				}
 				next++

@@ -44,6 +44,13 @@ type ResetObserver interface {
 	SubscriberReset(t session.Transport, reason string)
 }
 
+// FanOutObserver, when the Observer implements it too, counts publishes
+// that waited for room in their channel's fan-out queue
+// (Options.MaxFanOutQueueBytes).
+type FanOutObserver interface {
+	FanOutWaited()
+}
+
 // Reset reasons.
 const (
 	ResetEpoch = "epoch" // the channel started a new epoch
@@ -77,6 +84,13 @@ type Options struct {
 	MaxDataBytes int
 	// MaxChannels bounds the channels with local subscribers. Default 100,000.
 	MaxChannels int
+	// MaxFanOutQueueBytes bounds the publishes of one channel waiting for
+	// its fan-out goroutine (fanout.go), data plus 128 bytes each: past
+	// it the broker's delivery waits for room, which holds up the
+	// channel's publishers (memory broker) or the node's pub/sub reading
+	// (Redis), instead of the queue growing. Default
+	// DefaultMaxFanOutQueueBytes.
+	MaxFanOutQueueBytes int
 	// Hooks, when set, let a backend decide subscribes and browser
 	// publishes and answer rpc ops (NewHTTPHooks). Default none: the
 	// rules alone decide, and rpc is an unknown op.
@@ -116,6 +130,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxChannels <= 0 {
 		o.MaxChannels = DefaultMaxChannels
 	}
+	if o.MaxFanOutQueueBytes <= 0 {
+		o.MaxFanOutQueueBytes = DefaultMaxFanOutQueueBytes
+	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
@@ -130,6 +147,10 @@ type Hub struct {
 	opts    Options
 	refused func(string)
 	reset   func(session.Transport, string)
+	// fanWaited is FanOutObserver's, or nothing.
+	fanWaited func()
+	// parallelMin is parallelMin when the hub was made (subscribe.go).
+	parallelMin int
 
 	mu       sync.Mutex
 	channels map[string]*local
@@ -146,10 +167,14 @@ type Hub struct {
 
 // New returns a Hub.
 func New(opts Options) *Hub {
-	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}, served: map[*session.Session]*client{}}
+	h := &Hub{opts: opts.withDefaults(), channels: map[string]*local{}, perAddr: map[string]int{}, members: map[*session.Session]*Member{}, served: map[*session.Session]*client{}, parallelMin: parallelMin}
 	h.refused = func(string) {}
 	if r, ok := h.opts.Observer.(RefusalObserver); ok {
 		h.refused = r.Refused
+	}
+	h.fanWaited = func() {}
+	if r, ok := h.opts.Observer.(FanOutObserver); ok {
+		h.fanWaited = r.FanOutWaited
 	}
 	h.reset = func(session.Transport, string) {}
 	if r, ok := h.opts.Observer.(ResetObserver); ok {

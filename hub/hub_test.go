@@ -21,9 +21,16 @@ import (
 )
 
 type rttObserver struct {
-	mu      sync.Mutex
-	rtts    map[session.Transport]int
-	dropped int
+	mu        sync.Mutex
+	rtts      map[session.Transport]int
+	dropped   int
+	fanWaited int
+}
+
+func (o *rttObserver) FanOutWaited() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.fanWaited++
 }
 
 func (o *rttObserver) ObservePingRTT(t session.Transport, d time.Duration) {
@@ -48,10 +55,17 @@ var secret = []byte("test-secret-of-32-bytes-at-least!")
 
 func newEnv(t *testing.T, rules hub.Rules, apiKey string, sopts session.Options) *env {
 	t.Helper()
+	return newEnvWith(t, hub.Options{Rules: rules}, apiKey, sopts)
+}
+
+// newEnvWith is newEnv with more of the hub's options (ho's Rules and
+// MaxFanOutQueueBytes; the rest are newEnv's).
+func newEnvWith(t *testing.T, ho hub.Options, apiKey string, sopts session.Options) *env {
+	t.Helper()
 	obs := &rttObserver{rtts: map[session.Transport]int{}}
 	// Every test client comes from 127.0.0.1: the fan-out test's 2,000
 	// sessions are 2,000 users as far as this limit is concerned.
-	h := hub.New(hub.Options{Rules: rules, PingInterval: 100 * time.Millisecond, MaxSubscriptions: 3, MaxSubscriptionsPerAddress: 10_000, MaxDataBytes: 1024, Observer: obs})
+	h := hub.New(hub.Options{Rules: ho.Rules, PingInterval: 100 * time.Millisecond, MaxSubscriptions: 3, MaxSubscriptionsPerAddress: 10_000, MaxDataBytes: 1024, MaxFanOutQueueBytes: ho.MaxFanOutQueueBytes, Observer: obs})
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	gorillamux.Mount(r, transport.New("/hub", transport.Options{Session: sopts}, h.Serve))

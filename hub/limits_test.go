@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,12 +199,21 @@ func TestSubscribeRacingPublishes(t *testing.T) {
 }
 
 // TestPresenceDoesNotDrift: sessions that overflow their queue while they
-// subscribe under a flood of publishes leave no count behind.
+// subscribe under a flood of publishes leave no count behind. Each asks
+// for the last 20 messages of history (since), which the subscribe writes
+// while the flood goes on: more than its 2-message queue takes, whatever
+// the speed of its client. (A client that reads is otherwise kept up
+// with: an idle websocket is written by the fan-out itself.)
 func TestPresenceDoesNotDrift(t *testing.T) {
-	url, h := startHub(t, hub.Options{Rules: defaultRules, PingInterval: time.Hour}, session.Options{SendQueueMessages: 2})
+	// History deep enough that the flood cannot overrun since before the
+	// subscribe reads it: 4 KB messages, so that the flood goes at the
+	// fan-out's pace (its queue's byte bound) and the broker's history
+	// bytes hold thousands of them.
+	url, h := startHub(t, hub.Options{Rules: defaultRules, PingInterval: time.Hour, HistorySize: 100_000}, session.Options{SendQueueMessages: 2})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	data := []byte(`"` + strings.Repeat("x", 4096) + `"`)
 	go func() {
 		defer wg.Done()
 		for {
@@ -211,7 +221,7 @@ func TestPresenceDoesNotDrift(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				_, _ = h.Publish(context.Background(), "news", []byte(`1`))
+				_, _ = h.Publish(context.Background(), "news", data)
 			}
 		}
 	}()
@@ -226,7 +236,13 @@ func TestPresenceDoesNotDrift(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			_ = c.Send(`{"op":"subscribe","channel":"news"}`)
+			pos, err := h.Broker().Position(context.Background(), "news")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			since := max(pos.Seq, 20) - 20
+			_ = c.Send(`{"op":"subscribe","channel":"news","since":` + strconv.FormatUint(since, 10) + `,"epoch":"` + pos.Epoch + `"}`)
 			select {
 			case <-c.Done(): // closed by the server: 3009
 			case <-time.After(10 * time.Second):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/sockjsd/sockjsd/session"
@@ -22,6 +23,16 @@ type local struct {
 
 	mu   sync.Mutex
 	subs map[*client]*sub
+	// shares is deliverParallel's list of the subscribers, reused from
+	// one publish to the next (under mu; emptied after each).
+	shares []subRef
+	// fan is the channel's fan-out queue (fanout.go).
+	fan fanQueue
+}
+
+type subRef struct {
+	c *client
+	s *sub
 }
 
 // sub is one client's subscription to one channel (fields under local.mu).
@@ -304,34 +315,98 @@ func (h *Hub) release(addr, ch string, l *local) {
 	}
 }
 
-// deliver fans one message out to the channel's local subscribers. The
-// frame is encoded once; Send never blocks, so a slow subscriber delays
-// no one: one whose queue overflows is closed by the session (3009) and
-// counted here.
-func (h *Hub) deliver(l *local, m Message) {
+// deliverNow fans one message out to the channel's local subscribers,
+// on the channel's fan-out goroutine (fanout.go). The frame is encoded
+// once; Send never blocks, so a slow subscriber delays no one: one whose
+// queue overflows is closed by the session (3009) and counted here. Send
+// writes to an idle websocket itself (one non-blocking write), so the
+// fan-out is this goroutine's work: a large channel is shared among up
+// to GOMAXPROCS goroutines (deliverParallel).
+func (h *Hub) deliverNow(l *local, m Message) {
 	frame := EncodeMessage(m.Channel, m.Seq, m.Data)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(l.subs) >= h.parallelMin {
+		h.deliverParallel(l, m, frame, procs)
+		return
+	}
 	for c, s := range l.subs {
-		ok := true
-		if s.pending {
-			s.buf = append(s.buf, m)
-			s.bufBytes += len(m.Data)
-			if s.bufBytes > maxPendingBytes {
-				h.opts.Observer.SubscriberDropped(c.s.Transport())
-				_ = c.s.CloseFor(session.CauseLimit, session.CodeQueueFull, session.ReasonQueueFull)
-				ok = false
-			}
-		} else {
-			ok = h.deliverOne(c, s, m, frame)
-		}
-		if !ok {
+		if !h.deliverTo(c, s, m, frame) {
 			// Closed, by overflow or otherwise: stop counting it now
 			// rather than when its handler gets round to leaving.
 			delete(l.subs, c)
 			h.opts.Broker.AddPresence(m.Channel, -1)
 		}
 	}
+}
+
+// parallelMin is the fewest local subscribers for which a publish is
+// fanned out by several goroutines; each takes at least half as many.
+// Below it, starting them costs more than it saves. A variable for tests,
+// read by New.
+var parallelMin = 512
+
+// deliverParallel is deliver's loop on procs goroutines at once (the
+// caller's among them), each with its share of the subscribers, and ends
+// when all have: the channel's lock is held throughout, so the next
+// publish still reaches every subscriber after this one. Each subscriber
+// is in one share, so its state has one writer.
+func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
+	refs := l.shares[:0]
+	for c, s := range l.subs {
+		refs = append(refs, subRef{c, s})
+	}
+	parts := max(min(procs, len(refs)/(h.parallelMin/2)), 1)
+	size := (len(refs) + parts - 1) / parts
+	failed := make([][]*client, parts)
+	var wg sync.WaitGroup
+	for i := range parts {
+		share := refs[i*size : min((i+1)*size, len(refs))]
+		run := func() {
+			for _, r := range share {
+				if !h.deliverTo(r.c, r.s, m, frame) {
+					failed[i] = append(failed[i], r.c)
+				}
+			}
+		}
+		if i == parts-1 {
+			run()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run()
+		}()
+	}
+	wg.Wait()
+	for _, f := range failed {
+		for _, c := range f {
+			delete(l.subs, c)
+			h.opts.Broker.AddPresence(m.Channel, -1)
+		}
+	}
+	clear(refs) // hold no client past its subscription
+	l.shares = refs[:0]
+	if cap(refs) > 2*len(l.subs)+h.parallelMin {
+		l.shares = nil // the channel shrank: let a large array go
+	}
+}
+
+// deliverTo gives m to one subscriber (under local.mu): held while its
+// subscribe is pending, sent otherwise. False when it is closed.
+func (h *Hub) deliverTo(c *client, s *sub, m Message, frame string) bool {
+	if !s.pending {
+		return h.deliverOne(c, s, m, frame)
+	}
+	s.buf = append(s.buf, m)
+	s.bufBytes += len(m.Data)
+	if s.bufBytes > maxPendingBytes {
+		h.opts.Observer.SubscriberDropped(c.s.Transport())
+		_ = c.s.CloseFor(session.CauseLimit, session.CodeQueueFull, session.ReasonQueueFull)
+		return false
+	}
+	return true
 }
 
 // deliverOne sends m to one active subscriber unless it already had it

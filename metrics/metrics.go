@@ -74,6 +74,7 @@ type Metrics struct {
 	rttBy      map[string]*[nt]prometheus.Observer // pingRTT's children by service
 	wsRTTBy    map[string]*[nt]prometheus.Observer // wsRTT's
 	dropped    [nt]prometheus.Counter
+	fanWaits   prometheus.Counter
 	resets     [nt][len(resetReasons)]prometheus.Counter
 	requests   [session.NumEndpoints][len(statusClasses)]prometheus.Counter
 	reqTime    [session.NumEndpoints]prometheus.Observer
@@ -119,6 +120,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	// queries over ping_rtt_seconds keep meaning what they meant.
 	m.wsRTT = histogram("websocket_ping_rtt_seconds", "Websocket round trip: from the server writing a websocket ping frame to it reading the matching pong, which the client's websocket stack (a browser's, with no script) answers by itself. Websocket transports only.", LatencyBuckets, "service", "transport")
 	dropped := counter("hub_subscribers_dropped_total", "Hub subscribers disconnected because their send queue overflowed (close 3009).", tl...)
+	m.fanWaits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "hub_fanout_waits_total",
+		Help: "Hub publishes that waited for room in their channel's fan-out queue (-hub-fanout-queue-bytes): the fan-out falls behind its publishers."})
+	reg.MustRegister(m.fanWaits)
 	resets := counter("hub_subscriber_resets_total", "Live hub subscribers told recovered:false because their channel's sequence did not continue, by reason: epoch (the channel started again), gap (messages lost: history no longer held them).", "transport", "reason")
 	requests := counter("http_requests_total", "HTTP requests to session endpoints, by endpoint and status class.", "endpoint", "code")
 	reqTime := histogram("http_request_duration_seconds", "Duration of HTTP requests to session endpoints (a poll lasts until it has something to answer; a streaming request until its response limit).", LatencyBuckets, "endpoint")
@@ -303,6 +307,10 @@ func (m *Metrics) SubscriberDropped(t session.Transport) {
 		m.dropped[t].Inc()
 	}
 }
+
+// FanOutWaited counts a hub publish that waited for room in its channel's
+// fan-out queue (hub.FanOutObserver).
+func (m *Metrics) FanOutWaited() { m.fanWaits.Inc() }
 
 // resetReasons are hub.ResetEpoch and hub.ResetGap (spelled out: metrics
 // does not import the hub).

@@ -117,25 +117,41 @@ func (o *Options) bodyDefaults() {
 	}
 }
 
+// heldBody is what a send body that passed the gates holds: its bytes of
+// the budget and its session's send slot. A value, not a closure: that
+// would be an allocation per send.
+type heldBody struct {
+	budget   *BodyBudget
+	reserved int64
+	s        *engine.Session
+}
+
+// release gives back what the body held.
+func (b heldBody) release() {
+	b.budget.release(b.reserved)
+	b.s.ReleaseSendSlot()
+}
+
 // readBody reads a send request's body for session s through the three
 // gates, answering 429, 413, 503, 408 or 400 when one refuses it. On
-// success the caller must call release once it is done with the body.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Session) (body []byte, release func(), ok bool) {
+// success the caller must call held.release once it is done with the
+// body.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Session) (body []byte, held heldBody, ok bool) {
 	t := s.Transport()
 	if !s.AcquireSendSlot(h.opts.MaxConcurrentSends) {
 		h.limitHit(t, session.LimitConcurrentSends)
 		plainError(w, http.StatusTooManyRequests, "Too many concurrent sends for this session.")
-		return nil, nil, false
+		return nil, heldBody{}, false
 	}
 	if h.handingOff(w, r, s) { // handoff.go
-		return nil, nil, false
+		return nil, heldBody{}, false
 	}
 	limit := int64(h.opts.MaxMessageBytes)
 	if r.ContentLength > limit {
 		s.ReleaseSendSlot()
 		h.limitHit(t, session.LimitBodySize)
 		plainError(w, http.StatusRequestEntityTooLarge, "Payload too large.")
-		return nil, nil, false
+		return nil, heldBody{}, false
 	}
 	want := limit // chunked: the most it may be
 	if r.ContentLength >= 0 {
@@ -152,12 +168,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		s.ReleaseSendSlot()
 		h.limitHit(t, session.LimitBodyBudget)
 		plainError(w, http.StatusServiceUnavailable, "Server busy, try again.")
-		return nil, nil, false
+		return nil, heldBody{}, false
 	}
-	release = func() {
-		h.opts.BodyBudget.release(reserved)
-		s.ReleaseSendSlot()
-	}
+	held = heldBody{h.opts.BodyBudget, reserved, s}
 
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(deadline)
@@ -172,13 +185,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		// Delivery may wait for the application: no deadline then, or
 		// the connection's background read would end the request.
 		_ = rc.SetReadDeadline(time.Time{})
-		return body, release, true
+		return body, held, true
 	}
 	// On error net/http's attempt to drain the rest of the body after
 	// the answer must fail at once, so that the connection is closed
 	// instead of waiting for a body that may never end.
 	_ = rc.SetReadDeadline(time.Now())
-	release()
+	held.release()
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -189,13 +202,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, s *engine.Ses
 		if r.ProtoMajor == 1 {
 			// HTTP/2 ends the stream alone; "Connection: close" would
 			// end the connection and the other sessions on it (GOAWAY).
-			w.Header().Set("Connection", "close")
+			setHeader(w.Header(), "Connection", hdrConnClose)
 		}
 		plainError(w, http.StatusRequestTimeout, "Body not received in time.")
 	default:
 		plainError(w, http.StatusBadRequest, "Could not read body.")
 	}
-	return nil, nil, false
+	return nil, heldBody{}, false
 }
 
 // formValueInPlace returns the first value of key in the URL-encoded form

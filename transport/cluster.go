@@ -45,6 +45,22 @@ type ClusterService interface {
 	// handed off (ClusterHandOff.HandOff's state) under URL session id
 	// sid, and starts the service's Options.HandOff.Resume on it.
 	Resume(sid string, state []byte) error
+	// Release ends the answer of the receiving request attached to the
+	// session with URL session id sid normally (a heartbeat, then the
+	// end of the answer, as a stream ends at its limit): the client
+	// asks again, and the session goes on. It reports whether a receiver
+	// was attached. A node that relays the request asks for it when it
+	// stops (ClusterRelays).
+	Release(sid string) bool
+}
+
+// ClusterRelays is a ClusterMember that relays receiving requests to the
+// nodes that own their sessions (package cluster's does). Shutdown calls
+// EndRelays, which has each owner end the answer relayed here normally,
+// so that the server's shutdown, which waits for its requests in flight,
+// does not cut them: a cut poll or stream would end the page's session.
+type ClusterRelays interface {
+	EndRelays(ctx context.Context)
 }
 
 // ClusterHandOff is a ClusterMember that can move sessions to other nodes
@@ -90,6 +106,10 @@ func (c clusterService) HandedOff(sid string) bool {
 	return s != nil && s.HandedOff()
 }
 func (c clusterService) Resume(sid string, state []byte) error { return c.h.resume(sid, state) }
+func (c clusterService) Release(sid string) bool {
+	s := c.h.reg.Get(sid)
+	return s != nil && s.Release()
+}
 func (c clusterService) PollWait() time.Duration {
 	return c.h.opts.Session.HeartbeatDelay + c.h.opts.Session.ReceiverWait
 }

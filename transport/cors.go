@@ -85,12 +85,12 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	}
 	hd := w.Header()
 	if origin != "" {
-		hd.Set("Access-Control-Allow-Origin", origin)
-		hd.Set("Access-Control-Allow-Credentials", "true")
+		hd["Access-Control-Allow-Origin"] = []string{origin}
+		setHeader(hd, "Access-Control-Allow-Credentials", hdrTrue)
 	} else {
-		hd.Set("Access-Control-Allow-Origin", "*")
+		setHeader(hd, "Access-Control-Allow-Origin", hdrAnyOrigin)
 	}
-	hd.Set("Vary", "Origin")
+	setHeader(hd, "Vary", hdrVaryOrigin)
 	return true
 }
 
@@ -102,7 +102,7 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, methods stri
 	hd := w.Header()
 	hd.Set("Cache-Control", fallback.CacheOneYear)
 	hd.Set("Expires", fallback.OneYearFromNow())
-	hd.Set("Access-Control-Max-Age", "31536000")
+	setHeader(hd, "Access-Control-Max-Age", hdrMaxAgeOneYear)
 	hd.Set("Access-Control-Allow-Methods", methods)
 	if rh := r.Header.Get("Access-Control-Request-Headers"); rh != "" {
 		hd.Set("Access-Control-Allow-Headers", rh)
@@ -114,7 +114,7 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, methods stri
 // noCache forbids caching: several transports fetch private data with GET,
 // and iOS 6 caches POSTs.
 func noCache(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
+	setHeader(w.Header(), "Cache-Control", hdrNoCache)
 }
 
 // setCookie sets JSESSIONID for load balancers that need it for sticky

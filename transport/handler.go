@@ -320,6 +320,13 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 			}
 		}()
 	}
+	if cr, ok := h.cluster.(ClusterRelays); ok {
+		// The receives this node relays to other nodes end normally
+		// while the sessions of this one close.
+		relayed := make(chan struct{})
+		go func() { defer close(relayed); cr.EndRelays(ctx) }()
+		defer func() { <-relayed }()
+	}
 	h.reg.CloseAll(session.CodeGoingAway, session.ReasonGoingAway)
 	// Receivers end as soon as their close frame is written; poll for
 	// that instead of a WaitGroup, which may not be added to while
@@ -376,9 +383,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// /<server>/<session>/<transport>
-	parts := strings.Split(path, "/")
-	if len(parts) != 4 || !h.validID(parts[1]) || !h.validID(parts[2]) {
-		if len(parts) == 4 && max(len(parts[1]), len(parts[2])) > h.opts.MaxIDBytes {
+	parts, four := splitPath4(path)
+	if !four || !h.validID(parts[1]) || !h.validID(parts[2]) {
+		if four && max(len(parts[1]), len(parts[2])) > h.opts.MaxIDBytes {
 			h.limitHit(session.NumTransports, session.LimitIDLength)
 		}
 		notFound(w)
@@ -396,7 +403,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cluster != nil && h.cluster.Route(w, r, sid, endpoint) {
 		return // forwarded to the session's owner
 	}
-	h.observed(w, r, endpoints[endpoint], func(w http.ResponseWriter, r *http.Request) { h.route(w, r, sid, endpoint) })
+	h.observed(w, r, endpoints[endpoint], sid, endpoint)
+}
+
+// splitPath4 is strings.Split(p, "/") when that has four parts, without
+// allocating them (one allocation per request).
+func splitPath4(p string) (parts [4]string, ok bool) {
+	for i := range 3 {
+		var found bool
+		parts[i], p, found = strings.Cut(p, "/")
+		if !found {
+			return parts, false
+		}
+	}
+	parts[3] = p
+	return parts, !strings.Contains(p, "/")
 }
 
 // route dispatches an HTTP session endpoint.
@@ -432,7 +453,7 @@ func (h *Handler) greeting(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, "GET", "HEAD") {
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrTextPlain)
 	_, _ = w.Write([]byte("Welcome to SockJS!\n"))
 }
 
@@ -448,14 +469,14 @@ func (h *Handler) info(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noCache(w)
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrJSON)
 	_, _ = w.Write(fallback.Info(h.policy))
 }
 
 // plainError answers status with a short text body that says what is
 // wrong.
 func plainError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrTextPlain)
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)
 }
@@ -488,7 +509,10 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request, sid string,
 		plainError(w, http.StatusServiceUnavailable, "Server is shutting down")
 		return nil
 	}
-	if h.reg.Get(sid) == nil && h.refuseRequestInfo(w, r, t) {
+	if s := h.reg.Get(sid); s != nil {
+		return s // one lookup on every poll, not two
+	}
+	if h.refuseRequestInfo(w, r, t) {
 		return nil
 	}
 	s, created, err := h.reg.GetOrCreate(sid, t, func() engine.Request { return h.requestInfo(r) })

@@ -54,10 +54,10 @@ func (h *Handler) jsonp(w http.ResponseWriter, r *http.Request, sid string) {
 		return
 	}
 	h.setCookie(w, r)
-	w.Header().Set("Content-Type", "application/javascript; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrJavaScript)
 	// The body is script chosen partly by the client (the callback):
 	// browsers must not sniff it as anything else.
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	setHeader(w.Header(), "X-Content-Type-Options", hdrNoSniff)
 	s := h.sessionFor(w, r, sid, session.JSONPPolling)
 	if s == nil {
 		return
@@ -95,11 +95,11 @@ func (h *Handler) jsonpSend(w http.ResponseWriter, r *http.Request, sid string) 
 		notFound(w)
 		return
 	}
-	body, release, ok := h.readBody(w, r, s) // body.go
+	body, held, ok := h.readBody(w, r, s) // body.go
 	if !ok {
 		return
 	}
-	defer release()
+	defer held.release()
 	// The client posts a form (d=<payload>) from a hidden iframe; other
 	// clients may post the payload as is.
 	payload := body
@@ -115,6 +115,6 @@ func (h *Handler) jsonpSend(w http.ResponseWriter, r *http.Request, sid string) 
 		return
 	}
 	// Konqueror mishandles 204, hence 200 "ok".
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrTextPlain)
 	_, _ = io.WriteString(w, "ok")
 }

@@ -63,12 +63,12 @@ var endpoints = map[string]session.Endpoint{
 	"jsonp_send":    session.EndpointJSONPSend,
 }
 
-// observed runs serve with the answer's status and duration reported to
-// the observer.
-func (h *Handler) observed(w http.ResponseWriter, r *http.Request, e session.Endpoint, serve func(http.ResponseWriter, *http.Request)) {
+// observed routes a session request (endpoint e) with the answer's
+// status and duration reported to the observer.
+func (h *Handler) observed(w http.ResponseWriter, r *http.Request, e session.Endpoint, sid, endpoint string) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, e: e, start: start}
-	serve(rec, r)
+	h.route(rec, r, sid, endpoint)
 	if rec.takenOver {
 		return
 	}

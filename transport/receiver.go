@@ -19,7 +19,7 @@ type encoder func(dst []byte, f *engine.Frame) []byte
 // transports, until ResponseLimit bytes for streaming ones.
 type httpReceiver struct {
 	w         http.ResponseWriter
-	rc        *http.ResponseController
+	rc        http.ResponseController // a value: no allocation of its own
 	enc       encoder
 	streaming bool
 	written   int
@@ -33,9 +33,16 @@ type httpReceiver struct {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (h *Handler) newHTTPReceiver(w http.ResponseWriter, r *http.Request, t session.Transport, enc encoder, streaming bool) *httpReceiver {
-	return &httpReceiver{
+	hr := new(httpReceiver)
+	h.initHTTPReceiver(hr, w, r, t, enc, streaming)
+	return hr
+}
+
+// initHTTPReceiver sets up hr, which may be part of a larger receiver.
+func (h *Handler) initHTTPReceiver(hr *httpReceiver, w http.ResponseWriter, r *http.Request, t session.Transport, enc encoder, streaming bool) {
+	*hr = httpReceiver{
 		w:         w,
-		rc:        http.NewResponseController(w),
+		rc:        *http.NewResponseController(w),
 		enc:       enc,
 		streaming: streaming,
 		limit:     h.opts.ResponseLimit,
@@ -48,7 +55,9 @@ func (h *Handler) newHTTPReceiver(w http.ResponseWriter, r *http.Request, t sess
 
 // newPollReceiver: a polling request's receiver (xhr, jsonp).
 func (h *Handler) newPollReceiver(w http.ResponseWriter, r *http.Request, t session.Transport, enc encoder) *pollReceiver {
-	return &pollReceiver{httpReceiver: h.newHTTPReceiver(w, r, t, enc, false), ctx: r.Context()}
+	pr := &pollReceiver{ctx: r.Context()} // one allocation for the whole receiver: one per poll
+	h.initHTTPReceiver(&pr.httpReceiver, w, r, t, enc, false)
+	return pr
 }
 
 func (hr *httpReceiver) Gone() <-chan struct{} { return hr.gone }
@@ -56,7 +65,7 @@ func (hr *httpReceiver) Gone() <-chan struct{} { return hr.gone }
 // pollReceiver answers one polling request with one frame. WriteFrame only
 // buffers it; the session calls Finish once it has detached the receiver.
 type pollReceiver struct {
-	*httpReceiver
+	httpReceiver
 	ctx context.Context
 }
 
@@ -103,7 +112,7 @@ func (hr *httpReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	}
 	hr.obs.FrameWritten(hr.t, f.Kind, len(f.Messages), n)
 	hr.written += n
-	if !hr.streaming || f.Kind == session.FrameClose {
+	if !hr.streaming || f.Kind == session.FrameClose || f.Last {
 		return true, nil
 	}
 	return hr.written >= hr.limit, nil

@@ -36,7 +36,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *engine.Sessi
 	hd.Set("Content-Type", contentType)
 	// Proxies such as nginx buffer responses unless told not to, which
 	// would make streaming transports time out on the client.
-	hd.Set("X-Accel-Buffering", "no")
+	setHeader(hd, "X-Accel-Buffering", hdrNoBuffering)
 	noCache(w)
 	if sc := h.takeOver(w, r, t, enc, prelude); sc != nil {
 		report := h.takeOverReport(w)

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ type wsReceiver struct {
 	gone      chan struct{}
 	once      sync.Once
 	buf       []byte
+	nb        *nbConn // the connection gorilla writes to; nil: gorilla's own (TLS)
 	t         session.Transport
 	obs       session.Observer
 	failure   atomic.Pointer[wsFailure]
@@ -68,7 +70,37 @@ func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
 
 func (wr *wsReceiver) markGone() { wr.once.Do(func() { close(wr.gone) }) }
 
+// WriteFrame writes f and waits until the connection took all of it.
 func (wr *wsReceiver) WriteFrame(f *engine.Frame) (bool, error) {
+	done, err := wr.writeFrame(f)
+	if err == nil && wr.nb != nil {
+		err = wr.nb.Flush()
+	}
+	if err != nil {
+		return true, err
+	}
+	return done, nil
+}
+
+// WritesNow implements engine.NowWriter: a connection with a file
+// descriptor (not TLS) takes frames without waiting.
+func (wr *wsReceiver) WritesNow() bool { return wr.nb != nil }
+
+// WriteFrameNow implements engine.NowWriter: f goes to the socket with
+// one non-blocking write; what it did not take is held until Flush.
+func (wr *wsReceiver) WriteFrameNow(f *engine.Frame) (held bool, err error) {
+	if _, err := wr.writeFrame(f); err != nil {
+		return false, err
+	}
+	return wr.nb.Held(), nil
+}
+
+// Flush implements engine.NowWriter.
+func (wr *wsReceiver) Flush() error { return wr.nb.Flush() }
+
+// writeFrame has gorilla write f: with an nbConn, without waiting for the
+// client (what the socket did not take is held until a Flush).
+func (wr *wsReceiver) writeFrame(f *engine.Frame) (bool, error) {
 	deadline := time.Now().Add(wr.timeout)
 	if f.Kind == session.FrameClose {
 		return true, wr.writeClose(f, deadline)
@@ -76,14 +108,23 @@ func (wr *wsReceiver) WriteFrame(f *engine.Frame) (bool, error) {
 	if wr.raw {
 		return wr.writeRaw(f, deadline)
 	}
-	wr.buf = appendFrame(wr.buf[:0], f)
 	_ = wr.conn.SetWriteDeadline(deadline)
-	if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
-		return true, err
-	}
-	wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), len(wr.buf))
-	if cap(wr.buf) > 64<<10 {
-		wr.buf = nil // do not pin a large frame's buffer to an idle session
+	if p := sharedFrame(f); p != nil {
+		// A message many sessions write (a hub publish): its frame
+		// was encoded once, for all of them (wsprepared.go).
+		if err := wr.conn.WritePreparedMessage(p.pm); err != nil {
+			return true, err
+		}
+		wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+	} else {
+		wr.buf = appendFrame(wr.buf[:0], f)
+		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
+			return true, err
+		}
+		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), len(wr.buf))
+		if cap(wr.buf) > 64<<10 {
+			wr.buf = nil // do not pin a large frame's buffer to an idle session
+		}
 	}
 	if err := wr.afterFrame(deadline); err != nil {
 		return true, err
@@ -159,7 +200,11 @@ func (wr *wsReceiver) sendClose(code int, reason string, deadline time.Time) err
 	if wr.closeSent.Swap(true) {
 		return nil
 	}
-	return wr.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	err := wr.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	if err == nil && wr.nb != nil {
+		err = wr.nb.Flush()
+	}
+	return err
 }
 
 // finish closes the TCP connection once the close handshake is done: after
@@ -176,6 +221,15 @@ func (wr *wsReceiver) finish(wait time.Duration) {
 		t.Stop()
 	}
 	_ = wr.conn.Close()
+}
+
+// refuse closes a connection no session was made for, with a close frame.
+func (wr *wsReceiver) refuse(code int, reason string, deadline time.Time) {
+	closeWebSocket(wr.conn, code, reason, deadline)
+	if wr.nb != nil {
+		_ = wr.nb.Flush()
+	}
+	wr.conn.Close()
 }
 
 func closeWebSocket(c *websocket.Conn, code int, reason string, deadline time.Time) {
@@ -211,25 +265,34 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if h.refuseRequestInfo(w, r, t) {
 		return
 	}
-	conn, err := h.upgrade(w, r)
+	// The connection's writes never wait (wsconn.go): whoever writes
+	// then flushes, waiting up to the write timeout.
+	hj := &nbHijacker{ResponseWriter: w, timeout: h.opts.WriteTimeout}
+	conn, err := h.upgrade(hj, r)
 	if err != nil {
 		return // the upgrader answered and logged
 	}
+	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs}
+	if hj.conn != nil {
+		rcv.nb = hj.conn
+		if err := rcv.nb.Flush(); err != nil { // the handshake's answer
+			conn.Close()
+			return
+		}
+	}
 	deadline := time.Now().Add(h.opts.WriteTimeout)
 	if h.closing.Load() {
-		closeWebSocket(conn, websocket.CloseGoingAway, session.ReasonGoingAway, deadline)
-		conn.Close()
+		rcv.refuse(websocket.CloseGoingAway, session.ReasonGoingAway, deadline)
 		return
 	}
 	s, err := h.reg.Create(t, h.requestInfo(r))
 	if err != nil {
 		h.limitHit(t, session.LimitSessions)
-		closeWebSocket(conn, websocket.CloseTryAgainLater, "Too many sessions", deadline)
-		conn.Close()
+		rcv.refuse(websocket.CloseTryAgainLater, "Too many sessions", deadline)
 		return
 	}
 	go h.run(s)
-	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs, msg: h.newMsgReader(conn)}
+	rcv.msg = h.newMsgReader(conn)
 	if h.wsRTT != nil {
 		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
 	}
@@ -242,21 +305,42 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	// handles its control frames itself.
 	h.active.Add(1)
 	if !h.parkWebSocket(conn, s, rcv) {
-		if rcv.rtt.obs != nil {
-			conn.SetPongHandler(rcv.pong)
-		}
-		conn.SetCloseHandler(func(code int, _ string) error {
-			// Answer the client's close with its code, unless ours
-			// went first; either way the reader then ends.
-			if code == websocket.CloseNoStatusReceived {
-				code = websocket.CloseNormalClosure
-			}
-			_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
-			return nil
-		})
+		h.readerHandlers(conn, rcv)
 		go h.readWebSocket(conn, s, rcv)
 	}
 	h.serveConnection(s, rcv)
+}
+
+// readerHandlers sets the handlers gorilla calls on the reader goroutine
+// for control frames (a parked connection handles its own, wspoll.go).
+func (h *Handler) readerHandlers(conn *websocket.Conn, rcv *wsReceiver) {
+	if rcv.rtt.obs != nil {
+		conn.SetPongHandler(rcv.pong)
+	}
+	if rcv.nb != nil {
+		// gorilla's own ping handler, and a flush: the pong must not
+		// wait in the connection for the session's next frame.
+		conn.SetPingHandler(func(m string) error {
+			err := conn.WriteControl(websocket.PongMessage, []byte(m), time.Now().Add(h.opts.WriteTimeout))
+			if err == nil {
+				err = rcv.nb.Flush()
+			}
+			var ne net.Error
+			if err == websocket.ErrCloseSent || errors.As(err, &ne) {
+				return nil // the reader sees the end
+			}
+			return err
+		})
+	}
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// Answer the client's close with its code, unless ours went
+		// first; either way the reader then ends.
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
+		return nil
+	})
 }
 
 // errTooBig: a message over MaxMessageBytes.

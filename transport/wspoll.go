@@ -74,6 +74,10 @@ type connUnwrapper interface {
 	UnwrapConn() net.Conn
 }
 
+// UnwrapConn: an nbConn (wsconn.go) only holds what it writes; it reads
+// nothing itself.
+func (c *nbConn) UnwrapConn() net.Conn { return c.Conn }
+
 // tcpConn is the TCP connection under c's read-transparent wrappers, or
 // nil.
 func tcpConn(c net.Conn) *net.TCPConn {
@@ -290,6 +294,7 @@ func (p *wsPoll) protocolError(msg string) bool {
 	}
 	if !p.rcv.closeSent.Swap(true) {
 		_ = p.rcv.conn.WriteControl(websocket.CloseMessage, data, time.Now().Add(p.h.opts.WriteTimeout))
+		p.flush()
 	}
 	p.h.log.Debug("sockjs: websocket protocol error", "err", msg)
 	return true
@@ -465,8 +470,11 @@ func (p *wsPoll) control(payload []byte) bool {
 	switch p.op {
 	case websocket.PingMessage:
 		// As gorilla's default ping handler: an error writing the pong
-		// shows on the next read or write.
-		_ = p.rcv.conn.WriteControl(websocket.PongMessage, payload, deadline)
+		// shows on the next read or write. The pong must not wait in
+		// the connection for the session's next frame.
+		if p.rcv.conn.WriteControl(websocket.PongMessage, payload, deadline) == nil {
+			p.flush()
+		}
 	case websocket.PongMessage:
 		if p.rcv.rtt.obs != nil {
 			_ = p.rcv.pong(string(payload))
@@ -487,6 +495,14 @@ func (p *wsPoll) control(payload []byte) bool {
 		return true
 	}
 	return false
+}
+
+// flush writes what the connection holds of the control frames the
+// reader wrote (wsconn.go); an error shows on the next read or write.
+func (p *wsPoll) flush() {
+	if p.rcv.nb != nil {
+		_ = p.rcv.nb.Flush()
+	}
 }
 
 // validCloseCode: the codes a client may send (gorilla's list).

@@ -24,7 +24,7 @@ func (h *Handler) xhrPolling(w http.ResponseWriter, r *http.Request, sid string)
 	}
 	h.setCookie(w, r)
 	noCache(w)
-	w.Header().Set("Content-Type", "application/javascript; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrJavaScript)
 	s := h.sessionFor(w, r, sid, session.XHRPolling)
 	if s == nil {
 		return
@@ -74,17 +74,17 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 		notFound(w)
 		return
 	}
-	body, release, ok := h.readBody(w, r, s) // body.go
+	body, held, ok := h.readBody(w, r, s) // body.go
 	if !ok {
 		return
 	}
-	defer release()
+	defer held.release()
 	if !h.deliver(w, r, s, body) {
 		return
 	}
 	// Firefox treats a body-less answer without a type as XML and
 	// complains, so the 204 carries text/plain.
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	setHeader(w.Header(), "Content-Type", hdrTextPlain)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -25,6 +25,7 @@ type hubConfig struct {
 	publishURL string
 	p99Limit   time.Duration
 	drain      time.Duration
+	raw        bool
 }
 
 func (h *hubConfig) register() {
@@ -33,6 +34,7 @@ func (h *hubConfig) register() {
 	flag.StringVar(&h.publishURL, "publish-url", "", "hub mode: the backend publish API (default: /api/publish on -url's host)")
 	flag.DurationVar(&h.p99Limit, "p99-limit", 100*time.Millisecond, "hub mode: the publish-to-delivery p99 a step must stay under to count as sustained")
 	flag.DurationVar(&h.drain, "drain", 5*time.Second, "hub mode: how long after a step's last publish its deliveries may still arrive")
+	flag.BoolVar(&h.raw, "hub-raw", true, "hub mode, websocket: read the subscribers' frames raw (gorilla, no SockJS client, no JSON decoding), so that the load generator costs less than the server's fan-out; false: through the Go SockJS client")
 }
 
 // HubStep is one publish rate's result.
@@ -65,6 +67,11 @@ type HubResult struct {
 	FirstError  string    `json:"first_error,omitempty"`
 	P99LimitMs  float64   `json:"p99_limit_ms"`
 	ChannelName string    `json:"channel"`
+	// ClientCPU is the load generator's own CPU time (user and system)
+	// over the first step, publishing and drain: set beside the
+	// server's, it says which side saturated.
+	ClientCPU float64 `json:"client_cpu_seconds"`
+	Raw       bool    `json:"raw_subscribers"` // -hub-raw on websocket
 }
 
 // histogram counts delays in 100 µs buckets up to 30 s.
@@ -125,11 +132,17 @@ func runHub(c config) (*HubResult, error) {
 		return nil, err
 	}
 	st := &stats{}
-	opts := make([]client.Options, c.localAddrs)
-	for i := range opts {
-		opts[i] = clientOptions(c, i, &st.busy)
+	var conns []*client.Conn
+	var raws []*rawConn
+	if res.Raw = c.hub.raw && c.transport == "websocket"; res.Raw {
+		raws = dialRaw(c, c.url, st)
+	} else {
+		opts := make([]client.Options, c.localAddrs)
+		for i := range opts {
+			opts[i] = clientOptions(c, i, &st.busy)
+		}
+		conns = dialClients(c, c.url, opts, st)
 	}
-	conns := dialAll(c, c.url, opts, st)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
@@ -140,6 +153,11 @@ func runHub(c config) (*HubResult, error) {
 				_ = conn.Close()
 			}
 		}
+		for _, conn := range raws {
+			if conn != nil {
+				_ = conn.c.Close()
+			}
+		}
 	}()
 	steps := make([]*stepStats, len(rates))
 	for i := range steps {
@@ -148,16 +166,23 @@ func runHub(c config) (*HubResult, error) {
 	var subscribed sync.WaitGroup
 	var nsub atomic.Int64
 	sub := `{"op":"subscribe","channel":` + strconv.Quote(c.hub.channel) + `}`
-	for _, conn := range conns {
-		if conn == nil {
-			continue
-		}
+	start := func(run func()) {
 		subscribed.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			subscriber(ctx, conn, sub, steps, &subscribed, &nsub, st)
+			run()
 		}()
+	}
+	for _, conn := range conns {
+		if conn != nil {
+			start(func() { subscriber(ctx, conn, sub, steps, &subscribed, &nsub, st) })
+		}
+	}
+	for _, conn := range raws {
+		if conn != nil {
+			start(func() { rawSubscriber(ctx, conn, sub, steps, &subscribed, &nsub, st) })
+		}
 	}
 	// Every subscriber acknowledged, or the opening phase's deadline.
 	ready := make(chan struct{})
@@ -175,6 +200,7 @@ func runHub(c config) (*HubResult, error) {
 	if c.marks {
 		fmt.Fprintln(os.Stderr, "measure start")
 	}
+	cpu0 := cpuSeconds()
 	for i, rate := range rates {
 		s := publishStep(ctx, hc, pub, c.hub.channel, i, rate, c.d)
 		// Wait for the step's deliveries (bounded by -drain).
@@ -191,6 +217,9 @@ func runHub(c config) (*HubResult, error) {
 		s.P50ms, s.P99ms = ss.hist.quantile(.50, s.Deliveries), ss.hist.quantile(.99, s.Deliveries)
 		s.MaxMs = float64(ss.hist.max.Load()) / 1000
 		res.Steps = append(res.Steps, s)
+		if i == 0 {
+			res.ClientCPU = cpuSeconds() - cpu0
+		}
 		if !c.quiet {
 			fmt.Fprintf(os.Stderr, "hub %s x%d: %.0f publishes/s: %.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, lost %d, dups %d\n",
 				c.transport, res.Subscribed, float64(s.Published)/s.Seconds, s.DeliveriesPS, s.P50ms, s.P99ms, s.Lost, s.Dups)
@@ -266,7 +295,7 @@ loop:
 }
 
 // subscriber subscribes conn and records every delivery in its step.
-func subscriber(ctx context.Context, conn *client.Conn, sub string, steps []*stepStats, subscribed *sync.WaitGroup, n *atomic.Int64, st *stats) {
+func subscriber(ctx context.Context, conn echoConn, sub string, steps []*stepStats, subscribed *sync.WaitGroup, n *atomic.Int64, st *stats) {
 	acked := false
 	defer func() {
 		if !acked {
@@ -290,23 +319,7 @@ func subscriber(ctx context.Context, conn *client.Conn, sub string, steps []*ste
 		b := []byte(m)
 		switch {
 		case bytes.HasPrefix(b, []byte(`{"op":"message"`)):
-			seq, _ := fieldUint(b, `"seq":`)
-			step, ok1 := fieldUint(b, `"s":`)
-			t, ok2 := fieldUint(b, `"t":`)
-			if !ok1 || !ok2 || step >= uint64(len(steps)) {
-				st.fail(fmt.Errorf("unexpected message %.80s", m))
-				continue
-			}
-			ss := steps[step]
-			switch {
-			case seq <= last:
-				ss.dups.Add(1)
-			case seq > last+1:
-				ss.gaps.Add(int64(seq - last - 1))
-			}
-			last = max(last, seq)
-			ss.deliveries.Add(1)
-			ss.hist.add(now.Sub(time.Unix(0, int64(t))))
+			record(b, plainKeys, &last, steps, now, st)
 		case bytes.HasPrefix(b, []byte(`{"op":"subscribed"`)):
 			seq, _ := fieldUint(b, `"seq":`)
 			last = max(last, seq)
@@ -335,4 +348,36 @@ func fieldUint(b []byte, key string) (uint64, bool) {
 		n++
 	}
 	return v, n > 0
+}
+
+// hubKeys are the fields a subscriber reads: as a hub message has them,
+// or escaped inside a SockJS frame's string (raw subscribers).
+type hubKeys struct{ seq, step, t string }
+
+var (
+	plainKeys = hubKeys{`"seq":`, `"s":`, `"t":`}
+	rawKeys   = hubKeys{`\"seq\":`, `\"s\":`, `\"t\":`}
+)
+
+// record counts the delivery of message b (its fields under k) in its
+// step: sequence (gaps, duplicates; last is the subscriber's highest
+// seq) and publish-to-delivery delay.
+func record(b []byte, k hubKeys, last *uint64, steps []*stepStats, now time.Time, st *stats) {
+	seq, _ := fieldUint(b, k.seq)
+	step, ok1 := fieldUint(b, k.step)
+	t, ok2 := fieldUint(b, k.t)
+	if !ok1 || !ok2 || step >= uint64(len(steps)) {
+		st.fail(fmt.Errorf("unexpected message %.80s", b))
+		return
+	}
+	ss := steps[step]
+	switch {
+	case seq <= *last:
+		ss.dups.Add(1)
+	case seq > *last+1:
+		ss.gaps.Add(int64(seq - *last - 1))
+	}
+	*last = max(*last, seq)
+	ss.deliveries.Add(1)
+	ss.hist.add(now.Sub(time.Unix(0, int64(t))))
 }

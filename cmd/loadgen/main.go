@@ -1,5 +1,6 @@
-// Command loadgen puts load on a SockJS service through the Go client, in
-// one of four modes:
+// Command loadgen puts load on a SockJS service through the Go client (or,
+// for echoes over the xhr transports with -http raw, through its own
+// lighter HTTP/1.1 sessions: rawxhr.go), in one of four modes:
 //
 //   - echo: N sessions over one transport echoing K messages of S bytes in
 //     flight each, for D; reports messages/s, round-trip p50/p95/p99, errors
@@ -49,6 +50,7 @@ type config struct {
 	connectRate int
 	connectMax  time.Duration
 	localAddrs  int
+	http        string // echo mode on xhr transports: "client" (the Go client) or "raw" (rawxhr.go)
 	quiet       bool
 	marks       bool
 	hub         hubConfig
@@ -87,14 +89,15 @@ func main() {
 	flag.IntVar(&c.connectRate, "connect-parallel", 200, "sessions opening at once")
 	flag.DurationVar(&c.connectMax, "connect-timeout", 2*time.Minute, "longest the whole opening phase may take")
 	flag.IntVar(&c.localAddrs, "local-addrs", 1, "spread sessions over source addresses 127.0.0.1..127.0.0.N (more ephemeral ports)")
+	flag.StringVar(&c.http, "http", "client", "echo mode on xhr-polling and xhr-streaming: client (the Go client over net/http's) or raw (prebuilt HTTP/1.1 requests, answers read in place: a lighter load generator)")
 	flag.BoolVar(&c.quiet, "quiet", false, "no progress lines")
 	flag.BoolVar(&c.marks, "marks", false, "print \"measure start\" and \"measure end\" lines on stderr (for bench drivers sampling the server)")
 	c.hub.register()
 	c.soak.register()
 	flag.Parse()
 	if c.n <= 0 || c.k <= 0 || c.s < 0 || c.d <= 0 || c.connectRate <= 0 || c.localAddrs < 1 || c.localAddrs > 250 ||
-		(c.mode != "echo" && c.mode != "idle" && c.mode != "hub" && c.mode != "soak") {
-		fmt.Fprintln(os.Stderr, "loadgen: bad flags: need -n, -k, -d, -connect-parallel > 0, -s >= 0, 1 <= -local-addrs <= 250, -mode echo|idle|hub|soak")
+		(c.mode != "echo" && c.mode != "idle" && c.mode != "hub" && c.mode != "soak") || (c.http != "client" && c.http != "raw") {
+		fmt.Fprintln(os.Stderr, "loadgen: bad flags: need -n, -k, -d, -connect-parallel > 0, -s >= 0, 1 <= -local-addrs <= 250, -mode echo|idle|hub|soak, -http client|raw")
 		os.Exit(2)
 	}
 	if err := checkLoopback(c.url); err != nil {
@@ -172,16 +175,34 @@ const maxSamples = 1 << 20
 // that each source address has its own range of ephemeral ports. 2010
 // answers are counted in busy.
 func clientOptions(c config, i int, busy *atomic.Int64) client.Options {
-	d := &net.Dialer{Timeout: 30 * time.Second}
-	if c.localAddrs > 1 {
-		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
-	}
+	d := dialer(c, i)
 	per := c.n/c.localAddrs + 1
 	tr := &http.Transport{DialContext: d.DialContext,
 		MaxIdleConnsPerHost: 2*per + 16, MaxIdleConns: 2*per + 16, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: busyCounter{next: tr, n: busy}}
 	return client.Options{Transports: []string{c.transport}, HTTPClient: hc, ConnectTimeout: 30 * time.Second,
 		NetDialContext: d.DialContext}
+}
+
+// dialer is the dialer of the i-th of the local addresses.
+func dialer(c config, i int) *net.Dialer {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	if c.localAddrs > 1 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
+	}
+	return d
+}
+
+// echoConn is a session as echo uses it: a *client.Conn, or a *rawXHR.
+type echoConn interface {
+	Send(string) error
+	Recv(context.Context) (string, error)
+	Close() error
+}
+
+// rawXHRFor reports whether the echo runs over rawxhr.go's sessions.
+func rawXHRFor(c config) bool {
+	return c.http == "raw" && c.mode == "echo" && (c.transport == "xhr-polling" || c.transport == "xhr-streaming")
 }
 
 // closeIdle closes the idle keep-alive connections of every option's HTTP
@@ -197,8 +218,34 @@ func closeIdle(opts []client.Options) {
 // dialAll opens c.n sessions at c.url (c.connectRate at a time, within
 // c.connectMax); a session that fails to open is counted in st and left
 // nil.
-func dialAll(c config, url string, opts []client.Options, st *stats) []*client.Conn {
-	conns := make([]*client.Conn, c.n)
+func dialAll(c config, target string, opts []client.Options, st *stats) []echoConn {
+	u, err := url.Parse(target)
+	if err != nil {
+		st.fail(err)
+		return make([]echoConn, c.n)
+	}
+	return dialEach(c, st, func(ctx context.Context, i int) (echoConn, error) {
+		if rawXHRFor(c) {
+			return dialRawXHR(ctx, u, c.transport == "xhr-streaming", func(ctx context.Context) (net.Conn, error) {
+				return dialer(c, i%c.localAddrs).DialContext(ctx, "tcp", u.Host)
+			}, &st.busy)
+		}
+		return client.Dial(ctx, target, opts[i%len(opts)])
+	})
+}
+
+// dialClients is dialAll with the Go client only.
+func dialClients(c config, target string, opts []client.Options, st *stats) []*client.Conn {
+	return dialEach(c, st, func(ctx context.Context, i int) (*client.Conn, error) {
+		return client.Dial(ctx, target, opts[i%len(opts)])
+	})
+}
+
+// dialEach opens c.n connections with dial (c.connectRate at a time,
+// within c.connectMax); one that fails is counted in st and left the
+// zero value.
+func dialEach[T any](c config, st *stats, dial func(ctx context.Context, i int) (T, error)) []T {
+	conns := make([]T, c.n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.connectRate)
 	dialCtx, dialCancel := context.WithTimeout(context.Background(), c.connectMax)
@@ -214,7 +261,7 @@ func dialAll(c config, url string, opts []client.Options, st *stats) []*client.C
 				return
 			}
 			defer func() { <-sem }()
-			conn, err := client.Dial(dialCtx, url, opts[i%len(opts)])
+			conn, err := dial(dialCtx, i)
 			if err != nil {
 				st.fail(err)
 				return
@@ -290,7 +337,7 @@ func run(c config) (*Result, error) {
 
 // echo keeps k messages in flight on conn until ctx ends; the service
 // echoes in order, so the oldest send time is the one an echo answers.
-func echo(ctx context.Context, conn *client.Conn, payload string, k int, st *stats) {
+func echo(ctx context.Context, conn echoConn, payload string, k int, st *stats) {
 	sent := make([]time.Time, 0, k)
 	for i := 0; i < k; i++ {
 		sent = append(sent, time.Now())

@@ -36,6 +36,7 @@ type HubConfig struct {
 	MaxSubsPerAddress   int
 	MaxChannels         int
 	MaxDataBytes        int
+	FanOutQueueBytes    int
 	HistorySize         int
 	HistoryTTL          time.Duration
 	HistoryMaxBytes     int64
@@ -59,6 +60,7 @@ func (c *HubConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSubsPerAddress, "hub-max-subscriptions-per-address", hub.DefaultMaxSubscriptionsPerAddress, "subscriptions of all hub sessions from one client IP address together")
 	fs.IntVar(&c.MaxChannels, "hub-max-channels", hub.DefaultMaxChannels, "channels with subscribers on this node")
 	fs.IntVar(&c.MaxDataBytes, "hub-max-data-bytes", 64<<10, "largest data of one publish")
+	fs.IntVar(&c.FanOutQueueBytes, "hub-fanout-queue-bytes", hub.DefaultMaxFanOutQueueBytes, "bytes of publishes one channel may have waiting for its fan-out (data plus 128 each); past it publishing to the channel waits")
 	fs.IntVar(&c.HistorySize, "hub-history-size", hub.DefaultHistorySize, "messages each channel keeps for subscribers that resume with since (0: none)")
 	fs.DurationVar(&c.HistoryTTL, "hub-history-ttl", hub.DefaultHistoryTTL, "how long a message stays in a channel's history")
 	fs.Int64Var(&c.HistoryMaxBytes, "hub-history-max-bytes", hub.DefaultMaxHistoryBytes, "bytes of history all channels keep together in memory (without -redis); the least recently published channel's goes first")
@@ -322,6 +324,7 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 		MaxSubscriptionsPerAddress: hc.MaxSubsPerAddress,
 		MaxChannels:                hc.MaxChannels,
 		MaxDataBytes:               hc.MaxDataBytes,
+		MaxFanOutQueueBytes:        hc.FanOutQueueBytes,
 		Hooks:                      hooks,
 		Observer:                   hmet,
 		Logger:                     log,

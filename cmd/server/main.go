@@ -152,6 +152,9 @@ type server struct {
 	// -trusted-proxies (realaddr.go).
 	listener func(net.Listener) net.Listener
 	tls      *certReloader // -tls-cert: the certificate served (tls.go); nil: plain HTTP
+	// front is the router with the SockJS services answered ahead of it
+	// (serviceroutes.go).
+	front http.Handler
 	// handOffTimeout bounds the hand-off of sessions at shutdown
 	// (handoff.go); 0: none.
 	handOffTimeout time.Duration
@@ -221,14 +224,16 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// The browser side (sockjs-client, demo page) answers every other path.
 	r.PathPrefix("/").Handler(site)
 
+	s.front = serviceRoutesFor(r, svcs)
 	trusted := cfg.trustedProxies()
 	s.listener = func(ln net.Listener) net.Listener { return trusted.listener(ln, cfg.Limits.ReadHeaderTimeout) }
 	s.http = &http.Server{
 		// The client's address from a trusted proxy's headers, before
 		// anything reads it (realaddr.go); an answer given without
 		// reading the body closes its connection (unreadbody.go), and so
-		// does every answer while draining (drain.go).
-		Handler:           s.closeWhileDraining(closeOnUnreadBody(trusted.handler(r))),
+		// does every answer while draining (drain.go). The SockJS
+		// services are reached ahead of the router (serviceroutes.go).
+		Handler:           s.closeWhileDraining(closeOnUnreadBody(trusted.handler(s.front))),
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,

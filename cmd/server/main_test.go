@@ -16,14 +16,14 @@ import (
 
 // startServer runs the server's wiring in-process on a loopback port,
 // with these flags besides -client-dir.
-func startServer(t *testing.T, flags ...string) (*server, string) {
+func startServer(t testing.TB, flags ...string) (*server, string) {
 	t.Helper()
 	return startServerLog(t, io.Discard, flags...)
 }
 
 // startServerLog is startServer with the server's log written to log. The
 // server listens on loopback whatever -addr says.
-func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, string) {
+func startServerLog(t testing.TB, log io.Writer, flags ...string) (*server, string) {
 	t.Helper()
 	cfg, err := parseConfig(append([]string{"-client-dir", t.TempDir()}, flags...))
 	if err != nil {
@@ -33,7 +33,7 @@ func startServerLog(t *testing.T, log io.Writer, flags ...string) (*server, stri
 }
 
 // startServerConfig is startServerLog with a config made by the test.
-func startServerConfig(t *testing.T, log io.Writer, cfg Config) (*server, string) {
+func startServerConfig(t testing.TB, log io.Writer, cfg Config) (*server, string) {
 	t.Helper()
 	srv, err := newServer(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {

@@ -35,9 +35,11 @@ func closeOnUnreadBody(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		b := &bodyReader{ReadCloser: r.Body, left: r.ContentLength}
+		// One allocation for both: this runs for every request with a
+		// body (every xhr_send).
+		uw := &unreadBodyWriter{ResponseWriter: w, body: bodyReader{ReadCloser: r.Body, left: r.ContentLength}}
+		b := &uw.body
 		r.Body = b
-		uw := &unreadBodyWriter{ResponseWriter: w, body: b}
 		next.ServeHTTP(uw, r)
 		if uw.hijacked {
 			return // the connection is the handler's
@@ -71,7 +73,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // written, if the body is not read by then.
 type unreadBodyWriter struct {
 	http.ResponseWriter
-	body     *bodyReader
+	body     bodyReader // the request's body, as the handler reads it (a field: its Read and Close are not the writer's)
 	wrote    bool
 	hijacked bool
 }

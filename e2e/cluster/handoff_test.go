@@ -228,7 +228,7 @@ func TestClusterRollingHandOffBrowser(t *testing.T) {
 	if err != nil || loaded != "function function" {
 		t.Fatalf("load the client through the balancer: %q, %v", loaded, err)
 	}
-	transports := []string{"xhr-polling", "xhr-streaming", "eventsource", "jsonp-polling"}
+	transports := []string{"xhr-polling", "xhr-streaming", "eventsource", "jsonp-polling", "iframe-htmlfile"}
 	js := fmt.Sprintf(`hubFollow(SockJS, %q, %s, "feed", 30000)`, env.lb+"/hub", jsonOf(transports))
 	if _, err := chromedp.Run(step, chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise)); err != nil {
 		t.Fatalf("subscribe: %v", err)

@@ -23,7 +23,12 @@ var hubTransports = []string{client.WebSocket, client.XHRStreaming, client.XHRPo
 
 // hubHTTP carries every hub client's HTTP requests: enough idle
 // connections for hundreds of polling clients.
-var hubHTTP = &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
+// hubHTTP's idle connections close before haproxy's (timeout
+// http-keep-alive 10s, deploy/haproxy.cfg): a POST sent on a connection
+// haproxy is closing fails with EOF, which browsers send again and
+// net/http does not (a poll or send lost so was a test's flake, not a
+// server's fault).
+var hubHTTP = &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true, IdleConnTimeout: 5 * time.Second}
 
 // errSessionLost: a receiving request of an xhr transport got a second
 // open frame, so the server no longer has the session (its owner died and

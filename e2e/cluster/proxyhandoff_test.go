@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -117,17 +116,6 @@ func (p *proxyClient) roundTrip(ctx context.Context, msg, want string) error {
 // webhooks tell of no session.closed or user.offline; and after the
 // deploy /api/send through the balancer reaches every moved session.
 func TestClusterRollingHandOffProxy(t *testing.T) {
-	// Known open bug (issue 17's closing note): in about 1 run in 7, one of
-	// the 40 proxied sessions is opened a second time on another node as
-	// the node holding it drains (the backend sees a second connect, a
-	// session.closed webhook goes out, the page closes with 1006 "Server
-	// lost session"). Sends that failed with 502 during a drain are fixed
-	// (cluster: TestClusterSendSurvivesClosedKeepAlive). Until the second
-	// open is found, make test does not run this test:
-	// SOCKJSD_TEST_PROXY_ROLLING=1 runs it.
-	if os.Getenv("SOCKJSD_TEST_PROXY_ROLLING") == "" {
-		t.Skip("known bug: a proxied session opened again as its node drains, about 1 run in 7; SOCKJSD_TEST_PROXY_ROLLING=1 runs it")
-	}
 	const perTransport = 20
 	be := startCountingBackend(t)
 	env := startCluster(t, "-proxy", "/px="+be.url+"/b", "-proxy-secret", gwSecret,

@@ -82,7 +82,10 @@ func (o *orderChecker) message(w wire) {
 // client saw fails the test.
 func runOrdering(t *testing.T, urls []string, sessions, perSession int) {
 	t.Helper()
-	tr := &http.Transport{MaxIdleConnsPerHost: 2 * sessions}
+	// Idle connections close before haproxy's (timeout http-keep-alive
+	// 10s): a POST on a connection haproxy is closing fails with EOF,
+	// which net/http does not send again (browsers do).
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * sessions, IdleConnTimeout: 5 * time.Second}
 	hc := &http.Client{Transport: tr}
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

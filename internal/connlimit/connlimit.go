@@ -4,9 +4,11 @@
 package connlimit
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -157,6 +159,18 @@ func (c *conn) UnwrapConn() net.Conn { return c.Conn }
 
 // ReadFrom keeps the TCP connection's sendfile/splice path for net/http.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
+
+// SyscallConn is the TCP connection's, for writes made on its descriptor
+// (transport's non-blocking websocket writes): the wrapper changes no
+// byte that is written, only when the slot is given back.
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNoSyscallConn
+}
+
+var errNoSyscallConn = errors.New("connlimit: the connection has no descriptor")
 
 // CloseWrite lets net/http half-close the TCP connection as it does
 // without the wrapper.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -111,6 +112,43 @@ func TestEmptyKeyCountsAgainstMaxOnly(t *testing.T) {
 	}
 	if n := l.Open(); n != 3 {
 		t.Fatalf("Open() = %d, want 3 (one address, PerAddress 1, exempt)", n)
+	}
+}
+
+// TestSyscallConn: an accepted connection hands out its TCP descriptor
+// (a websocket's non-blocking writes need it), and writes made on it reach
+// the peer.
+func TestSyscallConn(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Listener{Listener: inner}
+	defer l.Close()
+	peer := dial(t, l, "127.0.0.1")
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatal("the accepted connection is not a syscall.Conn")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		_, werr = syscall.Write(int(fd), []byte("hi"))
+		return true
+	}); err != nil || werr != nil {
+		t.Fatal(err, werr)
+	}
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(peer, b); err != nil || string(b) != "hi" {
+		t.Fatalf("peer read %q, %v", b, err)
 	}
 }
 

@@ -105,7 +105,8 @@ func (s *Session) Freeze(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		idle := s.writing == 0 && s.settling == nil && !s.finishPending && s.holdPump == 0 && s.sendSlots.Load() == 0
+		idle := s.writing == 0 && s.settling == nil && !s.finishPending && s.holdPump == 0 && s.sendSlots.Load() == 0 &&
+			!s.nowBusy && !s.held // a frame written now, or its held part (writenow.go)
 		closed := s.state >= stateClosing
 		s.mu.Unlock()
 		switch {
@@ -215,4 +216,28 @@ func (r *Registry) Restore(sn Snapshot) (s *Session, created bool, err error) {
 	s.armExpiry()
 	r.opts.Observer.SessionOpened(sn.Transport)
 	return s, true, nil
+}
+
+// Release ends the answer of the receiving request attached to the
+// session, as a streaming answer ends at its byte limit: a heartbeat
+// frame marked Last, after which the answer ends normally and the client
+// asks again; the session goes on. Messages queued are written first. It
+// reports whether a receiver was attached to be released. A node that
+// relays a receiving request to the session's owner asks for it when it
+// stops (package cluster): a relay cut mid-answer would cost the client
+// its session, which a normal end does not.
+func (s *Session) Release() bool {
+	s.mu.Lock()
+	ok := s.attached && s.state < stateClosing && s.handoff == hoNone && !strings.HasPrefix(s.key, "ws/")
+	if ok {
+		s.releaseDue = true
+		if s.conn != nil {
+			s.hbDue = true // a pump's reason to run (pendingLocked)
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		s.wake()
+	}
+	return ok
 }

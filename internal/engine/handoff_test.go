@@ -104,3 +104,53 @@ func TestFreezeWaitsForFinish(t *testing.T) {
 		t.Fatal("thawed session still frozen")
 	}
 }
+
+// TestRelease: Release ends the attached receiver's answer with a
+// heartbeat after what was queued, on a served receiver (net/http's
+// goroutine) and on a connection receiver (pumps, a hijacked stream);
+// the session goes on, and the next receiver gets what came since.
+// Without a receiver attached it does nothing.
+func TestRelease(t *testing.T) {
+	for _, pumped := range []bool{false, true} {
+		t.Run(map[bool]string{false: "served", true: "pumped"}[pumped], func(t *testing.T) {
+			reg := testRegistry(Options{})
+			s, _, err := reg.GetOrCreate("sid", XHRStreaming, func() Request { return Request{} })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Release() {
+				t.Fatal("Release with no receiver attached reported one")
+			}
+			var rec *recorder
+			ended := make(chan struct{})
+			if pumped {
+				c := newConnRecorder()
+				rec = &c.recorder
+				s.ServeConn(c, func() { close(ended) })
+			} else {
+				rec = newRecorder(false)
+				go func() { s.Serve(rec); close(ended) }()
+			}
+			waitWrote(t, rec) // o
+			if err := s.Send("1"); err != nil {
+				t.Fatal(err)
+			}
+			waitWrote(t, rec)
+			if !s.Release() {
+				t.Fatal("Release found no receiver")
+			}
+			waitClosed(t, ended, "the released receiver's end")
+			if got := rec.all(); !slices.Equal(got, []string{"o", "a,1", "h"}) {
+				t.Fatalf("frames %v, want the open frame, the message and the heartbeat that ends the answer", got)
+			}
+			if err := s.Send("2"); err != nil {
+				t.Fatalf("Send after Release: %v (the session must go on)", err)
+			}
+			next := newRecorder(true)
+			s.Serve(next)
+			if got := next.all(); !slices.Equal(got, []string{"a,2"}) {
+				t.Fatalf("the next receiver got %v", got)
+			}
+		})
+	}
+}

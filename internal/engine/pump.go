@@ -39,6 +39,9 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 	}
 	s.mu.Lock()
 	s.conn, s.connEnd = r, onEnd
+	if nw, ok := r.(NowWriter); ok && nw.WritesNow() {
+		s.nowConn = nw
+	}
 	select {
 	case <-r.Gone():
 		// The client left before it was attached: ConnLost found no
@@ -78,7 +81,7 @@ func (s *Session) startPumpLocked() bool {
 // a close frame, a heartbeat. Whoever asked for a pump while none could
 // start left one of these. s.mu must be held.
 func (s *Session) pendingLocked() bool {
-	return len(s.out) > 0 || s.state >= stateClosing || s.hbDue
+	return len(s.out) > 0 || s.state >= stateClosing || s.hbDue || s.held
 }
 
 // wake tells whoever writes for the session that something changed (a
@@ -146,8 +149,8 @@ func (s *Session) pumpOn(inline bool) {
 // must be held.
 func (s *Session) releaseConnLocked(f *Frame) func() {
 	onEnd := s.connEnd
-	s.conn, s.connEnd = nil, nil
-	s.hbDue = false
+	s.conn, s.connEnd, s.nowConn = nil, nil, nil
+	s.hbDue, s.held = false, false
 	if s.hb != nil {
 		s.hb.Stop()
 		s.hb = nil

@@ -77,6 +77,13 @@ func messagesOf(frames []string) (msgs []string, other []string) {
 // never two writes at once (the recorder panics).
 func TestServeConnOrderAndExactlyOnce(t *testing.T) {
 	s, c, ended := serveConnTest(t, Options{SendQueueMessages: 1 << 20, SendQueueBytes: 1 << 30})
+	checkOrderAndExactlyOnce(t, s, c, ended)
+}
+
+// checkOrderAndExactlyOnce sends from 8 goroutines at once, closes, and
+// checks what c (served by s; ended closed by onEnd) received.
+func checkOrderAndExactlyOnce(t *testing.T, s *Session, c *connRecorder, ended chan struct{}) {
+	t.Helper()
 	const senders, each = 8, 2000
 	var wg sync.WaitGroup
 	for g := 0; g < senders; g++ {

@@ -208,6 +208,7 @@ func (s *Session) detach(r Receiver, carried bool) {
 	var settled chan struct{}
 	s.mu.Lock()
 	s.attached = false
+	s.releaseDue = false
 	if s.detached != nil {
 		close(s.detached)
 		s.detached = nil

@@ -141,6 +141,7 @@ type Session struct {
 	writingB    int      // and their bytes
 	spare       []queued // the previous batch's array, reused
 	attached    bool
+	releaseDue  bool // the attached receiver's answer ends with its next frame (Release)
 	opened      bool // the open frame was written
 	closeCode   int
 	closeReason string
@@ -159,6 +160,9 @@ type Session struct {
 	lastWrite int64       // when the last frame was written (now)
 	hb        *time.Timer // heartbeat timer
 	pumpFrame Frame       // the pump's frame, reused (one pump at a time)
+	nowConn   NowWriter   // conn, when it takes frames without waiting (writenow.go)
+	held      bool        // nowConn holds part of a frame: a pump flushes it
+	nowBusy   bool        // a frame written now is being written, or its held part flushed: Freeze waits for it
 
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
 	// runs it for one message at a time. While holdPump > 0 a callback
@@ -246,6 +250,10 @@ func (s *Session) Send(msg string) error {
 	s.outBytes += len(msg)
 	served := s.conn == nil // by a Serve loop, if any
 	start := s.startPumpLocked()
+	if start && s.nowConn != nil && s.handoff == hoNone {
+		s.writeNowLocked() // no goroutine for an idle connection
+		return nil
+	}
 	s.mu.Unlock()
 	if start {
 		go s.pump()

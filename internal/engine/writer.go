@@ -65,6 +65,16 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		r = s.conn
 	}
 	switch {
+	// What the receiver held of a frame written now goes first, even
+	// while frozen: that frame is in flight, which Freeze waits for. A
+	// frame written by WriteFrame would flush it too, but a pump may
+	// have nothing else to write.
+	case m.pumped && s.held:
+		s.held, s.nowBusy = false, true
+		nw := s.nowConn
+		s.mu.Unlock()
+		return s.flushHeld(nw)
+
 	case s.handoff == hoFrozen:
 		// Nothing is written while the session is being handed off:
 		// wait for Done or Thaw (a pump ends; Serve waits for notify).
@@ -133,6 +143,19 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 		onEnd()
 		return stepClosed
 
+	case s.releaseDue && r != nil:
+		// Release: this answer ends (the client asks again); the
+		// session goes on.
+		s.releaseDue, s.hbDue = false, false
+		s.mu.Unlock()
+		if _, err := s.writeLast(r); err != nil {
+			return stepFailed
+		}
+		if m.pumped {
+			s.connDone(r, f)
+		}
+		return stepDone
+
 	case m.pumped && s.hbDue:
 		s.hbDue = false
 		s.mu.Unlock()
@@ -158,7 +181,17 @@ func (s *Session) writeNext(r Receiver, f *Frame, m writeMode) step {
 // writeHeartbeat writes a heartbeat frame to r; a failed write closes the
 // session with 1002.
 func (s *Session) writeHeartbeat(r Receiver) (done bool, err error) {
-	done, err = r.WriteFrame(&heartbeatFrame)
+	return s.writeBeat(r, &heartbeatFrame)
+}
+
+// writeLast is writeHeartbeat with the heartbeat that ends r's answer
+// (lastFrame).
+func (s *Session) writeLast(r Receiver) (done bool, err error) {
+	return s.writeBeat(r, &lastFrame)
+}
+
+func (s *Session) writeBeat(r Receiver, hb *Frame) (done bool, err error) {
+	done, err = r.WriteFrame(hb)
 	s.mu.Lock()
 	s.lastWrite = now() // the pumps' heartbeat timer counts from here
 	s.mu.Unlock()
@@ -207,11 +240,26 @@ func (s *Session) takeBatchLocked() []queued {
 // writeBatch writes batch to r as the frame f (whose array it reuses),
 // with s.mu not held, and gives the batch's array back for the next one.
 func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, err error) {
+	fillFrame(f, batch)
+	done, err = r.WriteFrame(f)
+	_, finisher := r.(Finisher)
+	s.batchWritten(f, batch, finisher && done && err == nil)
+	return done, err
+}
+
+// fillFrame makes f the message frame of batch, reusing f's array.
+func fillFrame(f *Frame, batch []queued) {
 	f.Messages = f.Messages[:0]
 	for i := range batch {
 		f.Messages = append(f.Messages, batch[i].msg)
 	}
-	done, err = r.WriteFrame(f)
+}
+
+// batchWritten records that batch was written as f (or failed): its
+// delivery delays, the end of Buffered's count, Written's signal; it
+// keeps the batch's array for the next one. finishing says the batch is
+// on its way only once the receiver's answer is finished (detach).
+func (s *Session) batchWritten(f *Frame, batch []queued, finishing bool) {
 	t := now()
 	for i := range batch {
 		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
@@ -220,7 +268,7 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 	clear(f.Messages)
 	s.mu.Lock()
 	s.writing, s.writingB = 0, 0
-	if _, ok := r.(Finisher); ok && done && err == nil {
+	if finishing {
 		// Written, but on its way only once the answer is finished
 		// (detach): a hand-off waits for that too.
 		s.finishPending = true
@@ -234,5 +282,4 @@ func (s *Session) writeBatch(r Receiver, f *Frame, batch []queued) (done bool, e
 		s.spare = batch[:0]
 	}
 	s.mu.Unlock()
-	return done, err
 }

@@ -32,8 +32,11 @@ type hubResult struct {
 	MaxDelivAt float64   `json:"max_sustained_rate"`
 	Errors     int64     `json:"errors"`
 	FirstError string    `json:"first_error"`
+	ClientCPU  float64   `json:"client_cpu_seconds"` // the load generator's, over the first step
+	Raw        bool      `json:"raw_subscribers"`
 	// Filled in here.
 	cpuPer100k float64 // server CPU-s per 100k deliveries in the first step
+	lgPer100k  float64 // the load generator's
 	// The server's own view of the first step: sockjs_delivery_delay_seconds
 	// (Send to written) on /metrics, p50 and p99 in ms.
 	srvP50, srvP99 float64
@@ -92,6 +95,7 @@ func hubRuns(deadline time.Time) []hubResult {
 		}
 		if len(r.Steps) > 0 && r.Steps[0].Deliveries > 0 {
 			r.cpuPer100k = cpu / float64(r.Steps[0].Deliveries) * 100000
+			r.lgPer100k = r.ClientCPU / float64(r.Steps[0].Deliveries) * 100000
 		}
 		r.srvP50, r.srvP99 = 1000*quantile(h0, h1, .50), 1000*quantile(h0, h1, .99)
 		for _, s := range r.Steps {

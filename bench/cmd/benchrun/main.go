@@ -70,6 +70,7 @@ var (
 	memCounts   = flag.String("mem-sessions", "5000,50000", "idle session counts for the memory rows (capped by ulimit -n)")
 	skipMem     = flag.Bool("skip-memory", false, "skip the idle-memory runs")
 	skipHub     = flag.Bool("skip-hub", false, "skip the hub fan-out runs")
+	skipEcho    = flag.Bool("skip-echo", false, "skip the echo loads (with -skip-memory: the hub rows alone)")
 	hubWS       = flag.Int("hub-websocket", 10000, "hub subscribers on websocket")
 	hubHTTP     = flag.Int("hub-http", 3000, "hub subscribers on each HTTP transport")
 	hubRates    = flag.String("hub-rates", "10,20,50,100,200,500,1000", "hub publish rates (per second) ramped through; the first is the table's 1 per 100 ms row")
@@ -82,6 +83,8 @@ var (
 	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load; needs perf and root), written to bench-results/profile.md")
 	soakWorkers = flag.Int("soak-sessions", 30, "soak sessions at a time per transport")
 	onlyServers = flag.String("servers", "", "comma-separated subset of servers (sockjsd, igm, sockjs-node, bare)")
+	xhrClient   = flag.String("xhr-client", "raw", "the load generator's -http on the xhr echo rows: raw (prebuilt HTTP/1.1 requests; the Go client over net/http's used more CPU per echo than the servers and capped the rows) or client")
+	onlyLoads   = flag.String("loads", "", "comma-separated subset of the echo loads as transport:sessions (websocket:100, websocket:1000, xhr-streaming:100, xhr-polling:100); empty: all")
 	pin         = flag.Bool("pin", true, "pin servers to CPU 0 and load generators to CPU 1 (taskset) when there are two or more CPUs")
 	timeout     = flag.Duration("timeout", 35*time.Minute, "the whole run's deadline")
 	docPath     = flag.String("doc", "docs/bench.md", "where the table is written (between the bench:begin and bench:end markers); empty: nowhere")
@@ -133,7 +136,9 @@ func main() {
 	rep := &report{started: time.Now(), pinned: pinning(), load0: loadavg()}
 	list := servers()
 	if !*soakOnly && !*gatewayOnly {
-		rep.runs = echoRounds(list, deadline)
+		if !*skipEcho {
+			rep.runs = echoRounds(list, deadline)
+		}
 		if !*skipMem {
 			rep.mem = memory(list, deadline)
 		}
@@ -201,12 +206,23 @@ func loadavg() string {
 // echoLoads are the table's echo rows.
 var echoLoads = []load{{"websocket", 100}, {"websocket", 1000}, {"xhr-streaming", 100}, {"xhr-polling", 100}}
 
+// loads are the echo loads -loads keeps.
+func loads() []load {
+	if *onlyLoads == "" {
+		return echoLoads
+	}
+	keep := strings.Split(*onlyLoads, ",")
+	return slices.DeleteFunc(slices.Clone(echoLoads), func(l load) bool {
+		return !slices.Contains(keep, l.transport+":"+strconv.Itoa(l.sessions))
+	})
+}
+
 // echoRounds runs every echo load against every server, -rounds times,
 // and keeps the median of each.
 func echoRounds(list []server, deadline time.Time) []run {
 	var samples roundRuns[run]
 	for round := 0; round < *rounds; round++ {
-		for _, l := range echoLoads {
+		for _, l := range loads() {
 			for _, s := range list {
 				if !s.serves(l.transport) {
 					continue
@@ -316,7 +332,7 @@ func echoRun(s server, l load) run {
 	var cpu0, cpu float64
 	var res lgResult
 	err = runLoadgen([]string{"-url", "http://" + srv.addr + "/echo", "-transport", l.transport, "-n", strconv.Itoa(l.sessions),
-		"-k", "1", "-s", "64", "-d", duration.String(), "-mode", "echo", "-local-addrs", strconv.Itoa(localAddrs(l.sessions))},
+		"-k", "1", "-s", "64", "-d", duration.String(), "-mode", "echo", "-local-addrs", strconv.Itoa(localAddrs(l.sessions)), "-http", *xhrClient},
 		*duration+3*time.Minute, func() { cpu0 = cpuSeconds(srv.pid()) }, func() { cpu = cpuSeconds(srv.pid()) - cpu0 }, &res)
 	if err != nil {
 		r.err = err.Error()

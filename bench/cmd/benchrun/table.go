@@ -193,8 +193,8 @@ func (r *report) details(b *strings.Builder) {
 				fmt.Fprintf(b, "| %s | %s | | | | | | | | %s |\n", h.Transport, num(float64(h.Sessions)), strings.ReplaceAll(h.err, "|", "/"))
 			}
 			if h.cpuPer100k > 0 || h.srvP99 > 0 {
-				fmt.Fprintf(b, "| %s | | first step, server side: CPU-s per 100k deliveries %.2f; sockjs_delivery_delay_seconds (Send to written) p50 %.1f ms, p99 %.1f ms | | | | | | | |\n",
-					h.Transport, h.cpuPer100k, h.srvP50, h.srvP99)
+				fmt.Fprintf(b, "| %s | | first step, server side: CPU-s per 100k deliveries %.2f (load generator's: %.2f%s); sockjs_delivery_delay_seconds (Send to written) p50 %.1f ms, p99 %.1f ms | | | | | | | |\n",
+					h.Transport, h.cpuPer100k, h.lgPer100k, map[bool]string{true: ", subscribers read raw"}[h.Raw], h.srvP50, h.srvP99)
 			}
 		}
 	}

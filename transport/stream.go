@@ -20,8 +20,9 @@ import (
 // to notice a client leaving: about 34 KB per idle session. An HTTP/1.1
 // streaming response is instead taken over (hijacked) once its headers
 // are decided: the answer is written as chunks straight to the connection
-// by the session's pumps (session.ServeConn), one small goroutine waits
-// for the client to leave, and the request is let go. The answer says
+// by the session's pumps (session.ServeConn), the connection waits in
+// the kernel's poller for the client to leave (streampoll.go; a small
+// goroutine where it cannot), and the request is let go. The answer says
 // "Connection: close": the client opens a new connection for its next
 // streaming request, as it would after a proxy's.
 //
@@ -40,10 +41,16 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *engine.Sessi
 	if sc := h.takeOver(w, r, t, enc, prelude); sc != nil {
 		report := h.takeOverReport(w)
 		h.active.Add(1)
-		go sc.watch(s)
+		sp := h.parkStream(sc, s) // streampoll.go
+		if sp == nil {
+			go sc.watch(s)
+		}
 		s.ServeConn(sc, func() {
 			defer h.active.Add(-1)
 			_ = sc.conn.Close()
+			if sp != nil {
+				sp.wake() // the poller does not report a socket closed here
+			}
 			report()
 		})
 		return
@@ -161,6 +168,12 @@ func (sc *streamConn) watch(s *engine.Session) {
 			break
 		}
 	}
+	sc.left(s)
+}
+
+// left tells the session that the connection ended, if that was before
+// the answer did: the client left.
+func (sc *streamConn) left(s *engine.Session) {
 	if !sc.ended.Load() {
 		sc.once.Do(func() { close(sc.gone) })
 		s.ConnLost(sc)

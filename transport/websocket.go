@@ -268,7 +268,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	// The connection's writes never wait (wsconn.go): whoever writes
 	// then flushes, waiting up to the write timeout.
 	hj := &nbHijacker{ResponseWriter: w, timeout: h.opts.WriteTimeout}
-	conn, err := h.upgrader.Upgrade(hj, r, nil)
+	conn, err := h.upgrade(hj, r)
 	if err != nil {
 		return // the upgrader answered and logged
 	}
@@ -295,6 +295,26 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	rcv.msg = h.newMsgReader(conn)
 	if h.wsRTT != nil {
 		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
+	}
+	// The session runs on a reader goroutine (and a writer only while
+	// there is something to write) and this handler returns: net/http
+	// then lets go of the request, its 4 KiB read and write buffers and
+	// this goroutine's deep stack, about half of what an idle websocket
+	// session would otherwise cost. A parked connection (wspoll.go) has
+	// no reader goroutine either while its client says nothing, and
+	// handles its control frames itself.
+	h.active.Add(1)
+	if !h.parkWebSocket(conn, s, rcv) {
+		h.readerHandlers(conn, rcv)
+		go h.readWebSocket(conn, s, rcv)
+	}
+	h.serveConnection(s, rcv)
+}
+
+// readerHandlers sets the handlers gorilla calls on the reader goroutine
+// for control frames (a parked connection handles its own, wspoll.go).
+func (h *Handler) readerHandlers(conn *websocket.Conn, rcv *wsReceiver) {
+	if rcv.rtt.obs != nil {
 		conn.SetPongHandler(rcv.pong)
 	}
 	if rcv.nb != nil {
@@ -321,14 +341,6 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 		_ = rcv.sendClose(code, "", time.Now().Add(h.opts.WriteTimeout))
 		return nil
 	})
-	// The session runs on a reader goroutine (and a writer only while
-	// there is something to write) and this handler returns: net/http
-	// then lets go of the request, its 4 KiB read and write buffers and
-	// this goroutine's deep stack, about half of what an idle websocket
-	// session would otherwise cost.
-	h.active.Add(1)
-	go h.readWebSocket(conn, s, rcv)
-	h.serveConnection(s, rcv)
 }
 
 // errTooBig: a message over MaxMessageBytes.

@@ -46,6 +46,7 @@ type Config struct {
 	Conns           ConnConfig    // listener.go
 	TLS             TLSConfig     // tls.go
 	Drain           DrainConfig   // drain.go
+	WSRead          WSReadConfig  // wspoll.go
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -88,6 +89,7 @@ func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, 
 	c.Conns.register(fs)
 	c.TLS.register(fs)
 	c.Drain.register(fs)
+	c.WSRead.register(fs)
 
 	// Environment variables set defaults; flags override them.
 	if err := parseFlags(fs, args, lookup, helpOutput); err != nil {
@@ -130,6 +132,7 @@ func (c Config) transportOptions() transport.Options {
 	}
 	c.Limits.apply(&o)
 	c.Messages.apply(&o)
+	c.WSRead.apply(&o)
 	o.MaxHandOffBytes = c.HandOff.MaxBytes
 	return o
 }

@@ -152,6 +152,11 @@ func (c *conn) Close() error {
 	return err
 }
 
+// UnwrapConn is the connection the wrapper counts: the wrapper reads
+// nothing itself, so websockets can be read from it directly (the
+// transport package parks idle ones in the kernel's poller).
+func (c *conn) UnwrapConn() net.Conn { return c.Conn }
+
 // ReadFrom keeps the TCP connection's sendfile/splice path for net/http.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
 

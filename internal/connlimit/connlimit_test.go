@@ -151,3 +151,38 @@ func TestSyscallConn(t *testing.T) {
 		t.Fatalf("peer read %q, %v", b, err)
 	}
 }
+
+// TestUnwrapConn: a counted connection gives the one it wraps (so that
+// the transport package can park its websockets in the kernel's poller),
+// and closing the wrapper still gives the slot back.
+func TestUnwrapConn(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Listener{Listener: inner, Max: 1}
+	defer l.Close()
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := c.(interface{ UnwrapConn() net.Conn })
+	if !ok {
+		t.Fatalf("%T has no UnwrapConn", c)
+	}
+	if _, ok := u.UnwrapConn().(*net.TCPConn); !ok {
+		t.Fatalf("UnwrapConn gave %T, want the *net.TCPConn", u.UnwrapConn())
+	}
+	if l.Open() != 1 {
+		t.Fatalf("%d open, want 1", l.Open())
+	}
+	c.Close()
+	if l.Open() != 0 {
+		t.Fatalf("%d open after Close, want 0", l.Open())
+	}
+}

@@ -1,0 +1,515 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sockjsd/sockjsd/internal/engine"
+)
+
+// Idle websockets without a goroutine. gorilla/websocket reads on a
+// goroutine per connection that stays parked in the socket's read while
+// the client says nothing, which is most of a websocket's life: its
+// stack (and the g) is the largest part of what an idle websocket
+// session costs. A plain TCP websocket is instead parked in an epoll set
+// of the package's own (wspoll_linux.go) while it is idle: when the
+// kernel says bytes arrived, a goroutine reads what is there without
+// waiting (syscall.RawConn.Read with a function that never asks to
+// wait), feeds it to the frame reader below and, once the socket has
+// nothing more, ends (parker, park.go). An idle connection so holds no
+// goroutine, no stack and no read buffer, only its frame reader's state
+// and gorilla's Conn (which still writes every frame, as on the
+// goroutine path, with gorilla's least read buffer, never read).
+//
+// The frame reader is RFC 6455's server side, checking what gorilla
+// checks (RSV bits, opcodes, masking, fragmentation, control frame
+// sizes, close codes and close reasons) and answering the same way (a
+// close frame with 1002, or the message gates' codes through
+// handleWSMessage, message.go); messages go through the same msgReader,
+// budget and payload deadline as on the goroutine path.
+//
+// Connections that are not a *net.TCPConn, or a wrapper of one that
+// reads nothing itself (connUnwrapper), keep the reader goroutine: TLS,
+// and the PROXY protocol, whose reader may hold bytes the kernel no
+// longer has. So do Hixie-76 connections, and every connection where
+// there is no poller (not Linux) or when Options.ReaderGoroutines
+// is set.
+
+// pollBufSize is the read buffer of a connection while it is read: taken
+// from a pool when bytes arrive, given back once the socket is empty.
+const pollBufSize = 4 << 10
+
+var pollBufs = sync.Pool{New: func() any { b := make([]byte, pollBufSize); return &b }}
+
+// errWouldBlock: the socket has nothing to read now.
+var errWouldBlock = errors.New("would block")
+
+// pollConn is a hijacked connection as gorilla's Conn sees it: writes
+// and Close go to the connection (through the listener's wrapper, if
+// any); reads come from its TCP socket, read by the poller's bursts; a
+// past read deadline (the payload deadline's cut, msgwatch.go) and Close
+// wake the connection's reader instead of a parked Read.
+type pollConn struct {
+	net.Conn
+	wsPoll // the reader, in the same allocation
+}
+
+// connUnwrapper is a listener's connection wrapper that reads nothing
+// itself (one that counts or limits connections, such as cmd/server's
+// connection caps): its websockets can be parked, their bytes read from
+// the connection it wraps. A wrapper that buffers what it reads (PROXY
+// protocol, TLS) must not implement it.
+type connUnwrapper interface {
+	UnwrapConn() net.Conn
+}
+
+// UnwrapConn: an nbConn (wsconn.go) only holds what it writes; it reads
+// nothing itself.
+func (c *nbConn) UnwrapConn() net.Conn { return c.Conn }
+
+// tcpConn is the TCP connection under c's read-transparent wrappers, or
+// nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for range 8 { // a bound on wrappers, should one return itself
+		switch w := c.(type) {
+		case *net.TCPConn:
+			return w
+		case connUnwrapper:
+			c = w.UnwrapConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// SetReadDeadline takes the payload deadline's cut (a deadline that has
+// passed) and its clearing (zero); nothing else sets read deadlines on a
+// parked connection.
+func (c *pollConn) SetReadDeadline(t time.Time) error {
+	p := &c.wsPoll
+	if !p.parked.Load() {
+		return c.Conn.SetReadDeadline(t)
+	}
+	if t.IsZero() {
+		p.late.Store(false)
+		return nil
+	}
+	if !t.After(time.Now()) {
+		p.late.Store(true)
+		p.wake()
+	}
+	return nil
+}
+
+// Close closes the socket and wakes its reader, which then ends: the
+// kernel drops a closed socket from the epoll set without a word.
+func (c *pollConn) Close() error {
+	err := c.Conn.Close()
+	if c.parked.Load() {
+		c.wake()
+	}
+	return err
+}
+
+// upgrade is the websocket handshake: a plain TCP connection comes out
+// of it as a pollConn when the poller is on.
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	if !h.parkWS || r.TLS != nil {
+		return h.upgrader.Upgrade(w, r, nil)
+	}
+	// A copy of the upgrader per handshake, whose read buffer size the
+	// hijack sets: gorilla allocates its read buffer after hijacking,
+	// with the upgrader's size, and a parked connection never reads
+	// through it.
+	up := h.upgrader
+	return up.Upgrade(pollHijacker{w, &up}, r, nil)
+}
+
+// parkedReadBuffer is gorilla's read buffer on a parked connection,
+// which only the poller reads: the least gorilla takes (a control frame).
+const parkedReadBuffer = 125
+
+// pollHijacker hands gorilla's Upgrade a plain TCP connection wrapped as
+// a pollConn, with the least read buffer; other connections pass as they
+// are, with the upgrader's read buffer.
+type pollHijacker struct {
+	http.ResponseWriter
+	up *websocket.Upgrader
+}
+
+func (w pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tc := tcpConn(c); tc != nil {
+		if rc, err := tc.SyscallConn(); err == nil {
+			w.up.ReadBufferSize = parkedReadBuffer
+			return &pollConn{Conn: c, wsPoll: wsPoll{parker: parker{rc: rc}}}, brw, nil
+		}
+	}
+	return c, brw, nil
+}
+
+func (w pollHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wsPoll reads one parked websocket: the state of its frame reader
+// between bursts, and the burst's exclusion.
+type wsPoll struct {
+	parker
+	h    *Handler
+	s    *engine.Session
+	rcv  *wsReceiver
+	late atomic.Bool // the payload deadline cut the message being read
+
+	// The frame reader, used by one burst at a time.
+	hdr      [14]byte
+	hn       int   // header bytes in hdr
+	inFrame  bool  // the header is read, left payload bytes follow
+	op       int   // the frame's opcode
+	fin      bool  // the frame's FIN bit
+	left     int64 // payload bytes of the frame still to come
+	mask     [4]byte
+	mpos     int
+	ctl      []byte // a control frame's payload
+	inMsg    bool   // a data message is being read (between its frames)
+	mt       int    // its type
+	discard  bool   // drop the rest of the message (over the size limit)
+	draining bool   // drop everything until the connection ends
+}
+
+// parkWebSocket reads conn's websocket messages from the poller; false
+// when it cannot (the caller then reads on a goroutine).
+func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *wsReceiver) bool {
+	pc, ok := conn.NetConn().(*pollConn)
+	if !ok {
+		return false
+	}
+	p := &pc.wsPoll
+	p.h, p.s, p.rcv = h, s, rcv
+	p.parked.Store(true)
+	if err := p.register(p); err != nil {
+		p.parked.Store(false)
+		h.log.Warn("sockjs: websocket not parked in the poller, reading on a goroutine", "err", err)
+		return false
+	}
+	return true
+}
+
+// wake makes sure a burst reads the connection.
+func (p *wsPoll) wake() { p.parker.wake(p) }
+
+// burst reads until the socket has nothing more, then parks it, or until
+// the connection ends.
+func (p *wsPoll) burst() {
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			pollBufs.Put(bp)
+		}
+	}()
+	for {
+		p.checkLate()
+		if bp == nil {
+			bp = pollBufs.Get().(*[]byte)
+		}
+		n, err := p.read(*bp)
+		if n > 0 {
+			if p.feed((*bp)[:n]) {
+				p.end()
+				return
+			}
+			continue
+		}
+		if errors.Is(err, errWouldBlock) {
+			// Idle: the buffer goes back before the burst parks.
+			pollBufs.Put(bp)
+			bp = nil
+			if p.park() {
+				return
+			}
+			continue
+		}
+		p.end()
+		return
+	}
+}
+
+// end: the client left, closed or broke the protocol, or the pump closed
+// the connection. As readWebSocket's end.
+func (p *wsPoll) end() {
+	p.state.Store(pollEnded)
+	p.unregister()
+	p.rcv.msg.close()
+	p.rcv.markGone()
+	p.s.ConnLost(p.rcv)
+}
+
+// checkLate refuses the message being read if the payload deadline cut
+// it, as a read that timed out does on the goroutine path.
+func (p *wsPoll) checkLate() {
+	if !p.late.Load() {
+		return
+	}
+	if !p.inMsg || p.discard || p.draining {
+		p.late.Store(false)
+		return
+	}
+	p.refuse(errMsgTimeout)
+}
+
+// refuse ends the message being read with a gate's err.
+func (p *wsPoll) refuse(err error) {
+	m := &p.rcv.msg
+	err = m.fail(err)
+	p.h.handleWSMessage(p.s.Context(), p.s, p.rcv, p.mt, nil, err)
+	m.done()
+	if errors.Is(err, errTooBig) {
+		p.discard = true
+		return
+	}
+	// The message cannot be framed any more: drop what comes until the
+	// pump closes the connection after the close frames.
+	p.draining = true
+}
+
+// protocolError answers a frame gorilla would refuse as it does: a close
+// frame with 1002 and the end of reading.
+func (p *wsPoll) protocolError(msg string) bool {
+	data := websocket.FormatCloseMessage(websocket.CloseProtocolError, msg)
+	if len(data) > 125 {
+		data = data[:125]
+	}
+	if !p.rcv.closeSent.Swap(true) {
+		_ = p.rcv.conn.WriteControl(websocket.CloseMessage, data, time.Now().Add(p.h.opts.WriteTimeout))
+		p.flush()
+	}
+	p.h.log.Debug("sockjs: websocket protocol error", "err", msg)
+	return true
+}
+
+// feed reads the frames in b; true when reading ends.
+func (p *wsPoll) feed(b []byte) bool {
+	for len(b) > 0 && !p.draining {
+		if !p.inFrame {
+			var done bool
+			b, done = p.header(b)
+			if done {
+				return true
+			}
+			if !p.inFrame {
+				return false // the header's rest comes later
+			}
+		} else {
+			k := int(min(int64(len(b)), p.left))
+			chunk := b[:k]
+			b = b[k:]
+			for i := range chunk {
+				chunk[i] ^= p.mask[p.mpos&3]
+				p.mpos++
+			}
+			p.left -= int64(k)
+			if p.op >= 8 {
+				p.ctl = append(p.ctl, chunk...)
+			} else if !p.discard {
+				p.payload(chunk)
+			}
+		}
+		if p.inFrame && p.left == 0 {
+			p.inFrame = false
+			if p.frameEnd() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// header reads a frame header from b, returning the rest; done when the
+// header is refused.
+func (p *wsPoll) header(b []byte) (rest []byte, done bool) {
+	need := 2
+	for {
+		if p.hn >= 2 {
+			need = 2 + 4
+			switch p.hdr[1] & 0x7f {
+			case 126:
+				need += 2
+			case 127:
+				need += 8
+			}
+		}
+		if p.hn == need {
+			break
+		}
+		if len(b) == 0 {
+			return b, false
+		}
+		k := copy(p.hdr[p.hn:need], b)
+		p.hn += k
+		b = b[k:]
+		if p.hn == 2 {
+			if msg := p.checkHeader(); msg != "" {
+				return b, p.protocolError(msg)
+			}
+		}
+	}
+	h := p.hdr[:p.hn]
+	p.hn = 0
+	p.op, p.fin = int(h[0]&0xf), h[0]&0x80 != 0
+	switch n := h[1] & 0x7f; n {
+	case 126:
+		p.left = int64(binary.BigEndian.Uint16(h[2:]))
+	case 127:
+		p.left = int64(binary.BigEndian.Uint64(h[2:]))
+		if p.left < 0 {
+			return b, p.protocolError("frame length over 2^63")
+		}
+	default:
+		p.left = int64(n)
+	}
+	copy(p.mask[:], h[len(h)-4:])
+	p.mpos = 0
+	p.inFrame = true
+	if p.op == websocket.TextMessage || p.op == websocket.BinaryMessage {
+		// A message begins: its payload deadline and its first buffer.
+		p.inMsg, p.mt, p.discard = true, p.op, false
+		m := &p.rcv.msg
+		m.arm()
+		m.begin(time.Time{})
+	}
+	return b, false
+}
+
+// checkHeader checks a frame's first two bytes as gorilla does,
+// returning what is wrong, or "".
+func (p *wsPoll) checkHeader() string {
+	var errs []string
+	op, fin := int(p.hdr[0]&0xf), p.hdr[0]&0x80 != 0
+	if p.hdr[0]&0x70 != 0 {
+		errs = append(errs, "RSV set")
+	}
+	switch op {
+	case websocket.CloseMessage, websocket.PingMessage, websocket.PongMessage:
+		if p.hdr[1]&0x7f > 125 {
+			errs = append(errs, "len > 125 for control")
+		}
+		if !fin {
+			errs = append(errs, "FIN not set on control")
+		}
+	case websocket.TextMessage, websocket.BinaryMessage:
+		if p.inMsg {
+			errs = append(errs, "data before FIN")
+		}
+	case 0:
+		if !p.inMsg {
+			errs = append(errs, "continuation after FIN")
+		}
+	default:
+		errs = append(errs, "bad opcode "+strconv.Itoa(op))
+	}
+	if p.hdr[1]&0x80 == 0 {
+		errs = append(errs, "bad MASK")
+	}
+	return strings.Join(errs, ", ")
+}
+
+// payload adds a data frame's bytes to the message, through the gates.
+func (p *wsPoll) payload(chunk []byte) {
+	m := &p.rcv.msg
+	if m.size()+len(chunk) > m.limit {
+		p.refuse(errTooBig)
+		return
+	}
+	if err := m.add(p.s.Context(), chunk); err != nil {
+		p.refuse(err)
+	}
+}
+
+// frameEnd handles a frame read whole; true when reading ends.
+func (p *wsPoll) frameEnd() bool {
+	if p.op >= 8 {
+		payload := p.ctl
+		p.ctl = nil
+		return p.control(payload)
+	}
+	if !p.fin {
+		return false
+	}
+	p.inMsg = false
+	if p.discard {
+		p.discard = false
+		return false
+	}
+	m := &p.rcv.msg
+	if err := m.disarm(); err != nil {
+		p.refuse(err)
+		return false
+	}
+	p.h.handleWSMessage(p.s.Context(), p.s, p.rcv, p.mt, m.bytes(), nil)
+	m.done() // every message was copied out of its buffer
+	return false
+}
+
+// control handles a control frame as gorilla's handlers on the goroutine
+// path do; true when reading ends (the client's close frame).
+func (p *wsPoll) control(payload []byte) bool {
+	deadline := time.Now().Add(p.h.opts.WriteTimeout)
+	switch p.op {
+	case websocket.PingMessage:
+		// As gorilla's default ping handler: an error writing the pong
+		// shows on the next read or write. The pong must not wait in
+		// the connection for the session's next frame.
+		if p.rcv.conn.WriteControl(websocket.PongMessage, payload, deadline) == nil {
+			p.flush()
+		}
+	case websocket.PongMessage:
+		if p.rcv.rtt.obs != nil {
+			_ = p.rcv.pong(string(payload))
+		}
+	case websocket.CloseMessage:
+		code := websocket.CloseNormalClosure
+		if len(payload) >= 2 {
+			code = int(binary.BigEndian.Uint16(payload))
+			if !validCloseCode(code) {
+				return p.protocolError("bad close code " + strconv.Itoa(code))
+			}
+			if !utf8.Valid(payload[2:]) {
+				return p.protocolError("invalid utf8 payload in close frame")
+			}
+		}
+		// Answer with the client's code, unless ours went first.
+		_ = p.rcv.sendClose(code, "", deadline)
+		return true
+	}
+	return false
+}
+
+// flush writes what the connection holds of the control frames the
+// reader wrote (wsconn.go); an error shows on the next read or write.
+func (p *wsPoll) flush() {
+	if p.rcv.nb != nil {
+		_ = p.rcv.nb.Flush()
+	}
+}
+
+// validCloseCode: the codes a client may send (gorilla's list).
+func validCloseCode(code int) bool {
+	switch code {
+	case 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013:
+		return true
+	}
+	return code >= 3000 && code <= 4999
+}

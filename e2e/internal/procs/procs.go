@@ -111,6 +111,9 @@ func Start(t testing.TB, name string, args ...string) *Proc {
 	p := &Proc{Name: name, Out: &testenv.Buffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(args[0], args[1:]...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
+	// A group of its own, which Kill ends whole: nginx's workers outlived
+	// a killed master (and stayed until the machine's next test run).
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -127,8 +130,10 @@ func Start(t testing.TB, name string, args ...string) *Proc {
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
-// Kill sends SIGKILL and waits (10s at most) for the process to be gone.
+// Kill sends SIGKILL to the process and its group (the children it
+// started) and waits (10s at most) for the process to be gone.
 func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL) // the group: its children too
 	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:

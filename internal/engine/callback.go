@@ -49,8 +49,9 @@ func (s *Session) OnMessage(f func(msg string)) {
 		s.holdPump++
 		defer s.releasePump() // before cbMu is let go (defers run last first)
 	}
+	space := s.inSpace
 	s.mu.Unlock()
-	signal(s.inSpace) // a Deliver waiting for room goes to f instead
+	signal(space) // a Deliver waiting for room goes to f instead
 	_ = s.callHeld(f, pending, at)
 }
 

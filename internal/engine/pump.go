@@ -87,10 +87,11 @@ func (s *Session) pendingLocked() bool {
 // wake tells whoever writes for the session that something changed (a
 // message, a close): the Serve loop, or a pump, started if none runs.
 func (s *Session) wake() {
-	signal(s.notify)
 	s.mu.Lock()
+	notify := s.notify
 	start := s.startPumpLocked()
 	s.mu.Unlock()
+	signal(notify)
 	if start {
 		go s.pump()
 	}

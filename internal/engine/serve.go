@@ -38,6 +38,9 @@ func (s *Session) Serve(r Receiver) {
 	defer func() { s.detach(r, carried) }()
 
 	s.mu.Lock()
+	// Before the first writeNext: whoever changes the session after that
+	// finds the channel to signal (lazyChan).
+	notify := lazyChan(&s.notify)
 	settling := s.settling
 	s.mu.Unlock()
 	if settling != nil {
@@ -77,7 +80,7 @@ func (s *Session) Serve(r Receiver) {
 		}
 
 		select {
-		case <-s.notify:
+		case <-notify:
 		case <-hb.C:
 			done, err := s.writeHeartbeat(r)
 			if err != nil || done {

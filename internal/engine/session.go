@@ -122,11 +122,11 @@ type Session struct {
 	// Received messages not yet taken by Recv live in inQ (under mu), a
 	// slice that grows only as far as it is used: an idle session costs
 	// nothing for its receive queue. inReady wakes Recv, inSpace wakes
-	// a Deliver waiting for room.
+	// a Deliver waiting for room (each made by its first waiter: lazyChan).
 	inReady chan struct{}
 	inSpace chan struct{}
 
-	notify chan struct{} // capacity 1: "something changed" for the Serve loop
+	notify chan struct{} // capacity 1: "something changed" for the Serve loop (made by it: lazyChan)
 
 	sendSlots atomic.Int32 // send requests in flight (acquireSendSlot)
 
@@ -194,9 +194,6 @@ func newSession(key string, t Transport, req Request, opts *Options, reg *Regist
 		created:   now(),
 		ctx:       ctx,
 		cancel:    cancel,
-		inReady:   make(chan struct{}, 1),
-		inSpace:   make(chan struct{}, 1),
-		notify:    make(chan struct{}, 1),
 	}
 }
 
@@ -218,7 +215,20 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) Transport() Transport { return s.transport }
 
 // Request describes the request that opened the session.
-func (s *Session) Request() Request { return s.req }
+//
+// Its Header and Query are never nil. A session keeps no map for either
+// when the request had none of the kept headers or no query (about 400
+// bytes of an idle session); it then gets new empty ones at each call.
+func (s *Session) Request() Request {
+	r := s.req
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	if r.Query == nil {
+		r.Query = url.Values{}
+	}
+	return r
+}
 
 // Context is cancelled when the session closes.
 func (s *Session) Context() context.Context { return s.ctx }
@@ -254,11 +264,12 @@ func (s *Session) Send(msg string) error {
 		s.writeNowLocked() // no goroutine for an idle connection
 		return nil
 	}
+	notify := s.notify
 	s.mu.Unlock()
 	if start {
 		go s.pump()
 	} else if served {
-		signal(s.notify)
+		signal(notify)
 	}
 	return nil
 }
@@ -275,6 +286,7 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 			s.inHead++
 			s.inBytes -= len(q.msg) + RecvEntryBytes
 			more := s.inHead < len(s.inQ)
+			space, ready := s.inSpace, s.inReady
 			if !more {
 				// Empty: rewind, and let a large array go.
 				s.inHead = 0
@@ -285,20 +297,21 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 				}
 			}
 			s.mu.Unlock()
-			signal(s.inSpace)
+			signal(space)
 			if more {
-				signal(s.inReady) // another Recv caller may be waiting
+				signal(ready) // another Recv caller may be waiting
 			}
 			s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-q.at))
 			return q.msg, nil
 		}
 		closed := s.state >= stateClosing
+		ready := lazyChan(&s.inReady)
 		s.mu.Unlock()
 		if closed {
 			return "", ErrClosed
 		}
 		select {
-		case <-s.inReady:
+		case <-ready:
 		case <-s.ctx.Done():
 		case <-ctx.Done():
 			return "", ctx.Err()
@@ -405,13 +418,15 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 		}
 		if n > 0 {
 			msgs = msgs[n:]
+			ready := s.inReady
 			s.mu.Unlock()
-			signal(s.inReady)
+			signal(ready)
 			continue
 		}
+		space := lazyChan(&s.inSpace)
 		s.mu.Unlock()
 		select {
-		case <-s.inSpace:
+		case <-space:
 		case <-s.ctx.Done():
 			return ErrClosed
 		case <-ctx.Done():
@@ -421,8 +436,23 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 	return nil
 }
 
+// lazyChan returns *p, made first if it is nil: a session's wake-up
+// channels exist only once something waits on them (most sessions never
+// Recv or wait for room, and a websocket's is never served by a Serve
+// loop), which saves an idle session three of them. A waiter makes one
+// under s.mu after finding nothing to do, and a signaller reads it under
+// s.mu after changing what it waits for: a signal is never lost. s.mu
+// must be held.
+func lazyChan(p *chan struct{}) chan struct{} {
+	if *p == nil {
+		*p = make(chan struct{}, 1)
+	}
+	return *p
+}
+
 // signal wakes the waiter of a capacity-1 channel, if any, without
-// blocking; a signal sent with no waiter is kept for the next one.
+// blocking; a signal sent with no waiter is kept for the next one. A nil
+// channel has no waiter.
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:

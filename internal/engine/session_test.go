@@ -271,3 +271,23 @@ func TestCloseFor(t *testing.T) {
 		t.Fatalf("counted %v, want %v", got, want)
 	}
 }
+
+// TestRequestMapsNeverNil: a session keeps no header or query map when
+// the request had none (transport's requestInfo), and Request still
+// gives maps an application may read and Set on.
+func TestRequestMapsNeverNil(t *testing.T) {
+	reg := testRegistry(Options{})
+	s, _, err := reg.GetOrCreate("sid", XHRPolling, func() Request { return Request{Host: "h"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Request()
+	if r.Header == nil || r.Query == nil || r.Host != "h" {
+		t.Fatalf("Request() = %+v, want empty non-nil maps", r)
+	}
+	r.Header.Set("X-App", "1") // must not panic
+	r.Query.Set("k", "v")
+	if s.req.Header != nil || s.req.Query != nil {
+		t.Fatal("the session allocated maps it had no entries for")
+	}
+}

@@ -24,7 +24,8 @@ import (
 // (runtime.netpollready), counted with perf uprobes in a second window
 // (uprobes slow the process; ratios per message stay valid). Then per
 // idle websocket session (5,000 held): RSS, goroutine stacks, heap, and
-// a heap profile by allocation site. Profiles go to bench-results/profile.
+// a heap profile by allocation site; and sockjsd's hub fan-out
+// (profilehub.go). Profiles go to bench-results/profile.
 
 type profServer struct {
 	name, binary string
@@ -153,6 +154,7 @@ func profile() string {
 			fmt.Fprintf(&b, "\n%s: %s\n", r.name, r.err)
 		}
 	}
+	b.WriteString(hubSection(profileHub(dir)))
 	for _, r := range results {
 		if r.idleTop != "" {
 			fmt.Fprintf(&b, "\n%s, heap in use per idle websocket session (5,000 held) by allocation site, every allocation profiled (`go tool pprof -sample_index=inuse_space -top`, divided by the sessions):\n\n```\n%s```\n", r.name, r.idleTop)

@@ -1,7 +1,8 @@
-// Command sockjsd-prof is cmd/server's /echo for profiling: the same
-// library path (transport.New with the default options, the metrics
-// observer, gorilla/mux) plus net/http/pprof and expvar's memstats on a
-// separate -debug-addr. cmd/server has no debug endpoints on purpose; this
+// Command sockjsd-prof is cmd/server's /echo and /hub for profiling: the
+// same library path (transport.New with the default options, the metrics
+// observer, gorilla/mux; the hub with a memory broker and its backend API
+// at /api, without a key: loopback only) plus net/http/pprof and expvar's
+// memstats on a separate -debug-addr. cmd/server has no debug endpoints on purpose; this
 // binary exists for make bench-profile only.
 package main
 
@@ -16,9 +17,11 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/metrics"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
+	"github.com/sockjsd/sockjsd/transport/gorillamux"
 )
 
 func main() {
@@ -35,6 +38,10 @@ func main() {
 	r := mux.NewRouter()
 	r.SkipClean(true)
 	services.Mount(r, services.Protocol(opts)...)
+	// The load generator's subscribers come from a few addresses.
+	h := hub.New(hub.Options{MaxSubscriptionsPerAddress: 1 << 20})
+	hub.NewAPI(h, hub.APIOptions{}).Mount(r, "/api")
+	gorillamux.Mount(r, transport.New("/hub", opts, h.Serve))
 	log.Fatal(http.ListenAndServe(*addr, r))
 }
 

@@ -87,7 +87,7 @@ func (m *member) forward(w http.ResponseWriter, r *http.Request, owner, endpoint
 		st.kept = r.GetBody != nil
 	} else {
 		// Ended normally when this node stops (relay.go).
-		rl := &relay{m: m, owner: u, uri: r.URL.RequestURI(), sid: path.Base(path.Dir(r.URL.Path))}
+		rl := &relay{m: m, owner: u, uri: r.URL.RequestURI()}
 		n.relays.add(rl)
 		defer n.relays.drop(rl)
 	}

@@ -42,7 +42,6 @@ type relay struct {
 	m     *member
 	owner *url.URL
 	uri   string // the request URI as relayed
-	sid   string
 }
 
 // relays are a node's relays in flight.
@@ -129,7 +128,9 @@ func (n *Node) release(ctx context.Context, rl *relay) error {
 	} else {
 		uri += "?" + releaseParam
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.opts.StoreTimeout)
+	// Bounded as a forwarded request's answer is: the owner answers at
+	// once, 204 or 404.
+	ctx, cancel := context.WithTimeout(ctx, n.opts.ForwardTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rl.owner.Scheme+"://"+rl.owner.Host+uri, http.NoBody)
 	if err != nil {
@@ -143,6 +144,11 @@ func (n *Node) release(ctx context.Context, rl *relay) error {
 		return fmt.Errorf("%s: %w", rl.owner.Host, err)
 	}
 	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent && res.StatusCode != http.StatusNotFound {
+		// 403: the nodes do not share the secret, or their clocks
+		// are too far apart; the relay is cut at shutdown then.
+		return fmt.Errorf("%s answered a release with %s", rl.owner.Host, res.Status)
+	}
 	return nil
 }
 

@@ -31,8 +31,11 @@ build: deps-client
 	cp web/sockjs-client/node_modules/sockjs-client/dist/sockjs.min.js web/clientdist/sockjs.min.js
 	$(GO) build -tags sockjsd_embed -o $(BIN) ./cmd/server
 
+# The module is vetted for macOS too (developers build and test there;
+# only -exec needs Linux, see docs/exec.md).
 vet:
 	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
 
 # Fails, printing the difference, when `go mod tidy` would change go.mod
 # or go.sum.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package bridge
 
 import (
@@ -53,12 +55,6 @@ type tree interface {
 	// close releases the tree once it is empty.
 	close()
 }
-
-// Tracking modes, as reported by TrackingMode.
-const (
-	TrackCgroup = "cgroup" // a cgroup v2 per session
-	TrackProc   = "proc"   // a walk of /proc
-)
 
 var mode struct {
 	once sync.Once

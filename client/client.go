@@ -37,8 +37,11 @@ type Options struct {
 	// into it, and the next transport is tried. Default 10s.
 	ConnectTimeout time.Duration
 	// HTTPClient makes the HTTP requests. Default: a client with no
-	// overall timeout (streaming responses are long), sharing
-	// http.DefaultTransport.
+	// overall timeout (streaming responses are long), on a clone of
+	// http.DefaultTransport whose idle connections close after
+	// DefaultIdleConnTimeout. A client of your own should close them
+	// before the server or balancer in front of it does (see
+	// DefaultIdleConnTimeout).
 	HTTPClient *http.Client
 	// Header is added to every request (an auth token, say).
 	Header http.Header
@@ -66,6 +69,27 @@ type Options struct {
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// DefaultIdleConnTimeout is how long the default HTTP client keeps an
+// idle connection. It is below the keep-alive timeouts of common balancers
+// (haproxy as in deploy/haproxy.cfg 10 s, nginx 75 s, cloud balancers
+// 60 s): a request written on a connection the other side is closing at
+// that moment fails, and net/http does not send a POST again (browsers
+// do). An xhr_send cannot be sent again safely (the server may have taken
+// it), so the client avoids the race instead; a receiving request is
+// asked again once (see Conn.receive).
+const DefaultIdleConnTimeout = 4 * time.Second
+
+// defaultHTTPClient is the client of every Dial given no HTTPClient: one
+// pool of connections, as with http.DefaultTransport.
+var defaultHTTPClient = sync.OnceValue(func() *http.Client {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = t.Clone()
+		t.IdleConnTimeout = DefaultIdleConnTimeout
+		return &http.Client{Transport: t}
+	}
+	return &http.Client{} // a program replaced DefaultTransport: keep its
+})
+
 func (o Options) withDefaults() Options {
 	if len(o.Transports) == 0 {
 		o.Transports = []string{WebSocket, XHRStreaming, XHRPolling}
@@ -74,7 +98,7 @@ func (o Options) withDefaults() Options {
 		o.ConnectTimeout = 10 * time.Second
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{}
+		o.HTTPClient = defaultHTTPClient()
 	}
 	if o.RecvQueue <= 0 {
 		o.RecvQueue = 4096

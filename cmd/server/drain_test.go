@@ -379,3 +379,27 @@ func TestBinaryDrain(t *testing.T) {
 		t.Logf("exited %v after SIGTERM", exitAt.Sub(sigAt).Round(time.Millisecond))
 	})
 }
+
+// TestBinaryHangup: SIGHUP to a server without -tls-cert (nothing to
+// reload) is logged and the server serves on, its sessions too; SIGHUP's
+// default action would end it.
+func TestBinaryHangup(t *testing.T) {
+	bin := buildBinary(t, nil)
+	p := startBinary(t, bin)
+	c := dialEcho(t, p.addr, "hangup")
+	p.signal(t, syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), "SIGHUP") {
+		select {
+		case <-p.exited:
+			t.Fatalf("the server exited on SIGHUP: %v", p.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no log line for SIGHUP within 10s")
+		}
+	}
+	if err := c.echo("after-hangup"); err != nil {
+		t.Fatalf("the session after SIGHUP: %v", err)
+	}
+}

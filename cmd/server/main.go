@@ -99,6 +99,9 @@ func run(cfg Config, log *slog.Logger) error {
 		wctx, stopWatch := context.WithCancel(context.Background())
 		defer stopWatch()
 		go srv.tls.watch(wctx, cfg.TLS.ReloadInterval)
+	} else {
+		stopHangup := ignoreHangup(log)
+		defer stopHangup()
 	}
 	log.Info("sockjs server listening", "addr", ln.Addr().String(), "on", on, "demo", demo, "tls", srv.tls != nil)
 	errc := make(chan error, 1)
@@ -119,6 +122,30 @@ func run(cfg Config, log *slog.Logger) error {
 	err = srv.shutdown(sctx)
 	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// ignoreHangup logs each SIGHUP until stop is called. SIGHUP's default
+// action ends the process, and operators (and certbot hooks) send it to
+// mean "reload": with -tls-cert it reloads the certificate; without, there
+// is nothing to reload and the server goes on.
+func ignoreHangup(log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: nothing to reload without -tls-cert; serving on")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 // serve serves ln until the server is closed. Each connection passes the

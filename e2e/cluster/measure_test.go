@@ -26,7 +26,9 @@ import (
 //     directly, through haproxy over that one node, and through haproxy
 //     over three nodes (round robin: 2 of 3 requests forwarded), rounds
 //     interleaved; the figure of issue 18 is the last ÷ the second (the
-//     balancer's own cost out), the median of the rounds' ratios. The
+//     balancer's own cost out), the median of the rounds' ratios; and
+//     through haproxy hashing each session's path over the three nodes
+//     (hashBalance: no forwarding), against the same second arm. The
 //     nodes' CPU time per message is printed too: on a machine shared with
 //     other work it moves less than msgs/s does;
 //   - the time one xhr_send takes when the node it lands on owns the
@@ -50,9 +52,10 @@ func TestMeasureCluster(t *testing.T) {
 		P99ms      float64       `json:"p99_ms"`
 		Errors     int64         `json:"errors"`
 		cpuPerMsg  time.Duration // the nodes' CPU time (user + system) per message
+		fwdPerMsg  float64       // requests forwarded between nodes per message
 	}
 	run := func(url string) result {
-		before := env.nodesCPU(t)
+		before, fwdBefore := env.nodesCPU(t), env.forwarded(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, loadgen, "-url", url+"/echo", "-transport", "xhr-polling", "-n", "100", "-d", "5s", "-quiet", "-json").Output()
@@ -61,19 +64,26 @@ func TestMeasureCluster(t *testing.T) {
 			t.Fatalf("loadgen %s: %v %v %q", url, err, jerr, out)
 		}
 		r.cpuPerMsg = time.Duration(float64(env.nodesCPU(t)-before) / r.Messages)
+		r.fwdPerMsg = (env.forwarded(t) - fwdBefore) / r.Messages
 		return r
 	}
 	// haproxy with node1 as its three servers: the balancer's own cost,
 	// without forwarding.
 	one := env.startHAProxy([]*node{env.nodes[0], env.nodes[0], env.nodes[0]})
+	// haproxy hashing each session's path over the 3 nodes (the
+	// alternative deploy/haproxy.cfg describes): no forwarding.
+	hashed := env.startHAProxyOn(env.nodes, freePort(t), hashBalance...)
 	const rounds = 5
-	var direct, lbOne, balanced []result
-	var ratios []float64 // per round: 3 nodes ÷ haproxy over one node
+	var direct, lbOne, balanced, hashedRuns []result
+	var ratios, hashRatios []float64 // per round: 3 nodes ÷ haproxy over one node
 	for range rounds {
 		direct = append(direct, run(env.nodes[0].url))
 		lbOne = append(lbOne, run(one))
 		balanced = append(balanced, run(env.lb))
-		ratios = append(ratios, balanced[len(balanced)-1].MsgsPerSec/lbOne[len(lbOne)-1].MsgsPerSec)
+		hashedRuns = append(hashedRuns, run(hashed))
+		o := lbOne[len(lbOne)-1].MsgsPerSec
+		ratios = append(ratios, balanced[len(balanced)-1].MsgsPerSec/o)
+		hashRatios = append(hashRatios, hashedRuns[len(hashedRuns)-1].MsgsPerSec/o)
 	}
 	med := func(rs []result) result {
 		rs = slices.Clone(rs)
@@ -89,17 +99,22 @@ func TestMeasureCluster(t *testing.T) {
 		return ds[len(ds)/2]
 	}
 	slices.Sort(ratios)
-	d, o, b := med(direct), med(lbOne), med(balanced)
-	t.Logf("xhr-polling echo, 100 sessions, median of %d interleaved rounds (CPU: the nodes' user+system time per message):\n"+
-		"  one node directly      %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg\n"+
-		"  haproxy over one node  %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg  (%.2f of direct)\n"+
-		"  haproxy over 3 nodes   %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg  (%.2f of direct)\n"+
-		"  3 nodes ÷ haproxy over one node: %.2f (median of the rounds' ratios; range %.2f-%.2f); nodes' CPU per message %.2fx",
+	slices.Sort(hashRatios)
+	d, o, b, h := med(direct), med(lbOne), med(balanced), med(hashedRuns)
+	t.Logf("xhr-polling echo, 100 sessions, median of %d interleaved rounds (CPU: the nodes' user+system time per message; fwd: requests forwarded between nodes per message):\n"+
+		"  one node directly          %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg\n"+
+		"  haproxy over one node      %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg  (%.2f of direct)\n"+
+		"  haproxy over 3 nodes       %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg  (%.2f of direct)  fwd %.2f\n"+
+		"  3 nodes, session hash      %6.0f msgs/s  p50 %6.1f ms  p99 %6.1f ms  CPU %4.0f µs/msg  (%.2f of direct)  fwd %.2f\n"+
+		"  3 nodes ÷ haproxy over one node: %.2f (median of the rounds' ratios; range %.2f-%.2f); nodes' CPU per message %.2fx\n"+
+		"  3 nodes hashing the session ÷ haproxy over one node: %.2f (range %.2f-%.2f); nodes' CPU per message %.2fx",
 		rounds,
 		d.MsgsPerSec, d.P50ms, d.P99ms, us(medCPU(direct)),
 		o.MsgsPerSec, o.P50ms, o.P99ms, us(medCPU(lbOne)), o.MsgsPerSec/d.MsgsPerSec,
-		b.MsgsPerSec, b.P50ms, b.P99ms, us(medCPU(balanced)), b.MsgsPerSec/d.MsgsPerSec,
-		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], float64(medCPU(balanced))/float64(medCPU(lbOne)))
+		b.MsgsPerSec, b.P50ms, b.P99ms, us(medCPU(balanced)), b.MsgsPerSec/d.MsgsPerSec, b.fwdPerMsg,
+		h.MsgsPerSec, h.P50ms, h.P99ms, us(medCPU(hashedRuns)), h.MsgsPerSec/d.MsgsPerSec, h.fwdPerMsg,
+		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], float64(medCPU(balanced))/float64(medCPU(lbOne)),
+		hashRatios[len(hashRatios)/2], hashRatios[0], hashRatios[len(hashRatios)-1], float64(medCPU(hashedRuns))/float64(medCPU(lbOne)))
 
 	// One send at a time on sessions node1 owns: straight to node1, or
 	// to node2, which forwards it. Interleaved, so load hits both alike.

@@ -70,14 +70,23 @@ func (pk *parker) park() bool {
 
 // read reads what the socket has, without waiting: errWouldBlock when it
 // has nothing, io.EOF when the client closed its side.
-func (pk *parker) read(b []byte) (int, error) {
+func (pk *parker) read(b []byte) (int, error) { return pk.readSocket(b, false) }
+
+// readWait reads as a goroutine's Read does: while the socket has
+// nothing, it waits in the runtime's poller, until bytes come or the
+// connection's read deadline passes (os.ErrDeadlineExceeded).
+func (pk *parker) readWait(b []byte) (int, error) { return pk.readSocket(b, true) }
+
+func (pk *parker) readSocket(b []byte, wait bool) (int, error) {
 	var n int
 	var err error
 	if rerr := pk.rc.Read(func(fd uintptr) bool {
 		for {
 			n, err = syscall.Read(int(fd), b)
 			if err != syscall.EINTR {
-				return true
+				// false: the runtime waits for the socket to be
+				// readable and calls again.
+				return !wait || err != syscall.EAGAIN
 			}
 		}
 	}); rerr != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"net/http"
 	"strconv"
 	"strings"
@@ -96,7 +97,9 @@ func tcpConn(c net.Conn) *net.TCPConn {
 
 // SetReadDeadline takes the payload deadline's cut (a deadline that has
 // passed) and its clearing (zero); nothing else sets read deadlines on a
-// parked connection.
+// parked connection. The socket's own read deadline is the reader's
+// (wsPoll.active): the cut sets it in the past too, which wakes a reader
+// waiting in the runtime's poller, and the reader clears or resets it.
 func (c *pollConn) SetReadDeadline(t time.Time) error {
 	p := &c.wsPoll
 	if !p.parked.Load() {
@@ -108,13 +111,15 @@ func (c *pollConn) SetReadDeadline(t time.Time) error {
 	}
 	if !t.After(time.Now()) {
 		p.late.Store(true)
-		p.wake()
+		c.wake()
+		_ = c.Conn.SetReadDeadline(t)
 	}
 	return nil
 }
 
 // Close closes the socket and wakes its reader, which then ends: the
-// kernel drops a closed socket from the epoll set without a word.
+// kernel drops a closed socket from the epoll set without a word, and a
+// read waiting in the runtime's poller returns.
 func (c *pollConn) Close() error {
 	err := c.Conn.Close()
 	if c.parked.Load() {
@@ -174,6 +179,8 @@ type wsPoll struct {
 	rcv  *wsReceiver
 	late atomic.Bool // the payload deadline cut the message being read
 
+	lastPark int64 // monoNow when a burst last parked, 0: never
+
 	// The frame reader, used by one burst at a time.
 	hdr      [14]byte
 	hn       int   // header bytes in hdr
@@ -200,7 +207,7 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	p := &pc.wsPoll
 	p.h, p.s, p.rcv = h, s, rcv
 	p.parked.Store(true)
-	if err := p.register(p); err != nil {
+	if err := p.register(pc); err != nil {
 		p.parked.Store(false)
 		h.log.Warn("sockjs: websocket not parked in the poller, reading on a goroutine", "err", err)
 		return false
@@ -209,17 +216,35 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 }
 
 // wake makes sure a burst reads the connection.
-func (p *wsPoll) wake() { p.parker.wake(p) }
+func (c *pollConn) wake() { c.parker.wake(c) }
+
+// activeLinger is how long a websocket whose client sends keeps its
+// reader goroutine after the client's last bytes (between one and two
+// of it): a client that sends again within it (an echo, a chat, a game)
+// is read the way gorilla's reader goroutine reads, waiting in the
+// runtime's poller, rather than a goroutine started, and the socket
+// taken out of and put back in the epoll set, for each of its messages.
+// An idle connection still holds no goroutine once it passed.
+const activeLinger = time.Second
 
 // burst reads until the socket has nothing more, then parks it, or until
-// the connection ends.
-func (p *wsPoll) burst() {
+// the connection ends. A connection woken again within activeLinger of
+// its last park stays read by this goroutine (active) until its client
+// is quiet for activeLinger.
+func (c *pollConn) burst() {
+	p := &c.wsPoll
 	var bp *[]byte
 	defer func() {
 		if bp != nil {
 			pollBufs.Put(bp)
 		}
 	}()
+	if p.lastPark != 0 && monoNow()-p.lastPark < int64(activeLinger) && p.disarm() == nil {
+		bp = pollBufs.Get().(*[]byte)
+		if c.active(*bp) {
+			return // ended
+		}
+	}
 	for {
 		p.checkLate()
 		if bp == nil {
@@ -233,17 +258,66 @@ func (p *wsPoll) burst() {
 			}
 			continue
 		}
-		if errors.Is(err, errWouldBlock) {
+		switch {
+		case errors.Is(err, errWouldBlock):
 			// Idle: the buffer goes back before the burst parks.
 			pollBufs.Put(bp)
 			bp = nil
+			p.lastPark = monoNow()
 			if p.park() {
 				return
 			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The payload deadline's cut (SetReadDeadline) came
+			// after the socket's deadline was cleared: checkLate
+			// sees the cut.
+			_ = c.Conn.SetReadDeadline(time.Time{})
+		default:
+			p.end()
+			return
+		}
+	}
+}
+
+// active reads the connection, out of the epoll set (disarmed), waiting
+// in the runtime's poller, until its client sent nothing for
+// activeLinger; then it puts the socket back in the set, and false
+// says the burst goes on as a parked connection's (which reads what
+// came meanwhile and parks). true: the connection ended.
+//
+// Its timer is the socket's read deadline, set once per activeLinger
+// rather than per read; the payload deadline's cut moves it to the past
+// (SetReadDeadline), and checkLate, after every reset, sees the cut.
+func (c *pollConn) active(b []byte) bool {
+	p := &c.wsPoll
+	busy := false
+	_ = c.Conn.SetReadDeadline(time.Now().Add(activeLinger))
+	for {
+		p.checkLate()
+		n, err := p.readWait(b)
+		if n > 0 {
+			busy = true
+			if p.feed(b[:n]) {
+				p.end()
+				return true
+			}
 			continue
 		}
-		p.end()
-		return
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.end()
+			return true
+		}
+		if !busy && !p.late.Load() {
+			err := p.rearm()
+			if err == nil {
+				_ = c.Conn.SetReadDeadline(time.Time{})
+				return false
+			}
+			// Read on: the connection keeps its goroutine.
+			p.h.log.Debug("sockjs: websocket not parked again in the poller", "err", err)
+		}
+		busy = false
+		_ = c.Conn.SetReadDeadline(time.Now().Add(activeLinger))
 	}
 }
 

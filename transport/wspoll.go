@@ -51,7 +51,7 @@ import (
 // from a pool when bytes arrive, given back once the socket is empty.
 const pollBufSize = 4 << 10
 
-var pollBufs = sync.Pool{New: func() any { b := make([]byte, pollBufSize); return &b }}
+var pollBufs = sync.Pool{New: func() any { return newSockRead(pollBufSize) }}
 
 // errWouldBlock: the socket has nothing to read now.
 var errWouldBlock = errors.New("would block")
@@ -233,26 +233,26 @@ const activeLinger = time.Second
 // is quiet for activeLinger.
 func (c *pollConn) burst() {
 	p := &c.wsPoll
-	var bp *[]byte
+	var r *sockRead
 	defer func() {
-		if bp != nil {
-			pollBufs.Put(bp)
+		if r != nil {
+			pollBufs.Put(r)
 		}
 	}()
 	if p.lastPark != 0 && monoNow()-p.lastPark < int64(activeLinger) && p.disarm() == nil {
-		bp = pollBufs.Get().(*[]byte)
-		if c.active(*bp) {
+		r = pollBufs.Get().(*sockRead)
+		if c.active(r) {
 			return // ended
 		}
 	}
 	for {
 		p.checkLate()
-		if bp == nil {
-			bp = pollBufs.Get().(*[]byte)
+		if r == nil {
+			r = pollBufs.Get().(*sockRead)
 		}
-		n, err := p.read(*bp)
+		n, err := p.read(r)
 		if n > 0 {
-			if p.feed((*bp)[:n]) {
+			if p.feed(r.b[:n]) {
 				p.end()
 				return
 			}
@@ -261,8 +261,8 @@ func (c *pollConn) burst() {
 		switch {
 		case errors.Is(err, errWouldBlock):
 			// Idle: the buffer goes back before the burst parks.
-			pollBufs.Put(bp)
-			bp = nil
+			pollBufs.Put(r)
+			r = nil
 			p.lastPark = monoNow()
 			if p.park() {
 				return
@@ -288,16 +288,16 @@ func (c *pollConn) burst() {
 // Its timer is the socket's read deadline, set once per activeLinger
 // rather than per read; the payload deadline's cut moves it to the past
 // (SetReadDeadline), and checkLate, after every reset, sees the cut.
-func (c *pollConn) active(b []byte) bool {
+func (c *pollConn) active(r *sockRead) bool {
 	p := &c.wsPoll
 	busy := false
 	_ = c.Conn.SetReadDeadline(time.Now().Add(activeLinger))
 	for {
 		p.checkLate()
-		n, err := p.readWait(b)
+		n, err := p.readWait(r)
 		if n > 0 {
 			busy = true
-			if p.feed(b[:n]) {
+			if p.feed(r.b[:n]) {
 				p.end()
 				return true
 			}

@@ -220,20 +220,21 @@ func (o Options) withDefaults() Options {
 
 // Handler serves one SockJS service under a prefix.
 type Handler struct {
-	prefix   string
-	opts     Options
-	policy   fallback.Policy
-	origins  originList
-	reg      *engine.Registry
-	app      func(*session.Session)
-	obs      session.Observer
-	iframe   *fallback.IframePage
-	client   *clientScript        // nil: no ClientScript
-	pingers  sync.Map             // *engine.Session -> *pinger, with PingInterval
-	wsRTT    WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
-	upgrader websocket.Upgrader
-	parkWS   bool // park idle websockets in the poller (wspoll.go)
-	log      *slog.Logger
+	prefix     string
+	opts       Options
+	policy     fallback.Policy
+	origins    originList
+	reg        *engine.Registry
+	app        func(*session.Session)
+	obs        session.Observer
+	iframe     *fallback.IframePage
+	client     *clientScript        // nil: no ClientScript
+	pingers    sync.Map             // *engine.Session -> *pinger, with PingInterval
+	wsRTT      WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
+	rttService string               // the service's name in round-trip observations: the prefix without its slash
+	upgrader   websocket.Upgrader
+	parkWS     bool // park idle websockets in the poller (wspoll.go)
+	log        *slog.Logger
 
 	keep   []string    // canonical KeepHeaders (reqinfo.go)
 	msgs   *msgWatcher // payload deadlines (msgwatch.go)
@@ -265,6 +266,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
+	h.rttService = strings.TrimPrefix(h.prefix, "/")
 	h.parkWS = !opts.ReaderGoroutines && pollerWorks()
 	if opts.Cluster != nil {
 		h.cluster = opts.Cluster.Join(clusterService{h})

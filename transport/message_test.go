@@ -310,3 +310,35 @@ func TestMsgReaderGrowsToLastSize(t *testing.T) {
 		m.done()
 	}
 }
+
+// TestLazyGone: a websocket receiver makes its gone channel only for a
+// waiter, and the channel is closed whether it was made before or after
+// the connection went away; GoneNow asks without making it.
+func TestLazyGone(t *testing.T) {
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	var before wsReceiver
+	c := before.Gone()
+	if closed(c) || before.GoneNow() {
+		t.Fatal("gone before markGone")
+	}
+	before.markGone()
+	before.markGone() // twice: no double close
+	if !closed(c) || !before.GoneNow() || before.Gone() != c {
+		t.Fatal("a channel made before markGone: not closed after it")
+	}
+	var after wsReceiver
+	after.markGone()
+	if after.gone.ch != nil {
+		t.Fatal("markGone made a channel no one waited for")
+	}
+	if !closed(after.Gone()) || !after.GoneNow() {
+		t.Fatal("a channel made after markGone: not closed")
+	}
+}

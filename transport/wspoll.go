@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"os"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -550,7 +550,7 @@ func (p *wsPoll) control(payload []byte) bool {
 			p.flush()
 		}
 	case websocket.PongMessage:
-		if p.rcv.rtt.obs != nil {
+		if p.h.wsRTT != nil {
 			_ = p.rcv.pong(string(payload))
 		}
 	case websocket.CloseMessage:

@@ -42,8 +42,8 @@ import (
 //
 // Connections that are not a *net.TCPConn, or a wrapper of one that
 // reads nothing itself (connUnwrapper), keep the reader goroutine: TLS,
-// and the PROXY protocol, whose reader may hold bytes the kernel no
-// longer has. So do Hixie-76 connections, and every connection where
+// and the PROXY protocol while its reader holds bytes the kernel no
+// longer has (cmd/server's proxiedConn unwraps once it holds none). So do Hixie-76 connections, and every connection where
 // there is no poller (not Linux) or when Options.ReaderGoroutines
 // is set.
 
@@ -69,8 +69,9 @@ type pollConn struct {
 // connUnwrapper is a listener's connection wrapper that reads nothing
 // itself (one that counts or limits connections, such as cmd/server's
 // connection caps): its websockets can be parked, their bytes read from
-// the connection it wraps. A wrapper that buffers what it reads (PROXY
-// protocol, TLS) must not implement it.
+// the connection it wraps. A wrapper that buffers what it reads (TLS)
+// must not implement it, or must return nil while it holds bytes it read
+// (cmd/server's PROXY protocol connections).
 type connUnwrapper interface {
 	UnwrapConn() net.Conn
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/transport/gorillamux"
@@ -268,16 +269,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 }
 
 // goroutinesIn counts the goroutines whose stack has fn.
-func goroutinesIn(fn string) int {
-	buf := make([]byte, 8<<20)
-	n := 0
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, fn) {
-			n++
-		}
-	}
-	return n
-}
+func goroutinesIn(fn string) int { return testenv.GoroutinesIn(fn) }
 
 // TestIdleStreamsHoldNoGoroutine: idle xhr-streaming answers, taken over
 // from net/http, hold no watch goroutine when parked in the poller and

@@ -154,14 +154,20 @@ func (wr *wsReceiver) Flush() error { return wr.nb.Flush() }
 // writeFrame has gorilla write f: with an nbConn, without waiting for the
 // client (what the socket did not take is held until a Flush).
 func (wr *wsReceiver) writeFrame(f *engine.Frame) (bool, error) {
-	deadline := time.Now().Add(wr.h.opts.WriteTimeout)
 	if f.Kind == session.FrameClose {
-		return true, wr.writeClose(f, deadline)
+		return true, wr.writeClose(f, time.Now().Add(wr.h.opts.WriteTimeout))
 	}
 	if wr.raw {
-		return wr.writeRaw(f, deadline)
+		return wr.writeRaw(f, time.Now().Add(wr.h.opts.WriteTimeout))
 	}
-	_ = wr.conn.SetWriteDeadline(deadline)
+	// An nbConn's writes never wait (its Flush has its own deadline), so
+	// its frames need no deadline, nor the clock read for one; a ping
+	// after the frame (afterFrame) makes its own.
+	var deadline time.Time
+	if wr.nb == nil {
+		deadline = time.Now().Add(wr.h.opts.WriteTimeout)
+		_ = wr.conn.SetWriteDeadline(deadline)
+	}
 	if p := sharedFrame(f); p != nil {
 		// A message many sessions write (a hub publish): its frame
 		// was encoded once, for all of them (wsprepared.go).

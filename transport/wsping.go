@@ -70,13 +70,17 @@ func (wr *wsReceiver) writePing(now int64, deadline time.Time) error {
 	return wr.conn.WriteControl(websocket.PingMessage, p[:], deadline)
 }
 
-// afterFrame pings when one is due, after a frame was written. Without
-// an observer it costs no clock read.
+// afterFrame pings when one is due, after a frame was written, with
+// deadline (zero: the write timeout from now). Without an observer it
+// costs no clock read.
 func (wr *wsReceiver) afterFrame(deadline time.Time) error {
 	if wr.h.wsRTT == nil {
 		return nil
 	}
 	if now := pingStamp(); wr.pingDue(now) {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wr.h.opts.WriteTimeout)
+		}
 		return wr.writePing(now, deadline)
 	}
 	return nil

@@ -220,21 +220,24 @@ func (o Options) withDefaults() Options {
 
 // Handler serves one SockJS service under a prefix.
 type Handler struct {
-	prefix     string
-	opts       Options
-	policy     fallback.Policy
-	origins    originList
-	reg        *engine.Registry
-	app        func(*session.Session)
-	obs        session.Observer
-	iframe     *fallback.IframePage
-	client     *clientScript        // nil: no ClientScript
-	pingers    sync.Map             // *engine.Session -> *pinger, with PingInterval
-	wsRTT      WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
-	rttService string               // the service's name in round-trip observations: the prefix without its slash
-	upgrader   websocket.Upgrader
-	parkWS     bool // park idle websockets in the poller (wspoll.go)
-	log        *slog.Logger
+	prefix   string
+	opts     Options
+	policy   fallback.Policy
+	origins  originList
+	reg      *engine.Registry
+	app      func(*session.Session)
+	obs      session.Observer
+	iframe   *fallback.IframePage
+	client   *clientScript        // nil: no ClientScript
+	pingers  sync.Map             // *engine.Session -> *pinger, with PingInterval
+	wsRTT    WebSocketRTTObserver // obs, when it takes websocket round trips (wsping.go)
+	upgrader websocket.Upgrader
+	parkWS   bool // park idle websockets in the poller (wspoll.go)
+	log      *slog.Logger
+
+	// rttService is the service's name in round-trip observations: the
+	// prefix without its slash.
+	rttService string
 
 	keep   []string    // canonical KeepHeaders (reqinfo.go)
 	msgs   *msgWatcher // payload deadlines (msgwatch.go)

@@ -144,9 +144,7 @@ func msgPool(size int) *sync.Pool {
 type msgReader struct {
 	budget   *BodyBudget
 	limit    int       // MaxMessageBytes
-	w        *msgWatch // the payload deadline, from the first message on; nil: none yet (or no watcher: tests)
-	mw       *msgWatcher   // makes w at the first message; nil: no payload deadline (tests)
-	conn     readDeadliner // the connection w cuts
+	w        *msgWatch // the payload deadline, made by mw at the first message; nil: none yet
 	stamp    int64     // the message's start, for w
 	last     int       // the size of the connection's last message
 	chunks   []*[]byte // full buffers before b
@@ -156,6 +154,11 @@ type msgReader struct {
 	over     [1]byte   // where a byte past the limit is read (readWSMessage)
 	reserved int64     // budget bytes held for chunks and b
 	deadline time.Time
+
+	// The watcher that makes w and the connection w cuts; mw nil: no
+	// payload deadline (tests).
+	mw   *msgWatcher
+	conn readDeadliner
 }
 
 // newMsgReader returns the message reader of a connection, watched for

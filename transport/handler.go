@@ -235,6 +235,10 @@ type Handler struct {
 	parkWS   bool // park idle websockets in the poller (wspoll.go)
 	log      *slog.Logger
 
+	// rttService is the service's name in round-trip observations: the
+	// prefix without its slash.
+	rttService string
+
 	keep   []string    // canonical KeepHeaders (reqinfo.go)
 	msgs   *msgWatcher // payload deadlines (msgwatch.go)
 	limits limitLog    // limits.go
@@ -265,6 +269,7 @@ func New(prefix string, opts Options, app func(*session.Session)) *Handler {
 		msgs:    newMsgWatcher(opts.MessageReadTimeout),
 	}
 	h.wsRTT, _ = h.obs.(WebSocketRTTObserver)
+	h.rttService = strings.TrimPrefix(h.prefix, "/")
 	h.parkWS = !opts.ReaderGoroutines && pollerWorks()
 	if opts.Cluster != nil {
 		h.cluster = opts.Cluster.Join(clusterService{h})

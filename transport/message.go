@@ -144,7 +144,7 @@ func msgPool(size int) *sync.Pool {
 type msgReader struct {
 	budget   *BodyBudget
 	limit    int       // MaxMessageBytes
-	w        *msgWatch // the payload deadline; nil: none (tests)
+	w        *msgWatch // the payload deadline, made by mw at the first message; nil: none yet
 	stamp    int64     // the message's start, for w
 	last     int       // the size of the connection's last message
 	chunks   []*[]byte // full buffers before b
@@ -154,12 +154,19 @@ type msgReader struct {
 	over     [1]byte   // where a byte past the limit is read (readWSMessage)
 	reserved int64     // budget bytes held for chunks and b
 	deadline time.Time
+
+	// The watcher that makes w and the connection w cuts; mw nil: no
+	// payload deadline (tests).
+	mw   *msgWatcher
+	conn readDeadliner
 }
 
 // newMsgReader returns the message reader of a connection, watched for
-// the payload deadline until close.
+// the payload deadline from its first message until close: a connection
+// whose client never sent costs the watcher nothing (no msgWatch, no
+// entry in its set, about 80 bytes of an idle session).
 func (h *Handler) newMsgReader(conn readDeadliner) msgReader {
-	return msgReader{budget: h.opts.MessageBudget, limit: h.opts.MaxMessageBytes, w: h.msgs.watch(conn)}
+	return msgReader{budget: h.opts.MessageBudget, limit: h.opts.MaxMessageBytes, mw: h.msgs, conn: conn}
 }
 
 // close ends the connection's reading: no message, no watch.
@@ -173,6 +180,9 @@ func (m *msgReader) close() {
 // arm starts the payload deadline of a message: from now (its first
 // byte arrived), the whole of it must come within the timeout.
 func (m *msgReader) arm() {
+	if m.w == nil && m.mw != nil {
+		m.w = m.mw.watch(m.conn)
+	}
 	if m.w != nil {
 		m.stamp = m.w.begin()
 	}

@@ -268,6 +268,32 @@ func TestMsgWatcher(t *testing.T) {
 	waitFor(t, func() bool { mw.mu.Lock(); defer mw.mu.Unlock(); return !mw.running })
 }
 
+// TestMsgReaderWatchesFromItsFirstMessage: a connection's message reader
+// takes no place in the watcher (and starts no tick loop) until its
+// first message, and gives it back at close.
+func TestMsgReaderWatchesFromItsFirstMessage(t *testing.T) {
+	h := &Handler{msgs: newMsgWatcher(2 * time.Second)} // ticks every 200 ms
+	h.opts.MaxMessageBytes = 1 << 10
+	watched := func() (int, bool) {
+		h.msgs.mu.Lock()
+		defer h.msgs.mu.Unlock()
+		return len(h.msgs.watched), h.msgs.running
+	}
+	m := h.newMsgReader(&fakeDeadline{})
+	if n, running := watched(); n != 0 || running {
+		t.Fatalf("before a message: %d watched, tick loop %v", n, running)
+	}
+	m.arm()
+	if err := m.disarm(); err != nil {
+		t.Fatal(err)
+	}
+	if n, running := watched(); n != 1 || !running {
+		t.Fatalf("after a message: %d watched, tick loop %v", n, running)
+	}
+	m.close()
+	waitFor(t, func() bool { n, running := watched(); return n == 0 && !running })
+}
+
 // loopbackPair is both ends of a TCP connection on 127.0.0.1, closed at
 // cleanup.
 func loopbackPair(tb testing.TB) (client, server net.Conn) {
@@ -308,5 +334,37 @@ func TestMsgReaderGrowsToLastSize(t *testing.T) {
 			t.Fatalf("a message of %d bytes after one of %d: %d reserved, want %d", tc.size, m.last, got, tc.reserved)
 		}
 		m.done()
+	}
+}
+
+// TestLazyGone: a websocket receiver makes its gone channel only for a
+// waiter, and the channel is closed whether it was made before or after
+// the connection went away; GoneNow asks without making it.
+func TestLazyGone(t *testing.T) {
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	var before wsReceiver
+	c := before.Gone()
+	if closed(c) || before.GoneNow() {
+		t.Fatal("gone before markGone")
+	}
+	before.markGone()
+	before.markGone() // twice: no double close
+	if !closed(c) || !before.GoneNow() || before.Gone() != c {
+		t.Fatal("a channel made before markGone: not closed after it")
+	}
+	var after wsReceiver
+	after.markGone()
+	if after.gone.ch != nil {
+		t.Fatal("markGone made a channel no one waited for")
+	}
+	if !closed(after.Gone()) || !after.GoneNow() {
+		t.Fatal("a channel made after markGone: not closed")
 	}
 }

@@ -68,21 +68,51 @@ func (pk *parker) park() bool {
 	return false
 }
 
-// read reads what the socket has, without waiting: errWouldBlock when it
-// has nothing, io.EOF when the client closed its side.
-func (pk *parker) read(b []byte) (int, error) {
-	var n int
-	var err error
-	if rerr := pk.rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), b)
-			if err != syscall.EINTR {
-				return true
-			}
+// sockRead is a read of a socket through its RawConn: the buffer, the
+// read's results, and the function RawConn.Read calls, made once per
+// sockRead (they are pooled, pollBufs) rather than a closure and its
+// captured results allocated for every read.
+type sockRead struct {
+	b    []byte
+	n    int
+	err  error
+	wait bool
+	fn   func(fd uintptr) bool
+}
+
+func newSockRead(size int) *sockRead {
+	r := &sockRead{b: make([]byte, size)}
+	r.fn = r.read
+	return r
+}
+
+// read is the function handed to RawConn.Read: false (with wait) has
+// the runtime wait for the socket to be readable and call it again.
+func (r *sockRead) read(fd uintptr) bool {
+	for {
+		r.n, r.err = syscall.Read(int(fd), r.b)
+		if r.err != syscall.EINTR {
+			return !r.wait || r.err != syscall.EAGAIN
 		}
-	}); rerr != nil {
-		return 0, rerr
 	}
+}
+
+// read reads what the socket has into r.b, without waiting:
+// errWouldBlock when it has nothing, io.EOF when the client closed its
+// side.
+func (pk *parker) read(r *sockRead) (int, error) { return pk.readSocket(r, false) }
+
+// readWait reads as a goroutine's Read does: while the socket has
+// nothing, it waits in the runtime's poller, until bytes come or the
+// connection's read deadline passes (os.ErrDeadlineExceeded).
+func (pk *parker) readWait(r *sockRead) (int, error) { return pk.readSocket(r, true) }
+
+func (pk *parker) readSocket(r *sockRead, wait bool) (int, error) {
+	r.wait = wait
+	if err := pk.rc.Read(r.fn); err != nil {
+		return 0, err
+	}
+	n, err := r.n, r.err
 	switch {
 	case err == syscall.EAGAIN:
 		return 0, errWouldBlock

@@ -51,9 +51,10 @@ func (p *streamPark) wake() { p.parker.wake(p) }
 // burst drops what the client sent until the socket is empty, then
 // parks; once the connection ended it tells the session as watch does.
 func (p *streamPark) burst() {
-	var buf [64]byte
+	r := pollBufs.Get().(*sockRead)
+	defer pollBufs.Put(r)
 	for {
-		_, err := p.read(buf[:])
+		_, err := p.read(r)
 		switch {
 		case err == nil:
 		case errors.Is(err, errWouldBlock):

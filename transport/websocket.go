@@ -49,26 +49,79 @@ type wsFailure struct {
 // wsReceiver writes frames to a websocket. Only the session's writer (one
 // pump at a time, engine's writer.go) writes messages; the reader goroutine only answers close frames, and
 // gorilla/websocket sends nothing after a close frame.
+//
+// It is most of what an idle websocket session keeps, so it keeps what
+// its handler knows (timeouts, observers) there, its gone channel only
+// once someone waits for it, and no frame buffer between frames.
 type wsReceiver struct {
 	conn      *websocket.Conn
+	h         *Handler
 	raw       bool // no SockJS framing (<prefix>/websocket)
-	timeout   time.Duration
-	gone      chan struct{}
-	once      sync.Once
-	buf       []byte
-	nb        *nbConn // the connection gorilla writes to; nil: gorilla's own (TLS)
 	t         session.Transport
-	obs       session.Observer
-	failure   atomic.Pointer[wsFailure]
 	closeSent atomic.Bool
+	nb        *nbConn // the connection gorilla writes to; nil: gorilla's own (TLS)
+	gone      lazyGone
+	failure   atomic.Pointer[wsFailure]
 	msg       msgReader    // the reader goroutine's (message.go)
 	rtt       wsRTT        // websocket ping round trips (wsping.go)
 	pingOut   atomic.Int64 // stamp of the ping whose pong counts, 0: none
 }
 
-func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone }
+func (wr *wsReceiver) Gone() <-chan struct{} { return wr.gone.channel() }
 
-func (wr *wsReceiver) markGone() { wr.once.Do(func() { close(wr.gone) }) }
+// GoneNow implements engine's goneReporter: the gone channel is not
+// made to ask.
+func (wr *wsReceiver) GoneNow() bool { return wr.gone.marked.Load() }
+
+func (wr *wsReceiver) markGone() { wr.gone.mark() }
+
+// lazyGone is a receiver's gone channel, made by the first to wait for
+// it: an idle connection that no one waits on keeps none (96 bytes).
+type lazyGone struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	marked atomic.Bool // written under mu
+}
+
+func (g *lazyGone) channel() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+		if g.marked.Load() {
+			close(g.ch)
+		}
+	}
+	return g.ch
+}
+
+func (g *lazyGone) mark() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.marked.Swap(true) {
+		return
+	}
+	if g.ch != nil {
+		close(g.ch)
+	}
+}
+
+// frameBufs are the buffers frames are encoded in, held only while one
+// is written.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// encodeFrame encodes f in a pooled buffer; putFrameBuf gives it back.
+func encodeFrame(f *engine.Frame) *[]byte {
+	bp := frameBufs.Get().(*[]byte)
+	*bp = appendFrame((*bp)[:0], f)
+	return bp
+}
+
+func putFrameBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 { // a large frame's buffer is not kept
+		frameBufs.Put(bp)
+	}
+}
 
 // WriteFrame writes f and waits until the connection took all of it.
 func (wr *wsReceiver) WriteFrame(f *engine.Frame) (bool, error) {
@@ -101,30 +154,36 @@ func (wr *wsReceiver) Flush() error { return wr.nb.Flush() }
 // writeFrame has gorilla write f: with an nbConn, without waiting for the
 // client (what the socket did not take is held until a Flush).
 func (wr *wsReceiver) writeFrame(f *engine.Frame) (bool, error) {
-	deadline := time.Now().Add(wr.timeout)
 	if f.Kind == session.FrameClose {
-		return true, wr.writeClose(f, deadline)
+		return true, wr.writeClose(f, time.Now().Add(wr.h.opts.WriteTimeout))
 	}
 	if wr.raw {
-		return wr.writeRaw(f, deadline)
+		return wr.writeRaw(f, time.Now().Add(wr.h.opts.WriteTimeout))
 	}
-	_ = wr.conn.SetWriteDeadline(deadline)
+	// An nbConn's writes never wait (its Flush has its own deadline), so
+	// its frames need no deadline, nor the clock read for one; a ping
+	// after the frame (afterFrame) makes its own.
+	var deadline time.Time
+	if wr.nb == nil {
+		deadline = time.Now().Add(wr.h.opts.WriteTimeout)
+		_ = wr.conn.SetWriteDeadline(deadline)
+	}
 	if p := sharedFrame(f); p != nil {
 		// A message many sessions write (a hub publish): its frame
 		// was encoded once, for all of them (wsprepared.go).
 		if err := wr.conn.WritePreparedMessage(p.pm); err != nil {
 			return true, err
 		}
-		wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+		wr.h.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
 	} else {
-		wr.buf = appendFrame(wr.buf[:0], f)
-		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
+		bp := encodeFrame(f)
+		err := wr.conn.WriteMessage(websocket.TextMessage, *bp)
+		n := len(*bp)
+		putFrameBuf(bp) // gorilla copied it
+		if err != nil {
 			return true, err
 		}
-		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), len(wr.buf))
-		if cap(wr.buf) > 64<<10 {
-			wr.buf = nil // do not pin a large frame's buffer to an idle session
-		}
+		wr.h.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), n)
 	}
 	if err := wr.afterFrame(deadline); err != nil {
 		return true, err
@@ -138,7 +197,7 @@ func (wr *wsReceiver) writeRaw(f *engine.Frame, deadline time.Time) (bool, error
 	switch f.Kind {
 	case session.FrameHeartbeat:
 		var err error
-		if wr.rtt.obs != nil {
+		if wr.h.wsRTT != nil {
 			err = wr.writePing(pingStamp(), deadline)
 		} else {
 			err = wr.conn.WriteControl(websocket.PingMessage, nil, deadline)
@@ -161,7 +220,7 @@ func (wr *wsReceiver) writeRaw(f *engine.Frame, deadline time.Time) (bool, error
 			}
 			n += len(m)
 		}
-		wr.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), n)
+		wr.h.obs.FrameWritten(wr.t, f.Kind, len(f.Messages), n)
 	}
 	// The open frame (not written on raw websockets) and messages.
 	if err := wr.afterFrame(deadline); err != nil {
@@ -177,12 +236,15 @@ func (wr *wsReceiver) writeRaw(f *engine.Frame, deadline time.Time) (bool, error
 func (wr *wsReceiver) writeClose(f *engine.Frame, deadline time.Time) error {
 	fl := wr.failure.Load()
 	if !wr.raw && (fl == nil || fl.frame) {
-		wr.buf = appendFrame(wr.buf[:0], f)
+		bp := encodeFrame(f)
 		_ = wr.conn.SetWriteDeadline(deadline)
-		if err := wr.conn.WriteMessage(websocket.TextMessage, wr.buf); err != nil {
+		err := wr.conn.WriteMessage(websocket.TextMessage, *bp)
+		n := len(*bp)
+		putFrameBuf(bp)
+		if err != nil {
 			return err
 		}
-		wr.obs.FrameWritten(wr.t, f.Kind, 0, len(wr.buf))
+		wr.h.obs.FrameWritten(wr.t, f.Kind, 0, n)
 	}
 	code, reason := websocket.CloseNormalClosure, "Normal closure"
 	switch {
@@ -215,7 +277,7 @@ func (wr *wsReceiver) finish(wait time.Duration) {
 	if wr.closeSent.Load() {
 		t := time.NewTimer(wait)
 		select {
-		case <-wr.gone: // the reader saw the client's close frame, or the end
+		case <-wr.Gone(): // the reader saw the client's close frame, or the end
 		case <-t.C:
 		}
 		t.Stop()
@@ -272,7 +334,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	if err != nil {
 		return // the upgrader answered and logged
 	}
-	rcv := &wsReceiver{conn: conn, raw: raw, timeout: h.opts.WriteTimeout, gone: make(chan struct{}), t: t, obs: h.obs}
+	rcv := &wsReceiver{conn: conn, h: h, raw: raw, t: t}
 	if hj.conn != nil {
 		rcv.nb = hj.conn
 		if err := rcv.nb.Flush(); err != nil { // the handshake's answer
@@ -293,9 +355,6 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 	}
 	go h.run(s)
 	rcv.msg = h.newMsgReader(conn)
-	if h.wsRTT != nil {
-		rcv.rtt = wsRTT{obs: h.wsRTT, service: strings.TrimPrefix(h.prefix, "/"), every: h.opts.Session.HeartbeatDelay}
-	}
 	// The session runs on a reader goroutine (and a writer only while
 	// there is something to write) and this handler returns: net/http
 	// then lets go of the request, its 4 KiB read and write buffers and
@@ -314,7 +373,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, raw boo
 // readerHandlers sets the handlers gorilla calls on the reader goroutine
 // for control frames (a parked connection handles its own, wspoll.go).
 func (h *Handler) readerHandlers(conn *websocket.Conn, rcv *wsReceiver) {
-	if rcv.rtt.obs != nil {
+	if h.wsRTT != nil {
 		conn.SetPongHandler(rcv.pong)
 	}
 	if rcv.nb != nil {

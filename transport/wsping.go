@@ -46,17 +46,16 @@ func pingStamp() int64 { return int64(time.Since(pingEpoch)) + 1 }
 
 // wsRTT is a websocket connection's ping state. The writer's fields are
 // used by one writer at a time; out is shared with the reader.
+// The observer (nil: no pings), the service's name and the interval
+// are the handler's (Handler.wsRTT, rttService, the heartbeat delay).
 type wsRTT struct {
-	obs     WebSocketRTTObserver // nil: no pings
-	service string
-	every   time.Duration
 	last    int64 // writer: stamp of the last ping sent, 0 before the first
 	payload [8]byte
 }
 
 // pingDue says whether the writer should ping now.
 func (wr *wsReceiver) pingDue(now int64) bool {
-	return wr.rtt.obs != nil && (wr.rtt.last == 0 || time.Duration(now-wr.rtt.last) >= wr.rtt.every)
+	return wr.h.wsRTT != nil && (wr.rtt.last == 0 || time.Duration(now-wr.rtt.last) >= wr.h.opts.Session.HeartbeatDelay)
 }
 
 // writePing writes a stamped ping and makes it the one whose pong counts.
@@ -71,13 +70,17 @@ func (wr *wsReceiver) writePing(now int64, deadline time.Time) error {
 	return wr.conn.WriteControl(websocket.PingMessage, p[:], deadline)
 }
 
-// afterFrame pings when one is due, after a frame was written. Without
-// an observer it costs no clock read.
+// afterFrame pings when one is due, after a frame was written, with
+// deadline (zero: the write timeout from now). Without an observer it
+// costs no clock read.
 func (wr *wsReceiver) afterFrame(deadline time.Time) error {
-	if wr.rtt.obs == nil {
+	if wr.h.wsRTT == nil {
 		return nil
 	}
 	if now := pingStamp(); wr.pingDue(now) {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wr.h.opts.WriteTimeout)
+		}
 		return wr.writePing(now, deadline)
 	}
 	return nil
@@ -95,7 +98,7 @@ func (wr *wsReceiver) pong(data string) error {
 		v = v<<8 | uint64(data[i])
 	}
 	if sent := int64(v); sent != 0 && wr.pingOut.CompareAndSwap(sent, 0) {
-		wr.rtt.obs.ObserveWebSocketRTT(wr.rtt.service, wr.t, time.Duration(pingStamp()-sent))
+		wr.h.wsRTT.ObserveWebSocketRTT(wr.h.rttService, wr.t, time.Duration(pingStamp()-sent))
 	}
 	return nil
 }

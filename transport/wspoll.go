@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +42,8 @@ import (
 //
 // Connections that are not a *net.TCPConn, or a wrapper of one that
 // reads nothing itself (connUnwrapper), keep the reader goroutine: TLS,
-// and the PROXY protocol, whose reader may hold bytes the kernel no
-// longer has. So do Hixie-76 connections, and every connection where
+// and the PROXY protocol while its reader holds bytes the kernel no
+// longer has (cmd/server's proxiedConn unwraps once it holds none). So do Hixie-76 connections, and every connection where
 // there is no poller (not Linux) or when Options.ReaderGoroutines
 // is set.
 
@@ -50,7 +51,7 @@ import (
 // from a pool when bytes arrive, given back once the socket is empty.
 const pollBufSize = 4 << 10
 
-var pollBufs = sync.Pool{New: func() any { b := make([]byte, pollBufSize); return &b }}
+var pollBufs = sync.Pool{New: func() any { return newSockRead(pollBufSize) }}
 
 // errWouldBlock: the socket has nothing to read now.
 var errWouldBlock = errors.New("would block")
@@ -68,8 +69,9 @@ type pollConn struct {
 // connUnwrapper is a listener's connection wrapper that reads nothing
 // itself (one that counts or limits connections, such as cmd/server's
 // connection caps): its websockets can be parked, their bytes read from
-// the connection it wraps. A wrapper that buffers what it reads (PROXY
-// protocol, TLS) must not implement it.
+// the connection it wraps. A wrapper that buffers what it reads (TLS)
+// must not implement it, or must return nil while it holds bytes it read
+// (cmd/server's PROXY protocol connections).
 type connUnwrapper interface {
 	UnwrapConn() net.Conn
 }
@@ -96,7 +98,9 @@ func tcpConn(c net.Conn) *net.TCPConn {
 
 // SetReadDeadline takes the payload deadline's cut (a deadline that has
 // passed) and its clearing (zero); nothing else sets read deadlines on a
-// parked connection.
+// parked connection. The socket's own read deadline is the reader's
+// (wsPoll.active): the cut sets it in the past too, which wakes a reader
+// waiting in the runtime's poller, and the reader clears or resets it.
 func (c *pollConn) SetReadDeadline(t time.Time) error {
 	p := &c.wsPoll
 	if !p.parked.Load() {
@@ -108,13 +112,15 @@ func (c *pollConn) SetReadDeadline(t time.Time) error {
 	}
 	if !t.After(time.Now()) {
 		p.late.Store(true)
-		p.wake()
+		c.wake()
+		_ = c.Conn.SetReadDeadline(t)
 	}
 	return nil
 }
 
 // Close closes the socket and wakes its reader, which then ends: the
-// kernel drops a closed socket from the epoll set without a word.
+// kernel drops a closed socket from the epoll set without a word, and a
+// read waiting in the runtime's poller returns.
 func (c *pollConn) Close() error {
 	err := c.Conn.Close()
 	if c.parked.Load() {
@@ -174,6 +180,8 @@ type wsPoll struct {
 	rcv  *wsReceiver
 	late atomic.Bool // the payload deadline cut the message being read
 
+	lastPark int64 // monoNow when a burst last parked, 0: never
+
 	// The frame reader, used by one burst at a time.
 	hdr      [14]byte
 	hn       int   // header bytes in hdr
@@ -200,7 +208,7 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 	p := &pc.wsPoll
 	p.h, p.s, p.rcv = h, s, rcv
 	p.parked.Store(true)
-	if err := p.register(p); err != nil {
+	if err := p.register(pc); err != nil {
 		p.parked.Store(false)
 		h.log.Warn("sockjs: websocket not parked in the poller, reading on a goroutine", "err", err)
 		return false
@@ -209,41 +217,108 @@ func (h *Handler) parkWebSocket(conn *websocket.Conn, s *engine.Session, rcv *ws
 }
 
 // wake makes sure a burst reads the connection.
-func (p *wsPoll) wake() { p.parker.wake(p) }
+func (c *pollConn) wake() { c.parker.wake(c) }
+
+// activeLinger is how long a websocket whose client sends keeps its
+// reader goroutine after the client's last bytes (between one and two
+// of it): a client that sends again within it (an echo, a chat, a game)
+// is read the way gorilla's reader goroutine reads, waiting in the
+// runtime's poller, rather than a goroutine started, and the socket
+// taken out of and put back in the epoll set, for each of its messages.
+// An idle connection still holds no goroutine once it passed.
+const activeLinger = time.Second
 
 // burst reads until the socket has nothing more, then parks it, or until
-// the connection ends.
-func (p *wsPoll) burst() {
-	var bp *[]byte
+// the connection ends. A connection woken again within activeLinger of
+// its last park stays read by this goroutine (active) until its client
+// is quiet for activeLinger.
+func (c *pollConn) burst() {
+	p := &c.wsPoll
+	var r *sockRead
 	defer func() {
-		if bp != nil {
-			pollBufs.Put(bp)
+		if r != nil {
+			pollBufs.Put(r)
 		}
 	}()
+	if p.lastPark != 0 && monoNow()-p.lastPark < int64(activeLinger) && p.disarm() == nil {
+		r = pollBufs.Get().(*sockRead)
+		if c.active(r) {
+			return // ended
+		}
+	}
 	for {
 		p.checkLate()
-		if bp == nil {
-			bp = pollBufs.Get().(*[]byte)
+		if r == nil {
+			r = pollBufs.Get().(*sockRead)
 		}
-		n, err := p.read(*bp)
+		n, err := p.read(r)
 		if n > 0 {
-			if p.feed((*bp)[:n]) {
+			if p.feed(r.b[:n]) {
 				p.end()
 				return
 			}
 			continue
 		}
-		if errors.Is(err, errWouldBlock) {
+		switch {
+		case errors.Is(err, errWouldBlock):
 			// Idle: the buffer goes back before the burst parks.
-			pollBufs.Put(bp)
-			bp = nil
+			pollBufs.Put(r)
+			r = nil
+			p.lastPark = monoNow()
 			if p.park() {
 				return
 			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The payload deadline's cut (SetReadDeadline) came
+			// after the socket's deadline was cleared: checkLate
+			// sees the cut.
+			_ = c.Conn.SetReadDeadline(time.Time{})
+		default:
+			p.end()
+			return
+		}
+	}
+}
+
+// active reads the connection, out of the epoll set (disarmed), waiting
+// in the runtime's poller, until its client sent nothing for
+// activeLinger; then it puts the socket back in the set, and false
+// says the burst goes on as a parked connection's (which reads what
+// came meanwhile and parks). true: the connection ended.
+//
+// Its timer is the socket's read deadline, set once per activeLinger
+// rather than per read; the payload deadline's cut moves it to the past
+// (SetReadDeadline), and checkLate, after every reset, sees the cut.
+func (c *pollConn) active(r *sockRead) bool {
+	p := &c.wsPoll
+	busy := false
+	_ = c.Conn.SetReadDeadline(time.Now().Add(activeLinger))
+	for {
+		p.checkLate()
+		n, err := p.readWait(r)
+		if n > 0 {
+			busy = true
+			if p.feed(r.b[:n]) {
+				p.end()
+				return true
+			}
 			continue
 		}
-		p.end()
-		return
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.end()
+			return true
+		}
+		if !busy && !p.late.Load() {
+			err := p.rearm()
+			if err == nil {
+				_ = c.Conn.SetReadDeadline(time.Time{})
+				return false
+			}
+			// Read on: the connection keeps its goroutine.
+			p.h.log.Debug("sockjs: websocket not parked again in the poller", "err", err)
+		}
+		busy = false
+		_ = c.Conn.SetReadDeadline(time.Now().Add(activeLinger))
 	}
 }
 
@@ -476,7 +551,7 @@ func (p *wsPoll) control(payload []byte) bool {
 			p.flush()
 		}
 	case websocket.PongMessage:
-		if p.rcv.rtt.obs != nil {
+		if p.h.wsRTT != nil {
 			_ = p.rcv.pong(string(payload))
 		}
 	case websocket.CloseMessage:

@@ -57,14 +57,7 @@ func (p *parker) register(w waker) error {
 	}
 	pl.next++
 	p.reg = pollReg{id: pl.next, epfd: pl.epfd}
-	ev := p.reg.event()
-	var err error
-	if cerr := p.rc.Control(func(fd uintptr) {
-		err = syscall.EpollCtl(p.reg.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}); cerr != nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := p.rearm(); err != nil {
 		var f *os.File
 		if len(pl.conns) == 0 {
 			f = pl.stop()
@@ -75,6 +68,29 @@ func (p *parker) register(w waker) error {
 	}
 	pl.conns[p.reg.id] = w
 	pl.mu.Unlock()
+	return nil
+}
+
+// disarm takes p's socket out of the epoll set while a goroutine reads
+// it waiting in the runtime's poller (wsPoll.active): the set then raises
+// no event per message. p keeps its id, and the set stays open.
+func (p *parker) disarm() error { return p.epollCtl(syscall.EPOLL_CTL_DEL) }
+
+// rearm puts p's socket back in the epoll set, with its id, before its
+// goroutine ends: the kernel reports bytes that came meanwhile at once.
+func (p *parker) rearm() error { return p.epollCtl(syscall.EPOLL_CTL_ADD) }
+
+func (p *parker) epollCtl(op int) error {
+	ev := p.reg.event()
+	var err error
+	if cerr := p.rc.Control(func(fd uintptr) {
+		err = syscall.EpollCtl(p.reg.epfd, op, int(fd), &ev)
+	}); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("epoll_ctl %d: %w", op, err)
+	}
 	return nil
 }
 

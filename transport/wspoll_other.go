@@ -16,3 +16,7 @@ type waker interface{ wake() }
 func (p *parker) register(waker) error { return errors.New("no poller on this system") }
 
 func (p *parker) unregister() {}
+
+func (p *parker) disarm() error { return errors.New("no poller on this system") }
+
+func (p *parker) rearm() error { return errors.New("no poller on this system") }

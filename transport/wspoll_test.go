@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
 
+	"github.com/sockjsd/sockjsd/internal/testenv"
 	"github.com/sockjsd/sockjsd/services"
 	"github.com/sockjsd/sockjsd/transport"
 	"github.com/sockjsd/sockjsd/transport/gorillamux"
@@ -268,16 +269,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 }
 
 // goroutinesIn counts the goroutines whose stack has fn.
-func goroutinesIn(fn string) int {
-	buf := make([]byte, 8<<20)
-	n := 0
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, fn) {
-			n++
-		}
-	}
-	return n
-}
+func goroutinesIn(fn string) int { return testenv.GoroutinesIn(fn) }
 
 // TestIdleStreamsHoldNoGoroutine: idle xhr-streaming answers, taken over
 // from net/http, hold no watch goroutine when parked in the poller and
@@ -355,5 +347,53 @@ func TestPollerStartsAndStops(t *testing.T) {
 			wsWrite(t, c, "bye")
 		}
 		c.Close()
+	}
+}
+
+// TestBusyWebSocketKeepsItsReader: a parked websocket whose client keeps
+// sending is read by one goroutine that waits in the runtime's poller
+// (pollConn.active) rather than a goroutine started per message; once
+// the client is quiet the goroutine ends (the connection is parked
+// again, holding none), and the parked connection still echoes, and
+// becomes active again.
+func TestBusyWebSocketKeepsItsReader(t *testing.T) {
+	base := serveOne(t, transport.Options{}, services.Echo)
+	c := dialWS(t, wsURL(base)+"/000/"+newSID()+"/websocket")
+	wsRead(t, c) // o
+	echo := func(i int) {
+		t.Helper()
+		m := fmt.Sprintf("m%d", i)
+		wsWrite(t, c, `["`+m+`"]`)
+		if got := wsRead(t, c); got != `a["`+m+`"]` {
+			t.Fatalf("echo %q, want a[%q]", got, m)
+		}
+	}
+	// Readers of earlier tests' connections that are still open (a
+	// reader waiting for an application that does not receive) are
+	// counted too, and only end: ours is what comes above them.
+	active := func() int { return goroutinesIn("transport.(*pollConn).active") }
+	readers := func() int { return goroutinesIn("transport.(*pollConn).burst") }
+	baseActive, baseReaders := active(), readers()
+	for round := range 2 {
+		// Echo until the reader is seen active, bounded.
+		deadline := time.Now().Add(20 * time.Second)
+		i := 0
+		for active() <= baseActive {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d echoes and no active reader", round, i)
+			}
+			echo(i)
+			i++
+		}
+		// Quiet: the reader ends, within its linger (a second or two)
+		// and a generous bound for a loaded machine.
+		deadline = time.Now().Add(20 * time.Second)
+		for readers() > baseReaders {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d readers with a quiet connection, want at most the %d of earlier tests", round, readers(), baseReaders)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a count; bounded
+		}
+		echo(-1)
 	}
 }

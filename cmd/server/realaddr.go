@@ -127,8 +127,8 @@ func (t trustedProxies) listener(ln net.Listener, headerTimeout time.Duration) n
 	if len(t) == 0 {
 		return ln
 	}
-	return &proxyproto.Listener{
-		Listener: ln,
+	return proxiedListener{&proxyproto.Listener{
+		Listener: socketReadsListener{ln},
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
 			if a, ok := hostAddr(o.Upstream.String()); ok && t.contains(a) {
 				return proxyproto.USE, nil
@@ -136,5 +136,5 @@ func (t trustedProxies) listener(ln net.Listener, headerTimeout time.Duration) n
 			return proxyproto.REJECT, nil
 		},
 		ReadHeaderTimeout: headerTimeout,
-	}
+	}}
 }

@@ -84,16 +84,7 @@ func execFirst(t *testing.T, addr string, hdr http.Header, pre func(net.Conn) er
 // to the TCP connection before the TLS handshake.
 func execFirstOver(t *testing.T, scheme string, tc *tls.Config, addr string, hdr http.Header, pre func(net.Conn) error) (string, error) {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tc,
-		NetDialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-			if err == nil && pre != nil {
-				if err = pre(c); err != nil {
-					c.Close()
-				}
-			}
-			return c, err
-		}}
+	d := preDialer(tc, pre)
 	ws, _, err := d.Dial(scheme+"://"+addr+"/exec/000/a/websocket", hdr)
 	if err != nil {
 		return "", err
@@ -108,6 +99,21 @@ func execFirstOver(t *testing.T, scheme string, tc *tls.Config, addr string, hdr
 		t.Fatal(err)
 	}
 	return string(m), nil
+}
+
+// preDialer dials websockets (over TLS with tc) through connections that
+// pre (nil: nothing) writes to first: a PROXY header.
+func preDialer(tc *tls.Config, pre func(net.Conn) error) *websocket.Dialer {
+	return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: tc,
+		NetDialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+			if err == nil && pre != nil {
+				if err = pre(c); err != nil {
+					c.Close()
+				}
+			}
+			return c, err
+		}}
 }
 
 // remoteAddrOf is the REMOTE_ADDR that printRemote prints in a session

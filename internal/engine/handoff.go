@@ -129,7 +129,7 @@ func (s *Session) Freeze(ctx context.Context) error {
 func (s *Session) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn := Snapshot{Key: s.key, ID: s.id, Transport: s.transport, Request: s.req, Opened: s.opened}
+	sn := Snapshot{Key: s.key, ID: s.id, Transport: s.transport, Request: s.req.request(), Opened: s.opened}
 	for _, q := range s.out {
 		sn.Out = append(sn.Out, q.msg)
 	}

@@ -42,14 +42,12 @@ func (s *Session) ServeConn(r Receiver, onEnd func()) {
 	if nw, ok := r.(NowWriter); ok && nw.WritesNow() {
 		s.nowConn = nw
 	}
-	select {
-	case <-r.Gone():
+	if goneNow(r) {
 		// The client left before it was attached: ConnLost found no
 		// connection to close the session for.
 		if s.state < stateClosing {
 			s.closeLocked(CodeInterrupted, ReasonInterrupt, CauseClient)
 		}
-	default:
 	}
 	s.lastWrite = now()
 	s.hb = time.AfterFunc(s.opts.HeartbeatDelay, s.heartbeat)
@@ -186,5 +184,23 @@ func (s *Session) ConnLost(r Receiver) {
 	s.mu.Unlock()
 	if lost {
 		s.wake()
+	}
+}
+
+// goneReporter is a Receiver that says whether its client left without
+// making its Gone channel, which it makes only for someone who waits
+// (transport's websockets: an idle one keeps none).
+type goneReporter interface{ GoneNow() bool }
+
+// goneNow reports whether r's client left.
+func goneNow(r Receiver) bool {
+	if g, ok := r.(goneReporter); ok {
+		return g.GoneNow()
+	}
+	select {
+	case <-r.Gone():
+		return true
+	default:
+		return false
 	}
 }

@@ -79,6 +79,48 @@ type Request struct {
 	Path       string
 }
 
+// keptRequest is a Request as a session keeps it: the headers as name
+// and value pairs rather than a map, which costs an idle session over
+// 400 bytes even for one header (a map group); Session.Request builds
+// the map.
+type keptRequest struct {
+	header     []string // name, value, name, value, …: a name once per value, values in order
+	query      url.Values
+	remoteAddr string
+	host       string
+	path       string
+}
+
+func keepRequest(r Request) keptRequest {
+	k := keptRequest{query: r.Query, remoteAddr: r.RemoteAddr, host: r.Host, path: r.Path}
+	n := 0
+	for _, vs := range r.Header {
+		n += 2 * len(vs)
+	}
+	if n > 0 {
+		k.header = make([]string, 0, n)
+		for name, vs := range r.Header {
+			for _, v := range vs {
+				k.header = append(k.header, name, v)
+			}
+		}
+	}
+	return k
+}
+
+// request is the Request k keeps, with a new Header map (nil when no
+// header was kept).
+func (k *keptRequest) request() Request {
+	r := Request{Query: k.query, RemoteAddr: k.remoteAddr, Host: k.host, Path: k.path}
+	if len(k.header) > 0 {
+		r.Header = make(http.Header, len(k.header)/2)
+		for i := 0; i+1 < len(k.header); i += 2 {
+			r.Header[k.header[i]] = append(r.Header[k.header[i]], k.header[i+1])
+		}
+	}
+	return r
+}
+
 type state uint8
 
 const (
@@ -112,7 +154,7 @@ type Session struct {
 	id        string
 	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
 	transport Transport
-	req       Request
+	req       keptRequest
 	opts      *Options
 	reg       *Registry
 	created   int64
@@ -188,7 +230,7 @@ func newSession(key string, t Transport, req Request, opts *Options, reg *Regist
 		id:        NewID(),
 		key:       key,
 		transport: t,
-		req:       req,
+		req:       keepRequest(req),
 		opts:      opts,
 		reg:       reg,
 		created:   now(),
@@ -216,11 +258,12 @@ func (s *Session) Transport() Transport { return s.transport }
 
 // Request describes the request that opened the session.
 //
-// Its Header and Query are never nil. A session keeps no map for either
-// when the request had none of the kept headers or no query (about 400
-// bytes of an idle session); it then gets new empty ones at each call.
+// Its Header and Query are never nil. Header is a new map at each call,
+// built from the session's compact copy of the kept headers; the session
+// keeps no map for the query when the request had none (about 200 bytes
+// of an idle session), and Query is then a new empty one at each call.
 func (s *Session) Request() Request {
-	r := s.req
+	r := s.req.request()
 	if r.Header == nil {
 		r.Header = http.Header{}
 	}

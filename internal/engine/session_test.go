@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -287,7 +289,30 @@ func TestRequestMapsNeverNil(t *testing.T) {
 	}
 	r.Header.Set("X-App", "1") // must not panic
 	r.Query.Set("k", "v")
-	if s.req.Header != nil || s.req.Query != nil {
+	if s.req.header != nil || s.req.query != nil {
 		t.Fatal("the session allocated maps it had no entries for")
+	}
+}
+
+// TestRequestKeepsHeaders: the kept headers, held as pairs, come back as
+// the request had them (several names, several values of one name in
+// order), in a new map at each call.
+func TestRequestKeepsHeaders(t *testing.T) {
+	reg := testRegistry(Options{})
+	in := http.Header{"User-Agent": {"ua"}, "X-Forwarded-For": {"1.2.3.4", "5.6.7.8"}, "Origin": {"http://o"}}
+	s, _, err := reg.GetOrCreate("sid", WebSocket, func() Request { return Request{Header: in.Clone(), Path: "/p"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Request()
+	if !reflect.DeepEqual(r.Header, in) || r.Path != "/p" {
+		t.Fatalf("Request() = %+v, want headers %v", r, in)
+	}
+	r.Header.Set("Origin", "changed")
+	if got := s.Request().Header.Get("Origin"); got != "http://o" {
+		t.Fatalf("after the application changed its copy: Origin %q", got)
+	}
+	if sn := s.Snapshot(); !reflect.DeepEqual(sn.Request.Header, in) {
+		t.Fatalf("snapshot headers %v, want %v", sn.Request.Header, in)
 	}
 }

@@ -3,8 +3,23 @@ package testenv
 import (
 	"bytes"
 	"runtime"
+	"strings"
 	"sync"
 )
+
+// GoroutinesIn counts the process's goroutines whose stack has fn (a
+// function's name as a stack trace prints it): what a test that holds
+// idle connections counts, by their stack, among goroutines of its own.
+func GoroutinesIn(fn string) int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
 
 // HeapAfterGC returns the bytes of live heap after two collections (the
 // second finishes what the first's finalizers and sweeping left): what a

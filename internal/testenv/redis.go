@@ -21,6 +21,7 @@ type Redis struct {
 	t    testing.TB
 	dir  string
 	port int
+	args []string // extra redis-server arguments
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	exit chan struct{}
@@ -51,10 +52,13 @@ func StartRedis(t testing.TB) *Redis {
 
 func (r *Redis) start() {
 	r.t.Helper()
-	cmd := exec.Command("redis-server",
+	args := append([]string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
-	log, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano())))
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning",
+	}, r.args...)
+	cmd := exec.Command("redis-server", args...)
+	logPath := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano()))
+	log, err := os.Create(logPath)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -82,7 +86,8 @@ func (r *Redis) start() {
 		}
 		select {
 		case <-exit:
-			r.t.Fatalf("redis-server exited at start (port %d taken?)", r.port)
+			out, _ := os.ReadFile(logPath)
+			r.t.Fatalf("redis-server exited at start (port %d taken?):\n%s", r.port, out)
 		case <-time.After(20 * time.Millisecond): // poll interval, bounded by the deadline
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,151 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/hub"
+	"github.com/sockjsd/sockjsd/internal/testenv"
+)
+
+// clusterBroker is a RedisBroker on its own client of a Redis Cluster.
+func clusterBroker(t *testing.T, rc *testenv.RedisCluster, hist hub.HistoryOptions) (*hub.RedisBroker, *redis.ClusterClient) {
+	t.Helper()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs, MaxRetries: -1, DialTimeout: time.Second})
+	b, err := hub.NewRedisBroker(rdb, hub.RedisBrokerOptions{History: hist, PresenceTTL: 900 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); rdb.Close() })
+	return b, rdb
+}
+
+// TestRedisClusterBroker runs the Redis broker's operations on a Redis
+// Cluster of three masters, on channels whose keys live on different
+// masters: three nodes, delivery across nodes in seq order, history,
+// recovery after a gap and after pub/sub connections die, presence and
+// the channel listing, and a dead node's presence expiring.
+func TestRedisClusterBroker(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	hist := hub.HistoryOptions{Size: 30, TTL: time.Minute}
+	b1, _ := clusterBroker(t, rc, hist)
+	b2, _ := clusterBroker(t, rc, hist)
+	b3, rdb3 := clusterBroker(t, rc, hist)
+	nodes := []*node{startNode(t, b1), startNode(t, b2), startNode(t, b3)}
+	for _, b := range []*hub.RedisBroker{b1, b2, b3} {
+		waitUp(t, b, true) // pub/sub connected and a heartbeat through
+	}
+
+	chans := []string{"news", "chat.a", "chat.b", "chat.c", "chat.d", "chat.e"}
+	var metaKeys []string
+	for _, ch := range chans {
+		metaKeys = append(metaKeys, "sockjsd:hub:{"+ch+"}:meta")
+	}
+	if m := rc.Masters(t, metaKeys...); len(m) < 2 {
+		t.Fatalf("channels' keys all on %v: pick names spread over the masters", m)
+	}
+
+	subs := map[string][]*hubConn{}
+	for _, ch := range chans {
+		for i, tr := range []string{client.WebSocket, client.XHRStreaming} {
+			c := dialHub(t, nodes[1+i].url+"/hub", tr)
+			c.send(`{"op":"subscribe","channel":"` + ch + `"}`)
+			c.expect("subscribed", "seq", "0")
+			subs[ch] = append(subs[ch], c)
+		}
+	}
+	for _, ch := range chans {
+		waitPresence(t, nodes[0], ch, 2)
+	}
+	_, v := apiCall(t, "GET", nodes[0].url+"/api/channels", "")
+	want := map[string]any{}
+	for _, ch := range chans {
+		want[ch] = 2
+	}
+	if jsonNum(v["channels"]) != jsonNum(want) {
+		t.Fatalf("channels across nodes: %v, want %v", v["channels"], want)
+	}
+
+	// Delivery across nodes, in order, on every channel.
+	for _, ch := range chans {
+		publish(t, nodes[0], ch, 1, 10)
+	}
+	for _, ch := range chans {
+		for _, c := range subs[ch] {
+			c.expectSeqs(ch, 1, 10)
+		}
+	}
+
+	// History through another node's API.
+	for _, ch := range chans {
+		code, v := apiCall(t, "GET", nodes[2].url+"/api/history?channel="+ch+"&since=5&limit=3", "")
+		if code != 200 || jsonNum(v["complete"]) != "true" || jsonNum(v["messages"]) != `[{"data":{"n":6},"seq":6},{"data":{"n":7},"seq":7},{"data":{"n":8},"seq":8}]` {
+			t.Fatalf("history of %s: %d %v", ch, code, v)
+		}
+	}
+
+	// Recovery after a gap: node 2's subscriber leaves, 10 messages go
+	// out, it comes back on node 3 with since.
+	for _, ch := range chans {
+		gone := subs[ch][0]
+		epoch := gone.epochs[ch]
+		gone.c.Close()
+		publish(t, nodes[0], ch, 11, 20)
+		back := dialHub(t, nodes[2].url+"/hub", client.WebSocket)
+		back.send(fmt.Sprintf(`{"op":"subscribe","channel":%q,"since":10,"epoch":%q}`, ch, epoch))
+		back.expect("subscribed", "recovered", "true", "seq", "20")
+		back.expectSeqs(ch, 11, 20)
+		subs[ch][0] = back
+		subs[ch][1].expectSeqs(ch, 11, 20)
+	}
+
+	// Every pub/sub connection on every master dies: each node
+	// resubscribes and catches up from the streams, in order, once.
+	ctx := context.Background()
+	for _, addr := range rc.Addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
+		c.Close()
+		if err != nil && err.Error() != "ERR No such client" {
+			t.Fatalf("CLIENT KILL on %s: %v", addr, err)
+		}
+	}
+	for _, ch := range chans {
+		publish(t, nodes[0], ch, 21, 40)
+	}
+	for _, ch := range chans {
+		for _, c := range subs[ch] {
+			c.expectSeqs(ch, 21, 40)
+		}
+	}
+	// History holds 30 of 40 now: since 2 is not recoverable.
+	old := dialHub(t, nodes[1].url+"/hub", client.XHRPolling)
+	old.send(`{"op":"subscribe","channel":"chat.c","since":2}`)
+	old.expect("subscribed", "recovered", "false", "seq", "40")
+
+	// The broker's own view matches, on every node.
+	for i, b := range []*hub.RedisBroker{b1, b2, b3} {
+		for _, ch := range chans {
+			p, err := b.Position(ctx, ch)
+			if err != nil || p.Seq != 40 || p.Epoch != subs[ch][1].epochs[ch] {
+				t.Fatalf("node %d: position of %s: %+v %v", i+1, ch, p, err)
+			}
+			h, err := b.History(ctx, ch, 35, 100)
+			if err != nil || !h.Complete || len(h.Messages) != 5 || h.Messages[0].Seq != 36 {
+				t.Fatalf("node %d: history of %s since 35: %+v %v", i+1, ch, h, err)
+			}
+		}
+	}
+
+	// Node 3 (both subscribers of each channel now) dies without a
+	// word: its counts expire with its heartbeat, node 2's stays.
+	waitPresence(t, nodes[0], "chat.c", 3)
+	rdb3.Close()
+	waitPresence(t, nodes[0], "chat.c", 1)
+	waitPresence(t, nodes[0], "news", 0)
+}

@@ -311,7 +311,7 @@ var redisKind = kind{"redis", func(t *testing.T, o webhook.Options) webhook.Opti
 	return o
 }}
 
-var kinds = []kind{memoryKind, redisKind}
+var kinds = []kind{memoryKind, redisKind, redisClusterKind}
 
 func newRedisClient(t *testing.T, rs *testenv.Redis) *redis.Client {
 	t.Helper()

@@ -271,7 +271,9 @@ func (b *RedisBroker) beat() {
 		b.fullSync = true // write everything again next time
 		b.pmu.Unlock()
 	}
-	if up := err == nil; b.beatUp.Swap(up) != up {
+	first := !b.beaten
+	b.beaten = true
+	if up := err == nil; b.beatUp.Swap(up) != up || (first && !up) {
 		if up {
 			b.opts.Logger.Info("hub: redis heartbeat ok")
 		} else {

@@ -176,7 +176,7 @@ func (rc *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 }
 
 // Masters are the masters (host:port) serving keys' slots, as the
-// cluster reports them (CLUSTER SLOTS), for a test to show that its keys
+// cluster reports them (CLUSTER SHARDS), for a test to show that its keys
 // spread over several shards.
 func (rc *RedisCluster) Masters(t testing.TB, keys ...string) map[string]bool {
 	t.Helper()
@@ -184,16 +184,22 @@ func (rc *RedisCluster) Masters(t testing.TB, keys ...string) map[string]bool {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ranges, err := c.ClusterSlots(ctx).Result()
+	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
-		t.Fatalf("CLUSTER SLOTS: %v", err)
+		t.Fatalf("CLUSTER SHARDS: %v", err)
 	}
 	out := map[string]bool{}
 	for _, k := range keys {
-		slot := hashSlot(k)
-		for _, r := range ranges {
-			if slot >= int(r.Start) && slot <= int(r.End) && len(r.Nodes) > 0 {
-				out[r.Nodes[0].Addr] = true
+		slot := int64(hashSlot(k))
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if slot >= r.Start && slot <= r.End {
+					for _, n := range sh.Nodes {
+						if n.Role == "master" {
+							out[net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))] = true
+						}
+					}
+				}
 			}
 		}
 	}

@@ -149,3 +149,83 @@ func TestRedisClusterBroker(t *testing.T) {
 	waitPresence(t, nodes[0], "chat.c", 1)
 	waitPresence(t, nodes[0], "news", 0)
 }
+
+// TestRedisClusterBrokerReshard: every slot of the master holding a
+// channel's keys moves to another master (redis-cli --cluster reshard)
+// while a node publishes on it without pause, on clients with go-redis's
+// default retries (as the binary's): every publish succeeds, and node
+// 2's subscriber gets every message, in seq order, once.
+func TestRedisClusterBrokerReshard(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	var nodes []*node
+	for range 2 {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs, DialTimeout: time.Second})
+		b, err := hub.NewRedisBroker(rdb, hub.RedisBrokerOptions{PresenceTTL: 900 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close(); rdb.Close() })
+		waitUp(t, b, true)
+		nodes = append(nodes, startNode(t, b))
+	}
+	const ch = "news"
+	meta := "sockjsd:hub:{" + ch + "}:meta"
+	var from, to string
+	for a := range rc.Masters(t, meta) {
+		from = a
+	}
+	for _, a := range rc.Addrs {
+		if a != from {
+			to = a
+			break
+		}
+	}
+	sub := dialHub(t, nodes[1].url+"/hub", client.WebSocket)
+	sub.send(`{"op":"subscribe","channel":"` + ch + `"}`)
+	sub.expect("subscribed", "seq", "0")
+
+	done := make(chan struct{})
+	type result struct {
+		ok, failed int
+		errs       []string
+	}
+	res := make(chan result, 1)
+	go func() {
+		var r result
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				res <- r
+				return
+			default:
+			}
+			// Not tryPublish's t.Fatal: this is not the test's goroutine.
+			if err := tryPublish(nodes[0], ch, i, i); err == nil {
+				r.ok++
+			} else {
+				r.failed++
+				if len(r.errs) < 5 {
+					r.errs = append(r.errs, err.Error())
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	rc.Reshard(t, from, to, 0)
+	took := time.Since(start)
+	close(done)
+	r := <-res
+	if m := rc.Masters(t, meta); !m[to] || len(m) != 1 {
+		t.Fatalf("%s on %v after the reshard, want %s", meta, m, to)
+	}
+	t.Logf("resharded %s -> %s in %v; publishes meanwhile: %d ok, %d failed %v", from, to, took.Round(time.Millisecond), r.ok, r.failed, r.errs)
+	// go-redis follows MOVED and ASK, and retries TRYAGAIN (a script
+	// whose keys are half migrated): no publish may fail.
+	if r.ok == 0 || r.failed > 0 {
+		t.Fatalf("publishes during the reshard: %d ok, %d failed: %v", r.ok, r.failed, r.errs)
+	}
+	sub.expectSeqs(ch, 1, uint64(r.ok))
+	// And after it, as before.
+	publish(t, nodes[0], ch, r.ok+r.failed+1, r.ok+r.failed+1)
+	sub.expectSeqs(ch, uint64(r.ok+1), uint64(r.ok+1))
+}

@@ -233,3 +233,56 @@ func crc16(s string) uint16 {
 	}
 	return crc
 }
+
+// Reshard moves n slots (every one it has when n is 0) from the master
+// at from to the master at to (host:port of two of rc.Addrs) with
+// `redis-cli --cluster reshard`, live:
+// keys migrate while clients keep working (MOVED and ASK redirects), and
+// returns when redis-cli is done and every node agrees on the new map.
+func (rc *RedisCluster) Reshard(t testing.TB, from, to string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id := func(addr string) string {
+		host, port, _ := net.SplitHostPort(addr)
+		out, err := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "CLUSTER", "MYID").Output()
+		if err != nil {
+			t.Fatalf("CLUSTER MYID on %s: %v", addr, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if n <= 0 {
+		n = rc.slotsOf(t, from)
+	}
+	out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "reshard", from,
+		"--cluster-from", id(from), "--cluster-to", id(to), "--cluster-slots", strconv.Itoa(n),
+		"--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+	rc.waitOK(t, 30*time.Second)
+}
+
+// slotsOf counts the slots the master at addr serves.
+func (rc *RedisCluster) slotsOf(t testing.TB, addr string) int {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shards, err := c.ClusterShards(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SHARDS: %v", err)
+	}
+	n := 0
+	for _, sh := range shards {
+		for _, nd := range sh.Nodes {
+			if nd.Role == "master" && net.JoinHostPort(nd.IP, strconv.FormatInt(nd.Port, 10)) == addr {
+				for _, r := range sh.Slots {
+					n += int(r.End - r.Start + 1)
+				}
+			}
+		}
+	}
+	return n
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,4 +127,175 @@ func TestRedisClusterDirectory(t *testing.T) {
 		t.Errorf("b.ByUser(u0) = %v %v", ids(es), err)
 	}
 	unique(t, rec.snapshot())
+}
+
+// TestRedisClusterDirectoryReshard: the {webhook} slot (the directory's
+// records and the event queues) migrates to another master while two
+// nodes add and remove sessions, on clients with go-redis's default
+// retries (as the binary's); after each batch of keys moved the slot
+// stays half migrated for 20ms. The scripts touch keys they do not
+// declare: while the slot migrates some are on either node. Every call
+// must succeed as a whole (after waiting for the move to end): each session added gets one
+// session.opened, each removed one session.closed, and the records match.
+func TestRedisClusterDirectoryReshard(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	client := func() *redis.ClusterClient {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs, DialTimeout: time.Second})
+	}
+	rec := newRedisRecorderOn(t, client(), "m:")
+	o := directory.RedisOptions{Prefix: "m:", TTL: 5 * time.Second, OfflineDelay: testDelay, Events: true, ReapInterval: 100 * time.Millisecond}
+	dirs := make([]*directory.Redis, 2)
+	for i := range dirs {
+		o.Node = fmt.Sprintf("n%d", i)
+		dirs[i] = newRedisDirOn(t, client(), o)
+	}
+	ctx := context.Background()
+	for i := range 300 { // keys for the migration to move
+		if err := dirs[i%2].Add(ctx, directory.Entry{ID: fmt.Sprintf("pre%d", i), User: fmt.Sprintf("u%d", i%20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := "m:{webhook}:dir:gen"
+	var to string
+	for _, a := range rc.Addrs {
+		if !rc.Masters(t, gen)[a] {
+			to = a
+			break
+		}
+	}
+
+	// Per node: one goroutine adds sessions (and removes every other
+	// one it added), another removes the node's earlier sessions, whose
+	// keys are being moved.
+	type result struct {
+		mu             sync.Mutex
+		added, removed map[string]bool
+		errs           []string
+	}
+	var calls atomic.Int64
+	done := make(chan struct{})
+	all := make([]*result, len(dirs))
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		r := &result{added: map[string]bool{}, removed: map[string]bool{}}
+		all[i] = r
+		call := func(f func() error, ok func()) {
+			err := f()
+			calls.Add(1)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if err != nil {
+				r.errs = append(r.errs, err.Error())
+			} else {
+				ok()
+			}
+		}
+		stopped := func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+				return false
+			}
+		}
+		wg.Go(func() {
+			for j := 0; !stopped(); j++ {
+				id := fmt.Sprintf("n%d-s%d", i, j)
+				call(func() error {
+					return d.Add(ctx, directory.Entry{ID: id, User: fmt.Sprintf("u%d", j%20), Service: "/chat"})
+				},
+					func() { r.added[id] = true })
+				if j%2 == 0 {
+					call(func() error { return d.Remove(ctx, id, 1000, "") }, func() { r.removed[id] = true })
+				}
+			}
+		})
+		wg.Go(func() {
+			for j := i; j < 300 && !stopped(); j += 2 {
+				id := fmt.Sprintf("pre%d", j)
+				call(func() error { return d.Remove(ctx, id, 1000, "") }, func() { r.removed[id] = true })
+			}
+		})
+	}
+	batches := 0
+	start := time.Now()
+	from := rc.MoveSlot(t, gen, to, func() {
+		batches++
+		// The slot stays half migrated a while, as with many keys or a
+		// slow network: calls meanwhile wait (slotMoving) rather than
+		// change half of what they should.
+		time.Sleep(20 * time.Millisecond)
+	})
+	if calls.Load() == 0 {
+		t.Fatal("no call during the move")
+	}
+	took := time.Since(start)
+	close(done)
+	wg.Wait()
+	if m := rc.Masters(t, gen); !m[to] {
+		t.Fatalf("%s on %v after the move, want %s", gen, m, to)
+	}
+	added, removed, failed := 0, 0, 0
+	var errs []string
+	for _, r := range all {
+		added += len(r.added)
+		removed += len(r.removed)
+		failed += len(r.errs)
+		errs = append(errs, r.errs[:min(3, len(r.errs))]...)
+	}
+	t.Logf("moved the slot %s -> %s in %d batches, %v; meanwhile %d adds, %d removes ok, %d calls failed %q",
+		from, to, batches, took.Round(time.Millisecond), added, removed, failed, errs)
+	if added == 0 || failed > 0 {
+		t.Fatalf("%d adds ok, %d calls failed during the move", added, failed)
+	}
+
+	sentinel(t, world{dirs: []directory.Directory{dirs[0]}, ev: rec.events, drain: rec.drain})
+	list := rec.snapshot()
+	unique(t, list)
+	opened, closed := map[string]int{}, map[string]int{}
+	for _, e := range list {
+		switch e.Type {
+		case webhook.SessionOpened:
+			opened[e.Session]++
+		case webhook.SessionClosed:
+			closed[e.Session]++
+		}
+	}
+	for i, r := range all {
+		for j := i; j < 300; j += 2 { // the earlier sessions: removed or still there
+			id := fmt.Sprintf("pre%d", j)
+			if _, ok, err := dirs[0].Lookup(ctx, id); err != nil || ok == r.removed[id] {
+				t.Errorf("Lookup(%s) = %v %v; removed %v", id, ok, err, r.removed[id])
+			}
+		}
+		for id := range r.added {
+			if opened[id] != 1 {
+				t.Errorf("%s added: %d session.opened", id, opened[id])
+			}
+			_, ok, err := dirs[0].Lookup(ctx, id)
+			if err != nil || ok == r.removed[id] {
+				t.Errorf("Lookup(%s) = %v %v; removed %v", id, ok, err, r.removed[id])
+			}
+		}
+		for id := range r.removed {
+			if closed[id] != 1 {
+				t.Errorf("%s removed: %d session.closed", id, closed[id])
+			}
+		}
+	}
+	live := 0
+	for i := range 20 { // the users' sets agree with the records
+		es, err := dirs[1].ByUser(ctx, fmt.Sprintf("u%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		live += len(es)
+	}
+	want := 300
+	for _, r := range all {
+		want += len(r.added) - len(r.removed)
+	}
+	if live != want {
+		t.Errorf("ByUser lists %d live sessions, want %d", live, want)
+	}
 }

@@ -286,3 +286,71 @@ func (rc *RedisCluster) slotsOf(t testing.TB, addr string) int {
 	}
 	return n
 }
+
+// MoveSlot migrates the slot of key to the master at to (one of
+// rc.Addrs), live, the way redis-cli's reshard moves each slot: the target
+// imports it, the source migrates it, its keys move ten at a time
+// (MIGRATE), then every master assigns the slot to the target. batch,
+// when not nil, runs after each batch of keys moved: the slot is then
+// half migrated, the case clients must survive. It returns the source.
+func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, batch func()) (from string) {
+	t.Helper()
+	for a := range rc.Masters(t, key) {
+		from = a
+	}
+	if from == to {
+		t.Fatalf("the slot of %q is on %s already", key, to)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	clients := map[string]*redis.Client{}
+	for _, a := range rc.Addrs {
+		clients[a] = redis.NewClient(&redis.Options{Addr: a, DialTimeout: time.Second})
+		defer clients[a].Close()
+	}
+	src, dst := clients[from], clients[to]
+	srcID, err := src.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstID, err := dst.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := hashSlot(key)
+	must := func(c *redis.Client, args ...any) {
+		t.Helper()
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	must(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID)
+	must(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID)
+	host, port, _ := net.SplitHostPort(to)
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 10).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src, args...)
+		if batch != nil {
+			batch()
+		}
+	}
+	must(dst, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	must(src, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	for a, c := range clients {
+		if a != from && a != to {
+			must(c, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+		}
+	}
+	rc.waitOK(t, 30*time.Second)
+	return from
+}

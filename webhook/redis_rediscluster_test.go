@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,4 +83,74 @@ func TestRedisClusterQueue(t *testing.T) {
 	eventually(t, 5*time.Second, "the foreign event left in its list", func() bool {
 		return rdb.LLen(ctx, webhook.RedisQueueKey("test:", p)).Val() == 0
 	})
+}
+
+// TestRedisClusterQueueSlotMove: the {webhook} slot (queues, leases, the
+// wake channel's tag) migrates to another master while events are
+// enqueued and delivered, on clients with go-redis's default retries (as
+// the binary's): every event enqueued without error is delivered, in
+// order per user.
+func TestRedisClusterQueueSlotMove(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	client := func() *redis.ClusterClient {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs, DialTimeout: time.Second})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	r := newReceiver(t)
+	o := fast(r.url())
+	o.Prefix = "test:"
+	for range 2 {
+		o.Redis = client()
+		start(t, o)
+	}
+	o.Redis = client()
+	enq, err := webhook.New(webhook.Options{URL: r.url(), Redis: o.Redis, Prefix: "test:", Poll: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enq.Kill() // only its Enqueue is used
+	key := webhook.RedisQueueKey("test:", 0)
+	var to string
+	for _, a := range rc.Addrs {
+		if !rc.Masters(t, key)[a] {
+			to = a
+			break
+		}
+	}
+	// Events wait in the queues while the slot moves: the receiver holds
+	// the POSTs until half the slot has moved.
+	r.holdAll()
+	const users, perUser = 20, 30
+	ids := enqueueUsers(t, enq, users, perUser/2)
+	var mid []string
+	batches := 0
+	rc.MoveSlot(t, key, to, func() {
+		batches++
+		switch batches {
+		case 1: // half moved: some queue keys on each master
+			mid = enqueueUsers(t, enq, users, perUser/2)
+		case 2:
+			r.release()
+		}
+	})
+	more := enqueueUsers(t, enq, users, perUser/2)
+	rounds := [][]string{ids, mid, more}
+	r.waitAll(30*time.Second, slices.Concat(rounds...))
+	t.Logf("the slot moved in %d batches; %d events delivered", batches, len(ids)+len(mid)+len(more))
+	// Per user, in enqueue order, within each round (each numbers its
+	// events from 0).
+	round := map[string]int{}
+	for i, ids := range rounds {
+		for _, id := range ids {
+			round[id] = i
+		}
+	}
+	split := make([][]webhook.Event, len(rounds))
+	for _, e := range r.firsts() {
+		split[round[e.ID]] = append(split[round[e.ID]], e)
+	}
+	for _, evs := range split {
+		checkOrder(t, evs, users, perUser/2)
+	}
 }

@@ -36,12 +36,7 @@ func StartRedis(t testing.TB) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Missing(t, "redis-server on PATH (Debian: apt-get install redis-server)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := FreePort(t)
 	r := &Redis{t: t, dir: t.TempDir(), port: port}
 	r.Addr = "127.0.0.1:" + strconv.Itoa(port)
 	r.URL = "redis://" + r.Addr + "/0"

@@ -75,29 +75,11 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 }
 
 // clusterPort is a free loopback port whose cluster bus port (port+10000)
-// is free too: both are held open together while checking.
+// is free too, both below the kernel's ephemeral range (see FreePort).
 func clusterPort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if port+10000 > 65535 {
-			_ = ln.Close()
-			continue
-		}
-		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
-		_ = ln.Close()
-		if err != nil {
-			continue
-		}
-		_ = bus.Close()
-		return port
-	}
-	t.Fatal("no free port pair (port, port+10000) for a Redis Cluster node in 100 tries")
-	return 0
+	// A range starting low leaves bus ports inside it: then some may be.
+	return freePortBelow(t, max(ephemeralLow()-10000, 11000), 10000)
 }
 
 // waitOK polls CLUSTER INFO on every node until each reports

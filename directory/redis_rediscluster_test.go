@@ -219,7 +219,7 @@ func TestRedisClusterDirectoryReshard(t *testing.T) {
 	}
 	batches := 0
 	start := time.Now()
-	from := rc.MoveSlot(t, gen, to, func() {
+	from := rc.MoveSlot(t, gen, to, 10, func() {
 		batches++
 		// The slot stays half migrated a while, as with many keys or a
 		// slow network: calls meanwhile wait (slotMoving) rather than

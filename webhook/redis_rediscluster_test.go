@@ -125,7 +125,7 @@ func TestRedisClusterQueueSlotMove(t *testing.T) {
 	ids := enqueueUsers(t, enq, users, perUser/2)
 	var mid []string
 	batches := 0
-	rc.MoveSlot(t, key, to, func() {
+	rc.MoveSlot(t, key, to, 10, func() {
 		batches++
 		switch batches {
 		case 1: // half moved: some queue keys on each master

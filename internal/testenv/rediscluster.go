@@ -271,11 +271,12 @@ func (rc *RedisCluster) slotsOf(t testing.TB, addr string) int {
 
 // MoveSlot migrates the slot of key to the master at to (one of
 // rc.Addrs), live, the way redis-cli's reshard moves each slot: the target
-// imports it, the source migrates it, its keys move ten at a time
-// (MIGRATE), then every master assigns the slot to the target. batch,
-// when not nil, runs after each batch of keys moved: the slot is then
-// half migrated, the case clients must survive. It returns the source.
-func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, batch func()) (from string) {
+// imports it, the source migrates it, its keys move per at a time
+// (MIGRATE; redis-cli moves ten), then every master assigns the slot to
+// the target. batch, when not nil, runs after each batch of keys moved:
+// the slot is then half migrated, the case clients must survive. It
+// returns the source.
+func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, per int, batch func()) (from string) {
 	t.Helper()
 	for a := range rc.Masters(t, key) {
 		from = a
@@ -310,7 +311,7 @@ func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, batch func()) (fr
 	must(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID)
 	host, port, _ := net.SplitHostPort(to)
 	for {
-		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 10).Result()
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, per).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

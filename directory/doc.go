@@ -39,6 +39,17 @@
 //	due          zset    user → when their user.offline is due (Unix ms)
 //	r:<inst>     string  "a reaper closed some of your sessions" (1 day)
 //
+// On Redis Cluster the scripts declare only the generation key (the
+// others are derived inside them, in the same slot). While that slot
+// migrates between nodes, Redis refuses a script's undeclared keys that
+// are on the other node, and a script stopped half-way would keep its
+// first writes (a session removed without its session.closed: seen with
+// a live migration). So each script first touches two keys that never
+// exist, which Redis refuses while the slot migrates, before any write;
+// a refused call changed nothing, and is retried (5ms to 100ms apart)
+// until the migration ends, for at most 5s or the caller's deadline:
+// calls wait for the move rather than fail or half succeed.
+//
 // Liveness is per instance (a random id per NewRedis), not per Node name,
 // so that a node restarting under the same name does not keep its
 // previous life's sessions alive.

@@ -112,7 +112,7 @@ func (q memQueue) Enqueue(_ context.Context, e webhook.Event) error {
 // delivery would, checking each event's JSON and partition.
 type redisRecorder struct {
 	*events
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	keys   []string
 	stop   chan struct{}
@@ -122,8 +122,15 @@ type redisRecorder struct {
 
 func newRedisRecorder(t *testing.T, addr, prefix string) *redisRecorder {
 	t.Helper()
+	return newRedisRecorderOn(t, redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second}), prefix)
+}
+
+// newRedisRecorderOn records from rdb (a Redis Cluster's client, say),
+// closing it when the test ends.
+func newRedisRecorderOn(t *testing.T, rdb redis.UniversalClient, prefix string) *redisRecorder {
+	t.Helper()
 	r := &redisRecorder{
-		events: newEvents(), rdb: redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second}),
+		events: newEvents(), rdb: rdb,
 		prefix: prefix, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for p := range webhook.Partitions {

@@ -275,7 +275,7 @@ func (d *Redis) run(ctx context.Context, s *redis.Script, args func(gen string) 
 		d.mu.Lock()
 		gen := d.gen
 		d.mu.Unlock()
-		v, err := s.Run(ctx, d.rdb, []string{d.genK}, args(gen)...).Result()
+		v, err := d.eval(ctx, s, args(gen)...).Result()
 		if err != nil {
 			return nil, err
 		}
@@ -426,7 +426,7 @@ func (d *Redis) read(ctx context.Context, by, key string, max int) ([]Entry, err
 	if d.isClosed() {
 		return nil, ErrClosed
 	}
-	v, err := readScript.Run(ctx, d.rdb, []string{d.genK}, d.base, by, key, max).Slice()
+	v, err := d.eval(ctx, readScript, d.base, by, key, max).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("directory: %s %s: %w", by, key, err)
 	}

@@ -40,7 +40,7 @@ func (d *Redis) refresh() {
 	d.mu.Lock()
 	gen := d.gen
 	d.mu.Unlock()
-	v, err := refreshScript.Run(ctx, d.rdb, []string{d.genK}, d.args(gen, 0)...).Result()
+	v, err := d.eval(ctx, refreshScript, d.args(gen, 0)...).Result()
 	if err != nil {
 		d.down.fail(err)
 		d.mu.Lock()
@@ -183,7 +183,7 @@ func (d *Redis) retryUndone(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	for id, u := range todo {
-		v, err := removeScript.Run(ctx, d.rdb, []string{d.genK}, d.args(gen, removeEvents, id, u.code, u.reason)...).Result()
+		v, err := d.eval(ctx, removeScript, d.args(gen, removeEvents, id, u.code, u.reason)...).Result()
 		if err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func (d *Redis) reap() {
 	defer cancel()
 	ids := 8
 	for range maxReapCalls {
-		v, err := reapScript.Run(ctx, d.rdb, []string{d.genK},
+		v, err := d.eval(ctx, reapScript,
 			d.args("", ids, d.opts.ReapBatch, CodeNodeLost, ReasonNodeLost)...).Result()
 		if err != nil {
 			d.down.fail(err)

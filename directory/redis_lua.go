@@ -8,7 +8,21 @@ import "github.com/redis/go-redis/v9"
 // nodes reaping the same dead node cannot both emit it (scripts run one
 // at a time). Every key is under the same hash tag as the webhook queues,
 // so a Redis Cluster keeps them in one slot; KEYS[1] (the generation) is
-// there for routing, and the scripts derive the other keys from ARGV.
+// there for routing, and the scripts derive the other keys from ARGV
+// (hence the probe that opens each script: see the package doc).
+
+// luaHead opens every script but genScript: the key base (ARGV[1]), then
+// the probe that stops a script before any write while its slot migrates
+// (see the package doc).
+const luaHead = `
+local B = ARGV[1]
+-- Redis Cluster: only KEYS[1] is declared, and while the slot migrates
+-- the keys below may be on either node; a script failing half-way keeps
+-- its first writes (no rollback). Two keys that never exist make it fail
+-- before any write instead: the migrating node refuses a missing key
+-- (ASK), the importing one several (TRYAGAIN). Go retries (slotMoving).
+redis.call('EXISTS', B .. 'probe:1', B .. 'probe:2')
+`
 
 // luaCommon binds the ARGV every writing script shares and defines its
 // helpers:
@@ -22,9 +36,7 @@ import "github.com/redis/go-redis/v9"
 // Deadlines and event times come from Redis's TIME, so that nodes whose
 // clocks disagree still agree on when a node expired or an offline is
 // due.
-const luaCommon = `
-local B = ARGV[1]
-local T = redis.call('TIME')
+const luaCommon = luaHead + `local T = redis.call('TIME')
 local sec, usec = tonumber(T[1]), tonumber(T[2])
 local nowms = sec * 1000 + math.floor(usec / 1000)
 local floor = math.floor
@@ -277,9 +289,7 @@ return ARGV[1]
 	// of live sessions: those whose instance is still within its
 	// deadline (a dead node's sessions are not reported while they wait
 	// for the reaper).
-	readScript = redis.NewScript(`
-local B = ARGV[1]
-local T = redis.call('TIME')
+	readScript = redis.NewScript(luaHead + `local T = redis.call('TIME')
 local nowms = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local deadlines = {}
 local function live(id)

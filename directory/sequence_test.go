@@ -61,7 +61,13 @@ var redisKind = kind{"redis", true, func(t *testing.T) func(*testing.T, int) wor
 
 func newRedisDir(t *testing.T, addr string, o directory.RedisOptions) *directory.Redis {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	return newRedisDirOn(t, redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second}), o)
+}
+
+// newRedisDirOn is a directory on rdb (a Redis Cluster's client, say),
+// closing both when the test ends.
+func newRedisDirOn(t *testing.T, rdb redis.UniversalClient, o directory.RedisOptions) *directory.Redis {
+	t.Helper()
 	if o.Logger == nil {
 		o.Logger = quiet
 	}
@@ -123,7 +129,7 @@ func TestSequences(t *testing.T) {
 			[]step{{"add", 0, "s1", "u1"}, {"add", 1, "s2", "u1"}, {"remove", 0, "s1", ""}, {"add", 0, "s3", "u1"}, {"remove", 1, "s2", ""}, {"remove", 0, "s3", ""}},
 			[]string{"opened s1", "online s1", "opened s2", "closed s1", "opened s3", "closed s2", "closed s3", "offline"}},
 	}
-	for _, k := range []kind{memoryKind, redisKind} {
+	for _, k := range []kind{memoryKind, redisKind, redisClusterKind} {
 		t.Run(k.name, func(t *testing.T) {
 			worlds := k.start(t)
 			for _, c := range cases {

@@ -106,8 +106,12 @@ type RedisBroker struct {
 	dirty    map[string]bool // changed since the last heartbeat
 	fullSync bool            // Redis may have lost our counts: write them all
 
-	subUp   atomic.Bool // the pub/sub connection is live
-	beatUp  atomic.Bool // the last heartbeat reached Redis
+	subUp  atomic.Bool // the pub/sub connection is live
+	beatUp atomic.Bool // the last heartbeat reached Redis
+	// beaten: a heartbeat was tried, so that the first one failing is
+	// logged (beatUp starts false: a broker whose heartbeats never get
+	// through would otherwise say nothing). Heartbeat goroutine only.
+	beaten  bool
 	closed  atomic.Bool
 	stop    chan struct{}
 	done    sync.WaitGroup

@@ -257,15 +257,23 @@ func (b *RedisBroker) beat() {
 			p.HSet(ctx, key, set)
 		}
 		p.PExpire(ctx, key, ttl)
-		beatScript.Eval(ctx, p, []string{b.nodesKey()}, b.opts.NodeID, ttl.Milliseconds())
 		return nil
 	})
+	if err == nil {
+		// Not in the transaction: the node's entry lives in another
+		// slot than its counts on Redis Cluster (a MULTI there must
+		// stay in one slot). Counts written without the entry (this
+		// call failing) are not read: Presence reads live nodes only.
+		err = beatScript.Run(ctx, b.rdb, []string{b.nodesKey()}, b.opts.NodeID, ttl.Milliseconds()).Err()
+	}
 	if err != nil || (!full && !alive.Val()) {
 		b.pmu.Lock()
 		b.fullSync = true // write everything again next time
 		b.pmu.Unlock()
 	}
-	if up := err == nil; b.beatUp.Swap(up) != up {
+	first := !b.beaten
+	b.beaten = true
+	if up := err == nil; b.beatUp.Swap(up) != up || (first && !up) {
 		if up {
 			b.opts.Logger.Info("hub: redis heartbeat ok")
 		} else {

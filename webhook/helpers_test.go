@@ -52,7 +52,13 @@ type receiver struct {
 
 func newReceiver(t testing.TB) *receiver {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below the ephemeral range (testenv.FreePort): while the receiver
+	// is down (TestReceiverDown) the nodes' retries dial its port many
+	// times a second, and one of those dials, or any other outgoing
+	// connection, could take an ephemeral port (a dial to a closed
+	// loopback port can even connect to itself), so that it could not
+	// listen again: seen as "bind: address already in use".
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +317,7 @@ var redisKind = kind{"redis", func(t *testing.T, o webhook.Options) webhook.Opti
 	return o
 }}
 
-var kinds = []kind{memoryKind, redisKind}
+var kinds = []kind{memoryKind, redisKind, redisClusterKind}
 
 func newRedisClient(t *testing.T, rs *testenv.Redis) *redis.Client {
 	t.Helper()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sockjsd/sockjsd/cluster"
 	"github.com/sockjsd/sockjsd/transport"
@@ -51,12 +50,8 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	if cc.Secret == "" {
 		return nil, errors.New("-cluster-secret (SOCKJSD_CLUSTER_SECRET) is required with -redis")
 	}
-	ropts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		// The URL may hold a password: say what is wrong, not what it is.
-		return nil, errors.New("-redis: not a redis:// or rediss:// URL")
-	}
 	self := cc.Advertise
+	var err error
 	if self == "" {
 		if self, err = advertiseFromAddr(cfg.Addr, cfg.TLS.scheme()); err != nil {
 			return nil, err
@@ -65,7 +60,10 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	if u, err := url.Parse(self); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("-cluster-advertise %q: want a base URL such as http://10.0.0.5:8081", self)
 	}
-	rdb := redis.NewClient(ropts)
+	rdb, where, err := newRedisClient(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
 	ttl := cc.OwnerTTL
 	if ttl <= 0 {
 		ttl = cluster.DefaultTTL
@@ -81,10 +79,11 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 		Logger:         log,
 	})
 	if err != nil {
+		_ = rdb.Close()
 		return nil, err
 	}
 	opts.Cluster = node
-	log.Info("cluster mode", "redis", ropts.Addr, "db", ropts.DB, "advertise", self, "owner_ttl", ttl,
+	log.Info("cluster mode", "redis", where, "advertise", self, "owner_ttl", ttl,
 		"forward_timeout", cmp.Or(cc.ForwardTimeout, cluster.DefaultForwardTimeout), "recovery_grace", cc.RecoveryGrace)
 	return []readyCheck{cluster.Ping(rdb)}, nil
 }

@@ -81,7 +81,7 @@ func parseConfigEnv(args []string, lookup func(string) (string, bool)) (Config, 
 	c.Hub.register(fs)
 	c.Exec.register(fs)
 	c.Proxy.register(fs)
-	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL (redis://host:6379/0) that makes this node a cluster member; empty: one node")
+	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL that makes this node a cluster member: redis://host:6379/0 (one server) or redis+cluster://host1:6379,host2:6379 (a Redis Cluster); empty: one node")
 	c.Cluster.register(fs)
 	c.HandOff.register(fs)
 	c.Limits.register(fs)

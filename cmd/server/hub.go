@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sockjsd/sockjsd/hub"
 	"github.com/sockjsd/sockjsd/internal/backend"
@@ -232,18 +230,18 @@ func mountHub(r *mux.Router, cfg Config, opts transport.Options, m *metrics.Metr
 	var broker hub.Broker
 	up := func() bool { return true }
 	if cfg.RedisURL != "" {
-		ropts, err := redis.ParseURL(cfg.RedisURL)
+		rdb, where, err := newRedisClient(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("-redis: %w", err) // the URL may hold a password: not echoed
+			return nil, err
 		}
-		rdb := redis.NewClient(ropts)
 		rb, err := hub.NewRedisBroker(rdb, hub.RedisBrokerOptions{History: hist, PresenceTTL: hc.PresenceTTL, Logger: log})
 		if err != nil {
+			_ = rdb.Close()
 			return nil, err
 		}
 		broker, up, hm.Ready = rb, rb.Up, rb.Ping
 		hm.Close = func() error { rb.Close(); return rdb.Close() }
-		log.Info("hub: cluster mode, Redis broker", "redis", ropts.Addr)
+		log.Info("hub: cluster mode, Redis broker", "redis", where)
 	} else {
 		mb := hub.NewMemoryBroker(hub.MemoryBrokerOptions{History: hist, MaxHistoryBytes: hc.HistoryMaxBytes})
 		broker, hm.Close = mb, mb.Close

@@ -94,16 +94,15 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, hm *hubMount,
 	}
 	out := &proxyMount{}
 	node := ""
-	var rdb *redis.Client
+	var rdb redis.UniversalClient
 	if cfg.RedisURL != "" {
-		ropts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, errors.New("-redis: not a redis:// or rediss:// URL")
-		}
+		var err error
 		if node, err = advertise(cfg); err != nil {
 			return nil, err
 		}
-		rdb = redis.NewClient(ropts)
+		if rdb, _, err = newRedisClient(cfg.RedisURL); err != nil {
+			return nil, err
+		}
 		// Closed last, after the directory and the webhooks that use it.
 		defer func() { out.closers = append(out.closers, func(context.Context) error { return rdb.Close() }) }()
 	}
@@ -115,7 +114,7 @@ func mountProxy(r *mux.Router, cfg Config, opts transport.Options, hm *hubMount,
 			URL: pc.Webhook, Secret: []byte(cmp.Or(pc.WebhookSecret, pc.Secret)),
 			Timeout: pc.WebhookTimeout, RetryFor: pc.WebhookRetryFor,
 			MaxQueueLen: pc.WebhookQueueLen, MaxQueueBytes: pc.WebhookQueueMem,
-			Redis: redisOrNil(rdb), Logger: log, Observer: met,
+			Redis: rdb, Logger: log, Observer: met,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("-webhook: %w", err)
@@ -216,14 +215,6 @@ func advertise(cfg Config) (string, error) {
 		return cfg.Cluster.Advertise, nil
 	}
 	return advertiseFromAddr(cfg.Addr, cfg.TLS.scheme())
-}
-
-// redisOrNil keeps a nil *redis.Client from becoming a non-nil interface.
-func redisOrNil(c *redis.Client) redis.UniversalClient {
-	if c == nil {
-		return nil
-	}
-	return c
 }
 
 // redactURL drops the password of a URL in a log line or error.

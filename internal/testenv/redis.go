@@ -21,6 +21,7 @@ type Redis struct {
 	t    testing.TB
 	dir  string
 	port int
+	args []string // extra redis-server arguments
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	exit chan struct{}
@@ -35,12 +36,7 @@ func StartRedis(t testing.TB) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		Missing(t, "redis-server on PATH (Debian: apt-get install redis-server)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := FreePort(t)
 	r := &Redis{t: t, dir: t.TempDir(), port: port}
 	r.Addr = "127.0.0.1:" + strconv.Itoa(port)
 	r.URL = "redis://" + r.Addr + "/0"
@@ -51,10 +47,13 @@ func StartRedis(t testing.TB) *Redis {
 
 func (r *Redis) start() {
 	r.t.Helper()
-	cmd := exec.Command("redis-server",
+	args := append([]string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
-	log, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano())))
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning",
+	}, r.args...)
+	cmd := exec.Command("redis-server", args...)
+	logPath := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano()))
+	log, err := os.Create(logPath)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -82,7 +81,8 @@ func (r *Redis) start() {
 		}
 		select {
 		case <-exit:
-			r.t.Fatalf("redis-server exited at start (port %d taken?)", r.port)
+			out, _ := os.ReadFile(logPath)
+			r.t.Fatalf("redis-server exited at start (port %d taken?):\n%s", r.port, out)
 		case <-time.After(20 * time.Millisecond): // poll interval, bounded by the deadline
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,339 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisCluster is a Redis Cluster of three masters (no replicas) started
+// for one test, without persistence, in the test's temporary directory.
+type RedisCluster struct {
+	// Addrs are the masters' host:port, each a seed for
+	// redis.ClusterOptions.Addrs.
+	Addrs []string
+	// URL is a redis+cluster URL naming every master, the form the
+	// binary's -redis flag takes.
+	URL string
+
+	nodes []*Redis
+}
+
+// clusterMasters is the number of masters: the fewest redis-cli's
+// --cluster create accepts without replicas.
+const clusterMasters = 3
+
+// StartRedisCluster starts three Debian redis-server masters with
+// cluster-enabled on free loopback ports, joins them with `redis-cli
+// --cluster create`, waits until every node reports cluster_state:ok and
+// stops them when the test ends. It skips the test under -short or when
+// redis-server or redis-cli is not installed.
+func StartRedisCluster(t testing.TB) *RedisCluster {
+	t.Helper()
+	SkipIfShort(t, "redis-server and redis-cli (Redis Cluster)")
+	for _, tool := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			Missing(t, tool+" on PATH (Debian: apt-get install redis-server redis-tools)")
+		}
+	}
+	rc := &RedisCluster{}
+	for len(rc.nodes) < clusterMasters {
+		port := clusterPort(t)
+		r := &Redis{t: t, dir: t.TempDir(), port: port, args: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000",
+		}}
+		r.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		r.URL = "redis://" + r.Addr
+		r.start()
+		t.Cleanup(r.Stop)
+		rc.nodes = append(rc.nodes, r)
+		rc.Addrs = append(rc.Addrs, r.Addr)
+	}
+	rc.URL = "redis+cluster://" + strings.Join(rc.Addrs, ",")
+
+	args := append([]string{"--cluster", "create"}, rc.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	rc.waitOK(t, 30*time.Second)
+	return rc
+}
+
+// clusterPort is a free loopback port whose cluster bus port (port+10000)
+// is free too, both below the kernel's ephemeral range (see FreePort).
+func clusterPort(t testing.TB) int {
+	t.Helper()
+	// A range starting low leaves bus ports inside it: then some may be.
+	return freePortBelow(t, max(ephemeralLow()-10000, 11000), 10000)
+}
+
+// waitOK polls CLUSTER INFO on every node until each reports
+// cluster_state:ok and knows all the masters, or fails the test after d.
+func (rc *RedisCluster) waitOK(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for _, addr := range rc.Addrs {
+		for {
+			info, err := clusterInfo(addr)
+			if err == nil && info["cluster_state"] == "ok" &&
+				info["cluster_known_nodes"] == strconv.Itoa(clusterMasters) &&
+				info["cluster_slots_ok"] == "16384" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redis cluster node %s not ok within %v: %v %v", addr, d, info, err)
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+		}
+	}
+}
+
+// clusterInfo sends CLUSTER INFO over a raw connection (no client to set
+// up while the cluster forms) and parses its "key:value" lines.
+func clusterInfo(addr string) (map[string]string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("CLUSTER INFO\r\n")); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(c)
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(head, "$") {
+		return nil, fmt.Errorf("CLUSTER INFO: %q", strings.TrimSpace(head))
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return nil, fmt.Errorf("CLUSTER INFO length %q: %w", head, err)
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return nil, err
+	}
+	info := map[string]string{}
+	for _, line := range strings.Split(string(buf[:n]), "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			info[k] = v
+		}
+	}
+	return info, nil
+}
+
+// Stop kills every node.
+func (rc *RedisCluster) Stop() {
+	for _, n := range rc.nodes {
+		n.Stop()
+	}
+}
+
+// Client is a go-redis cluster client on rc, closed when the test ends.
+// It does not retry (MaxRetries -1), like the single-node tests' clients,
+// so that a CROSSSLOT or routing error shows at once.
+func (rc *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Masters are the masters (host:port) serving keys' slots, as the
+// cluster reports them (CLUSTER SHARDS), for a test to show that its keys
+// spread over several shards.
+func (rc *RedisCluster) Masters(t testing.TB, keys ...string) map[string]bool {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: rc.Addrs[0], DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shards, err := c.ClusterShards(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SHARDS: %v", err)
+	}
+	out := map[string]bool{}
+	for _, k := range keys {
+		slot := int64(hashSlot(k))
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if slot >= r.Start && slot <= r.End {
+					for _, n := range sh.Nodes {
+						if n.Role == "master" {
+							out[net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hashSlot is Redis Cluster's slot of key: CRC16 of its hash tag (the
+// part between the first '{' and the next '}', when not empty) or of the
+// whole key, mod 16384.
+func hashSlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16(key) % 16384)
+}
+
+// crc16 is CRC16-CCITT (XMODEM), the one Redis Cluster uses.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// Reshard moves n slots (every one it has when n is 0) from the master
+// at from to the master at to (host:port of two of rc.Addrs) with
+// `redis-cli --cluster reshard`, live:
+// keys migrate while clients keep working (MOVED and ASK redirects), and
+// returns when redis-cli is done and every node agrees on the new map.
+func (rc *RedisCluster) Reshard(t testing.TB, from, to string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id := func(addr string) string {
+		host, port, _ := net.SplitHostPort(addr)
+		out, err := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "CLUSTER", "MYID").Output()
+		if err != nil {
+			t.Fatalf("CLUSTER MYID on %s: %v", addr, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if n <= 0 {
+		n = rc.slotsOf(t, from)
+	}
+	out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "reshard", from,
+		"--cluster-from", id(from), "--cluster-to", id(to), "--cluster-slots", strconv.Itoa(n),
+		"--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+	rc.waitOK(t, 30*time.Second)
+}
+
+// slotsOf counts the slots the master at addr serves.
+func (rc *RedisCluster) slotsOf(t testing.TB, addr string) int {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shards, err := c.ClusterShards(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SHARDS: %v", err)
+	}
+	n := 0
+	for _, sh := range shards {
+		for _, nd := range sh.Nodes {
+			if nd.Role == "master" && net.JoinHostPort(nd.IP, strconv.FormatInt(nd.Port, 10)) == addr {
+				for _, r := range sh.Slots {
+					n += int(r.End - r.Start + 1)
+				}
+			}
+		}
+	}
+	return n
+}
+
+// MoveSlot migrates the slot of key to the master at to (one of
+// rc.Addrs), live, the way redis-cli's reshard moves each slot: the target
+// imports it, the source migrates it, its keys move per at a time
+// (MIGRATE; redis-cli moves ten), then every master assigns the slot to
+// the target. batch, when not nil, runs after each batch of keys moved:
+// the slot is then half migrated, the case clients must survive. It
+// returns the source.
+func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, per int, batch func()) (from string) {
+	t.Helper()
+	for a := range rc.Masters(t, key) {
+		from = a
+	}
+	if from == to {
+		t.Fatalf("the slot of %q is on %s already", key, to)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	clients := map[string]*redis.Client{}
+	for _, a := range rc.Addrs {
+		clients[a] = redis.NewClient(&redis.Options{Addr: a, DialTimeout: time.Second})
+		defer clients[a].Close()
+	}
+	src, dst := clients[from], clients[to]
+	srcID, err := src.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstID, err := dst.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := hashSlot(key)
+	must := func(c *redis.Client, args ...any) {
+		t.Helper()
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	must(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID)
+	must(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID)
+	host, port, _ := net.SplitHostPort(to)
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, per).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src, args...)
+		if batch != nil {
+			batch()
+		}
+	}
+	must(dst, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	must(src, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+	for a, c := range clients {
+		if a != from && a != to {
+			must(c, "CLUSTER", "SETSLOT", slot, "NODE", dstID)
+		}
+	}
+	rc.waitOK(t, 30*time.Second)
+	return from
+}

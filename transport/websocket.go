@@ -89,6 +89,18 @@ func (wr *wsReceiver) WritesNow() bool { return wr.nb != nil }
 // WriteFrameNow implements engine.NowWriter: f goes to the socket with
 // one non-blocking write; what it did not take is held until Flush.
 func (wr *wsReceiver) WriteFrameNow(f *engine.Frame) (held bool, err error) {
+	if !wr.raw && wr.rtt.obs == nil {
+		if p := sharedFrame(f); p != nil {
+			// A hub delivery: its frame's bytes, straight to the
+			// connection (wsprepared.go), no deadline to set.
+			held, err := wr.nb.WriteData(p.wire)
+			if err != nil {
+				return false, err
+			}
+			wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+			return held, nil
+		}
+	}
 	if _, err := wr.writeFrame(f); err != nil {
 		return false, err
 	}
@@ -112,7 +124,13 @@ func (wr *wsReceiver) writeFrame(f *engine.Frame) (bool, error) {
 	if p := sharedFrame(f); p != nil {
 		// A message many sessions write (a hub publish): its frame
 		// was encoded once, for all of them (wsprepared.go).
-		if err := wr.conn.WritePreparedMessage(p.pm); err != nil {
+		var err error
+		if wr.nb != nil {
+			_, err = wr.nb.WriteData(p.wire)
+		} else {
+			err = wr.conn.WritePreparedMessage(p.pm)
+		}
+		if err != nil {
 			return true, err
 		}
 		wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)

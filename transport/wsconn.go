@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // nbConn is a websocket's TCP connection as gorilla/websocket writes to
@@ -36,6 +38,10 @@ type nbConn struct {
 	spare    []byte // the last flushed array, reused
 	flushing bool   // a Flush is writing: later bytes queue behind it
 	err      error  // the connection failed: every later write fails
+	// closeSent: gorilla wrote a websocket close frame (Write sees it
+	// whole: a control frame is always one write), so WriteData writes
+	// no data frame after it, as gorilla's own writes would not.
+	closeSent bool
 	// The non-blocking write's argument and result (under mu), so that
 	// the function handed to RawConn.Control is made once per connection
 	// rather than a closure allocated per write (wsconn_unix.go).
@@ -61,6 +67,38 @@ func (c *nbConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(
 func (c *nbConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if isCloseFrame(p) {
+		c.closeSent = true
+	}
+	return c.writeLocked(p)
+}
+
+// WriteData writes p, one whole websocket data frame, as Write does,
+// unless a close frame was written before it (websocket.ErrCloseSent).
+// held reports that bytes wait for a Flush that no one is making (Held),
+// without a second look under the lock.
+func (c *nbConn) WriteData(p []byte) (held bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent && c.err == nil {
+		return false, websocket.ErrCloseSent
+	}
+	if _, err := c.writeLocked(p); err != nil {
+		return false, err
+	}
+	return len(c.held) > 0 && !c.flushing, nil
+}
+
+// isCloseFrame reports whether p is a server's websocket close frame as
+// gorilla writes it: one unmasked control frame, whole. No other write
+// can look like one: a data message's first write starts with a data
+// frame's header, and the rest of a large one is over 2 KB, longer than
+// any control frame.
+func isCloseFrame(p []byte) bool {
+	return len(p) >= 2 && p[0] == 0x88 && len(p) == 2+int(p[1]&0x7f)
+}
+
+func (c *nbConn) writeLocked(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}

@@ -1,9 +1,14 @@
 package transport
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/sockjsd/sockjsd/internal/engine"
 	"github.com/sockjsd/sockjsd/session"
@@ -43,6 +48,38 @@ func TestSharedFrame(t *testing.T) {
 		q := sharedFrame(tc.f)
 		if q == p || q != nil && (len(tc.f.Messages) != 1 || q.size != len(appendFrame(nil, tc.f)) || q.data != unsafe.StringData(tc.f.Messages[0])) {
 			t.Errorf("%s: got the frame of another message %+v", tc.name, q)
+		}
+	}
+}
+
+// TestTextFrame: the frame bytes a shared message is written as are what
+// a websocket client reads as that text message, at each header size.
+func TestTextFrame(t *testing.T) {
+	sizes := []int{1, 125, 126, 0xffff, 0x10000}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for _, n := range sizes {
+			if _, err := c.NetConn().Write(textFrame([]byte(strings.Repeat("x", n)))); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, n := range sizes {
+		mt, p, err := c.ReadMessage()
+		if err != nil || mt != websocket.TextMessage || len(p) != n || strings.Trim(string(p), "x") != "" {
+			t.Fatalf("size %d: type %d, %d bytes, %v", n, mt, len(p), err)
 		}
 	}
 }

@@ -89,15 +89,25 @@ func (wr *wsReceiver) WritesNow() bool { return wr.nb != nil }
 // WriteFrameNow implements engine.NowWriter: f goes to the socket with
 // one non-blocking write; what it did not take is held until Flush.
 func (wr *wsReceiver) WriteFrameNow(f *engine.Frame) (held bool, err error) {
-	if !wr.raw && wr.rtt.obs == nil {
+	if !wr.raw {
 		if p := sharedFrame(f); p != nil {
 			// A hub delivery: its frame's bytes, straight to the
-			// connection (wsprepared.go), no deadline to set.
+			// connection (wsprepared.go), no deadline to set unless
+			// a ping is due.
 			held, err := wr.nb.WriteData(p.wire)
 			if err != nil {
 				return false, err
 			}
 			wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+			if wr.rtt.obs == nil {
+				return held, nil
+			}
+			if now := pingStamp(); wr.pingDue(now) {
+				if err := wr.writePing(now, time.Now().Add(wr.timeout)); err != nil {
+					return false, err
+				}
+				return wr.nb.Held(), nil
+			}
 			return held, nil
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,7 +27,7 @@ import (
 // meanwhile; the reader flushes the control frames it writes.
 type nbConn struct {
 	net.Conn
-	rc      syscall.RawConn
+	fd      int           // the socket's descriptor, open until Close (under mu) marks closed
 	timeout time.Duration // of each Flush
 
 	fmu sync.Mutex // one Flush at a time
@@ -42,19 +41,27 @@ type nbConn struct {
 	// whole: a control frame is always one write), so WriteData writes
 	// no data frame after it, as gorilla's own writes would not.
 	closeSent bool
-	// The non-blocking write's argument and result (under mu), so that
-	// the function handed to RawConn.Control is made once per connection
-	// rather than a closure allocated per write (wsconn_unix.go).
-	wp    []byte
-	wn    int
-	werr  error
-	write func(fd uintptr)
+	// closed: Close was called. The non-blocking write goes to fd
+	// without the descriptor's reference count (wsconn_unix.go): this
+	// flag, set under mu before the descriptor is closed, keeps it from
+	// writing to a closed descriptor, or to another connection's that
+	// reuses its number.
+	closed bool
 }
 
 // errNoRawConn: a connection without a file descriptor (TLS, a test's
 // pipe), or a platform without non-blocking writes here, is written by
 // gorilla directly.
 var errNoRawConn = errors.New("no raw connection")
+
+// Close marks the connection closed for the non-blocking writes, then
+// closes it.
+func (c *nbConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // SetWriteDeadline is ignored: no write waits but Flush, which is
 // bounded by the write timeout from its start.

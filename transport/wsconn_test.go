@@ -162,3 +162,19 @@ func TestNBConnWriteData(t *testing.T) {
 		t.Fatalf("%d bytes after the close frame", n)
 	}
 }
+
+// TestNBConnClosed: once closed, no write reaches the descriptor (whose
+// number another connection may have by then): Write and WriteData fail
+// with net.ErrClosed.
+func TestNBConnClosed(t *testing.T) {
+	nc, _ := tcpPair(t)
+	if err := nc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
+	}
+	if _, err := nc.WriteData(textFrame([]byte("x"))); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteData after Close: %v, want net.ErrClosed", err)
+	}
+}

@@ -90,15 +90,21 @@ func (wr *wsReceiver) WritesNow() bool { return wr.nb != nil }
 // one non-blocking write; what it did not take is held until Flush.
 func (wr *wsReceiver) WriteFrameNow(f *engine.Frame) (held bool, err error) {
 	if !wr.raw {
-		if p := sharedFrame(f); p != nil {
+		if wire, ok := sharedWire(f, wr.buf); ok {
 			// A hub delivery: its frame's bytes, straight to the
 			// connection (wsprepared.go), no deadline to set unless
 			// a ping is due.
-			held, err := wr.nb.WriteData(p.wire)
+			if len(f.Messages) > 1 {
+				wr.buf = wire[:0] // reused unless large
+				if cap(wire) > 64<<10 {
+					wr.buf = nil
+				}
+			}
+			held, err := wr.nb.WriteData(wire)
 			if err != nil {
 				return false, err
 			}
-			wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+			wr.observeShared(f)
 			if wr.rtt.obs == nil {
 				return held, nil
 			}

@@ -125,7 +125,7 @@ func TestNBConnWrite(t *testing.T) {
 // part of a close frame do not stop it.
 func TestNBConnWriteData(t *testing.T) {
 	nc, client := tcpPair(t)
-	data := textFrame([]byte("a[\"x\"]"))
+	data := appendTextFrame(nil, []byte("a[\"x\"]"))
 	for _, tc := range []struct {
 		name string
 		p    []byte
@@ -174,7 +174,7 @@ func TestNBConnClosed(t *testing.T) {
 	if _, err := nc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
 	}
-	if _, err := nc.WriteData(textFrame([]byte("x"))); !errors.Is(err, net.ErrClosed) {
+	if _, err := nc.WriteData(appendTextFrame(nil, []byte("x"))); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("WriteData after Close: %v, want net.ErrClosed", err)
 	}
 }

@@ -50,9 +50,18 @@ type sharedSlot struct {
 	entry atomic.Pointer[sharedEntry]
 }
 
-// sharedFrames is the cache. 16 slots: enough for the few messages
-// being fanned out at any one time.
-var sharedFrames [16]sharedSlot
+// sharedFrames is the cache. 64 slots: enough for the few messages
+// being fanned out at any one time, a batch of them included (hub's
+// maxFanBatch), with few collisions.
+var sharedFrames [64]sharedSlot
+
+// sharedSlotOf is the slot of a message's bytes at p: a multiplicative
+// hash of the address, whose low bits alone repeat with the allocator's
+// size classes (consecutive 128-byte strings took 2 of 16 slots).
+func sharedSlotOf(p *byte) *sharedSlot {
+	h := uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15
+	return &sharedFrames[h>>58]
+}
 
 // sharedMaxBytes: longer messages are not kept (the cache would pin 16 of
 // them).
@@ -64,33 +73,37 @@ func sharedFrame(f *engine.Frame) *sharedEntry {
 	if f.Kind != session.FrameMessages || len(f.Messages) != 1 {
 		return nil
 	}
-	msg := f.Messages[0]
+	return sharedMessage(f.Messages[0])
+}
+
+// sharedMessage is the shared frame of the one-message frame of msg when
+// msg was written before; nil otherwise.
+func sharedMessage(msg string) *sharedEntry {
 	if len(msg) == 0 || len(msg) > sharedMaxBytes {
 		return nil
 	}
 	p := unsafe.StringData(msg)
-	slot := &sharedFrames[uintptr(unsafe.Pointer(p))>>4%uintptr(len(sharedFrames))]
+	slot := sharedSlotOf(p)
 	if e := slot.entry.Load(); e != nil && e.data == p && e.n == len(msg) {
 		return e
 	}
 	if slot.seen.Swap(p) != p {
 		return nil // the first time: the caller encodes it itself
 	}
-	frame := appendFrame(make([]byte, 0, len(msg)+8), f)
+	frame := appendFrame(make([]byte, 0, len(msg)+8), &engine.Frame{Kind: session.FrameMessages, Messages: []string{msg}})
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
 	if err != nil {
 		return nil
 	}
-	e := &sharedEntry{data: p, n: len(msg), pm: pm, wire: textFrame(frame), size: len(frame)}
+	e := &sharedEntry{data: p, n: len(msg), pm: pm, wire: appendTextFrame(make([]byte, 0, len(frame)+10), frame), size: len(frame)}
 	slot.entry.Store(e)
 	return e
 }
 
-// textFrame is payload as a server's websocket frame: one final text
-// frame, unmasked, uncompressed (RFC 6455 5.2).
-func textFrame(payload []byte) []byte {
+// appendTextFrame appends payload as a server's websocket frame: one
+// final text frame, unmasked, uncompressed (RFC 6455 5.2).
+func appendTextFrame(b, payload []byte) []byte {
 	n := len(payload)
-	b := make([]byte, 0, n+10)
 	b = append(b, 0x81) // FIN, text
 	switch {
 	case n < 126:
@@ -102,4 +115,47 @@ func textFrame(payload []byte) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	return append(b, payload...)
+}
+
+// sharedWire is what a connection writes for f, a message frame, when
+// each of its messages has a shared frame: that frame's bytes, or for
+// several messages (a fan-out catching up: engine's SendMany) their
+// frames one after the other in buf, a websocket message each, for one
+// write. ok is false when a message has none (f is then encoded for this
+// connection alone).
+func sharedWire(f *engine.Frame, buf []byte) (wire []byte, ok bool) {
+	if f.Kind != session.FrameMessages || len(f.Messages) == 0 {
+		return nil, false
+	}
+	if len(f.Messages) == 1 {
+		if p := sharedMessage(f.Messages[0]); p != nil {
+			return p.wire, true
+		}
+		return nil, false
+	}
+	wire = buf[:0]
+	for _, m := range f.Messages {
+		if p := sharedMessage(m); p != nil {
+			wire = append(wire, p.wire...)
+			continue
+		}
+		// Not shared (yet, or its slot taken by another message of
+		// the batch): this connection's own frame of it, in the same
+		// write.
+		one := appendFrame(nil, &engine.Frame{Kind: session.FrameMessages, Messages: []string{m}})
+		wire = appendTextFrame(wire, one)
+	}
+	return wire, true
+}
+
+// observeShared reports the frames of f written by sharedWire: one
+// websocket message per SockJS message, a["…"] each.
+func (wr *wsReceiver) observeShared(f *engine.Frame) {
+	for _, m := range f.Messages {
+		if p := sharedMessage(m); p != nil {
+			wr.obs.FrameWritten(wr.t, f.Kind, 1, p.size)
+		} else {
+			wr.obs.FrameWritten(wr.t, f.Kind, 1, len(appendFrame(nil, &engine.Frame{Kind: session.FrameMessages, Messages: []string{m}})))
+		}
+	}
 }

@@ -64,7 +64,7 @@ func TestTextFrame(t *testing.T) {
 		}
 		defer c.Close()
 		for _, n := range sizes {
-			if _, err := c.NetConn().Write(textFrame([]byte(strings.Repeat("x", n)))); err != nil {
+			if _, err := c.NetConn().Write(appendTextFrame(nil, []byte(strings.Repeat("x", n)))); err != nil {
 				return
 			}
 		}
@@ -81,5 +81,35 @@ func TestTextFrame(t *testing.T) {
 		if err != nil || mt != websocket.TextMessage || len(p) != n || strings.Trim(string(p), "x") != "" {
 			t.Fatalf("size %d: type %d, %d bytes, %v", n, mt, len(p), err)
 		}
+	}
+}
+
+// TestSharedWire: a batch is written as one websocket message per SockJS
+// message, in order, each the a["…"] frame of its message, whether its
+// frame is shared, not yet, or its slot is taken by another message.
+func TestSharedWire(t *testing.T) {
+	msgs := make([]string, 20) // more than fit without collisions
+	for i := range msgs {
+		msgs[i] = strings.Repeat(string(rune('a'+i)), 100)
+	}
+	f := &engine.Frame{Kind: session.FrameMessages, Messages: msgs}
+	for round := range 3 { // unseen, seen, shared
+		wire, ok := sharedWire(f, nil)
+		if !ok {
+			t.Fatalf("round %d: no wire for a batch", round)
+		}
+		for i, m := range msgs {
+			want := appendTextFrame(nil, appendFrame(nil, &engine.Frame{Kind: session.FrameMessages, Messages: []string{m}}))
+			if !strings.HasPrefix(string(wire), string(want)) {
+				t.Fatalf("round %d: message %d: got %q, want %q", round, i, wire[:min(len(wire), len(want))], want)
+			}
+			wire = wire[len(want):]
+		}
+		if len(wire) != 0 {
+			t.Fatalf("round %d: %d bytes after the batch", round, len(wire))
+		}
+	}
+	if _, ok := sharedWire(&engine.Frame{Kind: session.FrameMessages, Messages: []string{strings.Clone(msgs[0])}}, nil); ok {
+		t.Fatal("a message never written before had a shared wire")
 	}
 }

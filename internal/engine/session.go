@@ -101,8 +101,8 @@ func now() int64 { return int64(time.Since(epoch)) }
 
 // Session is one SockJS session, whatever its transport. Its methods
 // are safe for concurrent use. It has two sides: the application's (ID,
-// Transport, Request, Context, Send, Recv, OnMessage, Buffered, Written,
-// Close, CloseFor, CloseInfo), which package session re-declares on its
+// Transport, Request, Context, Send, SendMany, Recv, OnMessage, Buffered,
+// Written, Close, CloseFor, CloseInfo), which package session re-declares on its
 // face type, and the transport's (Serve, ServeConn, ConnLost, Deliver,
 // End, CloseWith, Closed, HasOnMessage, Attached, AcquireSendSlot,
 // ReleaseSendSlot), which only package transport calls. An application
@@ -240,11 +240,51 @@ func (s *Session) Context() context.Context { return s.ctx }
 // is returned.
 func (s *Session) Send(msg string) error {
 	s.mu.Lock()
+	if err := s.roomLocked(1, len(msg)); err != nil {
+		return err
+	}
+	s.out = append(s.out, queued{msg: msg, at: now()})
+	s.outBytes += len(msg)
+	s.queuedLocked()
+	return nil
+}
+
+// SendMany is Send for each of msgs, in order, at once: the messages are
+// queued together, and a connection that takes frames without waiting
+// (NowWriter) gets them with one write. The queue limits count them all:
+// when they do not fit, none is queued and the session is closed with
+// 3009 (ErrQueueFull), as Send does.
+func (s *Session) SendMany(msgs []string) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	s.mu.Lock()
+	if err := s.roomLocked(len(msgs), n); err != nil {
+		return err
+	}
+	t := now()
+	for _, m := range msgs {
+		s.out = append(s.out, queued{msg: m, at: t})
+	}
+	s.outBytes += n
+	s.queuedLocked()
+	return nil
+}
+
+// roomLocked checks that k more messages of n bytes fit in the send
+// queue. When they do not, or the session is closing, it releases s.mu
+// and returns the error: the backlog is dropped and the session closed
+// with 3009 (ErrQueueFull). s.mu must be held.
+func (s *Session) roomLocked(k, n int) error {
 	if s.state >= stateClosing {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if len(s.out) >= s.opts.SendQueueMessages || s.outBytes+len(msg) > s.opts.SendQueueBytes {
+	if len(s.out)+k > s.opts.SendQueueMessages || s.outBytes+n > s.opts.SendQueueBytes {
 		// The backlog is useless to a client that cannot keep up: drop it
 		// so that the close frame is the next thing it sees, and let the
 		// garbage collector have it now rather than at expiry.
@@ -256,13 +296,19 @@ func (s *Session) Send(msg string) error {
 		s.wake()
 		return ErrQueueFull
 	}
-	s.out = append(s.out, queued{msg: msg, at: now()})
-	s.outBytes += len(msg)
+	return nil
+}
+
+// queuedLocked gets what was just queued written: now, by the caller,
+// to an idle connection that takes frames without waiting (writenow.go);
+// otherwise by a pump it starts or the Serve loop it signals. It releases
+// s.mu.
+func (s *Session) queuedLocked() {
 	served := s.conn == nil // by a Serve loop, if any
 	start := s.startPumpLocked()
 	if start && s.nowConn != nil && s.handoff == hoNone {
 		s.writeNowLocked() // no goroutine for an idle connection
-		return nil
+		return
 	}
 	notify := s.notify
 	s.mu.Unlock()
@@ -271,7 +317,6 @@ func (s *Session) Send(msg string) error {
 	} else if served {
 		signal(notify)
 	}
-	return nil
 }
 
 // Recv returns the next message from the client. It returns ErrClosed once

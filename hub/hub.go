@@ -385,20 +385,15 @@ func (h *Hub) ping(c *client) {
 	h.send(c, encodePing(id, rtt))
 }
 
-// sendMany queues msgs for c at once (one write on an idle websocket),
-// as send does each.
-func (h *Hub) sendMany(c *client, msgs []string) bool {
-	return h.sent(c, c.s.SendMany(msgs))
-}
-
 // send queues msg for c. Send never blocks: a client whose queue
 // overflows is closed by its session (3009); that is counted here, once.
 func (h *Hub) send(c *client, msg string) bool {
 	return h.sent(c, c.s.Send(msg))
 }
 
-// sent is send's and sendMany's outcome: false when c is closed, and a
-// subscriber closed for being slow is counted and logged.
+// sent is the outcome of a Send or SendMany to c's session: false when
+// c is closed, and a subscriber closed for being slow is counted and
+// logged.
 func (h *Hub) sent(c *client, err error) bool {
 	if err != nil {
 		if err == session.ErrQueueFull {

@@ -40,6 +40,9 @@ type subRef struct {
 // sub is one client's subscription to one channel (fields under local.mu).
 type sub struct {
 	l *local
+	// sess is the client's session (client.s), kept here for the
+	// fan-out: one object less to reach per delivery.
+	sess *session.Session
 	// pending: the subscribe is still reading the broker's position or
 	// history; live messages wait in buf meanwhile, so that the client
 	// gets subscribed, then history, then live messages, each once.
@@ -250,7 +253,7 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 		h.release(c.addr, ch, l)
 		return nil, l.err
 	}
-	s := &sub{l: l, pending: true}
+	s := &sub{l: l, sess: c.s, pending: true}
 	l.mu.Lock()
 	l.subs[c] = s
 	// Counted under the channel's lock, like the removal in deliver, so
@@ -431,9 +434,9 @@ func (h *Hub) deliverTo(c *client, s *sub, msgs []Message, frames []string, out 
 	case 0:
 		ok = true // it had them all
 	case 1:
-		ok = h.send(c, o[0])
+		ok = h.sent(c, s.sess.Send(o[0]))
 	default:
-		ok = h.sendMany(c, o)
+		ok = h.sent(c, s.sess.SendMany(o))
 		clear(o) // hold no message past its write
 	}
 	*out = o[:0]

@@ -48,9 +48,9 @@ func pingStamp() int64 { return int64(time.Since(pingEpoch)) + 1 }
 // used by one writer at a time; out is shared with the reader.
 type wsRTT struct {
 	obs     WebSocketRTTObserver // nil: no pings
-	service string
 	every   time.Duration
 	last    int64 // writer: stamp of the last ping sent, 0 before the first
+	service string
 	payload [8]byte
 }
 

@@ -86,7 +86,9 @@ func TestTextFrame(t *testing.T) {
 
 // TestSharedWire: a batch is written as one websocket message per SockJS
 // message, in order, each the a["…"] frame of its message, whether its
-// frame is shared, not yet, or its slot is taken by another message.
+// frame is shared, not yet, or its slot is taken by another message; the
+// batch's bytes are built once for the connections that write the same
+// batch, and only for them.
 func TestSharedWire(t *testing.T) {
 	msgs := make([]string, 20) // more than fit without collisions
 	for i := range msgs {
@@ -94,12 +96,16 @@ func TestSharedWire(t *testing.T) {
 	}
 	f := &engine.Frame{Kind: session.FrameMessages, Messages: msgs}
 	for round := range 3 { // unseen, seen, shared
-		wire, ok := sharedWire(f, nil)
-		if !ok {
+		wire, sizes, ok := sharedWire(f)
+		if !ok || len(sizes) != len(msgs) {
 			t.Fatalf("round %d: no wire for a batch", round)
 		}
 		for i, m := range msgs {
-			want := appendTextFrame(nil, appendFrame(nil, &engine.Frame{Kind: session.FrameMessages, Messages: []string{m}}))
+			one := appendFrame(nil, &engine.Frame{Kind: session.FrameMessages, Messages: []string{m}})
+			if sizes[i] != len(one) {
+				t.Fatalf("round %d: message %d: size %d, want %d", round, i, sizes[i], len(one))
+			}
+			want := appendTextFrame(nil, one)
 			if !strings.HasPrefix(string(wire), string(want)) {
 				t.Fatalf("round %d: message %d: got %q, want %q", round, i, wire[:min(len(wire), len(want))], want)
 			}
@@ -109,7 +115,16 @@ func TestSharedWire(t *testing.T) {
 			t.Fatalf("round %d: %d bytes after the batch", round, len(wire))
 		}
 	}
-	if _, ok := sharedWire(&engine.Frame{Kind: session.FrameMessages, Messages: []string{strings.Clone(msgs[0])}}, nil); ok {
+	w1, _, _ := sharedWire(f)
+	w2, _, _ := sharedWire(f)
+	if &w1[0] != &w2[0] {
+		t.Fatal("a batch written twice was built twice")
+	}
+	other := &engine.Frame{Kind: session.FrameMessages, Messages: append([]string{msgs[0]}, msgs[2:]...)}
+	if w3, _, _ := sharedWire(other); len(w3) >= len(w1) {
+		t.Fatal("a batch with the same first message got another batch's bytes")
+	}
+	if _, _, ok := sharedWire(&engine.Frame{Kind: session.FrameMessages, Messages: []string{strings.Clone(msgs[0])}}); ok {
 		t.Fatal("a message never written before had a shared wire")
 	}
 }

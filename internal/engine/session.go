@@ -109,13 +109,38 @@ func now() int64 { return int64(time.Since(epoch)) }
 // holds a *session.Session, the same pointer under a type that has only
 // the first list.
 type Session struct {
-	id        string
-	key       string // registry key: the URL session id, or "ws/"+id for sessions without one
+	// What a message sent to an idle connection reads and writes (Send,
+	// writeNowLocked), together at the start: a hub fan-out reaches a
+	// cold session per delivery, and these fields spread over nine
+	// cache lines were a third of the send path's own CPU (perf
+	// annotate: the first load of each line).
+	mu        sync.Mutex
+	state     state
 	transport Transport
-	req       Request
+	pumping   bool  // a pump runs (or the close frame is written)
+	held      bool  // nowConn holds part of a frame: a pump flushes it
+	nowBusy   bool  // a frame written now is being written, or its held part flushed: Freeze waits for it
+	handoff   uint8 // hand-off state (handoff.go, handoffEnd below)
+	holdPump  int   // OnMessage callbacks running (callback.go, onMsg below)
 	opts      *Options
-	reg       *Registry
-	created   int64
+	out       []queued // messages sent and not yet written
+	outBytes  int
+	writing   int      // messages of the batch being written (Buffered)
+	writingB  int      // and their bytes
+	spare     []queued // the previous batch's array, reused
+	// A connection receiver served by pumps (serveConn, pump.go), and
+	// nowConn, conn when it takes frames without waiting (writenow.go).
+	conn      Receiver
+	nowConn   NowWriter
+	lastWrite int64         // when the last frame was written (now)
+	written   chan struct{} // Written: closed after the next batch is written
+	pumpFrame Frame         // the pump's frame, reused (one pump at a time)
+
+	id      string
+	key     string // registry key: the URL session id, or "ws/"+id for sessions without one
+	req     Request
+	reg     *Registry
+	created int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,16 +155,9 @@ type Session struct {
 
 	sendSlots atomic.Int32 // send requests in flight (acquireSendSlot)
 
-	mu          sync.Mutex
-	state       state
 	inQ         []queued // received messages with their arrival time
 	inHead      int
-	inBytes     int      // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
-	out         []queued // messages sent and not yet written
-	outBytes    int
-	writing     int      // messages of the batch being written (Buffered)
-	writingB    int      // and their bytes
-	spare       []queued // the previous batch's array, reused
+	inBytes     int // bytes of inQ[inHead:], counted as Options.RecvQueueBytes says
 	attached    bool
 	releaseDue  bool // the attached receiver's answer ends with its next frame (Release)
 	opened      bool // the open frame was written
@@ -152,30 +170,20 @@ type Session struct {
 	detached chan struct{}
 	settling chan struct{}
 
-	// A connection receiver served by pumps (serveConn, pump.go).
-	conn      Receiver
-	connEnd   func()
-	pumping   bool        // a pump runs (or the close frame is written)
-	hbDue     bool        // the heartbeat timer asks for a heartbeat frame
-	lastWrite int64       // when the last frame was written (now)
-	hb        *time.Timer // heartbeat timer
-	pumpFrame Frame       // the pump's frame, reused (one pump at a time)
-	nowConn   NowWriter   // conn, when it takes frames without waiting (writenow.go)
-	held      bool        // nowConn holds part of a frame: a pump flushes it
-	nowBusy   bool        // a frame written now is being written, or its held part flushed: Freeze waits for it
+	// The connection receiver's end (serveConn, pump.go; conn above).
+	connEnd func()
+	hbDue   bool        // the heartbeat timer asks for a heartbeat frame
+	hb      *time.Timer // heartbeat timer
 
 	// OnMessage (callback.go): the callback, set once under mu; cbMu
-	// runs it for one message at a time. While holdPump > 0 a callback
+	// runs it for one message at a time. While holdPump (above) > 0 a callback
 	// runs, no pump starts, and the callback's goroutine writes what is
 	// pending when it returns (releasePump).
-	written  chan struct{} // Written: closed after the next batch is written
-	onMsg    func(string)
-	cbMu     sync.Mutex
-	holdPump int
+	onMsg func(string)
+	cbMu  sync.Mutex
 
-	// Hand-off (handoff.go): hoNone, hoFrozen or hoDone; handoffEnd is
-	// closed when a freeze ends (Done or Thaw).
-	handoff    uint8
+	// Hand-off (handoff.go): handoff (above) is hoNone, hoFrozen or
+	// hoDone; handoffEnd is closed when a freeze ends (Done or Thaw).
 	handoffEnd chan struct{}
 	// finishPending: a batch was written to a polling answer that is not
 	// finished (sent) yet (writeBatch sets it, detach clears it).

@@ -437,8 +437,8 @@ func (h *Hub) deliverTo(c *client, s *sub, msgs []Message, frames []string, out 
 		ok = h.sent(c, s.sess.Send(o[0]))
 	default:
 		ok = h.sent(c, s.sess.SendMany(o))
-		clear(o) // hold no message past its write
 	}
+	clear(o) // hold no message past its write
 	*out = o[:0]
 	return ok
 }

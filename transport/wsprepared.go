@@ -51,17 +51,17 @@ type sharedSlot struct {
 	entry atomic.Pointer[sharedEntry]
 }
 
-// sharedFrames is the cache. 64 slots: enough for the few messages
-// being fanned out at any one time, a batch of them included (hub's
-// maxFanBatch), with few collisions.
-var sharedFrames [64]sharedSlot
+// sharedFrames is the cache. 16 slots: enough for the few messages
+// being fanned out at any one time (a batch of them is shared whole:
+// sharedBatches).
+var sharedFrames [16]sharedSlot
 
 // sharedSlotOf is the slot of a message's bytes at p: a multiplicative
 // hash of the address, whose low bits alone repeat with the allocator's
 // size classes (consecutive 128-byte strings took 2 of 16 slots).
 func sharedSlotOf(p *byte) *sharedSlot {
 	h := uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15
-	return &sharedFrames[h>>58]
+	return &sharedFrames[h>>60]
 }
 
 // sharedMaxBytes: longer messages are not kept (the cache would pin 16 of
@@ -92,11 +92,13 @@ func sharedMessage(msg string) *sharedEntry {
 		return nil // the first time: the caller encodes it itself
 	}
 	frame := appendFrame(make([]byte, 0, len(msg)+8), &engine.Frame{Kind: session.FrameMessages, Messages: []string{msg}})
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
+	wire := appendTextFrame(make([]byte, 0, len(frame)+10), frame)
+	// The prepared message reads the SockJS frame inside wire: one copy.
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, wire[len(wire)-len(frame):])
 	if err != nil {
 		return nil
 	}
-	e := &sharedEntry{data: p, n: len(msg), pm: pm, wire: appendTextFrame(make([]byte, 0, len(frame)+10), frame), size: len(frame), sizes: [1]int{len(frame)}}
+	e := &sharedEntry{data: p, n: len(msg), pm: pm, wire: wire, size: len(frame), sizes: [1]int{len(frame)}}
 	slot.entry.Store(e)
 	return e
 }

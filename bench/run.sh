@@ -23,6 +23,7 @@ $GO build -o bench-results/bin/server ./cmd/server
 $GO build -o bench-results/bin/loadgen ./cmd/loadgen
 $GO build -o bench-results/bin/igm ./bench/servers/igm
 $GO build -o bench-results/bin/rawws ./bench/servers/rawws
+$GO build -o bench-results/bin/barefan ./bench/servers/barefan
 $GO build -o bench-results/bin/proxyecho ./bench/servers/proxyecho
 $GO build -o bench-results/bin/benchrun ./bench/cmd/benchrun
 # benchrun runs `$GO test` for the webhook measurement.

@@ -73,9 +73,36 @@ func (h *Hub) fanOut(l *local) {
 			q.room.Broadcast()
 		}
 		q.mu.Unlock()
-		for i := range batch {
-			h.deliverNow(l, batch[i])
-			batch[i] = Message{} // let the data go
+		// Publishes that queued while the last ones were fanned out
+		// go to each subscriber together (SendMany: one write on an
+		// idle websocket, not one per publish), a few at a time.
+		for i := 0; i < len(batch); {
+			k := fanBatch(batch[i:])
+			h.deliverNow(l, batch[i:i+k])
+			clear(batch[i : i+k]) // let the data go
+			i += k
 		}
 	}
+}
+
+// maxFanBatch and maxFanBatchBytes bound the publishes one subscriber is
+// given at once by a fan-out that fell behind: a batch is one write to an
+// idle websocket, and the session's send queue takes it whole or closes
+// (3009), so it stays far below the queue's limits (engine's defaults:
+// 1,024 messages, 1 MiB) and within the shared frames' cache
+// (transport's wsprepared.go).
+const (
+	maxFanBatch      = 8
+	maxFanBatchBytes = 64 << 10
+)
+
+// fanBatch is how many of the queued publishes (at least one) go out
+// together.
+func fanBatch(queue []Message) int {
+	n, size := 1, len(queue[0].Data)
+	for n < len(queue) && n < maxFanBatch && size+len(queue[n].Data) <= maxFanBatchBytes {
+		size += len(queue[n].Data)
+		n++
+	}
+	return n
 }

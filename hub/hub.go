@@ -388,7 +388,14 @@ func (h *Hub) ping(c *client) {
 // send queues msg for c. Send never blocks: a client whose queue
 // overflows is closed by its session (3009); that is counted here, once.
 func (h *Hub) send(c *client, msg string) bool {
-	if err := c.s.Send(msg); err != nil {
+	return h.sent(c, c.s.Send(msg))
+}
+
+// sent is the outcome of a Send or SendMany to c's session: false when
+// c is closed, and a subscriber closed for being slow is counted and
+// logged.
+func (h *Hub) sent(c *client, err error) bool {
+	if err != nil {
 		if err == session.ErrQueueFull {
 			h.opts.Observer.SubscriberDropped(c.s.Transport())
 			h.opts.Logger.Info("hub: subscriber too slow, disconnected", "transport", c.s.Transport().String())

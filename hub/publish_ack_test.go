@@ -130,3 +130,39 @@ func TestFanOutQueueBound(t *testing.T) {
 	}
 	c.expectSeqs("news", 1, n)
 }
+
+// TestFanOutBacklogBatches: publishes that queue while a channel's
+// fan-out is held up go to each subscriber a few at a time (SendMany:
+// one write on an idle websocket), every one once and in order, on each
+// transport, and to a subscriber whose subscribe waited behind them.
+func TestFanOutBacklogBatches(t *testing.T) {
+	const backlog = 21 // the first publish, then batches of 8, 8 and 4
+	e := newEnv(t, defaultRules, "", session.Options{})
+	var subs []*hubConn
+	for _, tr := range []string{client.WebSocket, client.XHRStreaming, client.XHRPolling} {
+		c := dialHub(t, e.url+"/hub", tr)
+		c.send(`{"op":"subscribe","channel":"news"}`)
+		c.expect("subscribed", "seq", "0")
+		subs = append(subs, c)
+	}
+	release := e.hub.HoldFanOut("news")
+	for n := 1; n <= backlog; n++ {
+		if code, v := apiCall(t, "POST", e.url+"/api/publish", fmt.Sprintf(`{"channel":"news","data":{"n":%d}}`, n)); code != 200 || jsonNum(v["seq"]) != fmt.Sprint(n) {
+			release()
+			t.Fatalf("publish %d: %d %v", n, code, v)
+		}
+	}
+	late := dialHub(t, e.url+"/hub", client.WebSocket)
+	late.send(`{"op":"subscribe","channel":"news"}`) // waits for the channel's lock
+	release()
+	for _, c := range subs {
+		c.expectSeqs("news", 1, backlog)
+	}
+	late.expect("subscribed", "seq", fmt.Sprint(backlog))
+	if code, v := apiCall(t, "POST", e.url+"/api/publish", `{"channel":"news","data":{}}`); code != 200 {
+		t.Fatalf("publish: %d %v", code, v)
+	}
+	for _, c := range append(subs, late) {
+		c.expectSeqs("news", backlog+1, backlog+1) // exactly once: nothing before it
+	}
+}

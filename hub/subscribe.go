@@ -24,8 +24,10 @@ type local struct {
 	mu   sync.Mutex
 	subs map[*client]*sub
 	// shares is deliverParallel's list of the subscribers, reused from
-	// one publish to the next (under mu; emptied after each).
+	// one publish to the next (under mu; emptied after each); out is
+	// deliverNow's list of what one subscriber is sent, likewise.
 	shares []subRef
+	out    []string
 	// fan is the channel's fan-out queue (fanout.go).
 	fan fanQueue
 }
@@ -38,6 +40,9 @@ type subRef struct {
 // sub is one client's subscription to one channel (fields under local.mu).
 type sub struct {
 	l *local
+	// sess is the client's session (client.s), kept here for the
+	// fan-out: one object less to reach per delivery.
+	sess *session.Session
 	// pending: the subscribe is still reading the broker's position or
 	// history; live messages wait in buf meanwhile, so that the client
 	// gets subscribed, then history, then live messages, each once.
@@ -194,8 +199,12 @@ func (h *Hub) activateFrom(c *client, s *sub, ch string, m clientMsg, hist Histo
 			}
 		}
 	}
+	var out []string
 	for _, msg := range buf {
-		if !h.deliverOne(c, s, msg, "") {
+		out = h.deliverOne(c, s, msg, "", out)
+	}
+	for _, msg := range out {
+		if !h.send(c, msg) {
 			return
 		}
 	}
@@ -244,7 +253,7 @@ func (h *Hub) join(ctx context.Context, c *client, ch string) (*sub, error) {
 		h.release(c.addr, ch, l)
 		return nil, l.err
 	}
-	s := &sub{l: l, pending: true}
+	s := &sub{l: l, sess: c.s, pending: true}
 	l.mu.Lock()
 	l.subs[c] = s
 	// Counted under the channel's lock, like the removal in deliver, so
@@ -315,29 +324,35 @@ func (h *Hub) release(addr, ch string, l *local) {
 	}
 }
 
-// deliverNow fans one message out to the channel's local subscribers,
-// on the channel's fan-out goroutine (fanout.go). The frame is encoded
-// once; Send never blocks, so a slow subscriber delays no one: one whose
-// queue overflows is closed by the session (3009) and counted here. Send
-// writes to an idle websocket itself (one non-blocking write), so the
-// fan-out is this goroutine's work: a large channel is shared among up
-// to GOMAXPROCS goroutines (deliverParallel).
-func (h *Hub) deliverNow(l *local, m Message) {
-	frame := EncodeMessage(m.Channel, m.Seq, m.Data)
+// deliverNow fans msgs (one publish, or a few that queued meanwhile:
+// fanout.go) out to the channel's local subscribers, on the channel's
+// fan-out goroutine. Each message's frame is encoded once; Send never
+// blocks, so a slow subscriber delays no one: one whose queue overflows
+// is closed by the session (3009) and counted here. Send writes to an
+// idle websocket itself (one non-blocking write, one for all of msgs:
+// SendMany), so the fan-out is this goroutine's work: a large channel is
+// shared among up to GOMAXPROCS goroutines (deliverParallel).
+func (h *Hub) deliverNow(l *local, msgs []Message) {
+	frames := make([]string, len(msgs))
+	for i, m := range msgs {
+		frames[i] = EncodeMessage(m.Channel, m.Seq, m.Data)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(l.subs) >= h.parallelMin {
-		h.deliverParallel(l, m, frame, procs)
+		h.deliverParallel(l, msgs, frames, procs)
 		return
 	}
+	out := l.out[:0]
 	for c, s := range l.subs {
-		if !h.deliverTo(c, s, m, frame) {
+		if !h.deliverTo(c, s, msgs, frames, &out) {
 			// Closed, by overflow or otherwise: stop counting it now
 			// rather than when its handler gets round to leaving.
 			delete(l.subs, c)
-			h.opts.Broker.AddPresence(m.Channel, -1)
+			h.opts.Broker.AddPresence(msgs[0].Channel, -1)
 		}
 	}
+	l.out = out[:0]
 }
 
 // parallelMin is the fewest local subscribers for which a publish is
@@ -351,7 +366,7 @@ var parallelMin = 512
 // when all have: the channel's lock is held throughout, so the next
 // publish still reaches every subscriber after this one. Each subscriber
 // is in one share, so its state has one writer.
-func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
+func (h *Hub) deliverParallel(l *local, msgs []Message, frames []string, procs int) {
 	refs := l.shares[:0]
 	for c, s := range l.subs {
 		refs = append(refs, subRef{c, s})
@@ -363,8 +378,9 @@ func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
 	for i := range parts {
 		share := refs[i*size : min((i+1)*size, len(refs))]
 		run := func() {
+			var out []string
 			for _, r := range share {
-				if !h.deliverTo(r.c, r.s, m, frame) {
+				if !h.deliverTo(r.c, r.s, msgs, frames, &out) {
 					failed[i] = append(failed[i], r.c)
 				}
 			}
@@ -383,7 +399,7 @@ func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
 	for _, f := range failed {
 		for _, c := range f {
 			delete(l.subs, c)
-			h.opts.Broker.AddPresence(m.Channel, -1)
+			h.opts.Broker.AddPresence(msgs[0].Channel, -1)
 		}
 	}
 	clear(refs) // hold no client past its subscription
@@ -393,32 +409,50 @@ func (h *Hub) deliverParallel(l *local, m Message, frame string, procs int) {
 	}
 }
 
-// deliverTo gives m to one subscriber (under local.mu): held while its
-// subscribe is pending, sent otherwise. False when it is closed.
-func (h *Hub) deliverTo(c *client, s *sub, m Message, frame string) bool {
-	if !s.pending {
-		return h.deliverOne(c, s, m, frame)
+// deliverTo gives msgs to one subscriber (under local.mu): held while its
+// subscribe is pending, sent otherwise, all at once (out is the caller's
+// scratch array, handed back emptied). False when it is closed.
+func (h *Hub) deliverTo(c *client, s *sub, msgs []Message, frames []string, out *[]string) bool {
+	if s.pending {
+		for _, m := range msgs {
+			s.buf = append(s.buf, m)
+			s.bufBytes += len(m.Data)
+		}
+		if s.bufBytes > maxPendingBytes {
+			h.opts.Observer.SubscriberDropped(c.s.Transport())
+			_ = c.s.CloseFor(session.CauseLimit, session.CodeQueueFull, session.ReasonQueueFull)
+			return false
+		}
+		return true
 	}
-	s.buf = append(s.buf, m)
-	s.bufBytes += len(m.Data)
-	if s.bufBytes > maxPendingBytes {
-		h.opts.Observer.SubscriberDropped(c.s.Transport())
-		_ = c.s.CloseFor(session.CauseLimit, session.CodeQueueFull, session.ReasonQueueFull)
-		return false
+	o := (*out)[:0]
+	for i := range msgs {
+		o = h.deliverOne(c, s, msgs[i], frames[i], o)
 	}
-	return true
+	var ok bool
+	switch len(o) {
+	case 0:
+		ok = true // it had them all
+	case 1:
+		ok = h.sent(c, s.sess.Send(o[0]))
+	default:
+		ok = h.sent(c, s.sess.SendMany(o))
+	}
+	clear(o) // hold no message past its write
+	*out = o[:0]
+	return ok
 }
 
-// deliverOne sends m to one active subscriber unless it already had it
-// (under local.mu). Whenever the channel's sequence does not continue
-// where this subscriber stands, it is told with a subscribed carrying
-// recovered:false and the position just before m, before m itself: a new
-// epoch (the broker forgot the channel, or Redis restarted), or a gap
-// within the epoch (the broker could not deliver some messages: its
-// history no longer held them after a reconnect). The gap check is the
-// hub's own, whatever the broker promises, so that no broker fault can
-// skip messages silently.
-func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
+// deliverOne appends to out what one active subscriber is sent for m,
+// nothing if it already had it (under local.mu). Whenever the channel's
+// sequence does not continue where this subscriber stands, it is told
+// with a subscribed carrying recovered:false and the position just before
+// m, before m itself: a new epoch (the broker forgot the channel, or
+// Redis restarted), or a gap within the epoch (the broker could not
+// deliver some messages: its history no longer held them after a
+// reconnect). The gap check is the hub's own, whatever the broker
+// promises, so that no broker fault can skip messages silently.
+func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string, out []string) []string {
 	if m.Epoch != s.epoch && s.epoch == "" && s.last == 0 && m.Seq == 1 {
 		// The channel had no epoch when this client subscribed (nothing
 		// published yet, or Redis lost it) and its first message starts
@@ -427,9 +461,7 @@ func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
 		// whatever epoch the channel has by then.
 		yes := true
 		s.epoch = m.Epoch
-		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, 0}, &yes)) {
-			return false
-		}
+		out = append(out, encodeSubscribed(m.Channel, Position{m.Epoch, 0}, &yes))
 	}
 	reason := ""
 	switch {
@@ -442,16 +474,14 @@ func (h *Hub) deliverOne(c *client, s *sub, m Message, frame string) bool {
 		no := false
 		s.epoch, s.last = m.Epoch, m.Seq-1
 		h.reset(c.s.Transport(), reason)
-		if !h.send(c, encodeSubscribed(m.Channel, Position{m.Epoch, m.Seq - 1}, &no)) {
-			return false
-		}
+		out = append(out, encodeSubscribed(m.Channel, Position{m.Epoch, m.Seq - 1}, &no))
 	}
 	if m.Seq <= s.last {
-		return true
+		return out
 	}
 	s.last = m.Seq
 	if frame == "" {
 		frame = EncodeMessage(m.Channel, m.Seq, m.Data)
 	}
-	return h.send(c, frame)
+	return append(out, frame)
 }

@@ -21,7 +21,7 @@ import (
 // this defined type does not inherit.
 func TestSessionMethodSet(t *testing.T) {
 	want := []string{
-		"Buffered", "Close", "CloseFor", "CloseInfo", "Context", "HandedOff", "ID", "OnMessage", "Recv", "Request", "Send",
+		"Buffered", "Close", "CloseFor", "CloseInfo", "Context", "HandedOff", "ID", "OnMessage", "Recv", "Request", "Send", "SendMany",
 		"Transport", "Written",
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[*Session](), reflect.TypeFor[Session]()} {
@@ -114,7 +114,7 @@ func TestPublicDeclarations(t *testing.T) {
 		"method Options.WithDefaults",
 		"method Session.Buffered", "method Session.Close", "method Session.CloseFor", "method Session.CloseInfo", "method Session.HandedOff",
 		"method Session.Context", "method Session.ID", "method Session.OnMessage", "method Session.Recv",
-		"method Session.Request", "method Session.Send", "method Session.Transport", "method Session.Written",
+		"method Session.Request", "method Session.Send", "method Session.SendMany", "method Session.Transport", "method Session.Written",
 		"type CloseCause", "type Endpoint", "type FrameKind", "type Limit", "type NopObserver", "type Observer",
 		"type Options", "type Request", "type Session", "type Transport",
 		"var ErrClosed", "var ErrQueueFull",

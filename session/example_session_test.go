@@ -157,3 +157,30 @@ func ExampleSession_Request() {
 	// ?token=secret welcome
 	// ?token=guess closed: 4003 forbidden
 }
+
+// SendMany queues several messages at once: here a backlog kept while the
+// session was being set up, sent with one write on a websocket.
+func ExampleSession_SendMany() {
+	srv := serve(func(s *session.Session) {
+		_ = s.SendMany([]string{"one", "two", "three"})
+	})
+	defer srv.Close()
+	c, err := dial(srv, "", "websocket")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	for range 3 {
+		m, err := recv(c)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(m)
+	}
+	// Output:
+	// one
+	// two
+	// three
+}

@@ -51,6 +51,14 @@ func (s *Session) Context() context.Context { return s.e().Context() }
 // is returned.
 func (s *Session) Send(msg string) error { return s.e().Send(msg) }
 
+// SendMany is Send for each of msgs, in order, at once: they are queued
+// together, and a websocket that is not busy gets them with one write
+// (a fan-out that fell behind catches up with half the system calls).
+// The send queue limit counts them all: when they do not fit, none is
+// queued, the session is closed with code 3009 and ErrQueueFull is
+// returned.
+func (s *Session) SendMany(msgs []string) error { return s.e().SendMany(msgs) }
+
 // Recv returns the next message from the client. It returns ErrClosed once
 // the session is closed and every received message was taken, or ctx's
 // error.

@@ -6,8 +6,9 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // nbConn is a websocket's TCP connection as gorilla/websocket writes to
@@ -26,7 +27,7 @@ import (
 // meanwhile; the reader flushes the control frames it writes.
 type nbConn struct {
 	net.Conn
-	rc      syscall.RawConn
+	fd      int           // the socket's descriptor, open until Close (under mu) marks closed
 	timeout time.Duration // of each Flush
 
 	fmu sync.Mutex // one Flush at a time
@@ -36,19 +37,31 @@ type nbConn struct {
 	spare    []byte // the last flushed array, reused
 	flushing bool   // a Flush is writing: later bytes queue behind it
 	err      error  // the connection failed: every later write fails
-	// The non-blocking write's argument and result (under mu), so that
-	// the function handed to RawConn.Control is made once per connection
-	// rather than a closure allocated per write (wsconn_unix.go).
-	wp    []byte
-	wn    int
-	werr  error
-	write func(fd uintptr)
+	// closeSent: gorilla wrote a websocket close frame (Write sees it
+	// whole: a control frame is always one write), so WriteData writes
+	// no data frame after it, as gorilla's own writes would not.
+	closeSent bool
+	// closed: Close was called. The non-blocking write goes to fd
+	// without the descriptor's reference count (wsconn_unix.go): this
+	// flag, set under mu before the descriptor is closed, keeps it from
+	// writing to a closed descriptor, or to another connection's that
+	// reuses its number.
+	closed bool
 }
 
 // errNoRawConn: a connection without a file descriptor (TLS, a test's
 // pipe), or a platform without non-blocking writes here, is written by
 // gorilla directly.
 var errNoRawConn = errors.New("no raw connection")
+
+// Close marks the connection closed for the non-blocking writes, then
+// closes it.
+func (c *nbConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // SetWriteDeadline is ignored: no write waits but Flush, which is
 // bounded by the write timeout from its start.
@@ -61,6 +74,38 @@ func (c *nbConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(
 func (c *nbConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if isCloseFrame(p) {
+		c.closeSent = true
+	}
+	return c.writeLocked(p)
+}
+
+// WriteData writes p, one whole websocket data frame, as Write does,
+// unless a close frame was written before it (websocket.ErrCloseSent).
+// held reports that bytes wait for a Flush that no one is making (Held),
+// without a second look under the lock.
+func (c *nbConn) WriteData(p []byte) (held bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent && c.err == nil {
+		return false, websocket.ErrCloseSent
+	}
+	if _, err := c.writeLocked(p); err != nil {
+		return false, err
+	}
+	return len(c.held) > 0 && !c.flushing, nil
+}
+
+// isCloseFrame reports whether p is a server's websocket close frame as
+// gorilla writes it: one unmasked control frame, whole. No other write
+// can look like one: a data message's first write starts with a data
+// frame's header, and the rest of a large one is over 2 KB, longer than
+// any control frame.
+func isCloseFrame(p []byte) bool {
+	return len(p) >= 2 && p[0] == 0x88 && len(p) == 2+int(p[1]&0x7f)
+}
+
+func (c *nbConn) writeLocked(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // tcpPair returns both ends of a loopback TCP connection, the server's as
@@ -115,4 +117,64 @@ func TestNBConnWrite(t *testing.T) {
 			t.Fatal("a write to a closed connection succeeded")
 		}
 	})
+}
+
+// TestNBConnWriteData: data frames go out until gorilla writes a close
+// frame; after it WriteData refuses (websocket.ErrCloseSent) and writes
+// nothing, as gorilla's own writes would. Writes that only look like
+// part of a close frame do not stop it.
+func TestNBConnWriteData(t *testing.T) {
+	nc, client := tcpPair(t)
+	data := appendTextFrame(nil, []byte("a[\"x\"]"))
+	for _, tc := range []struct {
+		name string
+		p    []byte
+	}{
+		{"a data frame", data},
+		{"a pong", []byte{0x8a, 1, 'p'}},
+		{"a close header inside a longer write", append([]byte{0x88, 0}, data...)},
+	} {
+		if _, err := nc.Write(tc.p); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if held, err := nc.WriteData(data); err != nil || held {
+			t.Fatalf("WriteData after %s: held %v, %v", tc.name, held, err)
+		}
+	}
+	closeFrame := append([]byte{0x88, 2}, websocket.FormatCloseMessage(1000, "")...)
+	if _, err := nc.Write(closeFrame); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.WriteData(data); !errors.Is(err, websocket.ErrCloseSent) {
+		t.Fatalf("WriteData after a close frame: %v, want ErrCloseSent", err)
+	}
+	want := 5*len(data) + 3 + 2 + len(closeFrame) // data frames: two written (one in the lookalike), three by WriteData
+	got := make([]byte, want)
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(got, closeFrame) {
+		t.Fatalf("the stream does not end with the close frame: %q", got)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("%d bytes after the close frame", n)
+	}
+}
+
+// TestNBConnClosed: once closed, no write reaches the descriptor (whose
+// number another connection may have by then): Write and WriteData fail
+// with net.ErrClosed.
+func TestNBConnClosed(t *testing.T) {
+	nc, _ := tcpPair(t)
+	if err := nc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
+	}
+	if _, err := nc.WriteData(appendTextFrame(nil, []byte("x"))); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteData after Close: %v, want net.ErrClosed", err)
+	}
 }

@@ -57,17 +57,18 @@ func (s *Session) writeNowLocked() {
 	f.Kind = FrameMessages
 	fillFrame(f, batch)
 	held, err := r.WriteFrameNow(f)
-	s.batchWritten(f, batch, false)
+	// One lock for what the write changed: a hub fan-out makes this
+	// call once per subscriber.
+	t := s.observeBatch(f, batch)
+	s.mu.Lock()
+	s.batchWrittenLocked(batch, t, false)
+	s.nowBusy = false
 	if err != nil {
-		s.mu.Lock()
-		s.nowBusy = false
 		s.mu.Unlock()
 		s.closeLost(CauseError)
 		go s.pump() // still claimed: it writes the close frame
 		return
 	}
-	s.mu.Lock()
-	s.nowBusy = false
 	s.held = held
 	if !s.pendingLocked() {
 		if cap(f.Messages) > 64 {

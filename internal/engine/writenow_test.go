@@ -335,3 +335,41 @@ func serveNowHandOff(t *testing.T, holdEvery int, gate chan struct{}) (*Session,
 	}
 	return serveNowOn(t, s, holdEvery, gate)
 }
+
+// TestSendMany: messages sent together go to an idle connection as one
+// frame written now, in order; when they do not all fit in the send
+// queue none is queued and the session closes with 3009, as with Send.
+func TestSendMany(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      Options
+		send      [][]string
+		errs      []error
+		frames    []string
+		closeCode int
+	}{
+		{"one write", Options{}, [][]string{{"a", "b", "c"}, {"d"}, {}}, []error{nil, nil, nil},
+			[]string{"o", "a,a,b,c", "a,d", "c,bye"}, 3000},
+		{"over the messages limit", Options{SendQueueMessages: 2}, [][]string{{"a", "b"}, {"c", "d", "e"}}, []error{nil, ErrQueueFull},
+			[]string{"o", "a,a,b", "c," + ReasonQueueFull}, CodeQueueFull},
+		{"over the bytes limit", Options{SendQueueBytes: 4}, [][]string{{"ab", "cd"}, {"abc", "de"}}, []error{nil, ErrQueueFull},
+			[]string{"o", "a,ab,cd", "c," + ReasonQueueFull}, CodeQueueFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, n, ended := serveNowTest(t, tc.opts, 0, nil)
+			for i, msgs := range tc.send {
+				if err := s.SendMany(msgs); err != tc.errs[i] {
+					t.Fatalf("SendMany(%q): %v, want %v", msgs, err, tc.errs[i])
+				}
+			}
+			_ = s.Close(3000, "bye")
+			waitClosed(t, ended, "onEnd")
+			if all := n.all(); !slices.Equal(all, tc.frames) {
+				t.Fatalf("frames %v, want %v", all, tc.frames)
+			}
+			if code, _, _ := s.CloseInfo(); code != tc.closeCode {
+				t.Fatalf("close code %d, want %d", code, tc.closeCode)
+			}
+		})
+	}
+}

@@ -260,13 +260,26 @@ func fillFrame(f *Frame, batch []queued) {
 // keeps the batch's array for the next one. finishing says the batch is
 // on its way only once the receiver's answer is finished (detach).
 func (s *Session) batchWritten(f *Frame, batch []queued, finishing bool) {
+	t := s.observeBatch(f, batch)
+	s.mu.Lock()
+	s.batchWrittenLocked(batch, t, finishing)
+	s.mu.Unlock()
+}
+
+// observeBatch is batchWritten's part without the lock: the delivery
+// delays, and the batch's messages let go. It returns when it was.
+func (s *Session) observeBatch(f *Frame, batch []queued) int64 {
 	t := now()
 	for i := range batch {
 		s.opts.Observer.DeliveryDelay(s.transport, time.Duration(t-batch[i].at))
 		batch[i].msg = "" // let the garbage collector have it
 	}
 	clear(f.Messages)
-	s.mu.Lock()
+	return t
+}
+
+// batchWrittenLocked is batchWritten's part under s.mu, t its time.
+func (s *Session) batchWrittenLocked(batch []queued, t int64, finishing bool) {
 	s.writing, s.writingB = 0, 0
 	if finishing {
 		// Written, but on its way only once the answer is finished
@@ -281,5 +294,4 @@ func (s *Session) batchWritten(f *Frame, batch []queued, finishing bool) {
 	if s.spare == nil && cap(batch) <= 1024 {
 		s.spare = batch[:0]
 	}
-	s.mu.Unlock()
 }

@@ -40,7 +40,10 @@ type hubResult struct {
 	// The server's own view of the first step: sockjs_delivery_delay_seconds
 	// (Send to written) on /metrics, p50 and p99 in ms.
 	srvP50, srvP99 float64
-	err            string
+	// bare is the floor under the first step (websocket only): barefan's
+	// raw write loop to as many connections at the same rate.
+	bare *bareFan
+	err  string
 }
 
 // hubServer is sockjsd for a fan-out of n subscribers: the load generator
@@ -104,6 +107,11 @@ func hubRuns(deadline time.Time) []hubResult {
 		}
 		if r.err != "" {
 			fmt.Fprintf(os.Stderr, "hub %-14s %5d  %s\n", l.transport, l.sessions, r.err)
+		}
+		if l.transport == "websocket" && len(r.Steps) > 0 {
+			bf := bareFanOut(l.sessions, r.Steps[0].Rate, *hubStepD)
+			r.bare = &bf
+			fmt.Fprintf(os.Stderr, "hub %-14s %5d  %s\n", l.transport, l.sessions, bf.note())
 		}
 		out = append(out, r)
 	}

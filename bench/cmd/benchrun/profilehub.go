@@ -24,6 +24,7 @@ type hubProf struct {
 	cpuUs, syscalls, cswitch float64 // per delivery
 	shares                   map[string]float64
 	top                      string
+	bare                     bareFan // the floor under the same step (barefan.go)
 	err                      string
 }
 
@@ -73,6 +74,7 @@ func profileHub(dir string) hubProf {
 	hp.shares = cpuShares(path)
 	top, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", path).Output()
 	hp.top = topTable(string(top))
+	hp.bare = bareFanOut(subscribers, 10, 6*time.Second)
 	return hp
 }
 
@@ -95,11 +97,15 @@ func hubSection(hp hubProf) string {
 	b.WriteString("| per delivery | sockjsd |\n| --- | ---: |\n")
 	fmt.Fprintf(&b, "| deliveries in the step (p99 ms) | %.0f (%.1f) |\n", hp.deliveries, hp.p99ms)
 	fmt.Fprintf(&b, "| server CPU, µs | %.2f |\n", hp.cpuUs)
+	if hp.bare.err == "" && hp.bare.UsPerWrite > 0 {
+		fmt.Fprintf(&b, "| server CPU ÷ the bare fan-out's per write (%.2f µs) | %.2f |\n", hp.bare.UsPerWrite, hp.cpuUs/hp.bare.UsPerWrite)
+	}
 	fmt.Fprintf(&b, "| syscalls | %.2f |\n", hp.syscalls)
 	fmt.Fprintf(&b, "| OS context switches | %.3f |\n", hp.cswitch)
 	for _, k := range []string{"syscalls", "scheduler", "gc", "malloc"} {
 		fmt.Fprintf(&b, "| CPU profile: %s, %% | %.1f |\n", k, 100*hp.shares[k])
 	}
+	fmt.Fprintf(&b, "\n%s.\n", hp.bare.note())
 	fmt.Fprintf(&b, "\nsockjsd under the hub step, CPU profile (`go tool pprof -top`, bench-results/profile/sockjsd.hub.cpu.pprof):\n\n```\n%s```\n", hp.top)
 	return b.String()
 }

@@ -140,8 +140,28 @@ func (r *report) render() string {
 			return func(srv string) (float64, bool) { return v, srv == "sockjsd" }
 		}
 		period := fmt.Sprintf("%.0f ms", 1000/s.Rate)
+		// The bare column of a websocket row is the bare fan-out
+		// (barefan.go): the floor under the same step.
+		bare := func(sockjsd, floor float64) func(string) (float64, bool) {
+			return func(srv string) (float64, bool) {
+				switch {
+				case srv == "sockjsd":
+					return sockjsd, sockjsd > 0
+				case srv == "bare" && h.bare != nil && h.bare.err == "":
+					return floor, floor > 0
+				}
+				return 0, false
+			}
+		}
+		var floorPerS, floorP99 float64
+		if h.bare != nil && h.bare.UsPerWrite > 0 {
+			floorPerS, floorP99 = 1e6/h.bare.UsPerWrite, h.bare.reader.P99ms
+		}
+		if h.cpuPer100k > 0 {
+			row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: deliveries per server CPU-s", period, num(float64(h.Subscribed)), h.Transport), bare(1e5/h.cpuPer100k, floorPerS), num)
+		}
 		row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: delivery p50 ms", period, num(float64(h.Subscribed)), h.Transport), only(s.P50ms), func(f float64) string { return fmt.Sprintf("%.1f", f) })
-		row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: delivery p99 ms", period, num(float64(h.Subscribed)), h.Transport), only(s.P99ms), func(f float64) string { return fmt.Sprintf("%.1f", f) })
+		row(fmt.Sprintf("hub, 1 publish / %s to %s %s subscribers: delivery p99 ms", period, num(float64(h.Subscribed)), h.Transport), bare(s.P99ms, floorP99), func(f float64) string { return fmt.Sprintf("%.1f", f) })
 		row(fmt.Sprintf("hub, same %s %s: server-side p99 ms, Send to written (/metrics)", num(float64(h.Subscribed)), h.Transport), only(h.srvP99), func(f float64) string { return fmt.Sprintf("%.1f", f) })
 		row(fmt.Sprintf("hub, %s %s subscribers: largest deliveries/s with p99 ≤ 100 ms", num(float64(h.Subscribed)), h.Transport), only(h.MaxDelivPS),
 			func(f float64) string {
@@ -151,7 +171,7 @@ func (r *report) render() string {
 				return num(f)
 			})
 	}
-	b.WriteString("\nsockjsd ÷ igm and ÷ bare: for msgs/s higher is better, for CPU and bytes lower is better. igm, sockjs-node and the bare echo have no hub: those rows are ours alone.\n")
+	b.WriteString("\nsockjsd ÷ igm and ÷ bare: for msgs/s higher is better, for CPU and bytes lower is better. igm, sockjs-node and the bare echo have no hub; in the websocket hub rows the bare column is the bare fan-out instead: the same frame written with one raw send(2) to as many loopback connections by one goroutine on the pinned core, at the same rate (bench/servers/barefan).\n")
 	r.details(&b)
 	return b.String()
 }
@@ -195,6 +215,9 @@ func (r *report) details(b *strings.Builder) {
 			if h.cpuPer100k > 0 || h.srvP99 > 0 {
 				fmt.Fprintf(b, "| %s | | first step, server side: CPU-s per 100k deliveries %.2f (load generator's: %.2f%s); sockjs_delivery_delay_seconds (Send to written) p50 %.1f ms, p99 %.1f ms | | | | | | | |\n",
 					h.Transport, h.cpuPer100k, h.lgPer100k, map[bool]string{true: ", subscribers read raw"}[h.Raw], h.srvP50, h.srvP99)
+			}
+			if h.bare != nil {
+				fmt.Fprintf(b, "| %s | | %s | | | | | | | |\n", h.Transport, strings.ReplaceAll(h.bare.note(), "|", "/"))
 			}
 		}
 	}

@@ -162,18 +162,10 @@ func (rc *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 // spread over several shards.
 func (rc *RedisCluster) Masters(t testing.TB, keys ...string) map[string]bool {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: rc.Addrs[0], DialTimeout: time.Second})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	shards, err := c.ClusterShards(ctx).Result()
-	if err != nil {
-		t.Fatalf("CLUSTER SHARDS: %v", err)
-	}
 	out := map[string]bool{}
-	for _, k := range keys {
-		slot := int64(hashSlot(k))
-		for _, sh := range shards {
+	for _, sh := range rc.shards(t, rc.Addrs[0]) {
+		for _, k := range keys {
+			slot := int64(hashSlot(k))
 			for _, r := range sh.Slots {
 				if slot >= r.Start && slot <= r.End {
 					for _, n := range sh.Nodes {
@@ -186,6 +178,20 @@ func (rc *RedisCluster) Masters(t testing.TB, keys ...string) map[string]bool {
 		}
 	}
 	return out
+}
+
+// shards is CLUSTER SHARDS as the node at addr answers it.
+func (rc *RedisCluster) shards(t testing.TB, addr string) []redis.ClusterShard {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shards, err := c.ClusterShards(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SHARDS: %v", err)
+	}
+	return shards
 }
 
 // hashSlot is Redis Cluster's slot of key: CRC16 of its hash tag (the
@@ -248,16 +254,8 @@ func (rc *RedisCluster) Reshard(t testing.TB, from, to string, n int) {
 // slotsOf counts the slots the master at addr serves.
 func (rc *RedisCluster) slotsOf(t testing.TB, addr string) int {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	shards, err := c.ClusterShards(ctx).Result()
-	if err != nil {
-		t.Fatalf("CLUSTER SHARDS: %v", err)
-	}
 	n := 0
-	for _, sh := range shards {
+	for _, sh := range rc.shards(t, addr) {
 		for _, nd := range sh.Nodes {
 			if nd.Role == "master" && net.JoinHostPort(nd.IP, strconv.FormatInt(nd.Port, 10)) == addr {
 				for _, r := range sh.Slots {

@@ -356,55 +356,41 @@ func TestLostSession(t *testing.T) {
 	}
 }
 
-// TestReceiveOnClosingConnection: a poll written on a kept-alive
-// connection that the server closes without an answer (a balancer's
-// keep-alive timeout racing the request) is asked again once, on a new
-// connection; a second such failure in a row ends the session.
+// TestReceiveOnClosingConnection: a poll on a kept-alive connection that
+// the server closes without an answer ends the session with 1006, and is
+// not asked again: the owner may have written messages to a relaying node
+// that died before passing them on (TestClusterChaos's node kills found
+// unannounced gaps when the client asked again).
 func TestReceiveOnClosingConnection(t *testing.T) {
-	for _, tc := range []struct {
-		cuts int  // polls in a row cut after the open frame
-		ok   bool // the message arrives
-	}{{cuts: 1, ok: true}, {cuts: 2, ok: false}} {
-		t.Run(fmt.Sprintf("cuts=%d", tc.cuts), func(t *testing.T) {
-			var polls atomic.Int32
-			f := &fake{sends: make(chan []string, 1)}
-			f.recv = func(w http.ResponseWriter, r *http.Request, first bool) {
-				if first {
-					fmt.Fprint(w, "o\n")
-					return
-				}
-				if int(polls.Add(1)) <= tc.cuts {
-					// Read, then close without a byte of answer.
-					conn, _, err := http.NewResponseController(w).Hijack()
-					if err != nil {
-						t.Errorf("hijack: %v", err)
-						return
-					}
-					conn.Close()
-					return
-				}
-				fmt.Fprint(w, "a[\"x\"]\n")
-			}
-			hc := &http.Client{Transport: &http.Transport{}}
-			t.Cleanup(hc.CloseIdleConnections)
-			c, err := client.Dial(context.Background(), f.start(t), client.Options{Transports: []string{client.XHRPolling}, HTTPClient: hc})
+	var polls atomic.Int32
+	f := &fake{sends: make(chan []string, 1)}
+	f.recv = func(w http.ResponseWriter, r *http.Request, first bool) {
+		if first {
+			fmt.Fprint(w, "o\n")
+			return
+		}
+		if polls.Add(1) == 1 {
+			// Read, then close without a byte of answer.
+			conn, _, err := http.NewResponseController(w).Hijack()
 			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			m, err := c.Recv(ctx)
-			if tc.ok {
-				if err != nil || m != "x" {
-					t.Fatalf("Recv = %q, %v; want x (closed: %v)", m, err, fmt.Sprint(c.CloseInfo()))
-				}
+				t.Errorf("hijack: %v", err)
 				return
 			}
-			code, _, closed := c.CloseInfo()
-			if err == nil || !closed || code != 1006 {
-				t.Fatalf("Recv = %q, %v, close %d %v; want the session ended with 1006", m, err, code, closed)
-			}
-		})
+			conn.Close()
+			return
+		}
+		fmt.Fprint(w, "a[\"after a gap\"]\n")
+	}
+	c, err := client.Dial(context.Background(), f.start(t), client.Options{Transports: []string{client.XHRPolling}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := c.Recv(ctx)
+	code, _, closed := c.CloseInfo()
+	if err == nil || !closed || code != 1006 {
+		t.Fatalf("Recv = %q, %v, close %d %v; want the session ended with 1006", m, err, code, closed)
 	}
 }

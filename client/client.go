@@ -73,10 +73,13 @@ type Options struct {
 // idle connection. It is below the keep-alive timeouts of common balancers
 // (haproxy as in deploy/haproxy.cfg 10 s, nginx 75 s, cloud balancers
 // 60 s): a request written on a connection the other side is closing at
-// that moment fails, and net/http does not send a POST again (browsers
-// do). An xhr_send cannot be sent again safely (the server may have taken
-// it), so the client avoids the race instead; a receiving request is
-// asked again once (see Conn.receive).
+// that moment fails with no answer, and the client cannot send it again
+// safely. An xhr_send may have been taken (sent again, it would be
+// delivered twice), and so may a receiving request: a node that relayed a
+// poll to the session's owner and died after the owner wrote its answer
+// leaves the owner believing the messages delivered (sent again, the poll
+// would go on after a silent gap). Such a failure ends the connection
+// with 1006; the client avoids the race instead.
 const DefaultIdleConnTimeout = 4 * time.Second
 
 // defaultHTTPClient is the client of every Dial given no HTTPClient: one

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"time"
 )
 
@@ -69,28 +68,14 @@ func (c *Conn) receive(ctx context.Context, url string, streaming bool) (io.Read
 	if c.transport == EventSource {
 		method = http.MethodGet
 	}
-	var res *http.Response
-	for attempt := 0; ; attempt++ {
-		var reused bool
-		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, url, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		copyHeader(req.Header, c.opts.Header)
-		res, err = c.opts.HTTPClient.Do(req)
-		if err == nil {
-			break
-		}
-		// A kept-alive connection that the server or a balancer closed
-		// as the request went out: net/http does not send a POST again.
-		// A receiving request may be asked again: if the server did take
-		// it, it closed the session (a cut poll or stream ends it), and
-		// the answer says so (a close frame, or an open frame of a new
-		// session, which ends this connection too): never a silent gap.
-		if !reused || attempt > 0 || ctx.Err() != nil {
-			return nil, nil, err
-		}
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	copyHeader(req.Header, c.opts.Header)
+	res, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, nil, err
 	}
 	if res.StatusCode != http.StatusOK {
 		res.Body.Close()

@@ -32,10 +32,12 @@ build: deps-client
 	$(GO) build -tags sockjsd_embed -o $(BIN) ./cmd/server
 
 # The module is vetted for macOS too (developers build and test there;
-# only -exec needs Linux, see docs/exec.md).
+# only -exec needs Linux, see docs/exec.md), and the library and the
+# binary build for Windows (the tests need Unix processes and signals).
 vet:
 	$(GO) vet ./...
 	GOOS=darwin $(GO) vet ./...
+	GOOS=windows $(GO) build ./...
 
 # Fails, printing the difference, when `go mod tidy` would change go.mod
 # or go.sum.

@@ -90,7 +90,7 @@ func newSockRead(size int) *sockRead {
 // the runtime wait for the socket to be readable and call it again.
 func (r *sockRead) read(fd uintptr) bool {
 	for {
-		r.n, r.err = syscall.Read(int(fd), r.b)
+		r.n, r.err = sysRead(fd, r.b)
 		if r.err != syscall.EINTR {
 			return !r.wait || r.err != syscall.EAGAIN
 		}

@@ -1,6 +1,9 @@
+//go:build unix
+
 // Package procs runs the real processes of the end-to-end tests: sockjsd
 // built from cmd/server, and any other program, each killed when its test
-// ends, its output kept and shown when the test failed.
+// ends, its output kept and shown when the test failed. Unix only: it
+// kills process groups with signals.
 package procs
 
 import (

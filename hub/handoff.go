@@ -111,7 +111,7 @@ func (h *Hub) Resume(s *session.Session, state []byte) error {
 	if err := json.Unmarshal(state, &st); err != nil {
 		return fmt.Errorf("hub: hand-off state: %w", err)
 	}
-	c := h.newClient(s)
+	c := h.newClient(s, s.Request())
 	ctx, cancel := context.WithTimeout(s.Context(), resumeTimeout)
 	defer cancel()
 	c.mu.Lock()

@@ -229,8 +229,8 @@ func addrOf(remote string) string {
 	return remote
 }
 
-func (h *Hub) newClient(s *session.Session) *client {
-	return &client{s: s, addr: addrOf(s.Request().RemoteAddr), id: s.ID(), subs: map[string]*sub{}}
+func (h *Hub) newClient(s *session.Session, req session.Request) *client {
+	return &client{s: s, addr: addrOf(req.RemoteAddr), id: s.ID(), subs: map[string]*sub{}}
 }
 
 // releaseAtEnd releases c's subscriptions and timers when its session
@@ -260,9 +260,12 @@ func (h *Hub) releaseAtEnd(c *client, ping *time.Timer) {
 // or the last refresh's) was valid is closed with CodeTokenExpired at the
 // token's exp, by a timer, unless a refresh op gave it a later one.
 func (h *Hub) Serve(s *session.Session) {
-	c := h.newClient(s)
+	// Request builds the request's headers and query afresh on each
+	// call (a session keeps them compact): read it once.
+	req := s.Request()
+	c := h.newClient(s, req)
 	c.mu.Lock()
-	h.setToken(c, s.Request().Query.Get("token"))
+	h.setToken(c, req.Query.Get("token"))
 	c.mu.Unlock()
 	h.serveClient(c)
 }

@@ -35,7 +35,7 @@ func (h *Hub) Attach(s *session.Session) *Member {
 	if m := h.members[s]; m != nil {
 		return m
 	}
-	c := h.newClient(s) // no pings, no hooks, no token: see Member
+	c := h.newClient(s, s.Request()) // no pings, no hooks, no token: see Member
 	m := &Member{h, c}
 	h.members[s] = m
 	context.AfterFunc(s.Context(), func() {

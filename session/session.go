@@ -38,7 +38,10 @@ func (s *Session) ID() string { return s.e().ID() }
 // Transport is the transport the session was opened with.
 func (s *Session) Transport() Transport { return s.e().Transport() }
 
-// Request describes the request that opened the session.
+// Request describes the request that opened the session. Each call
+// builds its Header and Query afresh from what the session keeps (a
+// compact copy, smaller than the maps), so call it once per use rather
+// than per message.
 func (s *Session) Request() Request { return Request(s.e().Request()) }
 
 // Context is cancelled when the session closes.

@@ -111,12 +111,35 @@ type RedisBroker struct {
 	// beaten: a heartbeat was tried, so that the first one failing is
 	// logged (beatUp starts false: a broker whose heartbeats never get
 	// through would otherwise say nothing). Heartbeat goroutine only.
-	beaten  bool
-	closed  atomic.Bool
+	beaten bool
+	closed atomic.Bool
+	// life is cancelled by Close, before it waits for anything: every
+	// Redis call of the receive loop and the heartbeat is made under it,
+	// so that their retries, backoffs, dials and waits for a pooled
+	// connection end at once. It does not end a command already waiting
+	// for Redis's answer (see closeWait).
+	life    context.Context
+	cancel  context.CancelFunc
 	stop    chan struct{}
 	done    sync.WaitGroup
 	closeMu sync.Once
 }
+
+// closeWait bounds each of Close's two waits: for the receive loop and
+// the heartbeat to return, then for the presence cleanup; Close returns
+// within twice that whatever Redis does. go-redis does not end a
+// command's socket read when its context is cancelled (nor, unless the
+// client sets ContextTimeoutEnabled, at its context's deadline): only
+// the client's ReadTimeout does (go-redis's default: 5 s; never with
+// read_timeout=-1), and a heartbeat's retries on fresh connections each
+// wait for it again. Measured against a frozen Redis, a Close that waits
+// for its loops until they return took 10 to 30 s with the defaults and
+// never returned with read_timeout=-1. A loop waiting for a Redis that
+// takes commands and never answers (frozen, or behind a stalled network
+// path) cannot be made to return sooner, so Close stops waiting for it
+// instead: the command ends at the read timeout or when the client is
+// closed, and the loop then changes nothing anyone sees (deliver, beat).
+const closeWait = time.Second
 
 // redisChan is one channel this node subscribes to.
 type redisChan struct {
@@ -142,6 +165,7 @@ func NewRedisBroker(rdb redis.UniversalClient, opts RedisBrokerOptions) (*RedisB
 		rdb: rdb, opts: opts.withDefaults(), chans: map[string]*redisChan{},
 		local: map[string]int{}, dirty: map[string]bool{}, fullSync: true, stop: make(chan struct{}),
 	}
+	b.life, b.cancel = context.WithCancel(context.Background())
 	b.ps = rdb.Subscribe(context.Background())
 	b.done.Add(2)
 	go b.receive()
@@ -342,20 +366,57 @@ func parseEntry(x redis.XMessage) (seq uint64, t int64, data json.RawMessage, ok
 }
 
 // Close implements Broker: it stops the loops and withdraws this node's
-// presence.
+// presence. It returns within twice closeWait (2 s) whatever Redis does;
+// a Redis call it stopped waiting for ends at the client's read timeout
+// or when the client is closed (the caller closes it after Close).
 func (b *RedisBroker) Close() error {
 	b.closeMu.Do(func() {
 		b.closed.Store(true)
+		b.cancel()
 		close(b.stop)
-		_ = b.ps.Close()
-		b.done.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, b.presenceKey(b.opts.NodeID))
-			p.ZRem(ctx, b.nodesKey(), b.opts.NodeID)
-			return nil
-		})
+		loops := make(chan struct{})
+		go func() {
+			// PubSub.Close takes go-redis's pub/sub lock, which a
+			// reconnect holds across its dial and handshake: waited for
+			// here, with the loops, within closeWait.
+			_ = b.ps.Close()
+			b.done.Wait()
+			close(loops)
+		}()
+		if !waitClosed(loops, closeWait) {
+			b.opts.Logger.Warn("hub: redis broker closed before its loops returned (a Redis call unanswered)",
+				"waited", closeWait)
+		}
+		// The presence cleanup is bounded the same way: its context
+		// ends retries and dials, the wait ends a read Redis never
+		// answers. Unanswered, or overtaken by a heartbeat Close did not
+		// wait for, the node's entry and counts expire PresenceTTL after
+		// they were last written, as a dead node's do.
+		cleaned := make(chan struct{})
+		go func() {
+			defer close(cleaned)
+			ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+			defer cancel()
+			_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Del(ctx, b.presenceKey(b.opts.NodeID))
+				p.ZRem(ctx, b.nodesKey(), b.opts.NodeID)
+				return nil
+			})
+		}()
+		waitClosed(cleaned, closeWait)
 	})
 	return nil
+}
+
+// waitClosed waits up to d for ch to be closed and reports whether it
+// was.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
 }

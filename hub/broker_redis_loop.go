@@ -31,15 +31,15 @@ import (
 // client pool) would keep other channels flowing.
 func (b *RedisBroker) receive() {
 	defer b.done.Done()
-	ctx := context.Background()
+	ctx := b.life // a reconnect's dial ends at Close
 	backoff := 50 * time.Millisecond
 	idle := b.opts.PresenceTTL / 3
 	for !b.closed.Load() {
 		msg, err := b.ps.ReceiveTimeout(ctx, idle)
+		if b.closed.Load() {
+			return // what came, or failed, after Close is not handled
+		}
 		if err != nil {
-			if b.closed.Load() {
-				return
-			}
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
 				// Quiet: check the connection is still there.
@@ -96,12 +96,14 @@ func (b *RedisBroker) confirmed(topic string) {
 	if rc == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(b.life, 5*time.Second)
 	defer cancel()
 	if !rc.known {
 		p, err := b.Position(ctx, rc.name)
 		if err != nil {
-			b.opts.Logger.Warn("hub: redis position after subscribe", "channel", rc.name, "err", err)
+			if b.life.Err() == nil { // not Close cutting it short
+				b.opts.Logger.Warn("hub: redis position after subscribe", "channel", rc.name, "err", err)
+			}
 			return // the subscriber's Subscribe times out and fails
 		}
 		rc.known, rc.epoch, rc.last = true, p.Epoch, p.Seq
@@ -134,7 +136,9 @@ func (b *RedisBroker) catchUp(ctx context.Context, topic string, rc *redisChan, 
 		}
 	}
 	if err != nil {
-		b.opts.Logger.Warn("hub: redis catch-up", "channel", rc.name, "err", err)
+		if b.life.Err() == nil { // not Close cutting it short
+			b.opts.Logger.Warn("hub: redis catch-up", "channel", rc.name, "err", err)
+		}
 		return
 	}
 	if h.Epoch != rc.epoch {
@@ -168,7 +172,7 @@ func (b *RedisBroker) onMessage(topic, payload string) {
 		return // already delivered by a catch-up
 	}
 	if seq > rc.last+1 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(b.life, 5*time.Second)
 		b.catchUp(ctx, topic, rc, seq) // keeps rc.epoch: it fills before seq only
 		cancel()
 	}
@@ -179,6 +183,12 @@ func (b *RedisBroker) deliver(topic string, rc *redisChan, m Message) {
 	rc.last = m.Seq
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.closed.Load() {
+		// Handled after Close (a catch-up Close stopped waiting for,
+		// answered later): Close may have returned, so nothing more is
+		// delivered.
+		return
+	}
 	for _, fn := range rc.subs {
 		fn(m)
 	}
@@ -241,7 +251,7 @@ func (b *RedisBroker) beat() {
 	b.fullSync = false
 	b.pmu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PresenceTTL/3)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PresenceTTL/3)
 	defer cancel()
 	key, ttl := b.presenceKey(b.opts.NodeID), b.opts.PresenceTTL
 	var alive *redis.BoolCmd
@@ -259,6 +269,12 @@ func (b *RedisBroker) beat() {
 		p.PExpire(ctx, key, ttl)
 		return nil
 	})
+	if b.life.Err() != nil {
+		// Close began, maybe while this waited: its cleanup withdraws
+		// the node, which this must not put back in the nodes' set,
+		// and the outcome is not the connection's state to log.
+		return
+	}
 	if err == nil {
 		// Not in the transaction: the node's entry lives in another
 		// slot than its counts on Redis Cluster (a MULTI there must
@@ -314,7 +330,7 @@ func (b *RedisBroker) keepChannels() {
 		names = append(names, rc.name)
 	}
 	b.mu.RUnlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(b.life, 5*time.Second)
 	defer cancel()
 	_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, ch := range names {

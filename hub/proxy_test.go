@@ -18,6 +18,10 @@ type tcpProxy struct {
 	conns map[net.Conn]bool
 	down  bool          // cut: connections are closed, new ones refused
 	gate  chan struct{} // closed while client-to-Redis bytes flow
+	// held, when set, is sent (without blocking) a copy of each chunk
+	// of client-to-Redis bytes as it starts waiting for the gate: a
+	// test learns which command Redis is being kept from.
+	held chan []byte
 }
 
 func startProxy(t *testing.T, target string) *tcpProxy {
@@ -84,9 +88,19 @@ func (p *tcpProxy) pipe(dst, src net.Conn, gated bool) {
 		n, err := src.Read(buf)
 		if n > 0 && gated {
 			p.mu.Lock()
-			gate := p.gate
+			gate, held := p.gate, p.held
 			p.mu.Unlock()
-			<-gate
+			select {
+			case <-gate:
+			default:
+				if held != nil {
+					select {
+					case held <- append([]byte(nil), buf[:n]...):
+					default:
+					}
+				}
+				<-gate
+			}
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -114,6 +128,15 @@ func (p *tcpProxy) restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = false
+}
+
+// watchHeld returns the channel that gets each chunk of commands held by
+// hold from now on (buffered: chunks beyond its room are not sent).
+func (p *tcpProxy) watchHeld() <-chan []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = make(chan []byte, 256)
+	return p.held
 }
 
 // hold stalls every command sent to Redis through the proxy (Redis made

@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -106,6 +108,58 @@ func (r *Redis) Stop() {
 	case <-exit:
 	case <-time.After(10 * time.Second):
 		r.t.Error("redis-server did not exit within 10s of SIGKILL")
+	}
+}
+
+// Freeze stops the server's process with SIGSTOP until Thaw: the kernel
+// still accepts connections (up to the listen backlog) and takes what is
+// written on them, and nothing is answered, as from a Redis that hangs.
+// Stop (and the test's end) kills a frozen server all the same.
+func (r *Redis) Freeze() { r.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a server stopped by Freeze.
+func (r *Redis) Thaw() { r.signal(syscall.SIGCONT) }
+
+// Unread is how many bytes clients wrote to the server that it has not
+// read yet (and connections it has not accepted), from /proc/net/tcp:
+// above 0 while frozen, some command is waiting for the server. 0 where
+// /proc is missing.
+func (r *Redis) Unread() int {
+	total := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx_queue:rx_queue ...
+			fs := strings.Fields(line)
+			if len(fs) < 5 {
+				continue
+			}
+			_, port, _ := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseUint(port, 16, 16); err != nil || int(p) != r.port {
+				continue
+			}
+			_, rx, _ := strings.Cut(fs[4], ":")
+			if n, err := strconv.ParseUint(rx, 16, 32); err == nil {
+				total += int(n)
+			}
+		}
+	}
+	return total
+}
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if cmd == nil {
+		r.t.Fatalf("redis-server is not running: cannot send %v", sig)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("redis-server: %v: %v", sig, err)
 	}
 }
 

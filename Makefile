@@ -134,8 +134,10 @@ soak:
 
 # Where the time goes: sockjsd, igm and the bare echo under the websocket
 # x1,000 load with perf counters, uprobes on the runtime's wake-ups and
-# pprof, then 5,000 idle sessions by component (bench-results/profile.md,
-# profiles in bench-results/profile/). Needs perf and root; ~3 minutes.
+# pprof, then 5,000 idle sessions by component, the hub's first step
+# against the bare fan-out, and sockjsd and igm under the xhr-streaming
+# x100 load (bench-results/profile.md, profiles in bench-results/profile/).
+# Needs perf and root; about 5 minutes.
 bench-profile:
 	GO=$(GO) ./bench/run.sh profile
 

@@ -80,7 +80,7 @@ var (
 	skipGateway = flag.Bool("skip-gateway", false, "skip the gateway runs (echo through -proxy, webhook deliveries)")
 	gatewayOnly = flag.Bool("gateway-only", false, "run only the gateway runs (make bench-gateway); docs/bench.md gets only their section")
 	skipWebhook = flag.Bool("skip-webhook", false, "in the gateway runs, skip the webhook measurement (go test ./webhook/)")
-	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load; needs perf and root), written to bench-results/profile.md")
+	profileOnly = flag.Bool("profile", false, "run only the profile (perf and pprof under the websocket x1,000 load, the hub step and the xhr-streaming x100 load; needs perf and root), written to bench-results/profile.md")
 	soakWorkers = flag.Int("soak-sessions", 30, "soak sessions at a time per transport")
 	onlyServers = flag.String("servers", "", "comma-separated subset of servers (sockjsd, igm, sockjs-node, bare)")
 	xhrClient   = flag.String("xhr-client", "raw", "the load generator's -http on the xhr echo rows: raw (prebuilt HTTP/1.1 requests; the Go client over net/http's used more CPU per echo than the servers and capped the rows) or client")

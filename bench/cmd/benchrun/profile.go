@@ -155,6 +155,7 @@ func profile() string {
 		}
 	}
 	b.WriteString(hubSection(profileHub(dir)))
+	b.WriteString(xhrSection(profileXHR(dir)))
 	for _, r := range results {
 		if r.idleTop != "" {
 			fmt.Fprintf(&b, "\n%s, heap in use per idle websocket session (5,000 held) by allocation site, every allocation profiled (`go tool pprof -sample_index=inuse_space -top`, divided by the sessions):\n\n```\n%s```\n", r.name, r.idleTop)

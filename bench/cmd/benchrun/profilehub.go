@@ -46,13 +46,7 @@ func profileHub(dir string) hubProf {
 		"-local-addrs", fmt.Sprint(localAddrs(subscribers)), "-connect-timeout", "3m"},
 		10*time.Minute, func() {
 			stop, _ = perfStat(srv.pid(), "raw_syscalls:sys_enter", "context-switches", "task-clock")
-			go func() {
-				if r, err := http.Get("http://" + debug + "/debug/pprof/profile?seconds=5"); err == nil {
-					cpuProf, _ = io.ReadAll(r.Body)
-					r.Body.Close()
-				}
-				profDone <- struct{}{}
-			}()
+			go cpuProfile(debug, 5, &cpuProf, profDone)
 		}, func() {}, &res)
 	var counts map[string]float64
 	if stop != nil {
@@ -76,6 +70,16 @@ func profileHub(dir string) hubProf {
 	hp.top = topTable(string(top))
 	hp.bare = bareFanOut(subscribers, 10, 6*time.Second)
 	return hp
+}
+
+// cpuProfile fetches a CPU profile of seconds from a debug listener into
+// out and then signals done.
+func cpuProfile(debug string, seconds int, out *[]byte, done chan<- struct{}) {
+	if r, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debug, seconds)); err == nil {
+		*out, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+	done <- struct{}{}
 }
 
 // topTable keeps pprof -top's table (its header line and rows).

@@ -126,3 +126,18 @@ func TestPairMedians(t *testing.T) {
 		t.Errorf("pairMedians = %+v", got)
 	}
 }
+
+func TestShowing(t *testing.T) {
+	for _, c := range []struct {
+		in          string
+		kept, total float64
+	}{
+		{"Type: cpu\nShowing nodes accounting for 640ms, 16.12% of 3970ms total\n", 640, 3970},
+		{"Showing nodes accounting for 0ms, 0% of 10ms total", 0, 10},
+		{"no header", 0, 0},
+	} {
+		if k, tot := showing(c.in); k != c.kept || tot != c.total {
+			t.Errorf("showing(%q) = %v, %v; want %v, %v", c.in, k, tot, c.kept, c.total)
+		}
+	}
+}

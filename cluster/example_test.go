@@ -23,7 +23,7 @@ import (
 // service leaves the cluster, releasing its sessions' records, in
 // Handler.Shutdown. (Not run: it needs a Redis server.)
 func ExampleNew() {
-	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.2:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.2:6379", ContextTimeoutEnabled: true})
 	ttl := 30 * time.Second // how long a dead node's sessions keep pointing at it
 	node, err := cluster.New(cluster.Options{
 		Store:        cluster.NewRedisStore(rdb, cluster.RedisStoreOptions{TTL: ttl}),
@@ -54,7 +54,7 @@ func ExampleNew() {
 // not answer cannot tell who owns a session, so it should get no traffic.
 // (Not run: it needs a Redis server.)
 func ExamplePing() {
-	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.2:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.2:6379", ContextTimeoutEnabled: true})
 	ready := cluster.Ping(rdb)
 	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)

@@ -330,7 +330,7 @@ func TestHandOffSweepSeesRecord(t *testing.T) {
 			t.Fatalf("open %s: %d %q", sid, code, body)
 		}
 	}
-	owners.sweep = func() { a.node.sweep() }
+	owners.sweep = func() { a.node.sweep(context.Background()) }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if r := a.h.HandOff(ctx); r.HandedOff != 3 || r.Failed != 0 {

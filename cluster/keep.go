@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -14,7 +15,12 @@ import (
 // meantime. It runs while the node has members, sessions or not: a node
 // that never read the generation could not tell a Redis that lost its
 // records from a new one. One goroutine per node, not per session.
-func (n *Node) keepLoop(stop, done chan struct{}) {
+//
+// Every store call is made under life, which the last Leave cancels
+// before it waits for the loop (at most leaveWait): once it is done, the
+// loop returns at its next step, and what a call Leave stopped waiting
+// for brings back changes nothing (no log line, no session closed).
+func (n *Node) keepLoop(life context.Context, stop, done chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(n.opts.CheckInterval)
 	defer t.Stop()
@@ -29,9 +35,12 @@ func (n *Node) keepLoop(stop, done chan struct{}) {
 			case <-t.C:
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.opts.StoreTimeout)
+		ctx, cancel := context.WithTimeout(life, n.opts.StoreTimeout)
 		g, err := n.opts.Store.Generation(ctx)
 		cancel()
+		if life.Err() != nil {
+			return // left: whatever the call brought back is not acted on
+		}
 		if err != nil {
 			if up {
 				n.warn("session owner store unreachable", err)
@@ -44,7 +53,7 @@ func (n *Node) keepLoop(stop, done chan struct{}) {
 			if changed || !up {
 				n.log.Info("sockjs: cluster: session owner store is back, putting records back", "lost_records", changed)
 			}
-			if n.sweep() {
+			if n.sweep(life) {
 				gen, up, last = g, true, time.Now()
 			} else {
 				up = false // try again at the next check
@@ -55,9 +64,9 @@ func (n *Node) keepLoop(stop, done chan struct{}) {
 	}
 }
 
-// sweep runs every member's sweep and reports whether the store took all
-// of them.
-func (n *Node) sweep() bool {
+// sweep runs every member's sweep under life (see keepLoop) and reports
+// whether the store took all of them.
+func (n *Node) sweep(life context.Context) bool {
 	n.mu.Lock()
 	members := make([]*member, 0, len(n.members))
 	for m := range n.members {
@@ -66,15 +75,16 @@ func (n *Node) sweep() bool {
 	n.mu.Unlock()
 	ok := true
 	for _, m := range members {
-		ok = m.sweep() && ok
+		ok = m.sweep(life) && ok
 	}
 	return ok
 }
 
 // sweep refreshes the records of the member's live sessions, releases
 // those of ended ones, and closes the copies another node owns now. It
-// reports whether the store took the refresh.
-func (m *member) sweep() bool {
+// reports whether the store took the refresh. Once life is done (the node
+// left) it acts on nothing the store answers.
+func (m *member) sweep(life context.Context) bool {
 	n := m.n
 	var keep, release []string
 	sids := map[string]string{} // key -> session id, of the keys kept
@@ -89,9 +99,12 @@ func (m *member) sweep() bool {
 		}
 	}
 	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), n.opts.KeepInterval)
+	ctx, cancel := context.WithTimeout(life, n.opts.KeepInterval)
 	defer cancel()
 	lost, keepErr := n.opts.Store.Keep(ctx, keep, n.opts.Self)
+	if life.Err() != nil {
+		return false
+	}
 	if keepErr != nil {
 		m.warn("keeping owned sessions failed", keepErr)
 	}
@@ -111,7 +124,7 @@ func (m *member) sweep() bool {
 		m.svc.Logger().Warn("sockjs: cluster: another node owns a session served here; closing this copy", "prefix", m.prefix, "session", s.ID())
 		_ = s.Close(CodeOwnerConflict, ReasonOwnerConflict)
 	}
-	if err := n.opts.Store.Release(ctx, release, n.opts.Self); err != nil {
+	if err := n.opts.Store.Release(ctx, release, n.opts.Self); err != nil && life.Err() == nil {
 		m.warn("releasing ended sessions failed", err)
 	}
 	return keepErr == nil
@@ -119,8 +132,21 @@ func (m *member) sweep() bool {
 
 // Leave implements transport.ClusterMember: it releases the records of
 // every session the member holds, and stops the node's keep loop with the
-// last member. The store calls are bounded by StoreTimeout even when ctx
-// is already done (a shutdown that ran out of time still releases).
+// last member. It returns within twice StoreTimeout (4 s by default)
+// whatever the store does, even when ctx is already done (a shutdown that
+// ran out of time still releases): the last member cancels the keep
+// loop's store calls, then waits at most StoreTimeout for the loop to
+// return, then at most StoreTimeout for the release.
+//
+// The waits are bounded by timers, not by the calls' contexts: a
+// go-redis client built without ContextTimeoutEnabled ends a command
+// already waiting for Redis's answer only at its ReadTimeout (never with
+// read_timeout=-1), not when the command's context is cancelled or its
+// deadline passes, and each retry waits again. A call Leave stopped
+// waiting for ends at that timeout or when the client is closed; the
+// keep loop then changes nothing (keepLoop). Records whose release did
+// not reach the store, or that a keep call Leave did not wait for put
+// back, expire after the store's TTL, as a dead node's do.
 func (m *member) Leave(ctx context.Context) error {
 	n := m.n
 	n.mu.Lock()
@@ -129,11 +155,15 @@ func (m *member) Leave(ctx context.Context) error {
 	var stop, done chan struct{}
 	if was && len(n.members) == 0 {
 		stop, done = n.stop, n.done
+		n.cancel()
 	}
 	n.mu.Unlock()
 	if stop != nil {
 		close(stop)
-		<-done
+		if !waitClosed(done, n.opts.StoreTimeout) {
+			n.log.Warn("sockjs: cluster: left the cluster before the keep loop returned (a store call unanswered)",
+				"waited", n.opts.StoreTimeout)
+		}
 	}
 	m.mu.Lock()
 	keys := make([]string, 0, len(m.owned))
@@ -142,12 +172,37 @@ func (m *member) Leave(ctx context.Context) error {
 	}
 	clear(m.owned)
 	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.StoreTimeout)
-	defer cancel()
-	if err := n.opts.Store.Release(ctx, keys, n.opts.Self); err != nil {
+	released := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.StoreTimeout)
+		defer cancel()
+		released <- n.opts.Store.Release(ctx, keys, n.opts.Self)
+	}()
+	t := time.NewTimer(n.opts.StoreTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-released:
+	case <-t.C:
+		err = fmt.Errorf("no answer from the store within %v (%d records expire after its TTL)", n.opts.StoreTimeout, len(keys))
+	}
+	if err != nil {
 		return errors.Join(errors.New("cluster: releasing this node's sessions"), err)
 	}
 	return nil
+}
+
+// waitClosed waits up to d for ch to be closed and reports whether it
+// was.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // warn logs store failures at most once every 10 seconds for the whole

@@ -46,6 +46,12 @@ type Node struct {
 	members map[*member]struct{}
 	stop    chan struct{} // closed when the last member leaves: keepLoop returns
 	done    chan struct{} // closed when keepLoop returned
+	// cancel ends the context every store call of the running keepLoop
+	// is made under: the last Leave calls it first, so that the loop's
+	// retries, dials and waits for a pooled connection end at once, and
+	// whatever a call it stopped waiting for brings back is not acted on
+	// (keep.go, leaveWait).
+	cancel context.CancelFunc
 }
 
 // member is one service's membership (transport.ClusterMember).
@@ -120,7 +126,9 @@ type Options struct {
 	// OwnerCacheTTL is how long a node remembers another node's session
 	// owner before asking the store again. Default 5s.
 	OwnerCacheTTL time.Duration
-	// StoreTimeout bounds one store call on the request path. Default 2s.
+	// StoreTimeout bounds one store call on the request path, and each
+	// of Leave's two waits: for the keep loop to return, then for the
+	// release of the member's records (see Leave). Default 2s.
 	StoreTimeout time.Duration
 	// Transport carries forwarded requests. Default: keep-alive
 	// connections (up to 256 idle per owner, for 90s), a 2s dial timeout,
@@ -258,7 +266,9 @@ func (n *Node) Join(svc transport.ClusterService) transport.ClusterMember {
 	n.members[m] = struct{}{}
 	if len(n.members) == 1 {
 		n.stop, n.done = make(chan struct{}), make(chan struct{})
-		go n.keepLoop(n.stop, n.done)
+		var life context.Context
+		life, n.cancel = context.WithCancel(context.Background())
+		go n.keepLoop(life, n.stop, n.done)
 	}
 	n.mu.Unlock()
 	return m

@@ -153,7 +153,7 @@ func ExampleSignToken() {
 // order, and history survives a client moving to another node. (Not run:
 // it needs a Redis server.)
 func ExampleNewRedisBroker() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	broker, err := hub.NewRedisBroker(rdb, hub.RedisBrokerOptions{
 		History: hub.HistoryOptions{Size: 100, TTL: 5 * time.Minute},

@@ -29,6 +29,15 @@ var errRedisURL = errors.New("-redis: not a redis:// or rediss:// URL (one serve
 // host part). Every user of -redis builds its client here, so that all of
 // them reach the same Redis the same way. where says which Redis, for
 // logs, without credentials.
+//
+// Both clients set ContextTimeoutEnabled: a command waiting for Redis's
+// answer ends at its context's deadline (a store call's StoreTimeout, a
+// readiness check's second), not only at the URL's read_timeout. Without
+// it go-redis bounds the read by read_timeout alone (never with
+// read_timeout=-1), and each retry on a fresh connection waits again.
+// Nothing here sends a blocking command (BLPOP, XREAD BLOCK, WAIT) whose
+// wait a deadline would cut short; pub/sub reads (PubSub.ReceiveTimeout)
+// take their context as it is whatever the option says.
 func newRedisClient(raw string) (rdb redis.UniversalClient, where string, err error) {
 	scheme, _, _ := strings.Cut(raw, "://")
 	switch scheme {
@@ -37,6 +46,7 @@ func newRedisClient(raw string) (rdb redis.UniversalClient, where string, err er
 		if err != nil {
 			return nil, "", err
 		}
+		opts.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), nil
 	case "redis", "rediss", "unix":
 	default:
@@ -46,6 +56,7 @@ func newRedisClient(raw string) (rdb redis.UniversalClient, where string, err er
 	if err != nil {
 		return nil, "", redisURLError(err)
 	}
+	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), opts.Addr + "/" + strconv.Itoa(opts.DB), nil
 }
 

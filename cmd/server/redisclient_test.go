@@ -9,7 +9,9 @@ import (
 )
 
 // TestNewRedisClient: -redis takes one server or a Redis Cluster, and a
-// bad URL's error says what is wrong without echoing a password.
+// bad URL's error says what is wrong without echoing a password. Every
+// client ends a command at its context's deadline
+// (ContextTimeoutEnabled), whatever the URL's read_timeout.
 func TestNewRedisClient(t *testing.T) {
 	cases := []struct {
 		url     string
@@ -19,6 +21,9 @@ func TestNewRedisClient(t *testing.T) {
 	}{
 		{url: "redis://127.0.0.1:6379/2", where: "127.0.0.1:6379/2"},
 		{url: "redis://h", where: "h:6379/0"},
+		{url: "redis://h?read_timeout=-1", where: "h:6379/0"},
+		{url: "rediss://h:6380/1?read_timeout=5s", where: "h:6380/1"},
+		{url: "redis+cluster://h1:7000?read_timeout=-1", where: "cluster h1:7000"},
 		{url: "redis+cluster://h1:7000,h2:7001,h3", where: "cluster h1:7000,h2:7001,h3:6379"},
 		{url: "redis+cluster://[::1]:7000,[::1]", where: "cluster [::1]:7000,[::1]:6379"},
 		{url: "rediss+cluster://u:s3cret@h1:7000,h2:7001/0?dial_timeout=3&read_timeout=2s", where: "cluster h1:7000,h2:7001",
@@ -60,8 +65,14 @@ func TestNewRedisClient(t *testing.T) {
 			if isCluster != strings.Contains(c.url, "+cluster") {
 				t.Fatalf("client %T for %s", rdb, c.url)
 			}
+			if c, ok := rdb.(*redis.Client); ok && !c.Options().ContextTimeoutEnabled {
+				t.Errorf("%s: the client does not end commands at their contexts' deadlines (ContextTimeoutEnabled)", c.Options().Addr)
+			}
 			if isCluster {
 				o := cc.Options()
+				if !o.ContextTimeoutEnabled {
+					t.Error("the cluster client does not end commands at their contexts' deadlines (ContextTimeoutEnabled)")
+				}
 				if got := "cluster " + strings.Join(o.Addrs, ","); got != c.where {
 					t.Errorf("seeds %v", o.Addrs)
 				}

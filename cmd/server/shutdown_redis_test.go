@@ -75,9 +75,9 @@ func TestBinaryShutdownRedisDown(t *testing.T) {
 	// exitBound: leaving the cluster (its keep loop's store call and the
 	// release of the session records, 2 s each at most when Redis
 	// refuses connections), the broker's Close (2 s at most), and slack
-	// for a process on a loaded machine. Measured: 2.0 to 3.6 s; with a
-	// broker Close that waits for its loops until they return, 3.3 to
-	// 12.8 s.
+	// for a process on a loaded machine. Measured: 1.0 s with the client's
+	// ContextTimeoutEnabled, 2.0 to 3.6 s without it; with a broker Close
+	// that waits for its loops until they return, 3.3 to 12.8 s.
 	const exitBound = 10 * time.Second
 	rs := testenv.StartRedis(t)
 	p := startBinary(t, bin, "-redis", rs.URL, "-cluster-secret", "test-secret", "-drain-delay=0", "-shutdown-timeout", "10s")
@@ -94,6 +94,59 @@ func TestBinaryShutdownRedisDown(t *testing.T) {
 		shut = m[1]
 	}
 	t.Logf("exited %v after SIGTERM (shutdown %s)", exitAt.Sub(sigAt).Round(time.Millisecond), shut)
+}
+
+// TestBinaryShutdownRedisFrozen runs the real binary in cluster mode
+// with hub subscribers and an HTTP hub session (a session record this
+// node owns, and a session to hand off), stops its Redis with SIGSTOP
+// (connections accepted, commands taken, nothing answered) once a
+// command waits for it, and sends SIGTERM: the process exits within
+// exitBound, with go-redis's default timeouts and with no read deadline
+// at all (read_timeout=-1 in the -redis URL).
+func TestBinaryShutdownRedisFrozen(t *testing.T) {
+	bin := buildBinary(t, nil)
+	// exitBound: -shutdown-timeout (the hand-off, 1 s at most here, and
+	// the sessions' close frames), leaving the cluster (at most
+	// StoreTimeout, 2 s, for the keep loop, then 2 s for the release of
+	// the session records), the broker's Close (2 s at most), and slack
+	// for a process on a loaded machine.
+	const shutdownTimeout = 4 * time.Second
+	const exitBound = shutdownTimeout + 6*time.Second
+	for _, q := range []struct{ name, query string }{
+		{"default timeouts", ""},
+		{"read_timeout=-1", "?read_timeout=-1"},
+	} {
+		t.Run(q.name, func(t *testing.T) {
+			rs := testenv.StartRedis(t)
+			p := startBinary(t, bin, "-redis", rs.URL+q.query, "-cluster-secret", "test-secret",
+				"-drain-delay=0", "-shutdown-timeout", shutdownTimeout.String(), "-handoff-timeout", "1s")
+			p.waitReadyz(t, http.StatusOK)
+			for i := range 3 {
+				hubSubscriber(t, p.addr, fmt.Sprint("chat.room", i))
+			}
+			if code, body, err := post("http://"+p.addr+"/hub/000/frozen1/xhr", ""); err != nil || code != http.StatusOK || body != "o\n" {
+				t.Fatalf("open an xhr hub session: %d %q, %v", code, body, err)
+			}
+			rs.Freeze()
+			// The cluster's keep loop reads Redis every 500 ms, the
+			// broker's heartbeat writes every 5s/3: one of them soon
+			// sends a command Redis will not read.
+			deadline := time.Now().Add(10 * time.Second)
+			for rs.Unread() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no command waits for the frozen Redis after 10s")
+				}
+				time.Sleep(20 * time.Millisecond) // polling the kernel's queues, bounded by the deadline
+			}
+			sigAt := p.signal(t, syscall.SIGTERM)
+			exitAt := p.waitExit(t, exitBound)
+			shut := "?"
+			if m := tookRe.FindStringSubmatch(p.log.String()); m != nil {
+				shut = m[1]
+			}
+			t.Logf("exited %v after SIGTERM (shutdown %s)", exitAt.Sub(sigAt).Round(time.Millisecond), shut)
+		})
+	}
 }
 
 // waitReady polls the in-process server's /readyz (every 20ms, 15s at

@@ -384,7 +384,7 @@ func (b *RedisBroker) Close() error {
 			close(loops)
 		}()
 		if !waitClosed(loops, closeWait) {
-			b.opts.Logger.Warn("hub: redis broker closed before its loops returned (a Redis call unanswered)",
+			b.opts.Logger.Warn("hub: redis broker closed before its loops returned (a Redis call unanswered, or a delivery waiting for room in a channel's fan-out queue)",
 				"waited", closeWait)
 		}
 		// The presence cleanup is bounded the same way: its context

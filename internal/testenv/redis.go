@@ -111,15 +111,6 @@ func (r *Redis) Stop() {
 	}
 }
 
-// Freeze stops the server's process with SIGSTOP until Thaw: the kernel
-// still accepts connections (up to the listen backlog) and takes what is
-// written on them, and nothing is answered, as from a Redis that hangs.
-// Stop (and the test's end) kills a frozen server all the same.
-func (r *Redis) Freeze() { r.signal(syscall.SIGSTOP) }
-
-// Thaw resumes a server stopped by Freeze.
-func (r *Redis) Thaw() { r.signal(syscall.SIGCONT) }
-
 // Unread is how many bytes clients wrote to the server that it has not
 // read yet (and connections it has not accepted), from /proc/net/tcp:
 // above 0 while frozen, some command is waiting for the server. 0 where

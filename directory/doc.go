@@ -112,6 +112,15 @@
 // were pending (those users never get user.offline), and the sessions of
 // nodes that died during the outage (never closed: nobody holds them).
 //
+// Redis.Close returns within 1 s whatever Redis does, frozen included,
+// and with a client without ContextTimeoutEnabled (whose commands go-redis
+// ends only at the read timeout, never with read_timeout=-1): it cancels
+// the refresh and reaping loop's calls and waits at most 1 s for the loop.
+// A call it stopped waiting for ends at the client's read timeout or when
+// the client is closed, and the loop then returns without acting on the
+// answer; a refresh that still runs in Redis moves this node's deadline,
+// and its sessions are closed as lost TTL after it, as a dead node's are.
+//
 // # Bounds
 //
 // ByUser returns at most MaxByUser entries (default 1000). Memory holds

@@ -132,10 +132,36 @@ type Redis struct {
 	check  bool               // a refresh failed: compare with Redis at the next success
 	closed bool
 
+	// life is cancelled by Close, before it waits for anything: every
+	// Redis call of the loop is made under it (with Timeout on top), so
+	// that no command is sent once Close began and retries and waits for
+	// a pooled connection end at once. It does not end a command already
+	// waiting for Redis's answer (see closeWait).
+	life   context.Context
+	cancel context.CancelFunc
+	// closing: Close holds it while it marks the directory closed; what
+	// the loop does with Redis's answers (this node's state, logs,
+	// Dropped) is done holding it shared, never across a Redis call, and
+	// only while not closed (whileOpen): once Close returned, nothing the
+	// loop does is visible.
+	closing sync.RWMutex
+
 	stop chan struct{}
 	done sync.WaitGroup
 	once sync.Once
 }
+
+// closeWait bounds Close's wait for the refresh and reaping loop: Close
+// returns within it whatever Redis does. go-redis does not end a
+// command's socket read when its context is cancelled (nor, unless the
+// client sets ContextTimeoutEnabled, at its context's deadline): only the
+// client's ReadTimeout does (never with read_timeout=-1), and retries on
+// fresh connections wait for it again. A loop waiting for a Redis that
+// takes commands and never answers (frozen, or behind a stalled network
+// path) cannot be made to return sooner, so Close stops waiting for it:
+// the command ends at the read timeout or when the client is closed, and
+// the loop then returns without acting on the answer.
+const closeWait = time.Second
 
 // undoing is a removal to retry: a Remove that failed, or the cleanup of
 // an Add that failed (added false: no record of it was ever confirmed).
@@ -163,7 +189,8 @@ func NewRedis(rdb redis.UniversalClient, o RedisOptions) (*Redis, error) {
 		return nil, errors.New("directory: webhook.RedisQueueKey no longer ends in the partition number")
 	}
 	d.genK = d.base + "gen"
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	d.life, d.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(d.life, o.Timeout)
 	_ = d.resync(ctx, false) // best effort: the first call does it otherwise
 	cancel()
 	d.done.Add(1)
@@ -474,15 +501,54 @@ func (d *Redis) isClosed() bool {
 // not removed stay in Redis until the other nodes' reapers close them as
 // lost, TTL later (as when the process dies): to drain gracefully, Remove
 // every session before Close.
+//
+// Close returns within closeWait (1 s) whatever Redis does. When the loop
+// is still waiting for Redis's answer then (a Redis that takes commands
+// and never answers, with a client without ContextTimeoutEnabled), Close
+// logs it once and returns: the command ends at the client's read timeout
+// or when the client is closed (the caller closes it after Close), and
+// the loop returns without acting on the answer (no log, no change of
+// this node's state, no further command). The command itself may still
+// run in Redis once it answers again: a refresh moves this node's
+// deadline (its sessions are then closed as lost TTL after it, as a dead
+// node's), a reap or a retried removal does what any node's would.
 func (d *Redis) Close() error {
 	d.once.Do(func() {
+		d.closing.Lock()
 		d.mu.Lock()
 		d.closed = true
 		d.mu.Unlock()
+		d.closing.Unlock()
+		d.cancel()
 		close(d.stop)
-		d.done.Wait()
+		loop := make(chan struct{})
+		go func() {
+			d.done.Wait()
+			close(loop)
+		}()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-loop:
+		case <-t.C:
+			d.opts.Logger.Warn("directory: redis directory closed before its loop returned (a Redis call unanswered)",
+				"waited", closeWait)
+		}
 	})
 	return nil
+}
+
+// whileOpen runs f unless Close began, holding closing shared so that
+// Close cannot begin meanwhile, and reports whether it ran. The loop does
+// what it does with Redis's answers in f; f must not call Redis.
+func (d *Redis) whileOpen(f func()) bool {
+	d.closing.RLock()
+	defer d.closing.RUnlock()
+	if d.isClosed() {
+		return false
+	}
+	f()
+	return true
 }
 
 // outageLog logs a Redis outage once, and its end.

@@ -34,43 +34,59 @@ func (d *Redis) loop() {
 // (another generation), a reaper closed some of ours as lost (we paused
 // or were cut off past the TTL), or an earlier refresh failed (so either
 // may have happened unseen); and it retries the removals that failed.
+//
+// Once Close began it sends nothing more and acts on no answer (see
+// whileOpen).
 func (d *Redis) refresh() {
-	ctx, cancel := context.WithTimeout(context.Background(), d.opts.Timeout)
+	ctx, cancel := context.WithTimeout(d.life, d.opts.Timeout)
 	defer cancel()
 	d.mu.Lock()
 	gen := d.gen
 	d.mu.Unlock()
 	v, err := d.eval(ctx, refreshScript, d.args(gen, 0)...).Result()
 	if err != nil {
-		d.down.fail(err)
-		d.mu.Lock()
-		d.check = true
-		d.mu.Unlock()
+		d.failed(err, true)
 		return
 	}
-	a, err := d.reply(v, "refresh")
-	d.mu.Lock()
-	check := d.check || errors.Is(err, errGen) || (err == nil && len(a) > 1 && a[1] == int64(1))
-	d.check = false
-	d.mu.Unlock()
-	if err != nil && !errors.Is(err, errGen) {
-		d.opts.Logger.Warn("directory: refresh", "err", err)
+	check := false
+	if !d.whileOpen(func() {
+		var a []any
+		a, err = d.reply(v, "refresh")
+		d.mu.Lock()
+		check = d.check || errors.Is(err, errGen) || (err == nil && len(a) > 1 && a[1] == int64(1))
+		d.check = false
+		d.mu.Unlock()
+		if err != nil && !errors.Is(err, errGen) {
+			d.opts.Logger.Warn("directory: refresh", "err", err)
+		}
+	}) || (err != nil && !errors.Is(err, errGen)) {
 		return
 	}
 	if check {
 		if err := d.resync(ctx, true); err != nil {
-			d.down.fail(err)
-			d.mu.Lock()
-			d.check = true
-			d.mu.Unlock()
+			d.failed(err, true)
 			return
 		}
 	}
 	if err := d.retryUndone(ctx); err != nil {
-		d.down.fail(err)
+		d.failed(err, false)
 		return
 	}
-	d.down.ok()
+	d.whileOpen(d.down.ok)
+}
+
+// failed notes a failed call of the loop unless Close began: an outage
+// (logged once) and, with recheck, a comparison with Redis at the next
+// refresh that gets through.
+func (d *Redis) failed(err error, recheck bool) {
+	d.whileOpen(func() {
+		d.down.fail(err)
+		if recheck {
+			d.mu.Lock()
+			d.check = true
+			d.mu.Unlock()
+		}
+	})
 }
 
 // resync brings Redis back in line with this node's sessions, holding
@@ -112,15 +128,19 @@ func (d *Redis) resync(ctx context.Context, announce bool) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case lost:
-		d.opts.Logger.Warn("directory: redis lost the directory's records; this node's sessions put back without events", "sessions", n)
-	case n > 0:
-		d.opts.Logger.Warn("directory: sessions of this node closed as lost were added again", "sessions", n)
+	if !d.whileOpen(func() {
+		switch {
+		case lost:
+			d.opts.Logger.Warn("directory: redis lost the directory's records; this node's sessions put back without events", "sessions", n)
+		case n > 0:
+			d.opts.Logger.Warn("directory: sessions of this node closed as lost were added again", "sessions", n)
+		}
+		d.mu.Lock()
+		d.gen = g
+		d.mu.Unlock()
+	}) {
+		return ErrClosed
 	}
-	d.mu.Lock()
-	d.gen = g
-	d.mu.Unlock()
 	return nil
 }
 
@@ -146,18 +166,28 @@ func (d *Redis) restore(ctx context.Context, gen string, es []Entry, quiet bool)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return n, fmt.Errorf("directory: restore %d sessions: %w", k, err)
 		}
-		for i, c := range cmds {
-			a, err := d.reply(c.Val(), "restore")
-			switch {
-			case errors.Is(err, errGen):
-				return n, err // Redis lost its data again: the next refresh starts over
-			case errors.Is(err, ErrExists):
-				d.opts.Logger.Warn("directory: a session of this node is held by another", "session", es[i].ID)
-			case err != nil:
-				return n, err
-			case len(a) > 2 && (a[1] != int64(0) || a[2] != int64(0) || quiet):
-				n++ // events (or, quiet, a write we cannot tell from a no-op: counted all the same)
+		var rerr error
+		if !d.whileOpen(func() {
+			for i, c := range cmds {
+				a, err := d.reply(c.Val(), "restore")
+				switch {
+				case errors.Is(err, errGen):
+					rerr = err // Redis lost its data again: the next refresh starts over
+					return
+				case errors.Is(err, ErrExists):
+					d.opts.Logger.Warn("directory: a session of this node is held by another", "session", es[i].ID)
+				case err != nil:
+					rerr = err
+					return
+				case len(a) > 2 && (a[1] != int64(0) || a[2] != int64(0) || quiet):
+					n++ // events (or, quiet, a write we cannot tell from a no-op: counted all the same)
+				}
 			}
+		}) {
+			return n, ErrClosed
+		}
+		if rerr != nil {
+			return n, rerr
 		}
 		es = es[k:]
 	}
@@ -187,10 +217,16 @@ func (d *Redis) retryUndone(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.reply(v, "remove"); err != nil {
+		if !d.whileOpen(func() {
+			if _, err = d.reply(v, "remove"); err == nil {
+				d.forget(id, u)
+			}
+		}) {
+			return ErrClosed
+		}
+		if err != nil {
 			return err
 		}
-		d.forget(id, u)
 	}
 	return nil
 }
@@ -199,23 +235,29 @@ func (d *Redis) retryUndone(ctx context.Context) error {
 // of at most ReapBatch each, at most maxReapCalls a round. The first
 // carries few event ids (most rounds find nothing); when it reports more
 // work, the next ones carry enough for a full batch.
+//
+// Once Close began it sends nothing more and acts on no answer (see
+// whileOpen).
 func (d *Redis) reap() {
-	ctx, cancel := context.WithTimeout(context.Background(), d.opts.Timeout)
+	ctx, cancel := context.WithTimeout(d.life, d.opts.Timeout)
 	defer cancel()
 	ids := 8
 	for range maxReapCalls {
 		v, err := d.eval(ctx, reapScript,
 			d.args("", ids, d.opts.ReapBatch, CodeNodeLost, ReasonNodeLost)...).Result()
 		if err != nil {
-			d.down.fail(err)
+			d.failed(err, false)
 			return
 		}
-		a, err := d.reply(v, "reap")
-		if err != nil {
-			d.opts.Logger.Warn("directory: reap", "err", err)
-			return
-		}
-		if len(a) < 6 || a[5] != int64(1) {
+		more := false
+		if !d.whileOpen(func() {
+			a, err := d.reply(v, "reap")
+			if err != nil {
+				d.opts.Logger.Warn("directory: reap", "err", err)
+				return
+			}
+			more = len(a) >= 6 && a[5] == int64(1)
+		}) || !more {
 			return
 		}
 		ids = 3 * d.opts.ReapBatch

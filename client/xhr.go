@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -214,7 +215,7 @@ const (
 	maxBusyRetries    = 10
 )
 
-func (c *Conn) sendLoop(url string) {
+func (c *Conn) sendLoop(sendURL string) {
 	var buf []string
 	for {
 		var b []byte
@@ -224,7 +225,7 @@ func (c *Conn) sendLoop(url string) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sendURL, bytes.NewReader(b))
 		req.Header.Set("Content-Type", "text/plain")
 		copyHeader(req.Header, c.opts.Header)
 		res, err := c.opts.HTTPClient.Do(req)
@@ -233,8 +234,19 @@ func (c *Conn) sendLoop(url string) {
 			res.Body.Close()
 		}
 		cancel()
-		if err != nil || res.StatusCode != http.StatusNoContent {
-			c.shutdown(1006, "Send failed")
+		if err != nil {
+			// As sockjs-client's "Sending error: …", the reason says why,
+			// so that a failed send can be told from the log; without the
+			// request's URL, which holds the session's path.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			c.shutdown(1006, "Send failed: "+err.Error())
+			return
+		}
+		if res.StatusCode != http.StatusNoContent {
+			c.shutdown(1006, "Send failed: HTTP "+res.Status)
 			return
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sockjsd/sockjsd/internal/bounded"
 )
 
 // keepLoop refreshes owned records every KeepInterval and releases those
@@ -160,7 +162,7 @@ func (m *member) Leave(ctx context.Context) error {
 	n.mu.Unlock()
 	if stop != nil {
 		close(stop)
-		if !waitClosed(done, n.opts.StoreTimeout) {
+		if !bounded.Wait(done, n.opts.StoreTimeout) {
 			n.log.Warn("sockjs: cluster: left the cluster before the keep loop returned (a store call unanswered)",
 				"waited", n.opts.StoreTimeout)
 		}
@@ -190,19 +192,6 @@ func (m *member) Leave(ctx context.Context) error {
 		return errors.Join(errors.New("cluster: releasing this node's sessions"), err)
 	}
 	return nil
-}
-
-// waitClosed waits up to d for ch to be closed and reports whether it
-// was.
-func waitClosed(ch <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // warn logs store failures at most once every 10 seconds for the whole

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sockjsd/sockjsd/internal/bounded"
 	"github.com/sockjsd/sockjsd/webhook"
 )
 
@@ -526,11 +527,7 @@ func (d *Redis) Close() error {
 			d.done.Wait()
 			close(loop)
 		}()
-		t := time.NewTimer(closeWait)
-		defer t.Stop()
-		select {
-		case <-loop:
-		case <-t.C:
+		if !bounded.Wait(loop, closeWait) {
 			d.opts.Logger.Warn("directory: redis directory closed before its loop returned (a Redis call unanswered)",
 				"waited", closeWait)
 		}

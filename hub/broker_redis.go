@@ -409,7 +409,8 @@ func (b *RedisBroker) Close() error {
 }
 
 // waitClosed waits up to d for ch to be closed and reports whether it
-// was.
+// was. It is internal/bounded.Wait, which cluster and directory call: the
+// hub uses only the module's public packages (TestApplicationsUseOnlyPublicAPI).
 func waitClosed(ch <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,58 +62,29 @@ func closeTestBroker(t *testing.T, addr, query string) (*hub.RedisBroker, *redis
 // after Close, and checks that no goroutine of the broker outlives it.
 func closeWithin(t *testing.T, b *hub.RedisBroker, rdb *redis.Client) time.Duration {
 	t.Helper()
-	start := time.Now()
-	done := make(chan time.Duration, 1)
-	go func() {
-		b.Close()
-		done <- time.Since(start)
-	}()
-	var took time.Duration
-	select {
-	case took = <-done:
-		t.Logf("Close took %v", took.Round(time.Millisecond))
-	case <-time.After(closeBound):
-		t.Errorf("Close did not return within %v; the broker's goroutines:\n%s", closeBound, brokerStacks())
-	}
-	_ = rdb.Close()
-	if took == 0 {
-		select {
-		case took = <-done:
-			t.Logf("Close returned %v after it was called, once the client was closed", took.Round(time.Millisecond))
-		case <-time.After(30 * time.Second):
-			t.Fatalf("Close did not return within 30s, the client closed too; the broker's goroutines:\n%s", brokerStacks())
+	closed := false
+	closeClient := func() {
+		if !closed {
+			closed = true
+			_ = rdb.Close()
 		}
 	}
+	took := testenv.ReturnsWithin(t, "Close", closeBound, func() { b.Close() }, closeClient, brokerStacks)
+	closeClient()
 	waitBrokerGone(t)
 	return took
 }
 
 // brokerStacks are the stacks of the goroutines running a RedisBroker
 // method.
-func brokerStacks() string {
-	buf := make([]byte, 1<<22)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "hub.(*RedisBroker)") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
-}
+func brokerStacks() string { return testenv.Stacks("hub.(*RedisBroker)") }
 
 // waitBrokerGone waits (10 s at most) until no goroutine runs a
 // RedisBroker method: the loops, and any Redis call Close stopped
 // waiting for, have ended.
 func waitBrokerGone(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for brokerStacks() != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the broker's goroutines outlive Close and the client's Close by 10s:\n%s", brokerStacks())
-		}
-		time.Sleep(20 * time.Millisecond) // polling the goroutines, bounded by the deadline
-	}
+	testenv.WaitStacksGone(t, "the broker's goroutines", "hub.(*RedisBroker)")
 }
 
 // TestRedisBrokerCloseWithRedisDown: with Redis gone (connections
@@ -136,17 +105,10 @@ func TestRedisBrokerCloseWithRedisFrozen(t *testing.T) {
 		t.Run(q.name, func(t *testing.T) {
 			rs := testenv.StartRedis(t)
 			b, rdb := closeTestBroker(t, rs.Addr, q.query)
-			rs.Freeze()
 			// The heartbeat writes every PresenceTTL/3 (5s/3), the receive
 			// loop pings after as long without a message: within that,
 			// one of them has sent Redis a command it will not read.
-			deadline := time.Now().Add(10 * time.Second)
-			for rs.Unread() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("no command waits for the frozen Redis after 10s")
-				}
-				time.Sleep(20 * time.Millisecond) // polling the kernel's queues, bounded by the deadline
-			}
+			rs.FreezeQueued()
 			closeWithin(t, b, rdb)
 		})
 	}

@@ -37,14 +37,7 @@ func TestHubCloseRedisFrozen(t *testing.T) {
 			for i := range 3 {
 				hubSubscriber(t, addr, fmt.Sprint("chat.room", i))
 			}
-			rs.Freeze()
-			deadline := time.Now().Add(10 * time.Second)
-			for rs.Unread() == 0 { // the broker's heartbeat writes every 5s/3
-				if time.Now().After(deadline) {
-					t.Fatal("no command waits for the frozen Redis after 10s")
-				}
-				time.Sleep(20 * time.Millisecond) // polling the kernel's queues, bounded by the deadline
-			}
+			rs.FreezeQueued() // the broker's heartbeat writes every 5s/3
 			start := time.Now()
 			done := make(chan struct{})
 			go func() {
@@ -89,11 +82,7 @@ func TestBinaryShutdownRedisDown(t *testing.T) {
 	p.waitReadyz(t, http.StatusServiceUnavailable)
 	sigAt := p.signal(t, syscall.SIGTERM)
 	exitAt := p.waitExit(t, exitBound)
-	shut := "?"
-	if m := tookRe.FindStringSubmatch(p.log.String()); m != nil {
-		shut = m[1]
-	}
-	t.Logf("exited %v after SIGTERM (shutdown %s)", exitAt.Sub(sigAt).Round(time.Millisecond), shut)
+	logExit(t, p, exitAt.Sub(sigAt))
 }
 
 // TestBinaryShutdownRedisFrozen runs the real binary in cluster mode
@@ -127,24 +116,13 @@ func TestBinaryShutdownRedisFrozen(t *testing.T) {
 			if code, body, err := post("http://"+p.addr+"/hub/000/frozen1/xhr", ""); err != nil || code != http.StatusOK || body != "o\n" {
 				t.Fatalf("open an xhr hub session: %d %q, %v", code, body, err)
 			}
-			rs.Freeze()
 			// The cluster's keep loop reads Redis every 500 ms, the
 			// broker's heartbeat writes every 5s/3: one of them soon
 			// sends a command Redis will not read.
-			deadline := time.Now().Add(10 * time.Second)
-			for rs.Unread() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("no command waits for the frozen Redis after 10s")
-				}
-				time.Sleep(20 * time.Millisecond) // polling the kernel's queues, bounded by the deadline
-			}
+			rs.FreezeQueued()
 			sigAt := p.signal(t, syscall.SIGTERM)
 			exitAt := p.waitExit(t, exitBound)
-			shut := "?"
-			if m := tookRe.FindStringSubmatch(p.log.String()); m != nil {
-				shut = m[1]
-			}
-			t.Logf("exited %v after SIGTERM (shutdown %s)", exitAt.Sub(sigAt).Round(time.Millisecond), shut)
+			logExit(t, p, exitAt.Sub(sigAt))
 		})
 	}
 }
@@ -164,6 +142,17 @@ func waitReady(t *testing.T, addr string) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the server, bounded by the deadline
 	}
+}
+
+// logExit logs how long after SIGTERM p exited, and the shutdown time
+// its log gave.
+func logExit(t *testing.T, p *binaryProc, after time.Duration) {
+	t.Helper()
+	shut := "?"
+	if m := tookRe.FindStringSubmatch(p.log.String()); m != nil {
+		shut = m[1]
+	}
+	t.Logf("exited %v after SIGTERM (shutdown %s)", after.Round(time.Millisecond), shut)
 }
 
 // hubSubscriber opens a websocket hub session subscribed to channel; it

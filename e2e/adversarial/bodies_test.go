@@ -119,7 +119,10 @@ func TestOversizeAndChunkedBodies(t *testing.T) {
 // the protocol's answers and cost nothing.
 func TestDeepAndBrokenPayloads(t *testing.T) {
 	t.Parallel()
-	srv := Start(t, Config{})
+	// The sends come without a poll for as long as the megabyte payloads
+	// take on a loaded machine (over 5 s seen under make test): the
+	// session must outlive them.
+	srv := Start(t, Config{Env: map[string]string{"SOCKJSD_DISCONNECT_DELAY": "2m"}})
 	p := srv.Probe(t)
 	path := openXHR(t, srv, "/echo")
 	base := srv.RSS(t)

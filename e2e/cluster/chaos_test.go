@@ -465,17 +465,19 @@ func checkChaos(t *testing.T, subs []*feedSub, acks map[string][]chaosAck, ackBy
 		}
 		// A second open frame: the client saw a second session under the
 		// same id. Fine only if the owner (the node that sent the first)
-		// was killed in between: else two live nodes served one id.
+		// was killed in between: else two live nodes served one id. In
+		// between starts when the first open's request went out, not when
+		// the open was read: the owner may have written it and died.
 		for _, l := range s.lost {
 			first, second := l.opens[0], l.opens[1]
-			killed := slices.ContainsFunc(kills[first.server], func(k time.Time) bool { return k.After(first.at) && !k.After(second.at) })
+			killed := slices.ContainsFunc(kills[first.server], func(k time.Time) bool { return k.After(first.sent) && !k.After(second.at) })
 			if killed {
 				st.lostOK++
 				continue
 			}
 			st.servedTwice++
-			found = append(found, chaosFinding{"session served twice", fmt.Sprintf("%s: session %s opened by %s at %s, opened again by %s at %s, %s not killed in between",
-				s.tr, l.sid, cmp.Or(first.server, "?"), since(first.at), cmp.Or(second.server, "?"), since(second.at), cmp.Or(first.server, "?"))})
+			found = append(found, chaosFinding{"session served twice", fmt.Sprintf("%s: session %s opened by %s at %s (its request sent at %s), opened again by %s at %s, %s not killed in between",
+				s.tr, l.sid, cmp.Or(first.server, "?"), since(first.at), since(first.sent), cmp.Or(second.server, "?"), since(second.at), cmp.Or(first.server, "?"))})
 		}
 		for k, v := range s.closes {
 			switch k {

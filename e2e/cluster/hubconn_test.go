@@ -52,11 +52,14 @@ type sessionWatch struct {
 	fails  []string // requests that failed: endpoint, node, status or error
 }
 
-// openSeen is an open frame: when it came and from which node (the
-// balancer's server name, "" without the header).
+// openSeen is an open frame: when it came, when the request that brought
+// it was sent, and from which node (the balancer's server name, "" without
+// the header). The node wrote it somewhere in between: a node killed after
+// sent may have written it just before it died, and the client read it
+// later (seen: an open read 120 ms after its node's SIGKILL).
 type openSeen struct {
-	at     time.Time
-	server string
+	at, sent time.Time
+	server   string
 }
 
 // lbServerHeader names the node that haproxy sent a request to; the tests'
@@ -70,6 +73,7 @@ func newSessionWatch() *sessionWatch {
 }
 
 func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	sent := time.Now()
 	res, err := w.base.RoundTrip(req)
 	if err != nil || res.StatusCode >= 300 {
 		what := fmt.Sprint(err)
@@ -89,14 +93,14 @@ func (w *sessionWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 			w.sid = parts[len(parts)-2]
 		}
 		w.mu.Unlock()
-		res.Body = &openSpotter{ReadCloser: res.Body, w: w, server: res.Header.Get(lbServerHeader), lineStart: true, sse: sse}
+		res.Body = &openSpotter{ReadCloser: res.Body, w: w, sent: sent, server: res.Header.Get(lbServerHeader), lineStart: true, sse: sse}
 	}
 	return res, err
 }
 
-func (w *sessionWatch) opened(server string) {
+func (w *sessionWatch) opened(sent time.Time, server string) {
 	w.mu.Lock()
-	w.opens = append(w.opens, openSeen{time.Now(), server})
+	w.opens = append(w.opens, openSeen{time.Now(), sent, server})
 	second := len(w.opens) > 1
 	w.mu.Unlock()
 	if second {
@@ -117,7 +121,8 @@ func (w *sessionWatch) seen() (string, []openSeen) {
 type openSpotter struct {
 	io.ReadCloser
 	w         *sessionWatch
-	server    string // the node the balancer sent the request to
+	sent      time.Time // when the request went out
+	server    string    // the node the balancer sent the request to
 	lineStart bool
 	candidate bool
 	sse       bool
@@ -130,7 +135,7 @@ func (o *openSpotter) Read(p []byte) (int, error) {
 		for _, b := range p[:n] {
 			if b == '\n' {
 				if string(o.line) == "data: o\r" {
-					o.w.opened(o.server)
+					o.w.opened(o.sent, o.server)
 				}
 				o.line = o.line[:0]
 			} else if len(o.line) < 16 {
@@ -141,7 +146,7 @@ func (o *openSpotter) Read(p []byte) (int, error) {
 	}
 	for _, b := range p[:n] {
 		if o.candidate && b == '\n' {
-			o.w.opened(o.server)
+			o.w.opened(o.sent, o.server)
 		}
 		o.candidate = o.lineStart && b == 'o'
 		o.lineStart = b == '\n'

@@ -27,11 +27,40 @@ const (
 // deliverPayload delivers the messages of payload b to s. It returns
 // ErrBrokenJSON or ErrNoPayload (nothing delivered) for a bad payload, or
 // Deliver's error.
+//
+// A payload that fits one chunk (nearly every websocket message and most
+// sends) is read once: its messages are collected as it is checked, and
+// delivered once all of it passed. A larger one is checked whole first,
+// then delivered chunk by chunk (deliverValid).
 func deliverPayload[T string | []byte](ctx context.Context, s *engine.Session, b T, filter msgFilter) error {
-	if err := walkPayload(b, nil); err != nil {
+	cp := chunkPool.Get().(*[]string)
+	defer func() {
+		clear((*cp)[:cap(*cp)]) // a failed delivery may leave messages in it
+		chunkPool.Put(cp)
+	}()
+	chunk, size, fits := (*cp)[:0], 0, true
+	err := walkPayload(b, func(m string) bool {
+		if len(chunk) == chunkMessages || size >= chunkBytes {
+			fits = false
+			return false
+		}
+		chunk = append(chunk, m)
+		size += len(m)
+		return true
+	})
+	if !fits {
+		clear(chunk)
+		if err = walkPayload(b, nil); err == nil {
+			return deliverValid(ctx, s, b, filter)
+		}
+	}
+	if err != nil || len(chunk) == 0 {
 		return err
 	}
-	return deliverValid(ctx, s, b, filter)
+	if filter != nil {
+		chunk = filter(s, chunk)
+	}
+	return s.Deliver(ctx, chunk)
 }
 
 // msgFilter takes the messages the transport answers itself (the service
@@ -153,22 +182,36 @@ func skipSpace[T string | []byte](b T, i int) int {
 func walkString[T string | []byte](b T, i int, emit func(string) bool) (int, error) {
 	simple, ascii := true, true
 	j := i + 1
-	for ; j < len(b); j++ {
+	for j < len(b) {
 		c := b[j]
+		if c >= utf8.RuneSelf {
+			ascii = false
+			j++
+			continue
+		}
+		if plainByte[c] {
+			// A word only where two plain bytes start a run (n >= 2
+			// then): runs of one (a space between words of text that
+			// is not ASCII) cost no more than the byte loop. Only a
+			// string that goes on past a whole plain word costs a call.
+			if j+8 > len(b) || !plainByte[b[j+1]] {
+				j++
+			} else if n := plainLen(load64(b, j)); n < 8 {
+				j += n
+			} else {
+				j = skipPlain(b, j+8)
+			}
+			continue
+		}
 		if c == '"' {
 			break
 		}
 		if c == '\\' {
 			simple = false
-			j++ // the escaped byte cannot end the string
+			j += 2 // the escaped byte cannot end the string
 			continue
 		}
-		if c < 0x20 {
-			return 0, ErrBrokenJSON
-		}
-		if c >= utf8.RuneSelf {
-			ascii = false
-		}
+		return 0, ErrBrokenJSON // c < 0x20: the rest of what is not plainByte
 	}
 	if j >= len(b) {
 		return 0, ErrBrokenJSON

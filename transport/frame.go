@@ -68,8 +68,26 @@ func appendQuoted(dst []byte, s string, html bool) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && (!html || (c != '<' && c != '>' && c != '&')) {
-				i++
+			// Plain runs as in walkString: a word where two plain bytes
+			// start one, a call only past a whole plain word.
+			if c >= 0x20 && c != '"' && c != '\\' && !html {
+				if i+8 > len(s) || !plainByte[s[i+1]] {
+					i++
+				} else if n := plainLen(load64(s, i)); n < 8 {
+					i += n
+				} else {
+					i = skipPlain(s, i+8)
+				}
+				continue
+			}
+			if html && plainHTMLByte(c) {
+				if i+8 > len(s) || !plainHTMLByte(s[i+1]) {
+					i++
+				} else if n := plainHTMLLen(load64(s, i)); n < 8 {
+					i += n
+				} else {
+					i = skipPlainHTML(s, i+8)
+				}
 				continue
 			}
 			dst = append(dst, s[start:i]...)

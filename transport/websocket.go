@@ -527,16 +527,17 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *w
 	if len(data) == 0 {
 		return // the protocol says empty frames are ignored
 	}
-	if err := validPayload(data); err != nil {
+	// Bounded by the receive queue's bytes: while it is full this loop
+	// stops reading the socket.
+	err = deliverPayload(ctx, s, data, h.withoutPongs)
+	if err == ErrBrokenJSON || err == ErrNoPayload {
 		// The protocol wants broken JSON to end the connection at
 		// once; like sockjs-node, say why in a close frame (and no
-		// SockJS frame) first.
+		// SockJS frame) first. Nothing of the message was delivered.
 		h.wsFail(s, rcv, "sockjs: websocket broken JSON, closing", CodeBrokenFraming, reasonBrokenFraming, session.CauseError, false)
 		return
 	}
-	// One message at a time, bounded by the receive queue's bytes:
-	// while it is full this loop stops reading the socket.
-	h.delivered(s, deliverValid(ctx, s, data, h.withoutPongs))
+	h.delivered(s, err)
 }
 
 // wsFail closes the session because the client broke a rule: the session's

@@ -391,10 +391,7 @@ func (p *wsPoll) feed(b []byte) bool {
 			k := int(min(int64(len(b)), p.left))
 			chunk := b[:k]
 			b = b[k:]
-			for i := range chunk {
-				chunk[i] ^= p.mask[p.mpos&3]
-				p.mpos++
-			}
+			p.mpos = unmask(p.mask, p.mpos, chunk)
 			p.left -= int64(k)
 			if p.op >= 8 {
 				p.ctl = append(p.ctl, chunk...)

@@ -10,7 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # apt waits this long for a lock another apt holds, then fails.
 APT_LOCK_TIMEOUT ?= 300
 
-.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench bench-gateway soak bench-profile build clean protocol-suite
+.PHONY: run test deps deps-client deps-node deps-system vet tidy staticcheck bench bench-gateway soak bench-profile bench-count build clean protocol-suite
 
 run: build
 	./$(BIN) -addr $(ADDR)
@@ -140,6 +140,14 @@ soak:
 # Needs perf and root; about 5 minutes.
 bench-profile:
 	GO=$(GO) ./bench/run.sh profile
+
+# Instructions per echoed message (user space, valgrind): sockjsd, the bare
+# echo and igm under the websocket x100 load, sockjsd and igm under
+# xhr-streaming x100. Counts do not move with the machine's load, so they
+# settle what msgs/s on a shared machine cannot (docs/bench.md). Needs
+# valgrind; about 4 minutes.
+bench-count:
+	GO=$(GO) ./bench/count.sh
 
 # The official protocol suite, RUNS times against the binary `make build`
 # ships ($(BIN), sockjs-client built in, so the iframe page is the

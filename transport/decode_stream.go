@@ -24,23 +24,24 @@ const (
 	chunkBytes    = 64 << 10
 )
 
-// deliverPayload delivers the messages of payload b to s. It returns
+// onePass is how many messages a payload may have to be read once, into
+// an array on the reading goroutine's stack (no pool, no allocation).
+const onePass = 8
+
+// deliverPayload delivers the messages of payload b to s, the transport's
+// own (the service ping's pongs, h.withoutPongs) taken out. It returns
 // ErrBrokenJSON or ErrNoPayload (nothing delivered) for a bad payload, or
 // Deliver's error.
 //
-// A payload that fits one chunk (nearly every websocket message and most
-// sends) is read once: its messages are collected as it is checked, and
-// delivered once all of it passed. A larger one is checked whole first,
-// then delivered chunk by chunk (deliverValid).
-func deliverPayload[T string | []byte](ctx context.Context, s *engine.Session, b T, filter msgFilter) error {
-	cp := chunkPool.Get().(*[]string)
-	defer func() {
-		clear((*cp)[:cap(*cp)]) // a failed delivery may leave messages in it
-		chunkPool.Put(cp)
-	}()
-	chunk, size, fits := (*cp)[:0], 0, true
+// A payload of up to onePass messages (nearly every websocket message and
+// most sends) is read once: its messages are collected as it is checked,
+// and delivered once all of it passed. A larger one is checked whole
+// first, then delivered chunk by chunk (deliverValid).
+func deliverPayload[T string | []byte](ctx context.Context, h *Handler, s *engine.Session, b T) error {
+	var arr [onePass]string
+	chunk, size, fits := arr[:0], 0, true
 	err := walkPayload(b, func(m string) bool {
-		if len(chunk) == chunkMessages || size >= chunkBytes {
+		if len(chunk) == onePass || size >= chunkBytes {
 			fits = false
 			return false
 		}
@@ -49,31 +50,25 @@ func deliverPayload[T string | []byte](ctx context.Context, s *engine.Session, b
 		return true
 	})
 	if !fits {
-		clear(chunk)
 		if err = walkPayload(b, nil); err == nil {
-			return deliverValid(ctx, s, b, filter)
+			return deliverValid(ctx, h, s, b)
 		}
 	}
 	if err != nil || len(chunk) == 0 {
 		return err
 	}
-	if filter != nil {
-		chunk = filter(s, chunk)
-	}
-	return s.Deliver(ctx, chunk)
+	// Deliver keeps the messages, never the slice: arr stays on the stack.
+	return s.Deliver(ctx, h.withoutPongs(s, chunk))
 }
 
-// msgFilter takes the messages the transport answers itself (the service
-// ping's pongs) out of a chunk before the session gets it.
-type msgFilter func(*engine.Session, []string) []string
-
 // chunkPool holds deliverValid's chunks (1 KiB each), so that delivering a
-// websocket message does not allocate one: Deliver keeps the messages,
-// never the slice. Chunks go back cleared.
+// large payload does not allocate one: Deliver keeps the messages, never
+// the slice. Chunks go back cleared.
 var chunkPool = sync.Pool{New: func() any { c := make([]string, 0, chunkMessages); return &c }}
 
-// deliverValid is deliverPayload for a payload validPayload accepted.
-func deliverValid[T string | []byte](ctx context.Context, s *engine.Session, b T, filter msgFilter) error {
+// deliverValid delivers the messages of b, a payload validPayload
+// accepted, in chunks of chunkMessages or chunkBytes.
+func deliverValid[T string | []byte](ctx context.Context, h *Handler, s *engine.Session, b T) error {
 	cp := chunkPool.Get().(*[]string)
 	defer func() {
 		clear((*cp)[:cap(*cp)]) // a failed delivery may leave messages in it
@@ -83,11 +78,7 @@ func deliverValid[T string | []byte](ctx context.Context, s *engine.Session, b T
 	size := 0
 	var derr error
 	flush := func() bool {
-		if filter != nil {
-			derr = s.Deliver(ctx, filter(s, chunk))
-		} else {
-			derr = s.Deliver(ctx, chunk)
-		}
+		derr = s.Deliver(ctx, h.withoutPongs(s, chunk))
 		clear(chunk)
 		chunk, size = chunk[:0], 0
 		return derr == nil

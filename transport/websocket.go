@@ -529,7 +529,7 @@ func (h *Handler) handleWSMessage(ctx context.Context, s *engine.Session, rcv *w
 	}
 	// Bounded by the receive queue's bytes: while it is full this loop
 	// stops reading the socket.
-	err = deliverPayload(ctx, s, data, h.withoutPongs)
+	err = deliverPayload(ctx, h, s, data)
 	if err == ErrBrokenJSON || err == ErrNoPayload {
 		// The protocol wants broken JSON to end the connection at
 		// once; like sockjs-node, say why in a close frame (and no

@@ -91,7 +91,7 @@ func (h *Handler) xhrSend(w http.ResponseWriter, r *http.Request, sid string) {
 // deliver decodes a send payload and hands its messages to the session.
 // Bad payloads get the protocol's 500 answers.
 func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, s *engine.Session, payload []byte) bool {
-	err := deliverPayload(r.Context(), s, payload, h.withoutPongs) // decode_stream.go
+	err := deliverPayload(r.Context(), h, s, payload) // decode_stream.go
 	if err == ErrBrokenJSON || err == ErrNoPayload {
 		h.log.Debug("sockjs: bad send payload", "prefix", h.prefix, "err", err)
 		plainError(w, http.StatusInternalServerError, err.Error())

@@ -74,11 +74,27 @@ func (s *Session) HasOnMessage() bool {
 	return s.onMsg != nil
 }
 
-// deliverTo hands msgs to the OnMessage callback. The caller (deliver)
+// deliverTo hands msgs to the OnMessage callback. The caller (Deliver)
 // found the session open and took a hold (holdPump) under s.mu; this
-// releases it.
+// releases it. at is the messages' arrival, 0 if they arrived just now
+// and the clock was not read.
+//
+// A lone message that finds the callback free waits for nothing: its
+// receive delay is observed as 0 without reading the clock, twice per
+// message on the websocket echo path (about 250 of sockjsd's 8,300
+// instructions per echo, make bench-count). Otherwise the arrival is
+// read before anything waits: the lock, or the callbacks of the messages
+// before it.
 func (s *Session) deliverTo(f func(string), msgs []string, at int64) error {
-	s.cbMu.Lock()
+	switch {
+	case at != 0:
+		s.cbMu.Lock()
+	case !s.cbMu.TryLock():
+		at = now()
+		s.cbMu.Lock()
+	case len(msgs) > 1:
+		at = now()
+	}
 	defer s.cbMu.Unlock()
 	defer s.releasePump()
 	return s.callHeld(f, msgs, at)
@@ -93,7 +109,11 @@ func (s *Session) callHeld(f func(string), msgs []string, at int64) (err error) 
 		if i > 0 && s.Closed() {
 			return ErrClosed
 		}
-		s.opts.Observer.ReceiveDelay(s.transport, time.Duration(now()-at))
+		var d time.Duration // at == 0: a lone message that waited for nothing (deliverTo)
+		if at != 0 {
+			d = time.Duration(now() - at)
+		}
+		s.opts.Observer.ReceiveDelay(s.transport, d)
 		if err := s.call(f, m); err != nil {
 			return err
 		}

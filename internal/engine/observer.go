@@ -97,7 +97,9 @@ type Observer interface {
 	DeliveryDelay(t Transport, d time.Duration)
 	// ReceiveDelay is the time from a message being read off the client's
 	// connection to the application's Recv returning it, once per
-	// message: how long messages wait for the application.
+	// message: how long messages wait for the application. A lone message
+	// handed to an OnMessage callback that was free waited for nothing:
+	// 0, and the clock is not read for it.
 	ReceiveDelay(t Transport, d time.Duration)
 	// HTTPRequest is called once per HTTP request to a session endpoint
 	// (polling, streaming and send requests), with the answer's status

@@ -485,7 +485,10 @@ func (s *Session) closeLocked(code int, reason string, why CloseCause) {
 // order. It waits while the receive queue is full, which is how a client
 // that sends faster than the application reads is slowed down.
 func (s *Session) Deliver(ctx context.Context, msgs []string) error {
-	t := now() // arrival: waiting for room counts as receive delay
+	// Arrival, read once a message may wait (waiting for room counts as
+	// receive delay); straight to the callback, deliverTo reads it only
+	// if something waits there.
+	var t int64
 	for _, m := range msgs {
 		s.opts.Observer.MessageReceived(s.transport, len(m))
 	}
@@ -499,6 +502,9 @@ func (s *Session) Deliver(ctx context.Context, msgs []string) error {
 			s.holdPump++ // released by deliverTo
 			s.mu.Unlock()
 			return s.deliverTo(f, msgs, t)
+		}
+		if t == 0 {
+			t = now()
 		}
 		// Take what fits in both bounds; an empty queue takes at least
 		// one message, so that no message is too big to ever fit.

@@ -3,13 +3,13 @@ package transport
 import "math/bits"
 
 // Scanning JSON string contents eight bytes at a time. Every message a
-// client sends is checked and unquoted (walkString, twice: once to check
-// the whole payload, once to deliver) and every message the server sends
-// is quoted (appendQuoted). Byte by byte, those loops were a third of
-// sockjsd's own instructions per websocket echo of 64 bytes (counted with
-// valgrind, docs/bench.md "Where the time goes"); most messages are plain
-// ASCII, which the word loop below passes over at a few instructions per
-// eight bytes, leaving the byte loops only what needs a decision.
+// client sends is checked and unquoted (walkString) and every message the
+// server sends is quoted (appendQuoted). Byte by byte, those loops were a
+// third of sockjsd's own instructions per websocket echo of 64 bytes
+// (counted with valgrind: make bench-count, docs/bench.md "Instructions
+// per message"); most messages are plain ASCII, which the word loop below
+// passes over at a few instructions per eight bytes, leaving the byte
+// loops only what needs a decision.
 
 const (
 	lsb = 0x0101010101010101 // the low bit of every byte

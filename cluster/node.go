@@ -81,8 +81,15 @@ type member struct {
 // "error" (the owner failed after being reached; the client got 502 or a
 // cut response). d is the time until the owner's response headers
 // arrived. Metrics implements it.
+//
+// StoreWaiting is told, with +1 and then -1, about each request that waits
+// for the store (its recovery grace or an outage; see Options.StoreWait),
+// and StoreUnavailable about each request answered 503 because the store
+// did not answer within StoreWait.
 type Observer interface {
 	Forwarded(endpoint, result string, d time.Duration)
+	StoreWaiting(delta int)
+	StoreUnavailable(endpoint string)
 }
 
 // Options configure a Node. Store, Self and Secret are required; zero
@@ -126,6 +133,15 @@ type Options struct {
 	// OwnerCacheTTL is how long a node remembers another node's session
 	// owner before asking the store again. Default 5s.
 	OwnerCacheTTL time.Duration
+	// StoreWait bounds how long a request for a session this node does
+	// not hold waits for the store to place it: during the store's
+	// recovery grace, and while it is unreachable (an outage, a restart,
+	// a failover). The store is asked again every CheckInterval. Past
+	// StoreWait (plus the last call's StoreTimeout) the request gets 503
+	// "Session owner store unavailable": without the store this node
+	// cannot know whether another node serves the id, and serving it
+	// here could make two copies. Default 10s.
+	StoreWait time.Duration
 	// StoreTimeout bounds one store call on the request path, and each
 	// of Leave's two waits: for the keep loop to return, then for the
 	// release of the member's records (see Leave). Default 2s.
@@ -163,9 +179,10 @@ const (
 )
 
 // CodeOwnerConflict closes a node's copy of a session when the store says
-// another node owns the session id: two copies can only arise while the
-// store was unreachable, and the client then sees this clean close rather
-// than two sessions answering in turn.
+// another node owns the session id: an owner frozen for longer than its
+// records' TTL finds, when it resumes, that another node took the id over.
+// Its client then sees this clean close rather than two sessions
+// answering in turn.
 const (
 	CodeOwnerConflict   = 3012
 	ReasonOwnerConflict = "Session owned by another node"
@@ -180,9 +197,7 @@ const (
 	DefaultStoreTimeout   = 2 * time.Second
 	DefaultOwnerCacheTTL  = 5 * time.Second
 	DefaultMaxNonces      = 1 << 18
-	// maxRecoveryWait caps how long a request waits out the store's
-	// recovery grace, whatever the store says is left.
-	maxRecoveryWait = 10 * time.Second
+	DefaultStoreWait      = 10 * time.Second
 	// forwardTries bounds the owners one request is tried at: an owner
 	// gone or moved is followed at most this many times.
 	forwardTries = 3
@@ -221,6 +236,9 @@ func New(o Options) (*Node, error) {
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = DefaultStoreTimeout
 	}
+	if o.StoreWait <= 0 {
+		o.StoreWait = DefaultStoreWait
+	}
 	if o.HandOffTTL <= 0 {
 		o.HandOffTTL = DefaultHandOffTTL
 	}
@@ -257,6 +275,8 @@ func New(o Options) (*Node, error) {
 type nopObserver struct{}
 
 func (nopObserver) Forwarded(string, string, time.Duration) {}
+func (nopObserver) StoreWaiting(int)                        {}
+func (nopObserver) StoreUnavailable(string)                 {}
 
 // Join implements transport.Cluster. The node's keep loop runs while it
 // has members: from the first Join to the last Leave.
@@ -345,15 +365,16 @@ func (m *member) route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 			return n.opts.Store.Owner(ctx, key)
 		})
 		if err != nil {
-			// Without the store this node can only act alone: a send
-			// gets 404, a receive starts a session here. Once the
-			// store is back the owners reconcile (keep.go).
-			m.warn("owner lookup failed", err)
-			return false
+			m.unavailable(w, r, endpoint, "owner lookup failed", err)
+			return true
 		}
 	}
 	if (owner == "" || owner == n.opts.Self) && receiving(endpoint) && !closing {
-		owner = m.claim(r.Context(), sid, "")
+		var err error
+		if owner, err = m.claim(r.Context(), sid, ""); err != nil {
+			m.unavailable(w, r, endpoint, "owner claim failed", err)
+			return true
+		}
 	}
 	for range forwardTries {
 		if owner == HandOffOwner {
@@ -399,11 +420,15 @@ func (m *member) route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 			// The owner may have handed the session off before it
 			// went (a cached owner): the store knows.
 			gone := owner
-			ctx, cancel := context.WithTimeout(r.Context(), n.opts.StoreTimeout)
 			var err error
-			owner, err = n.opts.Store.Owner(ctx, key)
-			cancel()
-			if err != nil || owner == gone {
+			owner, err = n.settled(r.Context(), func(ctx context.Context) (string, error) {
+				return n.opts.Store.Owner(ctx, key)
+			})
+			if err != nil {
+				m.unavailable(w, r, endpoint, "owner lookup failed", err)
+				return true
+			}
+			if owner == gone {
 				return false
 			}
 			cached = false
@@ -412,7 +437,12 @@ func (m *member) route(w http.ResponseWriter, r *http.Request, sid, endpoint str
 		if !receiving(endpoint) || closing {
 			return false
 		}
-		owner, cached = m.claim(r.Context(), sid, owner), false
+		var err error
+		if owner, err = m.claim(r.Context(), sid, owner); err != nil {
+			m.unavailable(w, r, endpoint, "owner claim failed", err)
+			return true
+		}
+		cached = false
 	}
 	// Owners that kept moving or vanishing: answer rather than serve a
 	// session another node may hold.
@@ -469,7 +499,12 @@ func (m *member) forwarded(w http.ResponseWriter, r *http.Request, sig, sid, end
 	if !receiving(endpoint) || m.svc.Session(sid) != nil || !m.svc.Accepting() {
 		return false
 	}
-	if owner := m.claim(r.Context(), sid, ""); owner != "" && owner != m.n.opts.Self {
+	owner, err := m.claim(r.Context(), sid, "")
+	if err != nil {
+		m.unavailable(w, r, endpoint, "owner claim failed", err)
+		return true
+	}
+	if owner != m.n.opts.Self {
 		w.Header().Set(OwnerHeader, owner)
 		plainError(w, http.StatusMisdirectedRequest, "Session owned by another node")
 		return true
@@ -485,23 +520,29 @@ func (m *member) Opened(sid string, s *session.Session) {
 	m.mu.Unlock()
 }
 
-// settled runs a store call, waiting out the store's recovery grace:
-// during it a key without an owner may belong to a live session whose
-// owner has not put its record back yet, and taking the id over would
-// serve the session twice. Each try is bounded by StoreTimeout; tries
-// repeat every CheckInterval until the store settles (at most
-// maxRecoveryWait).
+// settled runs a store call on the request path, waiting for the store to
+// answer: through its recovery grace, when a key without an owner may
+// belong to a live session whose owner has not put its record back yet,
+// and through an outage, when nothing tells whether another node serves
+// the id. Either way, serving the id here could make a second copy of a
+// session. Each try is bounded by StoreTimeout; tries repeat every
+// CheckInterval (sooner when the grace ends sooner) for at most
+// StoreWait, then the last error is returned.
 func (n *Node) settled(ctx context.Context, call func(context.Context) (string, error)) (string, error) {
-	deadline := time.Now().Add(maxRecoveryWait)
+	deadline := time.Now().Add(n.opts.StoreWait)
+	waiting := false
+	defer func() {
+		if waiting {
+			n.obs.StoreWaiting(-1)
+		}
+	}()
 	for {
 		sctx, cancel := context.WithTimeout(ctx, n.opts.StoreTimeout)
 		v, err := call(sctx)
 		cancel()
-		if !errors.Is(err, ErrRecovering) {
+		if err == nil || ctx.Err() != nil {
 			return v, err
 		}
-		// Owners put their records back within a CheckInterval of
-		// noticing: ask again after one, or when the grace ends.
 		wait := n.opts.CheckInterval
 		var re *RecoveringError
 		if errors.As(err, &re) && re.Left > 0 && re.Left < wait {
@@ -511,6 +552,10 @@ func (n *Node) settled(ctx context.Context, call func(context.Context) (string, 
 			return "", err
 		} else if wait > left {
 			wait = left
+		}
+		if !waiting {
+			waiting = true
+			n.obs.StoreWaiting(1)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -522,18 +567,28 @@ func (n *Node) settled(ctx context.Context, call func(context.Context) (string, 
 	}
 }
 
-// claim records this node as sid's owner and returns the owner after the
-// call ("" if the store failed: the session is then served here alone).
-func (m *member) claim(ctx context.Context, sid, stale string) string {
+// claim records this node as sid's owner (or, with stale, takes it over
+// from that gone owner) and returns the owner after the call; an error
+// when the store did not answer within StoreWait.
+func (m *member) claim(ctx context.Context, sid, stale string) (string, error) {
 	n := m.n
-	owner, err := n.settled(ctx, func(ctx context.Context) (string, error) {
+	return n.settled(ctx, func(ctx context.Context) (string, error) {
 		return n.opts.Store.Claim(ctx, m.key(sid), n.opts.Self, stale)
 	})
-	if err != nil {
-		m.warn("owner claim failed", err)
-		return ""
+}
+
+// unavailable answers a request the store could not place within
+// StoreWait: 503, rather than a session served here alone, which would be
+// a second copy whenever another node serves the id. sockjs-client closes
+// its session on it (1006); a new session's client tries its next
+// transport. Websocket sessions never need the store.
+func (m *member) unavailable(w http.ResponseWriter, r *http.Request, endpoint, what string, err error) {
+	if r.Context().Err() != nil {
+		return // the client left while the request waited
 	}
-	return owner
+	m.warn(what, err)
+	m.n.obs.StoreUnavailable(endpoint)
+	plainError(w, http.StatusServiceUnavailable, "Session owner store unavailable")
 }
 
 // plainError answers status with a short text body, as transport does.

@@ -151,6 +151,34 @@ func (o *memOwners) set(k, v string) {
 type countingObserver struct {
 	mu      sync.Mutex
 	results map[string]int
+	waiting chan int // each StoreWaiting delta, when the test made one
+}
+
+// StoreWaiting implements Observer: the delta goes to c.waiting, if any.
+func (c *countingObserver) StoreWaiting(delta int) {
+	c.mu.Lock()
+	ch := c.waiting
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- delta
+	}
+}
+
+// StoreUnavailable implements Observer, counted as the result
+// "store_unavailable".
+func (c *countingObserver) StoreUnavailable(endpoint string) {
+	c.mu.Lock()
+	c.results[endpoint+"/store_unavailable"]++
+	c.mu.Unlock()
+}
+
+// watchWaits makes StoreWaiting's deltas readable (the channel holds
+// more than any test makes).
+func (c *countingObserver) watchWaits() <-chan int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting = make(chan int, 64)
+	return c.waiting
 }
 
 func (c *countingObserver) Forwarded(endpoint, result string, _ time.Duration) {
@@ -661,44 +689,133 @@ func TestClusterStoreRestart(t *testing.T) {
 	}
 }
 
-// TestClusterOutageReconciles: while the store is unreachable every node
-// serves alone, so a poll through B opens a second copy of A's session.
-// Once the store is back, B finds A recorded as the owner and closes its
-// copy with 3012; A's copy goes on. At most one node serves the id.
-func TestClusterOutageReconciles(t *testing.T) {
+// TestClusterOutageWaitsForStore: while the store is unreachable a poll
+// through B for A's session does not open a copy on B: it waits for the
+// store, and once the store answers it reaches A's session.
+func TestClusterOutageWaitsForStore(t *testing.T) {
 	owners := &memOwners{m: map[string]string{}}
 	nodes := startNodesWith(t, 2, owners, func(*transport.Options, *Options) {})
 	a, b := nodes[0], nodes[1]
 	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
 		t.Fatalf("open on A: %d %q", code, body)
 	}
+	if code, _ := post(t, a.srv.URL+"/echo/000/abc/xhr_send", `["alive"]`, nil); code != 204 {
+		t.Fatalf("send on A: %d", code)
+	}
+	waits := b.obs.watchWaits()
 	owners.setDown(true)
-	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
-		t.Fatalf("poll via B during the outage: %d %q (served alone, a second copy)", code, body)
+	type answer struct {
+		code int
+		body string
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil)
+		polled <- answer{code, body}
+	}()
+	select {
+	case d := <-waits:
+		if d != 1 {
+			t.Fatalf("first StoreWaiting delta %d, want +1", d)
+		}
+	case p := <-polled:
+		t.Fatalf("poll via B answered during the outage: %d %q", p.code, p.body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("poll via B not waiting for the store after 5s")
 	}
 	owners.setDown(false)
+	select {
+	case p := <-polled:
+		if p.code != 200 || p.body != "a[\"alive\"]\n" {
+			t.Fatalf("poll via B once the store is back: %d %q, want A's message", p.code, p.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("poll via B unanswered 10s after the store came back")
+	}
+	if d := <-waits; d != -1 {
+		t.Fatalf("StoreWaiting delta after the wait %d, want -1", d)
+	}
+	if n := b.h.Sessions(); n != 0 {
+		t.Fatalf("B opened %d sessions during the outage", n)
+	}
+	b.obs.waitCounts(t, map[string]int{"xhr/ok": 1})
+}
+
+// TestClusterOutageAnswers503: when the store stays unreachable for
+// StoreWait, a request for a session B does not hold gets 503, a poll, a
+// send or a new session's first request alike, and B serves nothing
+// alone. Once the store is back the same requests work.
+func TestClusterOutageAnswers503(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	const wait = 200 * time.Millisecond
+	nodes := startNodesWith(t, 2, owners, func(_ *transport.Options, c *Options) { c.StoreWait = wait })
+	a, b := nodes[0], nodes[1]
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	owners.setDown(true)
+	for _, c := range []struct{ path, body string }{
+		{"/echo/000/abc/xhr", ""},
+		{"/echo/000/abc/xhr_send", `["lost?"]`},
+		{"/echo/000/new/xhr", ""},
+	} {
+		start := time.Now()
+		code, body := post(t, b.srv.URL+c.path, c.body, nil)
+		if code != http.StatusServiceUnavailable || body != "Session owner store unavailable" {
+			t.Fatalf("%s via B during the outage: %d %q, want 503", c.path, code, body)
+		}
+		if took := time.Since(start); took < wait {
+			t.Fatalf("%s answered after %v, before StoreWait (%v)", c.path, took, wait)
+		}
+	}
+	if n := b.h.Sessions(); n != 0 {
+		t.Fatalf("B opened %d sessions during the outage", n)
+	}
+	b.obs.waitCounts(t, map[string]int{"xhr/store_unavailable": 2, "xhr_send/store_unavailable": 1})
+	owners.setDown(false)
+	if code, _ := post(t, b.srv.URL+"/echo/000/abc/xhr_send", `["after"]`, nil); code != 204 {
+		t.Fatalf("send via B after the outage: %d", code)
+	}
+	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"after\"]\n" {
+		t.Fatalf("poll via B after the outage: %d %q, want A's session (the 503 send delivered nothing)", code, body)
+	}
+	if code, body := post(t, b.srv.URL+"/echo/000/new/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("new session via B after the outage: %d %q", code, body)
+	}
+	if got := owners.get("/echo/new"); got != b.srv.URL {
+		t.Fatalf("owner of the new session %q, want B", got)
+	}
+}
+
+// TestClusterOwnerConflictCloses: when the store names another owner for
+// a session A serves (A was frozen longer than its record's TTL, and
+// another node took the id over), A's keep loop closes its copy with 3012,
+// and its client gets that close frame, not a session answering in turn
+// with another node's.
+func TestClusterOwnerConflictCloses(t *testing.T) {
+	owners := &memOwners{m: map[string]string{}}
+	nodes := startNodesWith(t, 2, owners, func(*transport.Options, *Options) {})
+	a, b := nodes[0], nodes[1]
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "o\n" {
+		t.Fatalf("open on A: %d %q", code, body)
+	}
+	owners.set("/echo/abc", b.srv.URL)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		s := b.engineSession("abc")
+		s := a.engineSession("abc")
 		if s == nil || s.Closed() {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("B's copy still open 5s after the store came back")
+			t.Fatal("A's copy still open 5s after the store named B")
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polling the session's state, bounded by the deadline
 	}
-	if code, body := post(t, b.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "c[3012,\"Session owned by another node\"]\n" {
-		t.Fatalf("poll via B after the outage: %d %q, want the close frame of its copy", code, body)
+	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "c[3012,\"Session owned by another node\"]\n" {
+		t.Fatalf("poll on A after the conflict: %d %q, want the close frame of its copy", code, body)
 	}
-	if code, _ := post(t, a.srv.URL+"/echo/000/abc/xhr_send", `["alive"]`, nil); code != 204 {
-		t.Fatalf("send to A's copy: %d", code)
-	}
-	if code, body := post(t, a.srv.URL+"/echo/000/abc/xhr", "", nil); code != 200 || body != "a[\"alive\"]\n" {
-		t.Fatalf("poll on A after the outage: %d %q", code, body)
-	}
-	if got := owners.get("/echo/abc"); got != a.srv.URL {
-		t.Fatalf("owner %q, want A", got)
+	if got := owners.get("/echo/abc"); got != b.srv.URL {
+		t.Fatalf("owner %q, want B still", got)
 	}
 }
 

@@ -24,9 +24,10 @@ type ClusterConfig struct {
 	Advertise string
 	Secret    string
 	OwnerTTL  time.Duration
-	// ForwardTimeout and RecoveryGrace: see their flags.
+	// ForwardTimeout, RecoveryGrace and StoreWait: see their flags.
 	ForwardTimeout time.Duration
 	RecoveryGrace  time.Duration
+	StoreWait      time.Duration
 }
 
 func (c *ClusterConfig) register(fs *flag.FlagSet) {
@@ -35,6 +36,7 @@ func (c *ClusterConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.OwnerTTL, "cluster-owner-ttl", cluster.DefaultTTL, "how long a session's owner record outlives its last refresh (refreshed every third of it)")
 	fs.DurationVar(&c.ForwardTimeout, "cluster-forward-timeout", cluster.DefaultForwardTimeout, "how long a session's owner may take to begin answering a forwarded request (beyond a poll's heartbeat wait); past it the client gets 504 and the session stays with its owner")
 	fs.DurationVar(&c.RecoveryGrace, "cluster-recovery-grace", cluster.DefaultRecoveryGrace, "after Redis lost its records (restarted empty), how long a session id without an owner is not taken as free, so that live owners put their records back first")
+	fs.DurationVar(&c.StoreWait, "cluster-store-wait", cluster.DefaultStoreWait, "how long a request for a session this node does not hold waits for Redis to say where it lives (a Redis outage, restart or failover); past it the request gets 503 rather than a second copy of the session served here")
 }
 
 // readyCheck is one condition of /readyz: nil when ready.
@@ -74,6 +76,7 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 		Secret:         []byte(cc.Secret),
 		KeepInterval:   ttl / 3,
 		ForwardTimeout: cc.ForwardTimeout,
+		StoreWait:      cc.StoreWait,
 		HandOffTTL:     cfg.HandOff.TTL,
 		Observer:       cluster.NewMetrics(reg),
 		Logger:         log,
@@ -84,7 +87,8 @@ func setupCluster(cfg Config, opts *transport.Options, reg prometheus.Registerer
 	}
 	opts.Cluster = node
 	log.Info("cluster mode", "redis", where, "advertise", self, "owner_ttl", ttl,
-		"forward_timeout", cmp.Or(cc.ForwardTimeout, cluster.DefaultForwardTimeout), "recovery_grace", cc.RecoveryGrace)
+		"forward_timeout", cmp.Or(cc.ForwardTimeout, cluster.DefaultForwardTimeout), "recovery_grace", cc.RecoveryGrace,
+		"store_wait", cmp.Or(cc.StoreWait, cluster.DefaultStoreWait))
 	return []readyCheck{cluster.Ping(rdb)}, nil
 }
 

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,55 +65,76 @@ func TestClusterRedisRestartOneOwner(t *testing.T) {
 	}
 }
 
-// TestClusterRedisOutageOneOwner: during a Redis outage node2 cannot find
-// the owner of node1's session and serves it alone, a second copy (the
-// client is told: a second open frame). Once Redis is back (here empty, as
-// after a restart) the nodes put their records back and exactly one copy
-// survives: the other is closed with c[3012,"Session owned by another
-// node"], and the store names the survivor.
-func TestClusterRedisOutageOneOwner(t *testing.T) {
-	env := startCluster(t, "-disconnect-delay", "60s", "-heartbeat", "1s")
+// TestClusterRedisOutageNoCopy: while Redis is down node2 cannot tell
+// where node1's session lives, so it serves no copy of it. A poll through
+// node2 waits for Redis (sockjs_cluster_store_waiting_requests), and when
+// Redis comes back (empty, as after a restart) it reaches node1's
+// session. A poll that Redis does not answer within -cluster-store-wait
+// gets 503 (sockjs_cluster_store_unavailable_total), and still no copy.
+// node1's own session carries on through the outage.
+func TestClusterRedisOutageNoCopy(t *testing.T) {
+	const storeWait = 5 * time.Second
+	env := startCluster(t, "-disconnect-delay", "60s", "-heartbeat", "1s", "-cluster-store-wait", storeWait.String())
 	n1, n2 := env.nodes[0], env.nodes[1]
 	openOn(t, n1, "ro1")
 	env.redis.Stop()
 	waitFor(t, 10*time.Second, "node2 to see Redis down", func() bool { return status(n2.url+"/readyz") == 503 })
-	if code, body := rawPost(t, n2.url+"/echo/000/ro1/xhr", ""); code != 200 || body != "o\n" {
-		t.Fatalf("poll through node2 during the outage: %d %q (served alone)", code, body)
+
+	start := time.Now()
+	if code, body := rawPost(t, n2.url+"/echo/000/ro1/xhr", ""); code != 503 || body != "Session owner store unavailable" {
+		t.Fatalf("poll through node2 while Redis stays down: %d %q, want 503", code, body)
 	}
-	env.redis.Start()
-	// Each copy answers a poll on its own node: a heartbeat (or a message)
-	// while open, the close frame once closed.
-	pollOn := func(n *node) string {
-		_, body := rawPost(t, n.url+"/echo/000/ro1/xhr", "")
-		return body
+	if took := time.Since(start); took < storeWait {
+		t.Fatalf("503 after %v, before -cluster-store-wait (%v)", took, storeWait)
 	}
-	conflict := "c[3012,\"Session owned by another node\"]\n"
-	var closed, live *node
-	waitFor(t, 15*time.Second, "one copy to be closed", func() bool {
-		b1, b2 := pollOn(n1), pollOn(n2)
-		switch {
-		case b1 == conflict && b2 != conflict:
-			closed, live = n1, n2
-		case b2 == conflict && b1 != conflict:
-			closed, live = n2, n1
-		case b1 == conflict && b2 == conflict:
-			t.Fatal("both copies were closed")
+	if v := n2.metric(t, "sockjs_cluster_store_unavailable_total", "endpoint", "xhr"); v != 1 {
+		t.Fatalf("node2's store_unavailable_total{xhr} = %v, want 1", v)
+	}
+	// node1 serves its own session without Redis.
+	if code, _ := rawPost(t, n1.url+"/echo/000/ro1/xhr_send", `["alive"]`); code != 204 {
+		t.Fatalf("send to node1's session during the outage: %d", code)
+	}
+
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", n2.url+"/echo/000/ro1/xhr", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			polled <- answer{err: err}
+			return
 		}
-		return closed != nil
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		polled <- answer{resp.StatusCode, string(b), err}
+	}()
+	waitFor(t, 10*time.Second, "node2's poll to wait for Redis", func() bool {
+		return n2.metric(t, "sockjs_cluster_store_waiting_requests") == 1
 	})
-	if got := env.ownerOf("ro1"); got != live.url {
-		t.Fatalf("owner record %q, want the surviving copy's node %s", got, live.url)
+	env.redis.Start()
+	select {
+	case a := <-polled:
+		if a.err != nil || a.code != 200 || a.body != "a[\"alive\"]\n" {
+			t.Fatalf("poll through node2 across Redis's return: %d %q %v, want node1's message", a.code, a.body, a.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("poll through node2 unanswered 30s after Redis came back")
 	}
-	// The survivor goes on, reached through any node, the closed copy's
-	// included: that one now forwards once its copy expires, and until
-	// then answers with the close frame.
-	if code, _ := rawPost(t, live.url+"/echo/000/ro1/xhr_send", `["alive"]`); code != 204 {
-		t.Fatalf("send to the surviving copy on %s: %d", live.name, code)
+	if v := n2.metric(t, "sockjs_sessions_opened_total"); v != 0 {
+		t.Fatalf("node2 opened %v sessions; only node1 may hold ro1", v)
 	}
-	if body := pollOn(live); body != "a[\"alive\"]\n" {
-		t.Fatalf("poll of the surviving copy: %q", body)
+	if v := n2.metric(t, "sockjs_cluster_store_waiting_requests"); v != 0 {
+		t.Fatalf("node2's store_waiting_requests = %v after the wait", v)
 	}
-	t.Logf("%s kept the session, %s closed its copy", live.name, closed.name)
+	if got := env.ownerOf("ro1"); got != n1.url {
+		t.Fatalf("owner record %q, want node1 %s", got, n1.url)
+	}
 }
 
 // TestClusterFrozenOwner: node1 is stopped (SIGSTOP) while it owns a

@@ -253,14 +253,22 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Mes
 	b.mu.Unlock()
 	var err error
 	if fresh {
+		// Close ends the call as the caller's context would: a
+		// subscribe in progress at shutdown does not hold it up for
+		// SubscribeTimeout.
 		sctx, cancel := context.WithTimeout(ctx, b.opts.SubscribeTimeout)
+		unhook := context.AfterFunc(b.life, cancel)
 		err = b.ps.Subscribe(sctx, topic)
+		unhook()
 		cancel()
 	}
 	b.psMu.Unlock()
 	cancel := func() { b.unsubscribe(topic, rc, id) }
 	if err != nil {
 		cancel()
+		if b.closed.Load() {
+			return nil, ErrBrokerClosed
+		}
 		return nil, fmt.Errorf("redis subscribe: %w", err)
 	}
 	t := time.NewTimer(b.opts.SubscribeTimeout)
@@ -271,6 +279,9 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, fn func(Mes
 	case <-ctx.Done():
 		cancel()
 		return nil, ctx.Err()
+	case <-b.life.Done():
+		cancel()
+		return nil, ErrBrokerClosed
 	case <-t.C:
 		cancel()
 		return nil, errors.New("redis subscribe: no confirmation from Redis")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,6 +113,51 @@ func TestRedisBrokerCloseWithRedisFrozen(t *testing.T) {
 			rs.FreezeQueued()
 			closeWithin(t, b, rdb)
 		})
+	}
+}
+
+// TestRedisBrokerCloseMidSubscribe: a Subscribe waiting for Redis to
+// confirm a new channel (Redis frozen: it takes the command and never
+// answers) returns ErrBrokerClosed when Close is called, within
+// closeBound, not after its own SubscribeTimeout (5 s).
+func TestRedisBrokerCloseMidSubscribe(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	b, rdb := closeTestBroker(t, rs.Addr, "")
+	rs.FreezeQueued()
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	subscribed := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		_, err := b.Subscribe(context.Background(), "new-channel", func(hub.Message) {})
+		subscribed <- result{err, time.Since(start)}
+	}()
+	// No event says the call is waiting for Redis: its goroutine's stack
+	// does (bounded wait).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(testenv.Stacks("hub.(*RedisBroker).Subscribe"), "hub.(*RedisBroker).Subscribe") {
+		select {
+		case r := <-subscribed:
+			t.Fatalf("Subscribe returned before Close, with Redis frozen: %v", r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Subscribe not running after 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the stacks, bounded by the deadline
+	}
+	closeStarted := time.Now()
+	closeWithin(t, b, rdb)
+	select {
+	case r := <-subscribed:
+		if !errors.Is(r.err, hub.ErrBrokerClosed) {
+			t.Fatalf("Subscribe in progress at Close: %v, want ErrBrokerClosed", r.err)
+		}
+		t.Logf("Subscribe returned %v after it began, Close %v after it began", r.took.Round(time.Millisecond), time.Since(closeStarted).Round(time.Millisecond))
+	case <-time.After(closeBound):
+		t.Fatalf("Subscribe still waiting %v after Close returned", closeBound)
 	}
 }
 

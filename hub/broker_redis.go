@@ -108,6 +108,9 @@ type RedisBroker struct {
 
 	subUp  atomic.Bool // the pub/sub connection is live
 	beatUp atomic.Bool // the last heartbeat reached Redis
+	// beatErr is the last heartbeat's error, nil once one got through
+	// (and before the first): for Ping.
+	beatErr atomic.Pointer[error]
 	// beaten: a heartbeat was tried, so that the first one failing is
 	// logged (beatUp starts false: a broker whose heartbeats never get
 	// through would otherwise say nothing). Heartbeat goroutine only.
@@ -186,13 +189,19 @@ func (b *RedisBroker) presenceKey(node string) string {
 // checks and the sockjs_broker_up gauge.
 func (b *RedisBroker) Up() bool { return b.subUp.Load() && b.beatUp.Load() }
 
-// Ping checks Redis with a round trip: for /readyz.
+// Ping checks Redis with a round trip, the pub/sub connection and the
+// last heartbeat: for /readyz. A Redis that answers PING may still refuse
+// writes (out of memory under maxmemory, or a replica after a failover:
+// READONLY); publishes fail then, and this node's presence counts expire.
 func (b *RedisBroker) Ping(ctx context.Context) error {
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	if !b.subUp.Load() {
 		return errors.New("redis: pub/sub connection not up")
+	}
+	if err := b.beatErr.Load(); err != nil {
+		return fmt.Errorf("redis: heartbeat failing: %w", *err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -34,4 +35,53 @@ func TestRedisBrokerFirstHeartbeatFailureLogged(t *testing.T) {
 	if b.Up() {
 		t.Fatal("Up() with Redis refusing connections")
 	}
+}
+
+// TestRedisBrokerPingHeartbeat: a Redis that answers PING but refuses
+// writes (here out of memory under maxmemory; a replica after a failover
+// answers READONLY the same way) fails the heartbeat, and Ping, which
+// /readyz calls, says so until a heartbeat gets through again.
+func TestRedisBrokerPingHeartbeat(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	b, err := hub.NewRedisBroker(rdb, hub.RedisBrokerOptions{PresenceTTL: 300 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitUp(t, b, true)
+	b.AddPresence("news", 1)
+	ctx := context.Background()
+	if err := b.Ping(ctx); err != nil {
+		t.Fatalf("Ping with Redis up: %v", err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pingUntil := func(what string, ok func(error) bool) error {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := b.Ping(ctx)
+			if ok(err) {
+				return err
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s within 10s: Ping says %v", what, err)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the heartbeat's outcome, bounded by the deadline
+		}
+	}
+	err = pingUntil("Ping failing on the heartbeat", func(err error) bool { return err != nil })
+	if !strings.Contains(err.Error(), "heartbeat failing") {
+		t.Fatalf("Ping with writes refused: %v, want the heartbeat's error", err)
+	}
+	if rdb.Ping(ctx).Err() != nil {
+		t.Fatal("PING itself failed: the test no longer tells the heartbeat from the round trip")
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pingUntil("Ping ready again", func(err error) bool { return err == nil })
 }

@@ -289,6 +289,11 @@ func (b *RedisBroker) beat() {
 	}
 	first := !b.beaten
 	b.beaten = true
+	if err != nil {
+		b.beatErr.Store(&err)
+	} else {
+		b.beatErr.Store(nil)
+	}
 	if up := err == nil; b.beatUp.Swap(up) != up || (first && !up) {
 		if up {
 			b.opts.Logger.Info("hub: redis heartbeat ok")

@@ -36,10 +36,7 @@ func (r burstResult) check(t *testing.T, transport string, n int) {
 // nodeBurst runs testdata/burst.js under node with the real sockjs-client.
 func nodeBurst(t *testing.T, url, transport string, n int) burstResult {
 	t.Helper()
-	modules := filepath.Join(testenv.RepoRoot(t), "e2e", "node", "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "sockjs-client", "package.json")); err != nil {
-		t.Skipf("sockjs-client is not installed in e2e/node (run `make deps-node`): %v", err)
-	}
+	modules := nodeModules(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "node-burst.js", modules, url, transport, fmt.Sprint(n))
@@ -51,6 +48,17 @@ func nodeBurst(t *testing.T, url, transport string, n int) burstResult {
 		t.Fatalf("node output %q: %v (exit: %v)", out, jerr, err)
 	}
 	return res
+}
+
+// nodeModules is e2e/node's node_modules, where the real sockjs-client is
+// installed; the test is skipped when it is not.
+func nodeModules(t *testing.T) string {
+	t.Helper()
+	modules := filepath.Join(testenv.RepoRoot(t), "e2e", "node", "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "sockjs-client", "package.json")); err != nil {
+		t.Skipf("sockjs-client is not installed in e2e/node (run `make deps-node`): %v", err)
+	}
+	return modules
 }
 
 // landing is each node's count of forwarded requests and of session

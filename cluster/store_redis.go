@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sockjsd/sockjsd/internal/redisslot"
 )
 
 // RedisStoreOptions configure a RedisStore. Zero values mean the
@@ -49,15 +53,25 @@ const (
 // RecoveryGrace), during which a missing key is reported as
 // ErrRecovering rather than as free.
 //
-// A node that never saw a generation (a cluster's first start) writes
-// the first one without a grace: there were no records to lose, and new
-// sessions need not wait.
+// On a Redis Cluster each master holds a generation of its own, at
+// "<prefix>{<tag>}gen" in the lowest slot it serves, since one master
+// can lose its data alone (restarted empty, without a replica): its
+// records are then lost as after a whole restart, and must be put back
+// before its keys are taken as free. The store's generation is those of
+// every master; the grace is on while any master's is.
+//
+// A node that never saw a generation key (a cluster's first start, a
+// master that just took its first slots) writes the first one without a
+// grace: there were no records to lose, and new sessions need not wait.
 type RedisStore struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
 	grace  time.Duration
-	seen   atomic.Bool // this node read a generation before
+
+	mu   sync.Mutex
+	seen map[string]bool // generation keys this node read before
+	gens []string        // the generation keys, as the topology was last read
 }
 
 // NewRedisStore returns the owner store on rdb.
@@ -71,7 +85,7 @@ func NewRedisStore(rdb redis.UniversalClient, o RedisStoreOptions) *RedisStore {
 	if o.RecoveryGrace <= 0 {
 		o.RecoveryGrace = DefaultRecoveryGrace
 	}
-	return &RedisStore{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL, grace: o.RecoveryGrace}
+	return &RedisStore{rdb: rdb, prefix: o.KeyPrefix, ttl: o.TTL, grace: o.RecoveryGrace, seen: map[string]bool{}}
 }
 
 // TTL is the keys' time to live.
@@ -214,34 +228,93 @@ func (o *RedisStore) Take(ctx context.Context, key, node string) ([]byte, string
 }
 
 // Generation implements Store: it reads (or, when Redis lost
-// it, writes) the generation.
+// it, writes) the generation. On a Redis Cluster it reads the masters'
+// slots first, and the generation is every master's, joined.
 func (o *RedisStore) Generation(ctx context.Context) (string, error) {
-	g, _, err := o.generation(ctx)
+	g, _, err := o.generation(ctx, true)
 	return g, err
 }
 
-func (o *RedisStore) generation(ctx context.Context) (string, time.Duration, error) {
-	gen := o.prefix + "{gen}"
-	grace := int64(0)
-	if o.seen.Load() {
-		grace = o.grace.Milliseconds()
-	}
-	v, err := genScript.Run(ctx, o.rdb, []string{gen, gen + ":grace"}, randomID(), grace).Slice()
+// generation reads every generation key (with refresh, the list of them
+// too) and returns the generation and the longest grace left.
+func (o *RedisStore) generation(ctx context.Context, refresh bool) (string, time.Duration, error) {
+	keys, err := o.genKeys(ctx, refresh)
 	if err != nil {
-		return "", 0, fmt.Errorf("redis: owner store generation: %w", err)
+		return "", 0, err
 	}
-	if len(v) != 2 {
-		return "", 0, fmt.Errorf("redis: owner store generation: unexpected answer %v", v)
+	gens := make([]string, 0, len(keys))
+	var left time.Duration
+	for _, gen := range keys {
+		grace := int64(0)
+		o.mu.Lock()
+		if o.seen[gen] {
+			grace = o.grace.Milliseconds()
+		}
+		o.mu.Unlock()
+		v, err := genScript.Run(ctx, o.rdb, []string{gen, gen + ":grace"}, randomID(), grace).Slice()
+		if err != nil {
+			return "", 0, fmt.Errorf("redis: owner store generation: %w", err)
+		}
+		if len(v) != 2 {
+			return "", 0, fmt.Errorf("redis: owner store generation: unexpected answer %v", v)
+		}
+		g, _ := v[0].(string)
+		l, _ := v[1].(int64)
+		o.mu.Lock()
+		o.seen[gen] = true
+		o.mu.Unlock()
+		gens = append(gens, g)
+		left = max(left, time.Duration(l)*time.Millisecond)
 	}
-	g, _ := v[0].(string)
-	left, _ := v[1].(int64)
-	o.seen.Store(true)
-	return g, time.Duration(left) * time.Millisecond, nil
+	return strings.Join(gens, ","), left, nil
+}
+
+// genKeys are the generation keys: "<prefix>{gen}" on one Redis; on a
+// Redis Cluster one per master, in the lowest slot it serves, in slot
+// order. refresh reads the cluster's slots again (the keep loop does,
+// every CheckInterval); otherwise the keys last read serve.
+func (o *RedisStore) genKeys(ctx context.Context, refresh bool) ([]string, error) {
+	cc, ok := o.rdb.(*redis.ClusterClient)
+	if !ok {
+		return []string{o.prefix + "{gen}"}, nil
+	}
+	o.mu.Lock()
+	keys := o.gens
+	o.mu.Unlock()
+	if keys != nil && !refresh {
+		return keys, nil
+	}
+	slots, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: owner store generation: cluster slots: %w", err)
+	}
+	lowest := map[string]int{} // master's ID -> its lowest slot
+	for _, r := range slots {
+		if len(r.Nodes) == 0 {
+			continue
+		}
+		id := r.Nodes[0].ID
+		if cur, ok := lowest[id]; !ok || r.Start < cur {
+			lowest[id] = r.Start
+		}
+	}
+	if len(lowest) == 0 {
+		return nil, errors.New("redis: owner store generation: the cluster serves no slot")
+	}
+	starts := slices.Sorted(maps.Values(lowest))
+	keys = make([]string, len(starts))
+	for i, slot := range starts {
+		keys[i] = o.prefix + "{" + redisslot.Tag(slot) + "}gen"
+	}
+	o.mu.Lock()
+	o.gens = keys
+	o.mu.Unlock()
+	return keys, nil
 }
 
 // settled returns a RecoveringError during the recovery grace.
 func (o *RedisStore) settled(ctx context.Context) error {
-	_, left, err := o.generation(ctx)
+	_, left, err := o.generation(ctx, false)
 	if err != nil {
 		return err
 	}

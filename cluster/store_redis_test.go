@@ -157,7 +157,7 @@ func waitGrace(t *testing.T, o *RedisStore) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, left, err := o.generation(context.Background())
+		_, left, err := o.generation(context.Background(), false)
 		if err != nil {
 			t.Fatal(err)
 		}

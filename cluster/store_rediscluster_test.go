@@ -142,3 +142,77 @@ func TestRedisClusterStore(t *testing.T) {
 		t.Fatalf("after a's release: %d owned, want c's 300", len(left))
 	}
 }
+
+// TestRedisClusterStoreOneMasterLost: one master of three loses its data
+// (restarted empty, without a replica; FLUSHALL here), not the one that
+// holds the generation of a single Redis. A key that lived there is not
+// taken as free: the generation changes (the owners put their records
+// back at once) and a missing key is ErrRecovering during the grace, as
+// after a whole restart. Keys on the other masters are not affected.
+func TestRedisClusterStoreOneMasterLost(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	rdb := rc.Client(t)
+	ctx := context.Background()
+	o := NewRedisStore(rdb, RedisStoreOptions{TTL: 5 * time.Second, RecoveryGrace: 300 * time.Millisecond})
+	const a = "http://a"
+	var keys, full []string
+	for i := range 60 {
+		keys = append(keys, fmt.Sprintf("/echo/m%d", i))
+		full = append(full, DefaultKeyPrefix+keys[i])
+	}
+	if m := rc.Masters(t, full...); len(m) != 3 {
+		t.Fatalf("keys on masters %v, want all three", m)
+	}
+	g1, err := o.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if got, err := o.Claim(ctx, k, a, ""); err != nil || got != a {
+			t.Fatalf("a claims %s: %q %v", k, got, err)
+		}
+	}
+	// The master to lose: one that holds session keys and not the
+	// single-Redis generation key.
+	genMaster := rc.Masters(t, DefaultKeyPrefix+"{gen}")
+	var victim string
+	for addr := range rc.Masters(t, full...) {
+		if !genMaster[addr] {
+			victim = addr
+			break
+		}
+	}
+	var lostKeys []string
+	for i, k := range full {
+		if rc.Masters(t, k)[victim] {
+			lostKeys = append(lostKeys, keys[i])
+		}
+	}
+	vc := redis.NewClient(&redis.Options{Addr: victim})
+	defer vc.Close()
+	if err := vc.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	g2, err := o.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g2 == g1 {
+		t.Fatalf("generation %q unchanged after master %s lost its data: the owners would not put their records back", g1, victim)
+	}
+	if _, err := o.Owner(ctx, lostKeys[0]); !errors.Is(err, ErrRecovering) {
+		t.Fatalf("Owner of %s, lost with its master, during the grace: %v, want ErrRecovering", lostKeys[0], err)
+	}
+	if _, err := o.Claim(ctx, lostKeys[0], "http://b", ""); !errors.Is(err, ErrRecovering) {
+		t.Fatalf("Claim of %s during the grace: %v, want ErrRecovering", lostKeys[0], err)
+	}
+	if again, err := o.Keep(ctx, keys, a); err != nil || len(again) != 0 {
+		t.Fatalf("a's Keep after the loss: %v %v", again, err)
+	}
+	waitGrace(t, o)
+	for _, k := range keys {
+		if owner, err := o.Owner(ctx, k); err != nil || owner != a {
+			t.Fatalf("owner of %s after the put-back: %q %v", k, owner, err)
+		}
+	}
+}

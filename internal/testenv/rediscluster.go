@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sockjsd/sockjsd/internal/redisslot"
 )
 
 // RedisCluster is a Redis Cluster of three masters (no replicas) started
@@ -194,33 +196,8 @@ func (rc *RedisCluster) shards(t testing.TB, addr string) []redis.ClusterShard {
 	return shards
 }
 
-// hashSlot is Redis Cluster's slot of key: CRC16 of its hash tag (the
-// part between the first '{' and the next '}', when not empty) or of the
-// whole key, mod 16384.
-func hashSlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16(key) % 16384)
-}
-
-// crc16 is CRC16-CCITT (XMODEM), the one Redis Cluster uses.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
+// hashSlot is Redis Cluster's slot of key (redisslot.Slot).
+func hashSlot(key string) int { return redisslot.Slot(key) }
 
 // Reshard moves n slots (every one it has when n is 0) from the master
 // at from to the master at to (host:port of two of rc.Addrs) with

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -228,8 +227,9 @@ func (o *RedisStore) Take(ctx context.Context, key, node string) ([]byte, string
 }
 
 // Generation implements Store: it reads (or, when Redis lost
-// it, writes) the generation. On a Redis Cluster it reads the masters'
-// slots first, and the generation is every master's, joined.
+// it, writes) the generation. On a Redis Cluster it reads the shards
+// (CLUSTER SHARDS, Redis 7) first, and the generation is every master's,
+// joined.
 func (o *RedisStore) Generation(ctx context.Context) (string, error) {
 	g, _, err := o.generation(ctx, true)
 	return g, err
@@ -284,24 +284,25 @@ func (o *RedisStore) genKeys(ctx context.Context, refresh bool) ([]string, error
 	if keys != nil && !refresh {
 		return keys, nil
 	}
-	slots, err := cc.ClusterSlots(ctx).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redis: owner store generation: cluster slots: %w", err)
+		return nil, fmt.Errorf("redis: owner store generation: cluster shards: %w", err)
 	}
-	lowest := map[string]int{} // master's ID -> its lowest slot
-	for _, r := range slots {
-		if len(r.Nodes) == 0 {
+	var starts []int // each shard's lowest slot
+	for _, sh := range shards {
+		if len(sh.Slots) == 0 {
 			continue
 		}
-		id := r.Nodes[0].ID
-		if cur, ok := lowest[id]; !ok || r.Start < cur {
-			lowest[id] = r.Start
+		lowest := sh.Slots[0].Start
+		for _, r := range sh.Slots[1:] {
+			lowest = min(lowest, r.Start)
 		}
+		starts = append(starts, int(lowest))
 	}
-	if len(lowest) == 0 {
+	if len(starts) == 0 {
 		return nil, errors.New("redis: owner store generation: the cluster serves no slot")
 	}
-	starts := slices.Sorted(maps.Values(lowest))
+	slices.Sort(starts)
 	keys = make([]string, len(starts))
 	for i, slot := range starts {
 		keys[i] = o.prefix + "{" + redisslot.Tag(slot) + "}gen"

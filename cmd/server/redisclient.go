@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -47,7 +48,9 @@ func newRedisClient(raw string) (rdb redis.UniversalClient, where string, err er
 			return nil, "", err
 		}
 		opts.ContextTimeoutEnabled = true
-		return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), nil
+		cc := redis.NewClusterClient(opts)
+		cc.AddHook(reloadOnDown{cc})
+		return cc, "cluster " + strings.Join(opts.Addrs, ","), nil
 	case "redis", "rediss", "unix":
 	default:
 		return nil, "", errRedisURL
@@ -114,4 +117,48 @@ func parseRedisClusterURL(raw string) (*redis.ClusterOptions, error) {
 		return nil, redisURLError(err)
 	}
 	return opts, nil
+}
+
+// reloadOnDown makes a Redis Cluster client read the slot map again when a
+// command fails for want of an answer (a refused connection, a timeout, a
+// cut connection): the master serving its slot may be dead and failed over
+// to its replica. go-redis reloads the map on MOVED, ASK and READONLY,
+// which a dead master never answers, and otherwise only every
+// ClusterStateReloadInterval (60 s), sending that master's slots to it
+// meanwhile; every store call, publish and directory call on those slots
+// failed for that long after a failover that took Redis 2 s
+// (e2e/cluster TestClusterRedisClusterFailover). A reload is one CLUSTER
+// SLOTS, at most one every 200 ms (go-redis's own cooldown).
+type reloadOnDown struct{ c *redis.ClusterClient }
+
+func (h reloadOnDown) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnDown) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnDown) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+// check asks for a reload when err says Redis did not answer: not an
+// answer of Redis's own (an error reply, nil), and not the caller's
+// context ending.
+func (h reloadOnDown) check(ctx context.Context, err error) {
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return
+	}
+	h.c.ReloadState(context.WithoutCancel(ctx))
 }

@@ -46,6 +46,25 @@ func startSteady(t *testing.T, url, transport string) *steadyClient {
 // going reports whether 20 of the client's messages came back.
 func (c *steadyClient) going() bool { return strings.Contains(c.err.String(), "going") }
 
+// allGoing reports whether every client had 20 of its messages back.
+func allGoing(clients []*steadyClient) bool {
+	for _, c := range clients {
+		if !c.going() {
+			return false
+		}
+	}
+	return true
+}
+
+// sum is a metric summed over the nodes.
+func (e *clusterEnv) sum(name string) float64 {
+	v := 0.0
+	for _, n := range e.nodes {
+		v += n.metric(e.t, name)
+	}
+	return v
+}
+
 // stop tells the client to finish (its last echo, then a close with 1000)
 // and returns what it saw, within 30 s.
 func (c *steadyClient) stop(t *testing.T) burstResult {
@@ -77,32 +96,13 @@ func TestClusterRedisOutageUnnoticed(t *testing.T) {
 	need(t, "node")
 	env := startCluster(t, "-disconnect-delay", "30s")
 	transports := []string{"xhr-polling", "xhr-streaming", "eventsource"}
-	received := func() float64 {
-		sum := 0.0
-		for _, n := range env.nodes {
-			sum += n.metric(t, "sockjs_messages_received_total")
-		}
-		return sum
-	}
-	sumMetric := func(name string) float64 {
-		sum := 0.0
-		for _, n := range env.nodes {
-			sum += n.metric(t, name)
-		}
-		return sum
-	}
+	received := func() float64 { return env.sum("sockjs_messages_received_total") }
+	sumMetric := env.sum
 	var clients []*steadyClient
 	for _, tr := range transports {
 		clients = append(clients, startSteady(t, env.lb+"/echo", tr))
 	}
-	waitFor(t, 30*time.Second, "the first clients' 20 first echoes", func() bool {
-		for _, c := range clients {
-			if !c.going() {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, 30*time.Second, "the first clients' 20 first echoes", func() bool { return allGoing(clients) })
 
 	env.redis.Stop()
 	down := time.Now()
@@ -118,12 +118,7 @@ func TestClusterRedisOutageUnnoticed(t *testing.T) {
 	t.Logf("Redis down for %v", time.Since(down).Round(time.Millisecond))
 	mark := received()
 	waitFor(t, 30*time.Second, "messages flowing again, and every client's 20 first echoes", func() bool {
-		for _, c := range clients {
-			if !c.going() {
-				return false
-			}
-		}
-		return received() >= mark+120
+		return allGoing(clients) && received() >= mark+120
 	})
 
 	opened := len(clients)

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sockjsd/sockjsd/client"
+	"github.com/sockjsd/sockjsd/internal/redisslot"
 	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
@@ -101,5 +105,98 @@ func TestClusterOnRedisCluster(t *testing.T) {
 		if code := status(n.url + "/readyz"); code != 200 {
 			t.Fatalf("%s /readyz: %d", n.name, code)
 		}
+	}
+}
+
+// TestClusterRedisClusterFailover: two nodes of the binary behind haproxy
+// on a Redis Cluster of three masters with a replica each. The real
+// sockjs-client under node keeps three sessions going (xhr-polling,
+// xhr-streaming, eventsource) while the master holding one of their owner
+// records is killed and its replica takes over (node timeout 1 s). No
+// client notices beyond a delay: every session ends with the client's own
+// close (1000), every message echoed once and in order, no second session
+// opened, no request refused, and the record names its owner on the new
+// master.
+func TestClusterRedisClusterFailover(t *testing.T) {
+	need(t, "redis-server", "redis-cli", "haproxy", "node")
+	serverBinary(t) // build before the clock of any wait starts
+	rc := testenv.StartRedisClusterReplicated(t, time.Second)
+	env := &clusterEnv{t: t, args: []string{
+		"-redis", rc.URL, "-cluster-secret", secret,
+		"-client-dir", filepath.Join(testenv.RepoRoot(t), "web", "sockjs-client"),
+		"-disconnect-delay", "30s", // the default owner TTL (30 s): records outlive the failover
+	}}
+	for i := range 2 {
+		n := &node{name: fmt.Sprintf("node%d", i+1), url: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+		env.nodes = append(env.nodes, n)
+		env.startNode(n)
+	}
+	lb := env.startHAProxy(env.nodes)
+	sum := env.sum
+	var clients []*steadyClient
+	for _, tr := range []string{"xhr-polling", "xhr-streaming", "eventsource"} {
+		clients = append(clients, startSteady(t, lb+"/echo", tr))
+	}
+	waitFor(t, 30*time.Second, "the clients' 20 first echoes", func() bool { return allGoing(clients) })
+
+	// A session's owner record, and the master holding it.
+	rdb := rc.Client(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var owned []string
+	if err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		keys, err := m.Keys(ctx, "sockjsd:owner:/echo/*").Result()
+		mu.Lock()
+		owned = append(owned, keys...)
+		mu.Unlock()
+		return err
+	}); err != nil || len(owned) != len(clients) {
+		t.Fatalf("owner records %v, %v; want one per client", owned, err)
+	}
+	key := owned[0]
+	owner := rdb.Get(ctx, key).Val()
+	dead := rc.KillMasterOf(t, key)
+	killed := time.Now()
+	rc.WaitFailover(t, key, dead, 30*time.Second)
+	t.Logf("master %s of %s killed; its replica took over after %v", dead, key, time.Since(killed).Round(time.Millisecond))
+	// A new session whose record lands in the failed-over slot: opened on
+	// node1, reached through node2. Each node must find the slot's new
+	// master, not wait for its client's next periodic reload of the slot
+	// map (go-redis: every 60 s).
+	sid := ""
+	for i := 0; sid == ""; i++ {
+		if c := fmt.Sprintf("fo%d", i); redisslot.Slot("sockjsd:owner:/echo/"+c) == redisslot.Slot(key) {
+			sid = c
+		}
+	}
+	n1, n2 := env.nodes[0], env.nodes[1]
+	if code, body := rawPost(t, n1.url+"/echo/000/"+sid+"/xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open %s on node1 after the failover: %d %q", sid, code, body)
+	}
+	if code, _ := rawPost(t, n2.url+"/echo/000/"+sid+"/xhr_send", `["after"]`); code != 204 {
+		t.Fatalf("send to %s through node2: %d", sid, code)
+	}
+	if code, body := rawPost(t, n2.url+"/echo/000/"+sid+"/xhr", ""); code != 200 || body != "a[\"after\"]\n" {
+		t.Fatalf("poll of %s through node2: %d %q", sid, code, body)
+	}
+	mark := sum("sockjs_messages_received_total")
+	waitFor(t, 30*time.Second, "messages flowing after the failover", func() bool {
+		return sum("sockjs_messages_received_total") >= mark+120
+	})
+	// A client of its own: the test's reads the slot map only when told.
+	if got, err := rc.Client(t).Get(ctx, key).Result(); err != nil || got != owner {
+		t.Errorf("record %s names %q (%v) after the failover, want %q", key, got, err, owner)
+	}
+	for _, c := range clients {
+		res := c.stop(t)
+		if res.Transport != c.transport || res.Received != res.Sent || res.FirstBad != nil || res.CloseCode != 1000 || res.Error != nil {
+			t.Errorf("%s client: want every message echoed once in order and its own close 1000; got %+v", c.transport, res)
+		}
+	}
+	if got := sum("sockjs_sessions_opened_total"); got != float64(len(clients)+1) {
+		t.Errorf("the nodes opened %v sessions for %d clients and %s", got, len(clients), sid)
+	}
+	if got := sum("sockjs_cluster_store_unavailable_total"); got != 0 {
+		t.Errorf("%v requests refused for the owner store", got)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +43,20 @@ const clusterMasters = 3
 // redis-server or redis-cli is not installed.
 func StartRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
+	return startRedisCluster(t, 0, 5*time.Second)
+}
+
+// StartRedisClusterReplicated is StartRedisCluster with a replica per
+// master (six nodes) and a node timeout of nodeTimeout: a master that
+// stops answering for that long is failed over to its replica
+// (KillMasterOf, WaitFailover).
+func StartRedisClusterReplicated(t testing.TB, nodeTimeout time.Duration) *RedisCluster {
+	t.Helper()
+	return startRedisCluster(t, 1, nodeTimeout)
+}
+
+func startRedisCluster(t testing.TB, replicas int, nodeTimeout time.Duration) *RedisCluster {
+	t.Helper()
 	SkipIfShort(t, "redis-server and redis-cli (Redis Cluster)")
 	for _, tool := range []string{"redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -48,12 +64,15 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 		}
 	}
 	rc := &RedisCluster{}
-	for len(rc.nodes) < clusterMasters {
+	for len(rc.nodes) < clusterMasters*(1+replicas) {
 		port := clusterPort(t)
 		r := &Redis{t: t, dir: t.TempDir(), port: port, args: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000",
+			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+			// Replicas sync at once, not after Redis 7's 5 s wait for
+			// more replicas to share the transfer.
+			"--repl-diskless-sync-delay", "0",
 		}}
 		r.Addr = "127.0.0.1:" + strconv.Itoa(port)
 		r.URL = "redis://" + r.Addr
@@ -65,7 +84,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	rc.URL = "redis+cluster://" + strings.Join(rc.Addrs, ",")
 
 	args := append([]string{"--cluster", "create"}, rc.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
@@ -73,7 +92,123 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	rc.waitOK(t, 30*time.Second)
+	if replicas > 0 {
+		rc.waitSynced(t, 30*time.Second)
+	}
 	return rc
+}
+
+// waitSynced waits until every replica's link to its master is up and its
+// first sync done: a replica killed before that has no data, and refuses
+// to take over from its master.
+func (rc *RedisCluster) waitSynced(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for _, n := range rc.nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr, DialTimeout: time.Second})
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			info, err := c.Info(ctx, "replication").Result()
+			cancel()
+			if err == nil && (strings.Contains(info, "role:master") ||
+				strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = c.Close()
+				t.Fatalf("replica %s not in sync within %v: %v\n%s", n.Addr, d, err, info)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the replica, bounded by the deadline
+		}
+		_ = c.Close()
+	}
+}
+
+// KillMasterOf kills (SIGKILL) the master serving key's slot and returns
+// its address: its replica takes over once the node timeout passed
+// (WaitFailover).
+func (rc *RedisCluster) KillMasterOf(t testing.TB, key string) string {
+	t.Helper()
+	for addr := range rc.Masters(t, key) {
+		for _, n := range rc.nodes {
+			if n.Addr == addr {
+				n.Stop()
+				return addr
+			}
+		}
+	}
+	t.Fatalf("no master of %q among the cluster's nodes", key)
+	return ""
+}
+
+// WaitFailover waits (up to d) until a node other than dead, the master
+// KillMasterOf killed, serves key's slot as master and every live node
+// reports cluster_state:ok.
+func (rc *RedisCluster) WaitFailover(t testing.TB, key, dead string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var live string
+	for _, a := range rc.Addrs {
+		if a != dead {
+			live = a
+			break
+		}
+	}
+	for {
+		ok := true
+		for _, a := range rc.Addrs {
+			if a == dead {
+				continue
+			}
+			if info, err := clusterInfo(a); err != nil || info["cluster_state"] != "ok" {
+				ok = false
+			}
+		}
+		if ok {
+			c := redis.NewClient(&redis.Options{Addr: live, DialTimeout: time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			shards, err := c.ClusterShards(ctx).Result()
+			cancel()
+			_ = c.Close()
+			if err == nil && masterOf(shards, hashSlot(key)) != "" && masterOf(shards, hashSlot(key)) != dead {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("redis-cli", "-u", "redis://"+live, "CLUSTER", "NODES").CombinedOutput()
+			var logs strings.Builder
+			for _, n := range rc.nodes {
+				if n.Addr == dead {
+					continue
+				}
+				matches, _ := filepath.Glob(filepath.Join(n.dir, "redis-*.log"))
+				for _, m := range matches {
+					b, _ := os.ReadFile(m)
+					fmt.Fprintf(&logs, "--- %s %s:\n%s\n", n.Addr, filepath.Base(m), tailLines(string(b), 12))
+				}
+			}
+			t.Fatalf("no failover of %s's slot within %v; CLUSTER NODES on %s:\n%s\nlogs:\n%s", key, d, live, out, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster's state, bounded by the deadline
+	}
+}
+
+// masterOf is the address of the master serving slot in shards ("" if
+// none is up).
+func masterOf(shards []redis.ClusterShard, slot int) string {
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if int64(slot) < r.Start || int64(slot) > r.End {
+				continue
+			}
+			for _, n := range sh.Nodes {
+				if n.Role == "master" && n.Health == "online" {
+					return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // clusterPort is a free loopback port whose cluster bus port (port+10000)
@@ -93,7 +228,7 @@ func (rc *RedisCluster) waitOK(t testing.TB, d time.Duration) {
 		for {
 			info, err := clusterInfo(addr)
 			if err == nil && info["cluster_state"] == "ok" &&
-				info["cluster_known_nodes"] == strconv.Itoa(clusterMasters) &&
+				info["cluster_known_nodes"] == strconv.Itoa(len(rc.nodes)) &&
 				info["cluster_slots_ok"] == "16384" {
 				break
 			}
@@ -311,4 +446,10 @@ func (rc *RedisCluster) MoveSlot(t testing.TB, key, to string, per int, batch fu
 	}
 	rc.waitOK(t, 30*time.Second)
 	return from
+}
+
+// tailLines is the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

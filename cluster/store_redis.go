@@ -74,6 +74,14 @@ type RedisStore struct {
 }
 
 // NewRedisStore returns the owner store on rdb.
+//
+// rdb should have ContextTimeoutEnabled, so that a store call ends at its
+// context's deadline (Options.StoreTimeout) whatever the client's read
+// timeout. A *redis.ClusterClient should also follow a master's failover
+// without waiting for its periodic slot-map reload (go-redis: every 60 s,
+// ClusterStateReloadInterval; sooner only on MOVED, ASK or READONLY, which
+// a dead master never answers): lower that interval, or reload on commands
+// that get no answer, as cmd/server does (docs/cluster.md, "Failover").
 func NewRedisStore(rdb redis.UniversalClient, o RedisStoreOptions) *RedisStore {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = DefaultKeyPrefix

@@ -49,7 +49,10 @@ func newRedisClient(raw string) (rdb redis.UniversalClient, where string, err er
 		}
 		opts.ContextTimeoutEnabled = true
 		cc := redis.NewClusterClient(opts)
-		cc.AddHook(reloadOnDown{cc})
+		// On each node's client, so that the first attempt that fails
+		// asks for the reload and go-redis's own retry (after its
+		// backoff, 8 ms at first) finds the new master.
+		cc.OnNewNode(func(node *redis.Client) { node.AddHook(reloadOnDown{cc}) })
 		return cc, "cluster " + strings.Join(opts.Addrs, ","), nil
 	case "redis", "rediss", "unix":
 	default:
@@ -120,9 +123,10 @@ func parseRedisClusterURL(raw string) (*redis.ClusterOptions, error) {
 }
 
 // reloadOnDown makes a Redis Cluster client read the slot map again when a
-// command fails for want of an answer (a refused connection, a timeout, a
-// cut connection): the master serving its slot may be dead and failed over
-// to its replica. go-redis reloads the map on MOVED, ASK and READONLY,
+// connection to one of its nodes cannot be made or a command to it fails
+// for want of an answer (a refused connection, a timeout, a cut
+// connection): the master serving its slot may be dead and failed over to
+// its replica. go-redis reloads the map on MOVED, ASK and READONLY,
 // which a dead master never answers, and otherwise only every
 // ClusterStateReloadInterval (60 s), sending that master's slots to it
 // meanwhile; every store call, publish and directory call on those slots
@@ -131,7 +135,13 @@ func parseRedisClusterURL(raw string) (*redis.ClusterOptions, error) {
 // SLOTS, at most one every 200 ms (go-redis's own cooldown).
 type reloadOnDown struct{ c *redis.ClusterClient }
 
-func (h reloadOnDown) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h reloadOnDown) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		h.check(ctx, err)
+		return conn, err
+	}
+}
 
 func (h reloadOnDown) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {

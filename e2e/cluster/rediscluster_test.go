@@ -116,7 +116,9 @@ func TestClusterOnRedisCluster(t *testing.T) {
 // client notices beyond a delay: every session ends with the client's own
 // close (1000), every message echoed once and in order, no second session
 // opened, no request refused, and the record names its owner on the new
-// master.
+// master. A hub subscriber on node2 of a channel in the same slot gets
+// the publishes through node1 from before and after the failover, each
+// once and in order.
 func TestClusterRedisClusterFailover(t *testing.T) {
 	need(t, "redis-server", "redis-cli", "haproxy", "node")
 	serverBinary(t) // build before the clock of any wait starts
@@ -155,6 +157,25 @@ func TestClusterRedisClusterFailover(t *testing.T) {
 	}
 	key := owned[0]
 	owner := rdb.Get(ctx, key).Val()
+	// A hub channel whose keys live in the same slot, followed on node2
+	// and published to through node1.
+	ch := ""
+	for i := 0; ch == ""; i++ {
+		if c := fmt.Sprintf("fo%d", i); redisslot.Slot(c) == redisslot.Slot(key) {
+			ch = c
+		}
+	}
+	n1, n2 := env.nodes[0], env.nodes[1]
+	sub := mustDialHub(t, n2.url, client.WebSocket)
+	if err := sub.send(`{"op":"subscribe","channel":"` + ch + `"}`); err != nil {
+		t.Fatal(err)
+	}
+	sub.expect(t, "subscribed", "channel", jsonOf(ch), "seq", "0")
+	for i := 1; i <= 10; i++ {
+		mustPublish(t, n1.url, ch, i, i)
+	}
+	sub.expect(t, "subscribed", "seq", "0", "recovered", "true") // the first publish starts an epoch
+	sub.expectNumbered(t, ch, 1, 10, 0)
 	dead := rc.KillMasterOf(t, key)
 	killed := time.Now()
 	rc.WaitFailover(t, key, dead, 30*time.Second)
@@ -169,7 +190,6 @@ func TestClusterRedisClusterFailover(t *testing.T) {
 			sid = c
 		}
 	}
-	n1, n2 := env.nodes[0], env.nodes[1]
 	if code, body := rawPost(t, n1.url+"/echo/000/"+sid+"/xhr", ""); code != 200 || body != "o\n" {
 		t.Fatalf("open %s on node1 after the failover: %d %q", sid, code, body)
 	}
@@ -179,6 +199,15 @@ func TestClusterRedisClusterFailover(t *testing.T) {
 	if code, body := rawPost(t, n2.url+"/echo/000/"+sid+"/xhr", ""); code != 200 || body != "a[\"after\"]\n" {
 		t.Fatalf("poll of %s through node2: %d %q", sid, code, body)
 	}
+	// Publishes on the failed-over channel: each acknowledged once, and
+	// delivered once, in order, after the ten from before.
+	for i := 11; i <= 20; i++ {
+		r := publishN(n1.url, ch, i)
+		if r.err != nil || r.code != 200 || jsonOf(r.body["seq"]) != fmt.Sprint(i) {
+			t.Fatalf("publish %d on %s after the failover: %d %v %v", i, ch, r.code, r.body, r.err)
+		}
+	}
+	sub.expectNumbered(t, ch, 11, 20, 0)
 	mark := sum("sockjs_messages_received_total")
 	waitFor(t, 30*time.Second, "messages flowing after the failover", func() bool {
 		return sum("sockjs_messages_received_total") >= mark+120
@@ -193,8 +222,8 @@ func TestClusterRedisClusterFailover(t *testing.T) {
 			t.Errorf("%s client: want every message echoed once in order and its own close 1000; got %+v", c.transport, res)
 		}
 	}
-	if got := sum("sockjs_sessions_opened_total"); got != float64(len(clients)+1) {
-		t.Errorf("the nodes opened %v sessions for %d clients and %s", got, len(clients), sid)
+	if got := sum("sockjs_sessions_opened_total"); got != float64(len(clients)+2) {
+		t.Errorf("the nodes opened %v sessions for %d clients, %s and the hub subscriber", got, len(clients), sid)
 	}
 	if got := sum("sockjs_cluster_store_unavailable_total"); got != 0 {
 		t.Errorf("%v requests refused for the owner store", got)

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -292,20 +294,9 @@ func (o *RedisStore) genKeys(ctx context.Context, refresh bool) ([]string, error
 	if keys != nil && !refresh {
 		return keys, nil
 	}
-	shards, err := cc.ClusterShards(ctx).Result()
+	starts, err := lowestSlots(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("redis: owner store generation: cluster shards: %w", err)
-	}
-	var starts []int // each shard's lowest slot
-	for _, sh := range shards {
-		if len(sh.Slots) == 0 {
-			continue
-		}
-		lowest := sh.Slots[0].Start
-		for _, r := range sh.Slots[1:] {
-			lowest = min(lowest, r.Start)
-		}
-		starts = append(starts, int(lowest))
+		return nil, fmt.Errorf("redis: owner store generation: %w", err)
 	}
 	if len(starts) == 0 {
 		return nil, errors.New("redis: owner store generation: the cluster serves no slot")
@@ -319,6 +310,53 @@ func (o *RedisStore) genKeys(ctx context.Context, refresh bool) ([]string, error
 	o.gens = keys
 	o.mu.Unlock()
 	return keys, nil
+}
+
+// lowestSlots is the lowest slot of each shard of the cluster, from
+// CLUSTER SHARDS (Redis 7), or from CLUSTER SLOTS where Redis does not
+// know CLUSTER SHARDS (an error reply: Redis 6).
+func lowestSlots(ctx context.Context, cc *redis.ClusterClient) ([]int, error) {
+	shards, err := cc.ClusterShards(ctx).Result()
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return lowestSlotsBefore7(ctx, cc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster shards: %w", err)
+	}
+	var starts []int
+	for _, sh := range shards {
+		if len(sh.Slots) == 0 {
+			continue
+		}
+		lowest := sh.Slots[0].Start
+		for _, r := range sh.Slots[1:] {
+			lowest = min(lowest, r.Start)
+		}
+		starts = append(starts, int(lowest))
+	}
+	return starts, nil
+}
+
+// lowestSlotsBefore7 is lowestSlots from CLUSTER SLOTS: its ranges, each
+// with its master first, grouped by master.
+func lowestSlotsBefore7(ctx context.Context, cc *redis.ClusterClient) ([]int, error) {
+	//lint:ignore SA1019 CLUSTER SHARDS, its replacement, is Redis 7 only; this serves Redis 6.
+	ranges, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("cluster slots: %w", err)
+	}
+	lowest := map[string]int{} // a master's ID (its address where Redis gives none) -> its lowest slot
+	for _, r := range ranges {
+		if len(r.Nodes) == 0 {
+			continue
+		}
+		id := cmp.Or(r.Nodes[0].ID, r.Nodes[0].Addr)
+		if cur, ok := lowest[id]; !ok || r.Start < cur {
+			lowest[id] = r.Start
+		}
+	}
+	return slices.Collect(maps.Values(lowest)), nil
 }
 
 // settled returns a RecoveringError during the recovery grace.

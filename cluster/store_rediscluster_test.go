@@ -216,3 +216,48 @@ func TestRedisClusterStoreOneMasterLost(t *testing.T) {
 		}
 	}
 }
+
+// refuseShards answers CLUSTER SHARDS with an error reply, as Redis 6
+// does (it has no such subcommand), without sending it.
+type refuseShards struct{}
+
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+func (refuseShards) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (refuseShards) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); len(args) > 1 && cmd.Name() == "cluster" && fmt.Sprint(args[1]) == "shards" {
+			err := replyError("ERR unknown subcommand 'shards'. Try CLUSTER HELP.")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+func (refuseShards) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestRedisClusterStoreBefore7: where Redis does not know CLUSTER SHARDS
+// (Redis 6), the store finds the masters' generation keys from CLUSTER
+// SLOTS, the same keys.
+func TestRedisClusterStoreBefore7(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	ctx := context.Background()
+	want, err := NewRedisStore(rc.Client(t), RedisStoreOptions{}).genKeys(ctx, true)
+	if err != nil || len(want) != 3 {
+		t.Fatalf("generation keys from CLUSTER SHARDS: %v %v, want three", want, err)
+	}
+	old := rc.Client(t)
+	old.AddHook(refuseShards{})
+	if _, err := old.ClusterShards(ctx).Result(); err == nil {
+		t.Fatal("the hook let CLUSTER SHARDS through")
+	}
+	got, err := NewRedisStore(old, RedisStoreOptions{}).genKeys(ctx, true)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("generation keys from CLUSTER SLOTS: %v %v, want %v", got, err, want)
+	}
+}

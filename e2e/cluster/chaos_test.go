@@ -53,7 +53,8 @@ type redisLives struct{ stops, starts atomic.Int64 }
 // every lost session, while publishers post about 200 messages/s through
 // every node's API, recording each acknowledged publish. Meanwhile, in a
 // seeded random order ($SOCKJSD_CHAOS_SEED replays one), Redis's pub/sub
-// connections are killed, redis-server restarts empty, a node is frozen
+// connections are killed, redis-server restarts empty (at once, and
+// after 2 s down), a node is frozen
 // for 3 s (SIGSTOP, SIGCONT) and a node is killed with -9 and started
 // again; after each event the cluster must be ready again within 20 s.
 // Then every subscriber must have each acknowledged publish of its channel
@@ -203,7 +204,7 @@ func TestClusterChaos(t *testing.T) {
 	defer stopPublishers()
 
 	// The chaos: each kind of event, more than once, in a random order.
-	kinds := []string{"pubsub-kill", "pubsub-kill", "pubsub-outage", "pubsub-outage", "redis-restart", "redis-restart",
+	kinds := []string{"pubsub-kill", "pubsub-kill", "pubsub-outage", "pubsub-outage", "redis-restart", "redis-restart", "redis-outage",
 		"node-stop", "node-stop", "node-kill", "node-kill"}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	kills := map[string][]time.Time{} // when each node was killed
@@ -235,6 +236,15 @@ func TestClusterChaos(t *testing.T) {
 		case "redis-restart":
 			lives.stops.Add(1)
 			env.redis.Restart()
+			lives.starts.Add(1)
+		case "redis-outage":
+			// Down for 2 s, then back empty: requests for sessions a
+			// node does not hold wait for it meanwhile.
+			lives.stops.Add(1)
+			env.redis.Stop()
+			down := time.NewTimer(2 * time.Second) // the outage's length, not a synchronisation
+			<-down.C
+			env.redis.Start()
 			lives.starts.Add(1)
 		case "node-stop":
 			what += " " + n.name

@@ -13,6 +13,16 @@ import (
 	"github.com/sockjsd/sockjsd/internal/testenv"
 )
 
+// sessionKeys are n store keys "/echo/<name><i>" and the Redis keys
+// they live at.
+func sessionKeys(name string, n int) (keys, full []string) {
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("/echo/%s%d", name, i))
+		full = append(full, DefaultKeyPrefix+keys[i])
+	}
+	return keys, full
+}
+
 // TestRedisClusterStore runs the owner store on a Redis Cluster of three
 // masters, with 600 session keys spread over them: claims, lookups, a
 // take-over, the keep sweep (EvalSha per key in pipelines that go-redis
@@ -24,11 +34,7 @@ func TestRedisClusterStore(t *testing.T) {
 	ctx := context.Background()
 	o := NewRedisStore(rdb, RedisStoreOptions{TTL: 5 * time.Second, RecoveryGrace: 300 * time.Millisecond})
 	const a, b, c = "http://a", "http://b", "http://c"
-	var keys, full []string
-	for i := range 600 {
-		keys = append(keys, fmt.Sprintf("/echo/s%d", i))
-		full = append(full, DefaultKeyPrefix+keys[i])
-	}
+	keys, full := sessionKeys("s", 600)
 	if m := rc.Masters(t, full...); len(m) != 3 {
 		t.Fatalf("keys on masters %v, want all three", m)
 	}
@@ -148,18 +154,15 @@ func TestRedisClusterStore(t *testing.T) {
 // holds the generation of a single Redis. A key that lived there is not
 // taken as free: the generation changes (the owners put their records
 // back at once) and a missing key is ErrRecovering during the grace, as
-// after a whole restart. Keys on the other masters are not affected.
+// after a whole restart; once the owner's Keep put them back, every key
+// names its owner again.
 func TestRedisClusterStoreOneMasterLost(t *testing.T) {
 	rc := testenv.StartRedisCluster(t)
 	rdb := rc.Client(t)
 	ctx := context.Background()
 	o := NewRedisStore(rdb, RedisStoreOptions{TTL: 5 * time.Second, RecoveryGrace: 300 * time.Millisecond})
 	const a = "http://a"
-	var keys, full []string
-	for i := range 60 {
-		keys = append(keys, fmt.Sprintf("/echo/m%d", i))
-		full = append(full, DefaultKeyPrefix+keys[i])
-	}
+	keys, full := sessionKeys("m", 60)
 	if m := rc.Masters(t, full...); len(m) != 3 {
 		t.Fatalf("keys on masters %v, want all three", m)
 	}

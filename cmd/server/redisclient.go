@@ -131,8 +131,8 @@ func parseRedisClusterURL(raw string) (*redis.ClusterOptions, error) {
 // ClusterStateReloadInterval (60 s), sending that master's slots to it
 // meanwhile; every store call, publish and directory call on those slots
 // failed for that long after a failover that took Redis 2 s
-// (e2e/cluster TestClusterRedisClusterFailover). A reload is one CLUSTER
-// SLOTS, at most one every 200 ms (go-redis's own cooldown).
+// (e2e/cluster TestClusterRedisClusterFailover). A reload is one read of
+// the slot map, at most one every 200 ms (go-redis's own cooldown).
 type reloadOnDown struct{ c *redis.ClusterClient }
 
 func (h reloadOnDown) DialHook(next redis.DialHook) redis.DialHook {

@@ -462,6 +462,17 @@ func (p *wsPoll) header(b []byte) (rest []byte, done bool) {
 		m.arm()
 		m.begin(time.Time{})
 	}
+	if p.op <= websocket.BinaryMessage && !p.discard &&
+		int64(p.rcv.msg.size())+p.left > int64(p.rcv.msg.limit) {
+		// The header says the frame takes the message past the limit:
+		// refused now, with 1009, rather than once a limit's worth of
+		// its bytes was read into buffers reserved from the message
+		// budget. Many such messages at once would otherwise hold the
+		// budget, and a client's 1009 could become a 1013 or, past
+		// the payload deadline, a 1008. The rest of the message is
+		// dropped as it comes, outside the budget and the deadline.
+		p.refuse(errTooBig)
+	}
 	return b, false
 }
 

@@ -397,3 +397,30 @@ func TestBusyWebSocketKeepsItsReader(t *testing.T) {
 		echo(-1)
 	}
 }
+
+// TestWebSocketTooBigByHeader: a parked websocket refuses a frame whose
+// header says it takes the message past MaxMessageBytes at once, with
+// 1009, before any of its payload came and without the message budget
+// (4 KiB here, far less than a limit's worth): reading a limit's worth
+// first would wait for bytes that never come, past the payload deadline.
+// The goroutine path reads through gorilla, which does not say a frame's
+// length, and refuses the message once a byte over the limit came.
+func TestWebSocketTooBigByHeader(t *testing.T) {
+	opts := transport.Options{
+		MaxMessageBytes:    1 << 20,
+		MessageBudget:      transport.NewBodyBudget(4 << 10),
+		MessageReadTimeout: time.Minute,
+	}
+	base := serveOne(t, opts, services.Echo)
+	c := dialWS(t, wsURL(base)+"/000/"+newSID()+"/websocket")
+	hdr := []byte{0x81, 0x80 | 127}
+	hdr = binary.BigEndian.AppendUint64(hdr, 2<<20)
+	hdr = append(hdr, 0x11, 0x22, 0x33, 0x44)
+	if _, err := c.UnderlyingConn().Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"msg:o", `msg:c[1009,"Message too big"]`, "close:1009"}
+	if got := wsEvents(t, c, -1); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}

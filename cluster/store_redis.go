@@ -82,8 +82,9 @@ type RedisStore struct {
 // timeout. A *redis.ClusterClient should also follow a master's failover
 // without waiting for its periodic slot-map reload (go-redis: every 60 s,
 // ClusterStateReloadInterval; sooner only on MOVED, ASK or READONLY, which
-// a dead master never answers): lower that interval, or reload on commands
-// that get no answer, as cmd/server does (docs/cluster.md, "Failover").
+// a dead master never answers). redisclient.New builds such a client from
+// a URL, as cmd/server's -redis does; redisclient.FollowFailover adds the
+// failover part to a client of your own (docs/cluster.md, "Failover").
 func NewRedisStore(rdb redis.UniversalClient, o RedisStoreOptions) *RedisStore {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = DefaultKeyPrefix

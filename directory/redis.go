@@ -175,6 +175,10 @@ type undoing struct {
 
 // NewRedis returns the directory on rdb and starts its refresh and reaping
 // loop. It does not fail when Redis is down: calls fail until it is back.
+// On a Redis Cluster, rdb should follow failovers (redisclient.New, or
+// redisclient.FollowFailover on a client of your own): else calls fail
+// after the directory's master died until go-redis's next periodic
+// slot-map reload, up to 60 s.
 func NewRedis(rdb redis.UniversalClient, o RedisOptions) (*Redis, error) {
 	if rdb == nil {
 		return nil, errors.New("directory: NewRedis needs a Redis client")

@@ -159,7 +159,10 @@ type redisChan struct {
 
 // NewRedisBroker returns a broker on rdb and starts its receive loop and
 // heartbeat. It does not fail when Redis is down: it keeps trying, and
-// Up reports whether it is connected.
+// Up reports whether it is connected. On a Redis Cluster, rdb should
+// follow failovers (redisclient.New, or redisclient.FollowFailover on a
+// client of your own): else publishes to a channel whose master died fail
+// until go-redis's next periodic slot-map reload, up to 60 s.
 func NewRedisBroker(rdb redis.UniversalClient, opts RedisBrokerOptions) (*RedisBroker, error) {
 	if rdb == nil {
 		return nil, errors.New("hub: NewRedisBroker needs a Redis client")

@@ -63,7 +63,8 @@ type Options struct {
 
 	// Redis, when set, keeps the queue in Redis (RedisQueue): events
 	// survive a node's end and any node delivers them. Nil: in this
-	// process's memory (MemoryQueue).
+	// process's memory (MemoryQueue). A Redis Cluster client should
+	// follow failovers (redisclient.New or redisclient.FollowFailover).
 	Redis redis.UniversalClient
 	// Prefix of the Redis keys (RedisQueueKey, RedisWakeChannel).
 	// Default "sockjsd:".

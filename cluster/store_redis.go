@@ -253,31 +253,55 @@ func (o *RedisStore) generation(ctx context.Context, refresh bool) (string, time
 	if err != nil {
 		return "", 0, err
 	}
-	gens := make([]string, 0, len(keys))
-	var left time.Duration
-	for _, gen := range keys {
-		grace := int64(0)
-		o.mu.Lock()
-		if o.seen[gen] {
-			grace = o.grace.Milliseconds()
-		}
-		o.mu.Unlock()
-		v, err := genScript.Run(ctx, o.rdb, []string{gen, gen + ":grace"}, randomID(), grace).Slice()
-		if err != nil {
-			return "", 0, fmt.Errorf("redis: owner store generation: %w", err)
-		}
-		if len(v) != 2 {
-			return "", 0, fmt.Errorf("redis: owner store generation: unexpected answer %v", v)
-		}
-		g, _ := v[0].(string)
-		l, _ := v[1].(int64)
-		o.mu.Lock()
-		o.seen[gen] = true
-		o.mu.Unlock()
-		gens = append(gens, g)
-		left = max(left, time.Duration(l)*time.Millisecond)
+	if len(keys) == 1 { // one Redis
+		g, left, err := o.generationOf(ctx, keys[0])
+		return g, left, err
 	}
-	return strings.Join(gens, ","), left, nil
+	// One script per key, all at once: on a Redis Cluster each key is
+	// on a master of its own, and a lookup of a session that is not
+	// there and every claim wait for this, so N masters cost one round
+	// trip rather than N.
+	gens := make([]string, len(keys))
+	lefts := make([]time.Duration, len(keys))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, gen := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gens[i], lefts[i], errs[i] = o.generationOf(ctx, gen)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return "", 0, err // the first: a Redis down fails them all alike
+		}
+	}
+	return strings.Join(gens, ","), slices.Max(lefts), nil
+}
+
+// generationOf reads (or writes) one generation key and its grace left.
+func (o *RedisStore) generationOf(ctx context.Context, gen string) (string, time.Duration, error) {
+	grace := int64(0)
+	o.mu.Lock()
+	if o.seen[gen] {
+		grace = o.grace.Milliseconds()
+	}
+	o.mu.Unlock()
+	v, err := genScript.Run(ctx, o.rdb, []string{gen, gen + ":grace"}, randomID(), grace).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("redis: owner store generation: %w", err)
+	}
+	if len(v) != 2 {
+		return "", 0, fmt.Errorf("redis: owner store generation: unexpected answer %v", v)
+	}
+	g, _ := v[0].(string)
+	l, _ := v[1].(int64)
+	o.mu.Lock()
+	o.seen[gen] = true
+	o.mu.Unlock()
+	return g, time.Duration(l) * time.Millisecond, nil
 }
 
 // genKeys are the generation keys: "<prefix>{gen}" on one Redis; on a

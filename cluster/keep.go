@@ -52,8 +52,16 @@ func (n *Node) keepLoop(life context.Context, stop, done chan struct{}) {
 		}
 		changed := gen != "" && g != gen
 		if changed || !up || time.Since(last) >= n.opts.KeepInterval {
-			if changed || !up {
+			switch {
+			case !up:
 				n.log.Info("sockjs: cluster: session owner store is back, putting records back", "lost_records", changed)
+			case changed:
+				// Also when the masters of a Redis Cluster changed
+				// (one added, or a slot migration that moved a
+				// master's lowest slot): the generation is read
+				// from other keys then, and the records are put
+				// back once, needlessly but harmlessly.
+				n.log.Info("sockjs: cluster: session owner store's generation changed (its Redis lost its data, or a Redis Cluster's masters changed), putting records back")
 			}
 			if n.sweep(life) {
 				gen, up, last = g, true, time.Now()

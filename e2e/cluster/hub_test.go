@@ -234,13 +234,17 @@ func (s *feedSub) record(ev feedEvent) {
 func (s *feedSub) follow(ctx context.Context, h *hubConn, first *bool, target *feedGoal, ready chan<- error) error {
 	subscribed := false
 	for {
-		if t := target.Load(); subscribed && t != nil && (t.epoch == "" || t.epoch == s.epoch) && s.last >= t.seq {
+		t := target.Load()
+		if subscribed && t != nil && (t.epoch == "" || t.epoch == s.epoch) && s.last >= t.seq {
 			return nil
 		}
 		// The next message; while the target is not known, or until
-		// it becomes known: then it is checked again above.
+		// it becomes known: then it is checked again above. The target
+		// is read once: read again here, a target set in between sent
+		// a subscriber already at it to wait on ctx for a message that
+		// never came (make test failed so once, after 4 minutes).
 		wait := ctx
-		if target.Load() == nil {
+		if t == nil {
 			wait = target.ctx
 		}
 		v, err := h.recv(wait)

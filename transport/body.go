@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"io"
@@ -29,12 +30,26 @@ const (
 // BodyBudget bounds the bytes of send bodies held at once, from reading
 // through decoding to delivery, across every session of the services
 // that share it. Safe for concurrent use.
+//
+// Bytes given back go straight to the waiters they are enough for, in
+// the order they came (first fit): only those wake. Waking every waiter
+// on every release, when the budget is exhausted and thousands wait,
+// cost each release a wake-up per waiter, just when the server is
+// busiest. A waiter that does not fit does not hold up a later one that
+// does: a message reader may already hold part of the budget and need a
+// little more to finish and give all of it back.
 type BodyBudget struct {
 	mu      sync.Mutex
 	max     int64
 	used    int64
-	waiters int
-	freed   chan struct{} // closed and replaced when bytes are released and someone waits
+	waiters list.List // of *budgetWaiter, in arrival order
+}
+
+// budgetWaiter is one acquire waiting for n bytes; ready is closed once
+// they are reserved for it.
+type budgetWaiter struct {
+	n     int64
+	ready chan struct{}
 }
 
 // NewBodyBudget returns a budget of max bytes (DefaultBodyBudgetBytes if
@@ -43,7 +58,7 @@ func NewBodyBudget(max int) *BodyBudget {
 	if max <= 0 {
 		max = DefaultBodyBudgetBytes
 	}
-	return &BodyBudget{max: int64(max), freed: make(chan struct{})}
+	return &BodyBudget{max: int64(max)}
 }
 
 // InUse is the number of bytes reserved now.
@@ -70,37 +85,45 @@ func (b *BodyBudget) tryAcquire(n int64) (int64, bool) {
 // ends for them to be free; it returns the amount to release, or false.
 func (b *BodyBudget) acquire(ctx context.Context, n int64) (int64, bool) {
 	n = min(n, b.max)
-	for {
-		b.mu.Lock()
-		if b.used+n <= b.max {
-			b.used += n
-			b.mu.Unlock()
-			return n, true
-		}
-		ch := b.freed
-		b.waiters++
+	b.mu.Lock()
+	if b.used+n <= b.max {
+		b.used += n
 		b.mu.Unlock()
-		var done bool
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			done = true
-		}
-		b.mu.Lock()
-		b.waiters--
-		b.mu.Unlock()
-		if done {
-			return 0, false
-		}
+		return n, true
 	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	e := b.waiters.PushBack(w)
+	b.mu.Unlock()
+	select {
+	case <-w.ready:
+		return n, true
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-w.ready:
+		// Reserved for it as ctx ended: take it rather than give it
+		// back, the caller can use it.
+		return n, true
+	default:
+	}
+	b.waiters.Remove(e)
+	return 0, false
 }
 
 func (b *BodyBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
-	if b.waiters > 0 { // wake them to try again
-		close(b.freed)
-		b.freed = make(chan struct{})
+	// First fit, in arrival order, until nothing is left to give.
+	for e := b.waiters.Front(); e != nil && b.used < b.max; {
+		next := e.Next()
+		if w := e.Value.(*budgetWaiter); b.used+w.n <= b.max {
+			b.used += w.n
+			b.waiters.Remove(e)
+			close(w.ready)
+		}
+		e = next
 	}
 	b.mu.Unlock()
 }

@@ -18,5 +18,5 @@ func AttachedForTest(h *Handler, sid string) bool {
 func (b *BodyBudget) waitersForTest() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.waiters
+	return b.waiters.Len()
 }

@@ -15,6 +15,10 @@ func unmask(key [4]byte, pos int, b []byte) int {
 	for ; i+8 <= len(b); i += 8 {
 		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^w)
 	}
+	if i+4 <= len(b) { // four more: the key itself, i being a multiple of 4
+		binary.LittleEndian.PutUint32(b[i:], binary.LittleEndian.Uint32(b[i:])^k)
+		i += 4
+	}
 	for ; i < len(b); i++ {
 		b[i] ^= byte(k >> (8 * uint(i&3)))
 	}

@@ -111,6 +111,10 @@ func TestWebSocketFrameReader(t *testing.T) {
 			wsFrame(false, 1, "hel", false), wsFrame(true, 9, "p", false), wsFrame(false, 0, "", false),
 			wsFrame(true, 0, "lo", false), wsFrame(true, 1, "", false), wsFrame(true, 1, big, false),
 		}, after: [][]byte{wsFrame(true, 8, closePayload(4000, "bye"), false)}, want: []string{"pong:p", "msg:hello", "msg:", "msg:" + big, "close:4000"}},
+		{name: "fragmentedWithPingWhole", frames: [][]byte{ // headers read in place, several frames to a read
+			wsFrame(false, 1, "hel", false), wsFrame(true, 9, "p", false), wsFrame(false, 0, "", false),
+			wsFrame(true, 0, "lo", false), wsFrame(true, 1, "", false), wsFrame(true, 1, big, false),
+		}, after: [][]byte{wsFrame(true, 8, closePayload(4000, "bye"), false)}, want: []string{"pong:p", "msg:hello", "msg:", "msg:" + big, "close:4000"}},
 		{name: "sockjsFragmented", sockjs: true, byByte: true, frames: [][]byte{
 			wsFrame(false, 1, `["a",`, false), wsFrame(true, 0, `"b"]`, false),
 		}, after: [][]byte{wsFrame(true, 8, "", false)}, want: []string{"msg:o", `msg:a["a","b"]`, "close:1000"}},
